@@ -1,0 +1,7 @@
+//! gitprovider-operator: Git provider connections as Kubernetes resources, verified against
+//! each provider's real API.
+
+pub mod api;
+pub mod duration;
+pub mod token;
+pub mod cli;
