@@ -43,11 +43,7 @@ pub const TOKEN_EXPIRING_SOON: &str = "TokenExpiringSoon";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(
-        name = "User",
-        type_ = "string",
-        json_path = ".status.authenticatedUser.username"
-    ),
+    printcolumn(name = "User", type_ = "string", json_path = ".status.authenticatedUser.username"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.tokenExpiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -192,7 +188,9 @@ impl ProviderKind {
 
     /// Parses a provider name case-insensitively (for the command line).
     pub fn parse_loose(name: &str) -> Option<ProviderKind> {
-        Self::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(name.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(name.trim()))
     }
 }
 

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "gitprovider-operator", version, about = "Git provider connections as Kubernetes resources")]
+#[command(
+    name = "gitprovider-operator",
+    version,
+    about = "Git provider connections as Kubernetes resources"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

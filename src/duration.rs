@@ -95,9 +95,6 @@ mod tests {
     fn verify_interval_minimum() {
         assert!(parse_verify_interval("1m").is_ok());
         assert!(parse_verify_interval("60s").is_ok());
-        assert_eq!(
-            parse_verify_interval("59s"),
-            Err(DurationError::TooShort("59s".into()))
-        );
+        assert_eq!(parse_verify_interval("59s"), Err(DurationError::TooShort("59s".into())));
     }
 }

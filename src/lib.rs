@@ -2,6 +2,7 @@
 //! each provider's real API.
 
 pub mod api;
-pub mod duration;
-pub mod token;
 pub mod cli;
+pub mod duration;
+pub mod providers;
+pub mod token;

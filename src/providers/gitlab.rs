@@ -1,0 +1,271 @@
+//! GitLab (gitlab.com and self-managed).
+//!
+//! Documentation followed:
+//! - Personal access tokens API, `GET /personal_access_tokens/self` (GitLab 15.5+):
+//!   <https://docs.gitlab.com/api/personal_access_tokens/> — `scopes`, `expires_at` (a date),
+//!   `active`, `revoked`.
+//! - Users API, `GET /user`: <https://docs.gitlab.com/api/users/> — `username`, `name`, `email`
+//!   (own account), `public_email`.
+//! - Version API, `GET /version`: <https://docs.gitlab.com/api/version/> — `version`.
+//! - REST authentication: <https://docs.gitlab.com/api/rest/authentication/> — `PRIVATE-TOKEN`
+//!   header; 401 `{"message":"401 Unauthorized"}` for a bad token; OAuth-style bodies
+//!   `{"error":"invalid_token","error_description":"Token is expired..."}` / `"Token was revoked..."`;
+//!   403 `{"error":"insufficient_scope",...}` when the token lacks a scope.
+
+use super::http::{Auth, HttpClient, HttpResponse};
+use super::{Facts, Provider, Target, Verification};
+use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use futures::future::BoxFuture;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+pub struct GitLab;
+
+const KIND: ProviderKind = ProviderKind::GitLab;
+
+#[derive(Deserialize)]
+struct TokenSelf {
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    revoked: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    username: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    public_email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Version {
+    version: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+}
+
+impl ErrorBody {
+    fn text(&self) -> String {
+        [
+            self.error.clone(),
+            self.error_description.clone(),
+            self.message.as_ref().map(|m| m.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// `expires_at` is a date (`2027-01-31`); the token stops working at the start of that day UTC.
+fn parse_expiry(text: &str) -> Option<jiff::Timestamp> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(ts);
+    }
+    let date: jiff::civil::Date = text.parse().ok()?;
+    date.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
+/// Maps a 401/403 answer to a reason, reading GitLab's error body.
+fn rejected(what: &str, response: &HttpResponse) -> Verification {
+    let body: ErrorBody = response.json().unwrap_or_default();
+    let text = body.text().to_ascii_lowercase();
+    if response.status == StatusCode::FORBIDDEN && text.contains("insufficient_scope") {
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!("the token is valid but may not call {what}: GitLab requires the read_api (or api) scope"),
+        );
+    }
+    if text.contains("expired") {
+        return Verification::failed(
+            ReadyReason::TokenExpired,
+            "GitLab says the token has expired; create a new one and update the Secret",
+        );
+    }
+    if text.contains("revoked") {
+        return Verification::failed(
+            ReadyReason::Unauthorized,
+            "GitLab says the token was revoked; create a new one and update the Secret",
+        );
+    }
+    if response.status == StatusCode::FORBIDDEN {
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!("GitLab refused {what} (HTTP 403) for this token; check its scopes and the account's state"),
+        );
+    }
+    Verification::failed(
+        ReadyReason::Unauthorized,
+        format!(
+            "GitLab rejected the token on {what} (HTTP 401); check that the Secret holds a valid personal access token"
+        ),
+    )
+}
+
+async fn verify(http: &HttpClient, target: &Target) -> Verification {
+    let auth = Auth::Header {
+        name: "private-token",
+        token: &target.token,
+    };
+    let get = |path: &'static str| async move {
+        let url = target.endpoint(path)?;
+        http.get(&url, auth, &target.tls).await
+    };
+    let mut facts = Facts {
+        deployment: Some(GitLab.deployment(&target.base_url)),
+        ..Facts::default()
+    };
+
+    // 1. The token itself: scopes, expiry, revoked. Older GitLab (< 15.5) answers 404.
+    let token_self = match get("/api/v4/personal_access_tokens/self").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    match token_self.status {
+        StatusCode::OK => match token_self.json::<TokenSelf>() {
+            Ok(info) => {
+                facts.scopes = info.scopes;
+                facts.expires_at = info.expires_at.as_deref().and_then(parse_expiry);
+                if info.revoked == Some(true) {
+                    return Verification::failed(
+                        ReadyReason::Unauthorized,
+                        "GitLab says the token was revoked; create a new one and update the Secret",
+                    )
+                    .with_facts(facts);
+                }
+                let expired = facts.expires_at.is_some_and(|at| at <= jiff::Timestamp::now());
+                if expired || info.active == Some(false) {
+                    return Verification::failed(
+                        ReadyReason::TokenExpired,
+                        "GitLab says the token has expired; create a new one and update the Secret",
+                    )
+                    .with_facts(facts);
+                }
+            }
+            Err(_) => {
+                return Verification::unexpected_answer(KIND, "GET /api/v4/personal_access_tokens/self", &token_self);
+            }
+        },
+        StatusCode::UNAUTHORIZED => return rejected("GET /api/v4/personal_access_tokens/self", &token_self),
+        // Not fatal: older servers lack the endpoint, some scopes may not read it; /user decides.
+        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {}
+        _ => return Verification::unexpected_answer(KIND, "GET /api/v4/personal_access_tokens/self", &token_self),
+    }
+
+    // 2. Who the token is.
+    let user_response = match get("/api/v4/user").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    let user = match user_response.status {
+        StatusCode::OK => match user_response.json::<User>() {
+            Ok(user) => user,
+            Err(_) => return Verification::unexpected_answer(KIND, "GET /api/v4/user", &user_response),
+        },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return rejected("GET /api/v4/user", &user_response).with_facts(facts);
+        }
+        _ => return Verification::unexpected_answer(KIND, "GET /api/v4/user", &user_response),
+    };
+    facts.user = Some(AuthenticatedUser {
+        username: non_empty(Some(user.username.clone())),
+        display_name: non_empty(user.name),
+        email: non_empty(user.email).or(non_empty(user.public_email)),
+    });
+
+    // Scopes known and none of them reads the API: /user may pass with read_user, but
+    // reading projects and repositories through the API will not.
+    if let Some(scopes) = &facts.scopes
+        && !scopes.iter().any(|s| s == "api" || s == "read_api")
+    {
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!(
+                "the token authenticates as {} but its scopes [{}] lack read_api (or api); add the scope or create a new token",
+                user.username,
+                scopes.join(", ")
+            ),
+        )
+        .with_facts(facts);
+    }
+
+    // 3. The server version: nice to know, never a reason to fail.
+    if let Ok(response) = get("/api/v4/version").await
+        && response.status == StatusCode::OK
+        && let Ok(version) = response.json::<Version>()
+    {
+        facts.server_version = non_empty(Some(version.version));
+    }
+
+    let on = match &facts.server_version {
+        Some(version) => format!("GitLab {version}"),
+        None => format!("GitLab at {}", target.base_url),
+    };
+    Verification::verified(format!("authenticated as {} on {on}", user.username), facts)
+}
+
+impl Provider for GitLab {
+    fn kind(&self) -> ProviderKind {
+        KIND
+    }
+
+    fn deployment(&self, base_url: &Url) -> Deployment {
+        match base_url.host_str() {
+            Some(host) if host.eq_ignore_ascii_case("gitlab.com") => Deployment::Cloud,
+            _ => Deployment::SelfHosted,
+        }
+    }
+
+    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+        Box::pin(verify(http, target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_a_date_or_a_timestamp() {
+        assert_eq!(parse_expiry("2027-01-31").unwrap().to_string(), "2027-01-31T00:00:00Z");
+        assert_eq!(
+            parse_expiry("2027-01-31T10:00:00Z").unwrap().to_string(),
+            "2027-01-31T10:00:00Z"
+        );
+        assert!(parse_expiry("soon").is_none());
+    }
+
+    #[test]
+    fn cloud_or_self_hosted() {
+        assert_eq!(
+            GitLab.deployment(&"https://gitlab.com".parse().unwrap()),
+            Deployment::Cloud
+        );
+        assert_eq!(
+            GitLab.deployment(&"https://git.example.com".parse().unwrap()),
+            Deployment::SelfHosted
+        );
+    }
+}

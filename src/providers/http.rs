@@ -1,0 +1,614 @@
+//! The one HTTP client every provider uses.
+//!
+//! What it guarantees, so that no provider has to:
+//! - rustls with the system roots plus any CA bundle of the connection (added, never replacing);
+//!   `insecureSkipVerify` honoured (the caller warns);
+//! - a connect time-out and an overall per-request time-out;
+//! - response bodies capped at [`MAX_BODY_BYTES`]: a larger body is an error, not an allocation;
+//! - bounded retries with exponential backoff for 5xx and 429, honouring `Retry-After`;
+//! - redirects followed only within the same origin (scheme, host, port), so credentials never
+//!   reach another host; any other redirect is handed back to the provider as a 3xx answer;
+//! - requests to link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata endpoints)
+//!   refused before connecting, for literal addresses and after DNS resolution;
+//! - `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` honoured (reqwest reads them);
+//! - a `User-Agent` naming the operator and its version;
+//! - failures classified: TLS, unreachable (DNS, refused, time-out), too large, not JSON.
+
+use crate::token::Token;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Largest response body read from a provider.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Attempts per request when the instance answers 5xx or 429.
+const MAX_ATTEMPTS: u32 = 3;
+/// Longest `Retry-After` honoured; a longer one ends the retries at once.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Same-origin redirects followed before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+const USER_AGENT: &str = concat!("gitprovider-operator/", env!("CARGO_PKG_VERSION"));
+
+/// Client-wide settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Overall time-out of one request (connect, send, receive the whole body).
+    pub timeout: Duration,
+    /// Base delay of the retry backoff (doubled per attempt).
+    pub retry_base_delay: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            timeout: Duration::from_secs(10),
+            retry_base_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// TLS settings of one connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    /// PEM certificates trusted in addition to the system roots.
+    pub extra_ca_pem: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+/// How the token is presented.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    /// `Authorization: Bearer TOKEN`
+    Bearer(&'a Token),
+    /// `Authorization: token TOKEN` (Gitea, Forgejo, GitHub's classic form)
+    TokenScheme(&'a Token),
+    /// `Authorization: Basic base64(user:TOKEN)`
+    Basic { user: &'a str, token: &'a Token },
+    /// A provider-specific header carrying the bare token, e.g. GitLab's `PRIVATE-TOKEN`.
+    Header { name: &'static str, token: &'a Token },
+    /// No credentials (version endpoints that are public).
+    None,
+}
+
+/// A provider's answer with its body read (and capped).
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The URL that answered (after same-origin redirects).
+    pub url: Url,
+}
+
+impl HttpResponse {
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the body looks like an HTML page rather than an API answer.
+    pub fn is_html(&self) -> bool {
+        let content_type_html = self
+            .header("content-type")
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("html"));
+        let start = self.body.iter().position(|b| !b.is_ascii_whitespace());
+        let body_html = start.is_some_and(|i| self.body[i] == b'<');
+        content_type_html || body_html
+    }
+
+    /// Whether an HTML body looks like a sign-in page (a proxy or identity provider asking for
+    /// credentials instead of the API answering).
+    pub fn is_login_page(&self) -> bool {
+        if !self.is_html() {
+            return false;
+        }
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(64 * 1024)]).to_ascii_lowercase();
+        ["sign in", "signin", "sign-in", "log in", "login", "password"]
+            .iter()
+            .any(|needle| text.contains(needle))
+    }
+
+    /// Parses the body as JSON; HTML or anything else that is not JSON of the expected shape is
+    /// an error that names what came back.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, NotJson> {
+        if self.is_html() {
+            return Err(NotJson::Html);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| NotJson::Malformed(e.to_string()))
+    }
+
+    /// The `Location` of a redirect, if any.
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+}
+
+/// The body was not the JSON the API documents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotJson {
+    #[error("an HTML page instead of a JSON API answer")]
+    Html,
+    #[error("a body that is not the expected JSON ({0})")]
+    Malformed(String),
+}
+
+/// Why a request got no usable answer. Messages never contain the token.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("invalid URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("refusing to connect to link-local address {0} (cloud metadata endpoints are off limits)")]
+    LinkLocal(String),
+    #[error("TLS error talking to {host}: {detail}")]
+    Tls { host: String, detail: String },
+    #[error("cannot resolve {host}: {detail}")]
+    Dns { host: String, detail: String },
+    #[error("cannot connect to {host}: {detail}")]
+    Connect { host: String, detail: String },
+    #[error("no answer from {host} within {timeout:?}")]
+    Timeout { host: String, timeout: Duration },
+    #[error("the answer from {url} is larger than {limit} bytes", limit = MAX_BODY_BYTES)]
+    BodyTooLarge { url: String },
+    #[error("{host} kept failing: HTTP {status} after {attempts} attempts{retry_note}")]
+    Unavailable {
+        host: String,
+        status: u16,
+        attempts: u32,
+        retry_note: String,
+    },
+    #[error("request to {host} failed: {detail}")]
+    Other { host: String, detail: String },
+    #[error("invalid CA bundle: {0}")]
+    InvalidCaBundle(String),
+}
+
+/// The shared client: one reqwest client per distinct TLS setting, reused across requests so
+/// connections are pooled.
+pub struct HttpClient {
+    config: HttpConfig,
+    clients: Mutex<HashMap<TlsOptions, reqwest::Client>>,
+}
+
+impl HttpClient {
+    pub fn new(config: HttpConfig) -> HttpClient {
+        HttpClient {
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    fn client_for(&self, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(tls) {
+            return Ok(client.clone());
+        }
+        let client = build_client(&self.config, tls)?;
+        clients.insert(tls.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// GET `url` with `auth`, retrying 5xx/429 with backoff.
+    pub async fn get(&self, url: &Url, auth: Auth<'_>, tls: &TlsOptions) -> Result<HttpResponse, HttpError> {
+        let host = host_label(url);
+        refuse_link_local_literal(url)?;
+        let client = self.client_for(tls)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = client
+                .get(url.clone())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some((name, value)) = auth_header(auth)? {
+                request = request.header(name, value);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| classify(&e, &host, self.config.timeout))?;
+            let status = response.status();
+            let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            if !retryable {
+                return read_capped(response, self.config.timeout, &host).await;
+            }
+            let retry_after = parse_retry_after(response.headers());
+            if attempt >= MAX_ATTEMPTS || retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                let retry_note = match retry_after {
+                    Some(d) => format!("; it asks to retry after {}s", d.as_secs()),
+                    None => String::new(),
+                };
+                return Err(HttpError::Unavailable {
+                    host,
+                    status: status.as_u16(),
+                    attempts: attempt,
+                    retry_note,
+                });
+            }
+            let backoff = self.config.retry_base_delay * 2u32.pow(attempt - 1);
+            let delay = retry_after.unwrap_or(backoff);
+            tracing::debug!(%host, status = status.as_u16(), ?delay, "retrying after a failed answer");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn host_label(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => url.as_str().to_owned(),
+    }
+}
+
+fn auth_header(auth: Auth<'_>) -> Result<Option<(HeaderName, HeaderValue)>, HttpError> {
+    let (name, value) = match auth {
+        Auth::None => return Ok(None),
+        Auth::Bearer(token) => (reqwest::header::AUTHORIZATION, format!("Bearer {}", token.expose())),
+        Auth::TokenScheme(token) => (reqwest::header::AUTHORIZATION, format!("token {}", token.expose())),
+        Auth::Basic { user, token } => {
+            use base64::Engine as _;
+            let pair = format!("{user}:{}", token.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            (reqwest::header::AUTHORIZATION, format!("Basic {encoded}"))
+        }
+        Auth::Header { name, token } => (HeaderName::from_static(name), token.expose().to_owned()),
+    };
+    // The error deliberately does not echo the value: it holds the token.
+    let mut value = HeaderValue::from_str(&value).map_err(|_| HttpError::Other {
+        host: String::new(),
+        detail: "the token contains characters that cannot be sent in an HTTP header".into(),
+    })?;
+    value.set_sensitive(true);
+    Ok(Some((name, value)))
+}
+
+async fn read_capped(
+    mut response: reqwest::Response,
+    timeout: Duration,
+    host: &str,
+) -> Result<HttpResponse, HttpError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let url = response.url().clone();
+    if response.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(HttpError::BodyTooLarge { url: url.to_string() });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, host, timeout))? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(HttpError::BodyTooLarge { url: url.to_string() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: Bytes::from(body),
+        url,
+    })
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let now = jiff::Timestamp::now();
+    Some(Duration::try_from(when.duration_since(now)).unwrap_or(Duration::ZERO))
+}
+
+/// Turns reqwest's error into one the user can act on, by walking its source chain.
+fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError {
+    let host = host.to_owned();
+    if error.is_timeout() {
+        return HttpError::Timeout { host, timeout };
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(link_local) = cause.downcast_ref::<LinkLocalRefused>() {
+            return HttpError::LinkLocal(link_local.0.clone());
+        }
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return HttpError::Tls {
+                host,
+                detail: tls.to_string(),
+            };
+        }
+        if let Some(dns) = cause.downcast_ref::<DnsFailure>() {
+            return HttpError::Dns {
+                host,
+                detail: dns.0.clone(),
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            // rustls reports handshake failures as io errors wrapping rustls::Error.
+            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                return HttpError::Tls {
+                    host,
+                    detail: tls.to_string(),
+                };
+            }
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return HttpError::Timeout { host, timeout };
+            }
+            return HttpError::Connect {
+                host,
+                detail: io.to_string(),
+            };
+        }
+        source = cause.source();
+    }
+    if error.is_connect() {
+        return HttpError::Connect {
+            host,
+            detail: root_cause(error),
+        };
+    }
+    HttpError::Other {
+        host,
+        detail: root_cause(error),
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        last = cause.to_string();
+        source = cause.source();
+    }
+    last
+}
+
+/// Whether an address is link-local (cloud metadata endpoints live there).
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_link_local();
+            }
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn refuse_link_local_literal(url: &Url) -> Result<(), HttpError> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => {
+            return Err(HttpError::InvalidUrl {
+                url: url.to_string(),
+                reason: "no host".into(),
+            });
+        }
+    };
+    if is_link_local(ip) {
+        return Err(HttpError::LinkLocal(ip.to_string()));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refusing link-local address {0}")]
+struct LinkLocalRefused(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DnsFailure(String);
+
+/// Resolves names with the system resolver and drops link-local answers, so a name that points
+/// at a metadata endpoint is refused before any connection is attempted.
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(DnsFailure(e.to_string())) })?
+                .collect();
+            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| !is_link_local(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(match resolved.first() {
+                    Some(addr) => Box::new(LinkLocalRefused(format!("{} ({host})", addr.ip()))) as _,
+                    None => Box::new(DnsFailure(format!("{host} has no addresses"))) as _,
+                });
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {
+    let tls_config = rustls_config(tls)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config)
+        .user_agent(USER_AGENT)
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if same_origin && attempt.previous().len() <= MAX_REDIRECTS {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+        .dns_resolver(Arc::new(GuardedResolver))
+        .build()
+        .map_err(|e| HttpError::Other {
+            host: String::new(),
+            detail: format!("cannot build the HTTP client: {}", root_cause(&e)),
+        })
+}
+
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The system's trust roots, loaded once per process.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        let loaded = rustls_native_certs::load_native_certs();
+        for error in &loaded.errors {
+            tracing::warn!(%error, "cannot load some system CA certificates");
+        }
+        let (_added, ignored) = store.add_parsable_certificates(loaded.certs);
+        if ignored > 0 {
+            tracing::debug!(ignored, "ignored unparsable system CA certificates");
+        }
+        store
+    })
+}
+
+/// Parses PEM certificates; an empty or unparsable bundle is an error.
+pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, HttpError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| HttpError::InvalidCaBundle(format!("not PEM certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(HttpError::InvalidCaBundle("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+fn rustls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, HttpError> {
+    let provider = crypto_provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::InvalidCaBundle(e.to_string()))?;
+    let mut config = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = system_roots().clone();
+        if let Some(pem) = &tls.extra_ca_pem {
+            for cert in parse_ca_bundle(pem)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| HttpError::InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `insecureSkipVerify`: accepts any certificate but still checks handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_addresses() {
+        for ip in ["169.254.169.254", "fe80::1", "::ffff:169.254.1.1"] {
+            assert!(is_link_local(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["127.0.0.1", "10.0.0.1", "::1", "fd00::1"] {
+            assert!(!is_link_local(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO));
+        headers.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn auth_headers_are_sensitive_and_debug_hides_them() {
+        let token = Token::new("s3cret").unwrap();
+        let (_, value) = auth_header(Auth::Bearer(&token)).unwrap().unwrap();
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("s3cret"));
+        let (_, basic) = auth_header(Auth::Basic {
+            user: "",
+            token: &token,
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(basic.to_str().unwrap(), "Basic OnMzY3JldA==");
+    }
+
+    #[test]
+    fn bad_ca_bundle_is_an_error() {
+        assert!(parse_ca_bundle("").is_err());
+        assert!(parse_ca_bundle("hello").is_err());
+        let bad = TlsOptions {
+            extra_ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
+            insecure_skip_verify: false,
+        };
+        assert!(rustls_config(&bad).is_err());
+    }
+}

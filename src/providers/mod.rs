@@ -1,0 +1,235 @@
+//! Verifying a token against a Git provider: one small trait, one file per provider, and the
+//! HTTP client they share.
+
+pub mod gitlab;
+pub mod http;
+
+use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use crate::token::Token;
+use futures::future::BoxFuture;
+use http::{HttpClient, HttpError, HttpResponse, NotJson, TlsOptions};
+use reqwest::Url;
+
+/// Everything needed to verify one token.
+#[derive(Debug)]
+pub struct Target {
+    /// The instance's base URL, without a trailing slash.
+    pub base_url: Url,
+    pub token: Token,
+    /// `spec.username`, for providers that need a login beside the token.
+    pub username: Option<String>,
+    pub tls: TlsOptions,
+}
+
+impl Target {
+    /// `base_url` joined with an API path (`path` starts with `/`).
+    pub fn endpoint(&self, path: &str) -> Result<Url, HttpError> {
+        let joined = format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path);
+        Url::parse(&joined).map_err(|e| HttpError::InvalidUrl {
+            url: joined,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// What a provider revealed about the token. Anything it did not reveal stays `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub user: Option<AuthenticatedUser>,
+    pub server_version: Option<String>,
+    pub deployment: Option<Deployment>,
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<jiff::Timestamp>,
+}
+
+/// The outcome of one verification: the Ready reason, a message for people, and the facts
+/// learned on the way (also on failure: an expired token still has a known expiry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verification {
+    pub reason: ReadyReason,
+    pub message: String,
+    pub facts: Facts,
+}
+
+impl Verification {
+    pub fn verified(message: impl Into<String>, facts: Facts) -> Verification {
+        Verification {
+            reason: ReadyReason::Verified,
+            message: message.into(),
+            facts,
+        }
+    }
+
+    pub fn failed(reason: ReadyReason, message: impl Into<String>) -> Verification {
+        Verification {
+            reason,
+            message: message.into(),
+            facts: Facts::default(),
+        }
+    }
+
+    pub fn with_facts(mut self, facts: Facts) -> Verification {
+        self.facts = facts;
+        self
+    }
+
+    /// A request that got no usable answer, mapped to its reason.
+    pub fn from_http_error(provider: ProviderKind, error: &HttpError) -> Verification {
+        let reason = match error {
+            HttpError::Tls { .. } => ReadyReason::TlsError,
+            HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } => ReadyReason::Unreachable,
+            HttpError::Unavailable { .. } | HttpError::Other { .. } => ReadyReason::ProviderError,
+            HttpError::BodyTooLarge { .. } => ReadyReason::EndpointNotFound,
+            HttpError::InvalidUrl { .. } | HttpError::LinkLocal(_) | HttpError::InvalidCaBundle(_) => {
+                ReadyReason::InvalidSpec
+            }
+        };
+        let hint = match reason {
+            ReadyReason::EndpointNotFound => format!("; is this a {provider} URL?"),
+            _ => String::new(),
+        };
+        Verification::failed(reason, format!("{error}{hint}"))
+    }
+
+    /// An answer that is not what the provider's API documents for this status, mapped to a
+    /// reason: a sign-in page means the token was not accepted, anything else means the URL
+    /// does not serve this provider's API.
+    pub fn unexpected_answer(provider: ProviderKind, what: &str, response: &HttpResponse) -> Verification {
+        if response.is_login_page() {
+            return Verification::failed(
+                ReadyReason::Unauthorized,
+                format!(
+                    "{what} at {} answered HTTP {} with a sign-in page instead of the {provider} API: the token was not accepted",
+                    response.url,
+                    response.status.as_u16()
+                ),
+            );
+        }
+        let body = if response.is_html() {
+            "an HTML page".to_owned()
+        } else {
+            match response.json::<serde_json::Value>() {
+                Ok(_) => "unexpected JSON".to_owned(),
+                Err(NotJson::Html) => "an HTML page".to_owned(),
+                Err(NotJson::Malformed(_)) => "a body that is not JSON".to_owned(),
+            }
+        };
+        Verification::failed(
+            ReadyReason::EndpointNotFound,
+            format!(
+                "{what} at {} answered HTTP {} with {body}, not the {provider} API; check spec.url",
+                response.url,
+                response.status.as_u16()
+            ),
+        )
+    }
+}
+
+/// One Git provider product.
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Whether `base_url` is the provider's cloud service or a self-hosted server.
+    fn deployment(&self, base_url: &Url) -> Deployment;
+
+    /// Spec problems only this provider knows about (e.g. Bitbucket Cloud needs a username).
+    /// Used by the controller and by admission.
+    fn check_spec(&self, _base_url: &Url, _username: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Proves the token against the instance and reports what the instance revealed.
+    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification>;
+}
+
+/// The implementation of a provider.
+pub fn provider(kind: ProviderKind) -> &'static dyn Provider {
+    match kind {
+        ProviderKind::GitLab => &gitlab::GitLab,
+        ProviderKind::Bitbucket => &NotYetSupported(ProviderKind::Bitbucket),
+        ProviderKind::AzureDevOps => &NotYetSupported(ProviderKind::AzureDevOps),
+        ProviderKind::GitHub => &NotYetSupported(ProviderKind::GitHub),
+        ProviderKind::Gitea => &NotYetSupported(ProviderKind::Gitea),
+    }
+}
+
+/// Providers whose client is not written yet: they say so honestly in the status.
+struct NotYetSupported(ProviderKind);
+
+impl Provider for NotYetSupported {
+    fn kind(&self) -> ProviderKind {
+        self.0
+    }
+
+    fn deployment(&self, _base_url: &Url) -> Deployment {
+        Deployment::SelfHosted
+    }
+
+    fn verify<'a>(&'a self, _http: &'a HttpClient, _target: &'a Target) -> BoxFuture<'a, Verification> {
+        Box::pin(async move {
+            Verification::failed(
+                ReadyReason::InvalidSpec,
+                format!("verification of {} tokens is not supported by this build", self.0),
+            )
+        })
+    }
+}
+
+/// Parses and normalises `spec.url`: absolute http(s), a host, no user info, query or fragment,
+/// trailing slash removed. The message says what to fix.
+pub fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("url {raw:?} is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("url {raw:?} must use https:// (or http://)"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("url {raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not contain user info; put the token in the Secret".to_owned());
+    }
+    if url.query().is_some() {
+        return Err(format!("url {raw:?} must not contain a query"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("url {raw:?} must not contain a fragment"));
+    }
+    let trimmed = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&trimmed).map_err(|e| format!("url {raw:?} is not a valid URL: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_normalisation() {
+        assert_eq!(
+            parse_base_url("https://gitlab.example.com/").unwrap().as_str(),
+            "https://gitlab.example.com/"
+        );
+        assert_eq!(
+            parse_base_url("https://dev.azure.com/org/").unwrap().as_str(),
+            "https://dev.azure.com/org"
+        );
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("https://user:pw@x").unwrap_err().contains("user info"));
+        assert!(parse_base_url("https://x/?a=b").unwrap_err().contains("query"));
+        assert!(parse_base_url("https://x/#f").unwrap_err().contains("fragment"));
+        assert!(parse_base_url("gitlab.example.com").is_err());
+    }
+
+    #[test]
+    fn endpoint_joins_without_double_slash() {
+        let target = Target {
+            base_url: parse_base_url("https://h/tfs/Coll/").unwrap(),
+            token: Token::new("t").unwrap(),
+            username: None,
+            tls: TlsOptions::default(),
+        };
+        assert_eq!(
+            target.endpoint("/_apis/connectionData").unwrap().as_str(),
+            "https://h/tfs/Coll/_apis/connectionData"
+        );
+    }
+}
