@@ -3,6 +3,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod duration;
+pub mod feed;
+pub mod index;
+pub mod metrics;
 pub mod providers;
+pub mod status;
 pub mod token;

@@ -1,0 +1,581 @@
+//! The controller: turns a connection and its Secret into a verified status.
+//!
+//! One reconcile = decide the Ready reason ([`evaluate`]), compute the status
+//! ([`crate::status::next_status`]), write it only if something changed, record an Event when
+//! Ready moved, and schedule the next verification (interval with jitter, or capped exponential
+//! backoff for transient failures).
+//!
+//! What triggers a reconcile (see [`crate::feed`] and [`run`]): a connection that is new or whose
+//! spec changed (status writes do not trigger: the index compares generations), a change of the
+//! holder of its instance name, a Secret or ConfigMap it references being created, changed or
+//! deleted (metadata-only watches, mapped through the index), and its own requeue timer.
+
+use crate::api::{CaBundleKind, GitProviderConnection, GitProviderConnectionStatus, ReadyReason};
+use crate::duration::parse_verify_interval;
+use crate::feed::Feed;
+use crate::index::{ConnectionIndex, ObjectKey, RefKind};
+use crate::metrics::Metrics;
+use crate::providers::http::{HttpClient, TlsOptions};
+use crate::providers::{Target, Verification, parse_base_url, provider};
+use crate::status::{StatusContext, materially_changed, next_status, ready_transition, status_merge_patch};
+use crate::token::Token;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ApplierConfig, applier};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Name under which the operator writes status and records events.
+pub const FIELD_MANAGER: &str = "gitprovider-operator";
+
+/// Errors that stop a reconcile; they are retried by [`error_policy`]. Verification failures are
+/// not errors: they are a status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot write the status of {object}: {source}")]
+    WriteStatus {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// TokenExpiringSoon turns True within this long of the expiry.
+    pub expiry_warning: Duration,
+    /// First retry delay after a transient failure (doubled per failure).
+    pub backoff_base: Duration,
+    /// Longest retry delay after transient failures (never longer than the interval).
+    pub backoff_max: Duration,
+    /// Retry delay after an API error of our own (reading a Secret, writing status).
+    pub api_error_retry: Duration,
+    /// Reconciles running at once (each verification is one of them).
+    pub max_concurrent_verifications: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            expiry_warning: Duration::from_secs(14 * 86_400),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            api_error_retry: Duration::from_secs(5),
+            max_concurrent_verifications: 32,
+        }
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub http: HttpClient,
+    pub index: Arc<ConnectionIndex>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Consecutive transient failures per connection, for the backoff.
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        http: HttpClient,
+        index: Arc<ConnectionIndex>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+    ) -> Context {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            http,
+            index,
+            metrics,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn note_failure(&self, key: &ObjectKey, transient: bool) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if transient {
+            let count = failures.entry(key.clone()).or_insert(0);
+            *count += 1;
+            *count
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+/// The outcome of looking at a connection: the verification and whether the instance was asked.
+pub struct Evaluation {
+    pub verification: Verification,
+    pub contacted_provider: bool,
+}
+
+impl Evaluation {
+    fn local(reason: ReadyReason, message: impl Into<String>) -> Evaluation {
+        Evaluation {
+            verification: Verification::failed(reason, message),
+            contacted_provider: false,
+        }
+    }
+}
+
+/// Decides the Ready reason of a connection, asking the provider only when everything local is
+/// in order. This is where every Ready reason except the provider's own is decided.
+pub async fn evaluate(conn: &GitProviderConnection, ctx: &Context) -> Result<Evaluation, Error> {
+    let spec = &conn.spec;
+    let namespace = conn.namespace().unwrap_or_default();
+    if spec.suspend {
+        return Ok(Evaluation::local(
+            ReadyReason::Suspended,
+            "verification is suspended (spec.suspend is true)",
+        ));
+    }
+    if let Some(holder) = ctx.index.duplicate_holder(conn) {
+        return Ok(Evaluation::local(
+            ReadyReason::DuplicateInstanceName,
+            format!(
+                "{} connection {} already holds instanceName {:?}; rename this one (spec.instanceName) or delete one of them",
+                spec.provider,
+                holder.key,
+                spec.instance_name.trim()
+            ),
+        ));
+    }
+    let base_url = match parse_base_url(&spec.url) {
+        Ok(url) => url,
+        Err(message) => return Ok(Evaluation::local(ReadyReason::InvalidSpec, message)),
+    };
+    if let Err(error) = parse_verify_interval(&spec.verify_interval) {
+        return Ok(Evaluation::local(
+            ReadyReason::InvalidSpec,
+            format!("spec.verifyInterval: {error}"),
+        ));
+    }
+    let provider = provider(spec.provider);
+    if let Err(message) = provider.check_spec(&base_url, spec.username.as_deref()) {
+        return Ok(Evaluation::local(ReadyReason::InvalidSpec, message));
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret_name = &spec.token_secret_ref.name;
+    let key = &spec.token_secret_ref.key;
+    let secret = secrets.get_opt(secret_name).await.map_err(|source| Error::Read {
+        what: format!("Secret {namespace}/{secret_name}"),
+        source,
+    })?;
+    let Some(secret) = secret else {
+        return Ok(Evaluation::local(
+            ReadyReason::SecretNotFound,
+            format!(
+                "Secret {secret_name} not found in namespace {namespace}; create it with the token under key {key:?}"
+            ),
+        ));
+    };
+    let token = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .and_then(|value| Token::from_bytes(&value.0));
+    let Some(token) = token else {
+        return Ok(Evaluation::local(
+            ReadyReason::SecretKeyNotFound,
+            format!(
+                "Secret {secret_name} has no non-empty key {key:?}; put the token there or set spec.tokenSecretRef.key"
+            ),
+        ));
+    };
+
+    let tls = spec.tls.clone().unwrap_or_default();
+    let extra_ca_pem = match &tls.ca_bundle_ref {
+        None => None,
+        Some(ca) => match read_ca_bundle(ctx, &namespace, ca.kind, &ca.name, &ca.key).await? {
+            Ok(pem) => Some(pem),
+            Err(message) => return Ok(Evaluation::local(ReadyReason::InvalidSpec, message)),
+        },
+    };
+    if let Some(pem) = &extra_ca_pem
+        && let Err(error) = crate::providers::http::parse_ca_bundle(pem)
+    {
+        let ca = tls.ca_bundle_ref.as_ref().map(|c| c.name.as_str()).unwrap_or_default();
+        return Ok(Evaluation::local(
+            ReadyReason::InvalidSpec,
+            format!("CA bundle {ca}: {error}"),
+        ));
+    }
+    if tls.insecure_skip_verify {
+        tracing::warn!(connection = %ObjectKey::of(conn), "TLS certificate verification is disabled by spec.tls.insecureSkipVerify");
+    }
+    let target = Target {
+        base_url,
+        token,
+        username: spec.username.clone(),
+        tls: TlsOptions {
+            extra_ca_pem,
+            insecure_skip_verify: tls.insecure_skip_verify,
+        },
+    };
+    let started = Instant::now();
+    let verification = provider.verify(&ctx.http, &target).await;
+    ctx.metrics
+        .verification_done(spec.provider, verification.reason, started.elapsed());
+    Ok(Evaluation {
+        verification,
+        contacted_provider: true,
+    })
+}
+
+/// Reads a PEM bundle from a ConfigMap or Secret; `Ok(Err(message))` for a bad reference.
+async fn read_ca_bundle(
+    ctx: &Context,
+    namespace: &str,
+    kind: CaBundleKind,
+    name: &str,
+    key: &str,
+) -> Result<Result<String, String>, Error> {
+    let read_error = |source| Error::Read {
+        what: format!("{kind:?} {namespace}/{name}"),
+        source,
+    };
+    let value = match kind {
+        CaBundleKind::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+            let Some(map) = api.get_opt(name).await.map_err(read_error)? else {
+                return Ok(Err(format!(
+                    "CA bundle ConfigMap {name} not found in namespace {namespace}"
+                )));
+            };
+            map.data.and_then(|d| d.get(key).cloned()).or_else(|| {
+                map.binary_data
+                    .and_then(|d| d.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok()))
+            })
+        }
+        CaBundleKind::Secret => {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            let Some(secret) = api.get_opt(name).await.map_err(read_error)? else {
+                return Ok(Err(format!(
+                    "CA bundle Secret {name} not found in namespace {namespace}"
+                )));
+            };
+            secret
+                .data
+                .and_then(|d| d.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok()))
+        }
+    };
+    Ok(value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| format!("CA bundle {kind:?} {name} has no key {key:?}")))
+}
+
+/// One reconcile: evaluate, write the status if it changed, record the transition, requeue.
+pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = ObjectKey::of(&conn);
+    let result = reconcile_inner(&conn, &ctx, &key).await;
+    ctx.metrics.reconcile_done(result.is_ok(), started.elapsed());
+    result
+}
+
+async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &ObjectKey) -> Result<Action, Error> {
+    let evaluation = evaluate(conn, ctx).await?;
+    let reason = evaluation.verification.reason;
+    let previous = conn.status.as_ref();
+    let status = next_status(
+        StatusContext {
+            previous,
+            generation: conn.metadata.generation,
+            now: jiff::Timestamp::now(),
+            expiry_warning: ctx.settings.expiry_warning,
+            contacted_provider: evaluation.contacted_provider,
+        },
+        &evaluation.verification,
+    );
+    // Write when something changed, or to record a successful verification's time.
+    let changed = materially_changed(previous, &status);
+    if changed || (evaluation.contacted_provider && reason == ReadyReason::Verified) {
+        write_status(conn, ctx, &status).await?;
+    }
+    if ready_transition(previous, &status) {
+        publish_transition(conn, ctx, &evaluation.verification).await;
+    }
+    ctx.metrics.connection_status(key, conn.spec.provider, &status);
+
+    let failures = ctx.note_failure(key, reason.is_transient());
+    Ok(next_action(conn, reason, failures, &ctx.settings))
+}
+
+async fn write_status(
+    conn: &GitProviderConnection,
+    ctx: &Context,
+    status: &GitProviderConnectionStatus,
+) -> Result<(), Error> {
+    let namespace = conn.namespace().unwrap_or_default();
+    let api: Api<GitProviderConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &conn.name_any(),
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(status_merge_patch(status)),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        object: ObjectKey::of(conn).to_string(),
+        source,
+    })?;
+    Ok(())
+}
+
+async fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verification: &Verification) {
+    let type_ = match verification.reason.condition_status() {
+        "False" => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let event = KubeEvent {
+        type_,
+        reason: verification.reason.as_str().to_owned(),
+        note: Some(truncate(&verification.message, 1000)),
+        action: "Verify".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
+        // An Event is a courtesy; the status already says it.
+        tracing::warn!(connection = %ObjectKey::of(conn), %error, "cannot record an event");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// When to look again.
+pub fn next_action(conn: &GitProviderConnection, reason: ReadyReason, failures: u32, settings: &Settings) -> Action {
+    match reason {
+        // Nothing to do until the spec changes (or, for duplicates, the holder goes away:
+        // the index triggers that).
+        ReadyReason::Suspended | ReadyReason::DuplicateInstanceName => Action::await_change(),
+        _ => {
+            let interval = parse_verify_interval(&conn.spec.verify_interval).unwrap_or(Duration::from_secs(3600));
+            if reason.is_transient() {
+                Action::requeue(backoff_delay(failures, interval, settings))
+            } else {
+                Action::requeue(jittered(interval))
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter on the upper half: base·2^(n-1), capped by
+/// `backoff_max` and by the interval itself.
+pub fn backoff_delay(failures: u32, interval: Duration, settings: &Settings) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let raw = settings.backoff_base.saturating_mul(1u32 << exponent);
+    let capped = raw.min(settings.backoff_max).min(interval);
+    capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// The interval ±10%, so connections created together do not verify together forever.
+pub fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Retries our own API errors quickly; verification outcomes never come here.
+pub fn error_policy(conn: Arc<GitProviderConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(connection = %ObjectKey::of(&conn), %error, "reconcile failed; retrying");
+    Action::requeue(ctx.settings.api_error_retry.mul_f64(0.5 + fastrand::f64()))
+}
+
+/// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    ctx: Arc<Context>,
+    feed: Arc<Feed>,
+    store: Store<GitProviderConnection>,
+    namespaces: Vec<Option<String>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let index = ctx.index.clone();
+    let mut queues = vec![feed.subscribe().map(Ok).boxed()];
+    for namespace in &namespaces {
+        // Metadata only: the operator never holds other people's Secret data in memory.
+        let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&ctx.client, namespace.as_deref());
+        let configmaps: Api<PartialObjectMeta<ConfigMap>> = scoped_api(&ctx.client, namespace.as_deref());
+        let config = watcher::Config::default();
+        queues.push(referenced_by(
+            index.clone(),
+            RefKind::Secret,
+            watcher(secrets, config.clone()),
+        ));
+        queues.push(referenced_by(
+            index.clone(),
+            RefKind::ConfigMap,
+            watcher(configmaps, config),
+        ));
+    }
+    let queue = futures::stream::select_all(queues).take_until(shutdown);
+    let config = ApplierConfig::default().concurrency(ctx.settings.max_concurrent_verifications);
+    applier(
+        |conn, ctx| Box::pin(reconcile(conn, ctx)),
+        error_policy,
+        ctx,
+        store,
+        queue,
+        config,
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "reconcile request not run");
+        }
+    })
+    .await;
+    tracing::info!("controller stopped");
+}
+
+/// An `Api` for all namespaces or one.
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+type Queue = futures::stream::BoxStream<'static, Result<ObjectRef<GitProviderConnection>, watcher::Error>>;
+
+/// Maps Secret or ConfigMap metadata events to the connections that reference the object.
+fn referenced_by<K>(
+    index: Arc<ConnectionIndex>,
+    kind: RefKind,
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> Queue
+where
+    K: Resource + Send + 'static,
+{
+    events
+        .default_backoff()
+        .touched_objects()
+        .map(move |result| {
+            let refs: Vec<Result<ObjectRef<GitProviderConnection>, watcher::Error>> = match result {
+                Ok(object) => {
+                    let namespace = object.meta().namespace.clone().unwrap_or_default();
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    index
+                        .referencing(kind, &namespace, &name)
+                        .into_iter()
+                        .map(|key| Ok(ObjectRef::new(&key.name).within(&key.namespace)))
+                        .collect()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, ?kind, "watch of referenced objects failed; retrying");
+                    Vec::new()
+                }
+            };
+            futures::stream::iter(refs)
+        })
+        .flatten()
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(interval: &str) -> GitProviderConnection {
+        let mut c: GitProviderConnection = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"provider": "GitLab", "instanceName": "x", "url": "https://g", "tokenSecretRef": {"name": "s"}}
+        }))
+        .unwrap();
+        c.spec.verify_interval = interval.into();
+        c
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let settings = Settings::default();
+        let hour = Duration::from_secs(3600);
+        for _ in 0..50 {
+            let first = backoff_delay(1, hour, &settings);
+            assert!(
+                first >= Duration::from_secs(5) && first <= Duration::from_secs(10),
+                "{first:?}"
+            );
+            let third = backoff_delay(3, hour, &settings);
+            assert!(
+                third >= Duration::from_secs(20) && third <= Duration::from_secs(40),
+                "{third:?}"
+            );
+            let many = backoff_delay(30, hour, &settings);
+            assert!(many <= settings.backoff_max, "{many:?}");
+            let short = backoff_delay(30, Duration::from_secs(60), &settings);
+            assert!(
+                short <= Duration::from_secs(60),
+                "never longer than the interval: {short:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn interval_is_jittered_within_ten_percent() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(3600));
+            assert!(
+                d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn actions_per_reason() {
+        let settings = Settings::default();
+        let c = conn("30m");
+        assert_eq!(
+            next_action(&c, ReadyReason::Suspended, 0, &settings),
+            Action::await_change()
+        );
+        assert_eq!(
+            next_action(&c, ReadyReason::DuplicateInstanceName, 0, &settings),
+            Action::await_change()
+        );
+        let verified = format!("{:?}", next_action(&c, ReadyReason::Verified, 0, &settings));
+        assert!(verified.contains("requeue_after: Some("), "{verified}");
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+}

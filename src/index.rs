@@ -1,0 +1,520 @@
+//! The in-memory index of connections, kept by one watch and read by everyone:
+//! - the controller asks which connections reference a Secret or ConfigMap that changed
+//!   (so Secrets themselves are never cached: only their names cross this index);
+//! - the controller and the admission webhook ask who holds an instance name.
+//!
+//! It is fed every watch event in order ([`ConnectionIndex::apply`], [`ConnectionIndex::delete`],
+//! and the relist events), so it is as fresh as the watch: a few milliseconds behind the API
+//! server. What it cannot see (two creates racing inside that window) the controller heals.
+
+use crate::api::{CaBundleKind, GitProviderConnection, ProviderKind};
+use kube::ResourceExt;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where instance names must be unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum UniquenessScope {
+    /// Unique within each namespace.
+    #[default]
+    Namespace,
+    /// Unique in the whole cluster.
+    Cluster,
+}
+
+/// The uniqueness rule's normal form of an instance name: trimmed, ASCII lower case.
+pub fn normalize_instance_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// A connection by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn of(conn: &GitProviderConnection) -> ObjectKey {
+        ObjectKey::new(conn.namespace().unwrap_or_default(), conn.name_any())
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The identity of an instance name within the uniqueness scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    /// The namespace, or `None` when the scope is the cluster.
+    pub scope: Option<String>,
+    pub provider: ProviderKind,
+    pub name: String,
+}
+
+impl InstanceKey {
+    pub fn new(scope: UniquenessScope, namespace: &str, provider: ProviderKind, instance_name: &str) -> InstanceKey {
+        InstanceKey {
+            scope: match scope {
+                UniquenessScope::Namespace => Some(namespace.to_owned()),
+                UniquenessScope::Cluster => None,
+            },
+            provider,
+            name: normalize_instance_name(instance_name),
+        }
+    }
+}
+
+/// A connection holding an instance name. Ordered by age: the older one keeps the name
+/// (earlier creationTimestamp, then smaller uid).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Holder {
+    /// Seconds since the epoch; `i64::MAX` when unknown so unknown sorts last.
+    pub created: i64,
+    pub uid: String,
+    pub key: ObjectKey,
+}
+
+impl Holder {
+    pub fn of(conn: &GitProviderConnection) -> Holder {
+        Holder {
+            created: conn
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(i64::MAX, |t| t.0.as_second()),
+            uid: conn.uid().unwrap_or_default(),
+            key: ObjectKey::of(conn),
+        }
+    }
+}
+
+/// Which kind of object a connection reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefKind {
+    Secret,
+    ConfigMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RefKey {
+    kind: RefKind,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    generation: Option<i64>,
+    instance: InstanceKey,
+    holder: Holder,
+    refs: Vec<RefKey>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_object: HashMap<ObjectKey, Entry>,
+    by_instance: HashMap<InstanceKey, BTreeSet<Holder>>,
+    by_ref: HashMap<RefKey, HashSet<ObjectKey>>,
+    partitions_expected: usize,
+    partitions_synced: HashSet<Option<String>>,
+}
+
+/// What a watch event means for reconciliation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    /// Connections to reconcile: the object itself when it is new or its spec changed, and the
+    /// members of every instance-name group whose holder may have changed.
+    pub reconcile: Vec<ObjectKey>,
+}
+
+/// See the module documentation.
+pub struct ConnectionIndex {
+    scope: UniquenessScope,
+    inner: RwLock<Inner>,
+    synced: AtomicBool,
+}
+
+impl ConnectionIndex {
+    pub fn new(scope: UniquenessScope) -> ConnectionIndex {
+        ConnectionIndex {
+            scope,
+            inner: RwLock::new(Inner::default()),
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    pub fn scope(&self) -> UniquenessScope {
+        self.scope
+    }
+
+    /// True once the first full list has been indexed.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().by_object.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry_for(&self, conn: &GitProviderConnection) -> (ObjectKey, Entry) {
+        let key = ObjectKey::of(conn);
+        let spec = &conn.spec;
+        let mut refs = vec![RefKey {
+            kind: RefKind::Secret,
+            namespace: key.namespace.clone(),
+            name: spec.token_secret_ref.name.clone(),
+        }];
+        if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca_bundle_ref.as_ref()) {
+            refs.push(RefKey {
+                kind: match ca.kind {
+                    CaBundleKind::ConfigMap => RefKind::ConfigMap,
+                    CaBundleKind::Secret => RefKind::Secret,
+                },
+                namespace: key.namespace.clone(),
+                name: ca.name.clone(),
+            });
+        }
+        let entry = Entry {
+            generation: conn.metadata.generation,
+            instance: InstanceKey::new(self.scope, &key.namespace, spec.provider, &spec.instance_name),
+            holder: Holder::of(conn),
+            refs,
+        };
+        (key, entry)
+    }
+
+    /// A connection was created or changed.
+    pub fn apply(&self, conn: &GitProviderConnection) -> Effect {
+        let (key, entry) = self.entry_for(conn);
+        let mut inner = self.write();
+        let mut groups = vec![entry.instance.clone()];
+        if let Some(previous) = inner.by_object.get(&key)
+            && previous.instance != entry.instance
+        {
+            groups.push(previous.instance.clone());
+        }
+        let holders_before: Vec<Option<Holder>> = groups.iter().map(|g| inner.holder(g)).collect();
+        let previous = inner.remove(&key);
+        let spec_changed = previous.as_ref().is_none_or(|p| p.generation != entry.generation);
+        inner.insert(key.clone(), entry);
+        let mut effect = Effect::default();
+        if spec_changed {
+            effect.reconcile.push(key.clone());
+        }
+        for (group, before) in groups.iter().zip(holders_before) {
+            if inner.holder(group) != before {
+                inner.members(group, &key, &mut effect.reconcile);
+            }
+        }
+        effect
+    }
+
+    /// A connection was deleted.
+    pub fn delete(&self, conn: &GitProviderConnection) -> Effect {
+        let key = ObjectKey::of(conn);
+        let mut inner = self.write();
+        let mut effect = Effect::default();
+        if let Some(previous) = inner.remove(&key) {
+            inner.members(&previous.instance, &key, &mut effect.reconcile);
+        }
+        effect
+    }
+
+    /// The keys of all indexed connections in `namespace` (all when `None`).
+    pub fn keys_in(&self, namespace: Option<&str>) -> Vec<ObjectKey> {
+        self.read()
+            .by_object
+            .keys()
+            .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
+            .cloned()
+            .collect()
+    }
+
+    /// All keys.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.keys_in(None)
+    }
+
+    /// Declares how many watch partitions (namespaces, or one for all) feed the index.
+    pub fn expect_partitions(&self, count: usize) {
+        self.write().partitions_expected = count;
+    }
+
+    /// A partition finished its (re)list; once all have, the index is synced.
+    pub fn partition_synced(&self, partition: Option<&str>) {
+        let mut inner = self.write();
+        inner.partitions_synced.insert(partition.map(str::to_owned));
+        if inner.partitions_synced.len() >= inner.partitions_expected.max(1) {
+            self.synced.store(true, Ordering::Release);
+        }
+    }
+
+    /// The connection that keeps the name `conn` uses, when it is not `conn` itself.
+    pub fn duplicate_holder(&self, conn: &GitProviderConnection) -> Option<Holder> {
+        let key = ObjectKey::of(conn);
+        let instance = InstanceKey::new(self.scope, &key.namespace, conn.spec.provider, &conn.spec.instance_name);
+        let inner = self.read();
+        let holder = inner.holder(&instance)?;
+        // An object the index has not seen yet is younger than anything it has.
+        (holder.key != key).then_some(holder)
+    }
+
+    /// The oldest connection other than `exclude` holding `instance` (for admission).
+    pub fn holder_other_than(&self, instance: &InstanceKey, exclude: &ObjectKey) -> Option<Holder> {
+        let inner = self.read();
+        inner
+            .by_instance
+            .get(instance)?
+            .iter()
+            .find(|h| &h.key != exclude)
+            .cloned()
+    }
+
+    /// Connections that read the given Secret or ConfigMap.
+    pub fn referencing(&self, kind: RefKind, namespace: &str, name: &str) -> Vec<ObjectKey> {
+        let probe = RefKey {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.read()
+            .by_ref
+            .get(&probe)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    fn holder(&self, instance: &InstanceKey) -> Option<Holder> {
+        self.by_instance.get(instance).and_then(|set| set.first().cloned())
+    }
+
+    fn members(&self, instance: &InstanceKey, except: &ObjectKey, out: &mut Vec<ObjectKey>) {
+        if let Some(set) = self.by_instance.get(instance) {
+            out.extend(set.iter().filter(|h| &h.key != except).map(|h| h.key.clone()));
+        }
+    }
+
+    fn insert(&mut self, key: ObjectKey, entry: Entry) {
+        self.by_instance
+            .entry(entry.instance.clone())
+            .or_default()
+            .insert(entry.holder.clone());
+        for r in &entry.refs {
+            self.by_ref.entry(r.clone()).or_default().insert(key.clone());
+        }
+        self.by_object.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
+        let entry = self.by_object.remove(key)?;
+        if let Some(set) = self.by_instance.get_mut(&entry.instance) {
+            set.remove(&entry.holder);
+            if set.is_empty() {
+                self.by_instance.remove(&entry.instance);
+            }
+        }
+        for r in &entry.refs {
+            if let Some(set) = self.by_ref.get_mut(r) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_ref.remove(r);
+                }
+            }
+        }
+        Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GitProviderConnectionSpec, TokenSecretRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    pub(crate) fn conn(
+        ns: &str,
+        name: &str,
+        provider: ProviderKind,
+        instance: &str,
+        created: i64,
+    ) -> GitProviderConnection {
+        let mut c = GitProviderConnection::new(
+            name,
+            GitProviderConnectionSpec {
+                provider,
+                instance_name: instance.into(),
+                url: "https://git.example.com".into(),
+                token_secret_ref: TokenSecretRef {
+                    name: format!("{name}-pat"),
+                    key: "token".into(),
+                },
+                username: None,
+                tls: None,
+                verify_interval: "1h".into(),
+                suspend: false,
+            },
+        );
+        c.metadata.namespace = Some(ns.into());
+        c.metadata.uid = Some(format!("uid-{name}"));
+        c.metadata.generation = Some(1);
+        c.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
+        c
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize_instance_name("  Dev1 \t"), "dev1");
+        assert_eq!(normalize_instance_name("ÄB"), "Äb", "only ASCII case is folded");
+    }
+
+    #[test]
+    fn oldest_keeps_the_name() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        let older = conn("a", "old", ProviderKind::AzureDevOps, "Instance", 100);
+        let younger = conn("a", "young", ProviderKind::AzureDevOps, " instance ", 200);
+        index.apply(&younger);
+        index.apply(&older);
+        assert_eq!(index.duplicate_holder(&older), None);
+        assert_eq!(
+            index.duplicate_holder(&younger).unwrap().key,
+            ObjectKey::new("a", "old")
+        );
+        // same name, other provider or other namespace: fine
+        let gitlab = conn("a", "gl", ProviderKind::GitLab, "instance", 50);
+        let other_ns = conn("b", "x", ProviderKind::AzureDevOps, "instance", 10);
+        index.apply(&gitlab);
+        index.apply(&other_ns);
+        assert_eq!(index.duplicate_holder(&gitlab), None);
+        assert_eq!(index.duplicate_holder(&other_ns), None);
+        assert_eq!(index.duplicate_holder(&older), None);
+    }
+
+    #[test]
+    fn uid_breaks_ties() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        let b = conn("a", "b", ProviderKind::GitLab, "x", 100);
+        let a = conn("a", "a", ProviderKind::GitLab, "x", 100);
+        index.apply(&b);
+        index.apply(&a);
+        assert_eq!(index.duplicate_holder(&b).unwrap().key.name, "a");
+    }
+
+    #[test]
+    fn cluster_scope_spans_namespaces() {
+        let index = ConnectionIndex::new(UniquenessScope::Cluster);
+        let first = conn("a", "one", ProviderKind::GitLab, "x", 1);
+        let second = conn("b", "two", ProviderKind::GitLab, "X", 2);
+        index.apply(&first);
+        index.apply(&second);
+        assert_eq!(index.duplicate_holder(&second).unwrap().key, ObjectKey::new("a", "one"));
+    }
+
+    #[test]
+    fn deleting_the_holder_wakes_the_others() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        let older = conn("a", "old", ProviderKind::GitLab, "x", 1);
+        let younger = conn("a", "young", ProviderKind::GitLab, "x", 2);
+        index.apply(&older);
+        let effect = index.apply(&younger);
+        assert_eq!(effect.reconcile, vec![ObjectKey::new("a", "young")]);
+        let effect = index.delete(&older);
+        assert_eq!(effect.reconcile, vec![ObjectKey::new("a", "young")]);
+        assert_eq!(index.duplicate_holder(&younger), None);
+    }
+
+    #[test]
+    fn renaming_wakes_both_groups_and_status_writes_wake_nobody() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        let older = conn("a", "old", ProviderKind::GitLab, "x", 1);
+        let younger = conn("a", "young", ProviderKind::GitLab, "x", 2);
+        index.apply(&older);
+        index.apply(&younger);
+        // a status write: same generation, nothing to do
+        assert_eq!(index.apply(&older), Effect::default());
+        let mut renamed = older.clone();
+        renamed.spec.instance_name = "y".into();
+        renamed.metadata.generation = Some(2);
+        let effect = index.apply(&renamed);
+        assert!(effect.reconcile.contains(&ObjectKey::new("a", "old")));
+        assert!(effect.reconcile.contains(&ObjectKey::new("a", "young")));
+        assert_eq!(index.duplicate_holder(&younger), None);
+    }
+
+    #[test]
+    fn secret_references() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        let mut one = conn("a", "one", ProviderKind::GitLab, "x", 1);
+        one.spec.token_secret_ref.name = "shared".into();
+        let mut two = conn("a", "two", ProviderKind::GitHub, "x", 2);
+        two.spec.token_secret_ref.name = "shared".into();
+        two.spec.tls = Some(crate::api::TlsSpec {
+            ca_bundle_ref: Some(crate::api::CaBundleRef {
+                kind: CaBundleKind::ConfigMap,
+                name: "corp-ca".into(),
+                key: "ca.crt".into(),
+            }),
+            insecure_skip_verify: false,
+        });
+        index.apply(&one);
+        index.apply(&two);
+        let mut refs = index.referencing(RefKind::Secret, "a", "shared");
+        refs.sort();
+        assert_eq!(refs, vec![ObjectKey::new("a", "one"), ObjectKey::new("a", "two")]);
+        assert_eq!(
+            index.referencing(RefKind::ConfigMap, "a", "corp-ca"),
+            vec![ObjectKey::new("a", "two")]
+        );
+        assert!(
+            index.referencing(RefKind::Secret, "b", "shared").is_empty(),
+            "never across namespaces"
+        );
+        index.delete(&two);
+        assert_eq!(
+            index.referencing(RefKind::Secret, "a", "shared"),
+            vec![ObjectKey::new("a", "one")]
+        );
+        assert!(index.referencing(RefKind::ConfigMap, "a", "corp-ca").is_empty());
+    }
+
+    #[test]
+    fn synced_when_every_partition_listed() {
+        let index = ConnectionIndex::new(UniquenessScope::Namespace);
+        index.expect_partitions(2);
+        index.partition_synced(Some("a"));
+        assert!(!index.is_synced());
+        index.partition_synced(Some("a"));
+        assert!(!index.is_synced());
+        index.partition_synced(Some("b"));
+        assert!(index.is_synced());
+        index.apply(&conn("a", "x", ProviderKind::GitLab, "x", 1));
+        index.apply(&conn("b", "y", ProviderKind::GitLab, "x", 1));
+        assert_eq!(index.keys_in(Some("b")), vec![ObjectKey::new("b", "y")]);
+        assert_eq!(index.keys().len(), 2);
+    }
+}

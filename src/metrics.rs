@@ -1,0 +1,238 @@
+//! Prometheus metrics. Labels name connections and providers, never a token.
+
+use crate::api::{GitProviderConnectionStatus, ProviderKind, READY, ReadyReason};
+use crate::index::ObjectKey;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationLabels {
+    provider: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    namespace: String,
+    name: String,
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    operation: String,
+    allowed: &'static str,
+}
+
+/// All metrics of the process, registered once.
+pub struct Metrics {
+    registry: Registry,
+    reconciliations: Family<ResultLabels, Counter>,
+    reconcile_duration: Histogram,
+    verifications: Family<VerificationLabels, Counter>,
+    verification_duration: Family<ProviderLabels, Histogram>,
+    reviews: Family<ReviewLabels, Counter>,
+    review_duration: Histogram,
+    token_expiry: Family<ConnectionLabels, Gauge>,
+    ready: Family<ConnectionLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gitprovider");
+        let reconciliations = Family::<ResultLabels, Counter>::default();
+        registry.register("reconciliations", "Reconciliations by result", reconciliations.clone());
+        let reconcile_duration = latency_histogram();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciliations",
+            reconcile_duration.clone(),
+        );
+        let verifications = Family::<VerificationLabels, Counter>::default();
+        registry.register(
+            "verifications",
+            "Token verifications against providers, by provider and Ready reason",
+            verifications.clone(),
+        );
+        let verification_duration =
+            Family::<ProviderLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "verification_duration_seconds",
+            "Duration of token verifications, by provider",
+            verification_duration.clone(),
+        );
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "webhook_reviews",
+            "Admission reviews by operation and outcome",
+            reviews.clone(),
+        );
+        let review_duration = latency_histogram();
+        registry.register(
+            "webhook_review_duration_seconds",
+            "Time to answer an admission review",
+            review_duration.clone(),
+        );
+        let token_expiry = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "When each connection's token expires (Unix time), where the provider reveals it",
+            token_expiry.clone(),
+        );
+        let ready = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "connection_ready",
+            "1 when the connection's Ready condition is True",
+            ready.clone(),
+        );
+        Metrics {
+            registry,
+            reconciliations,
+            reconcile_duration,
+            verifications,
+            verification_duration,
+            reviews,
+            review_duration,
+            token_expiry,
+            ready,
+        }
+    }
+
+    pub fn reconcile_done(&self, ok: bool, took: Duration) {
+        let result = if ok { "success" } else { "error" };
+        self.reconciliations.get_or_create(&ResultLabels { result }).inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn verification_done(&self, provider: ProviderKind, reason: ReadyReason, took: Duration) {
+        self.verifications
+            .get_or_create(&VerificationLabels {
+                provider: provider.as_str(),
+                reason: reason.as_str(),
+            })
+            .inc();
+        self.verification_duration
+            .get_or_create(&ProviderLabels {
+                provider: provider.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn review_done(&self, operation: &str, allowed: bool, took: Duration) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                operation: operation.to_owned(),
+                allowed: if allowed { "true" } else { "false" },
+            })
+            .inc();
+        self.review_duration.observe(took.as_secs_f64());
+    }
+
+    fn labels(key: &ObjectKey, provider: ProviderKind) -> ConnectionLabels {
+        ConnectionLabels {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            provider: provider.as_str(),
+        }
+    }
+
+    /// Records a connection's Ready and expiry after a reconcile.
+    pub fn connection_status(&self, key: &ObjectKey, provider: ProviderKind, status: &GitProviderConnectionStatus) {
+        let labels = Self::labels(key, provider);
+        let ready = status.conditions.iter().any(|c| c.type_ == READY && c.status == "True");
+        self.ready.get_or_create(&labels).set(i64::from(ready));
+        match &status.token_expires_at {
+            Some(at) => {
+                self.token_expiry.get_or_create(&labels).set(at.0.as_second());
+            }
+            None => {
+                self.token_expiry.remove(&labels);
+            }
+        }
+    }
+
+    /// Forgets a deleted connection (and any provider it had).
+    pub fn connection_deleted(&self, key: &ObjectKey, provider: ProviderKind) {
+        let labels = Self::labels(key, provider);
+        self.ready.remove(&labels);
+        self.token_expiry.remove(&labels);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    #[test]
+    fn exposes_connection_gauges_and_forgets_deleted() {
+        let metrics = Metrics::new();
+        let key = ObjectKey::new("team-a", "gl");
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let status = GitProviderConnectionStatus {
+            token_expires_at: Some(Time(at)),
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: "True".into(),
+                reason: "Verified".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: Time(at),
+            }],
+            ..Default::default()
+        };
+        metrics.connection_status(&key, ProviderKind::GitLab, &status);
+        metrics.verification_done(ProviderKind::GitLab, ReadyReason::Verified, Duration::from_millis(3));
+        metrics.reconcile_done(true, Duration::from_millis(4));
+        metrics.review_done("CREATE", false, Duration::from_micros(300));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"gitprovider_connection_ready{namespace="team-a",name="gl",provider="GitLab"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"gitprovider_token_expiry_timestamp_seconds{namespace="team-a",name="gl",provider="GitLab"} 1800000000"#
+        ));
+        assert!(text.contains(r#"gitprovider_verifications_total{provider="GitLab",reason="Verified"} 1"#));
+        assert!(text.contains(r#"gitprovider_reconciliations_total{result="success"} 1"#));
+        assert!(text.contains(r#"gitprovider_webhook_reviews_total{operation="CREATE",allowed="false"} 1"#));
+        metrics.connection_deleted(&key, ProviderKind::GitLab);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="gl""#), "{text}");
+    }
+}
