@@ -18,6 +18,8 @@ pub const READY: &str = "Ready";
 pub const TOKEN_EXPIRING_SOON: &str = "TokenExpiringSoon";
 
 /// A connection to one instance of a Git provider, authenticated by a personal access token.
+// Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "gitprovider.dev",

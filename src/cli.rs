@@ -1,13 +1,26 @@
 //! The command line: `run`, `crd`, `verify`, `check`.
 
-use clap::{Parser, Subcommand};
+use crate::api::ProviderKind;
+use crate::controller::Settings;
+use crate::duration::parse_flag_duration;
+use crate::index::UniquenessScope;
+use crate::leader::LeaseSettings;
+use crate::operator::{OperatorConfig, run};
+use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
+use crate::providers::{Target, parse_base_url, provider};
+use crate::status::{StatusContext, next_status};
+use crate::token::Token;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "gitprovider-operator",
     version,
-    about = "Git provider connections as Kubernetes resources"
+    about = "Git provider connections as Kubernetes resources, verified against each provider's API"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -16,8 +29,133 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the operator: controller, admission webhook, metrics and health.
+    Run(RunArgs),
     /// Print the CustomResourceDefinition YAML.
     Crd,
+    /// Verify one token without a cluster and print the resulting status as JSON.
+    Verify(VerifyArgs),
+    /// Report every GitProviderConnection in YAML files or folders that admission would deny.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Namespace to watch (repeatable); all namespaces when absent.
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Where instance names must be unique.
+    #[arg(long, value_enum, default_value = "namespace")]
+    pub uniqueness_scope: UniquenessScope,
+    /// HTTPS port of the admission webhook.
+    #[arg(long, default_value_t = 8443)]
+    pub webhook_port: u16,
+    /// PEM certificate of the webhook (reloaded when the file changes).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the webhook (reloaded when the file changes).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Port of /metrics, /healthz and /readyz.
+    #[arg(long, default_value_t = 8080)]
+    pub metrics_port: u16,
+    /// Address the metrics and webhook servers listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+    /// Verifications running at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_verifications: u16,
+    /// TokenExpiringSoon turns True this long before the token expires (e.g. 14d, 336h).
+    #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
+    pub token_expiry_warning: Duration,
+    /// Time-out of one request to a provider.
+    #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
+    pub timeout: Duration,
+    /// Elect a leader through a Lease so that only one replica reconciles.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "gitprovider-operator")]
+    pub leader_election_id: String,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// GitLab, Bitbucket, AzureDevOps, GitHub or Gitea (any case).
+    #[arg(long, value_parser = parse_provider)]
+    pub provider: ProviderKind,
+    /// Base URL of the instance.
+    #[arg(long)]
+    pub url: String,
+    /// File holding the token.
+    #[arg(long, conflicts_with = "token_env", required_unless_present = "token_env")]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the token.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// Login beside the token (Bitbucket Cloud: the Atlassian account email).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// PEM CA bundle trusted in addition to the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification (insecure).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// Time-out of each request.
+    #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
+    pub timeout: Duration,
+    /// TokenExpiringSoon turns True this long before the token expires.
+    #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
+    pub token_expiry_warning: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// YAML files or folders (searched recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace of objects that name none.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Where instance names must be unique.
+    #[arg(long, value_enum, default_value = "namespace")]
+    pub uniqueness_scope: UniquenessScope,
+}
+
+fn parse_provider(text: &str) -> Result<ProviderKind, String> {
+    ProviderKind::parse_loose(text).ok_or_else(|| {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
+        format!("unknown provider {text:?}; use one of {}", names.join(", "))
+    })
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 pub fn main() -> ExitCode {
@@ -33,5 +171,140 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run(args) => run_command(args),
+        Command::Verify(args) => verify_command(args),
+        Command::Check(_) => {
+            eprintln!("error: `check` is not available in this build yet");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format, "info");
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("gitprovider-operator-{:08x}", fastrand::u32(..)));
+    let config = OperatorConfig {
+        namespaces: args.namespaces,
+        uniqueness_scope: args.uniqueness_scope,
+        metrics_addr: SocketAddr::new(args.bind_address, args.metrics_port),
+        settings: Settings {
+            expiry_warning: args.token_expiry_warning,
+            max_concurrent_verifications: args.max_concurrent_verifications,
+            ..Settings::default()
+        },
+        http: HttpConfig {
+            timeout: args.timeout,
+            ..HttpConfig::default()
+        },
+        leader_election: args.leader_elect.then(|| {
+            LeaseSettings::new(
+                args.leader_election_namespace.clone(),
+                args.leader_election_id.clone(),
+                identity.clone(),
+            )
+        }),
+        identity,
+    };
+    let result = match runtime() {
+        Ok(rt) => rt.block_on(run(config)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "operator failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn verify_command(args: VerifyArgs) -> ExitCode {
+    init_logging(LogFormat::Text, "warn");
+    let raw_token = match (&args.token_file, &args.token_env) {
+        (Some(path), _) => match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => return usage_error(format_args!("cannot read --token-file {}: {e}", path.display())),
+        },
+        (None, Some(var)) => match std::env::var_os(var) {
+            Some(value) => value.into_encoded_bytes(),
+            None => return usage_error(format_args!("environment variable {var} (--token-env) is not set")),
+        },
+        (None, None) => return usage_error("give --token-file or --token-env"),
+    };
+    let Some(token) = Token::from_bytes(&raw_token) else {
+        return usage_error("the token is empty or not UTF-8");
+    };
+    let base_url = match parse_base_url(&args.url) {
+        Ok(url) => url,
+        Err(message) => return usage_error(format_args!("--url: {message}")),
+    };
+    let implementation = provider(args.provider);
+    if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
+        return usage_error(message);
+    }
+    let extra_ca_pem = match &args.ca_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(pem) => match crate::providers::http::parse_ca_bundle(&pem) {
+                Ok(_) => Some(pem),
+                Err(e) => return usage_error(format_args!("--ca-file {}: {e}", path.display())),
+            },
+            Err(e) => return usage_error(format_args!("cannot read --ca-file {}: {e}", path.display())),
+        },
+    };
+    if args.insecure_skip_tls_verify {
+        eprintln!("warning: TLS certificate verification is disabled (--insecure-skip-tls-verify)");
+    }
+    let target = Target {
+        base_url,
+        token,
+        username: args.username.clone(),
+        tls: TlsOptions {
+            extra_ca_pem,
+            insecure_skip_verify: args.insecure_skip_tls_verify,
+        },
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let http = HttpClient::new(HttpConfig {
+        timeout: args.timeout,
+        ..HttpConfig::default()
+    });
+    let verification = rt.block_on(implementation.verify(&http, &target));
+    let status = next_status(
+        StatusContext {
+            previous: None,
+            generation: None,
+            now: jiff::Timestamp::now(),
+            expiry_warning: args.token_expiry_warning,
+            contacted_provider: true,
+        },
+        &verification,
+    );
+    match serde_json::to_string_pretty(&status) {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("error: cannot encode the status: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if verification.reason == crate::api::ReadyReason::Verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

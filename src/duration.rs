@@ -65,8 +65,13 @@ pub fn parse_verify_interval(text: &str) -> Result<Duration, DurationError> {
     Ok(interval)
 }
 
-/// Parses a command-line duration such as `10s` (clap value parser).
+/// Parses a command-line duration such as `10s`, or whole days such as `14d` (clap value parser).
 pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    if let Some(days) = text.strip_suffix('d')
+        && let Ok(days) = days.parse::<u64>()
+    {
+        return Ok(Duration::from_secs(days.saturating_mul(86_400)));
+    }
     parse_duration(text).map_err(|e| e.to_string())
 }
 
@@ -89,6 +94,13 @@ mod tests {
         for bad in ["", "1", "h", "1x", "-1m", "1h-", ".5m", "1 h", "1e3s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn flags_accept_days() {
+        assert_eq!(parse_flag_duration("14d").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(parse_flag_duration("10s").unwrap(), Duration::from_secs(10));
+        assert!(parse_flag_duration("xd").is_err());
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! `gitprovider-operator run`: wires the shared watch, the controller (leader only), the health
+//! and metrics server, and leader election, and shuts them down cleanly on SIGTERM.
+
+use crate::controller::{self, Context, Settings};
+use crate::feed::Feed;
+use crate::health::{self, ReadinessCheck};
+use crate::index::{ConnectionIndex, UniquenessScope};
+use crate::leader::{LeaderElector, LeaseSettings};
+use crate::metrics::Metrics;
+use crate::providers::http::{HttpClient, HttpConfig};
+use kube::Client;
+use kube::runtime::events::Reporter;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything `run` needs, from the command line.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    pub uniqueness_scope: UniquenessScope,
+    pub metrics_addr: SocketAddr,
+    pub settings: Settings,
+    pub http: HttpConfig,
+    pub leader_election: Option<LeaseSettings>,
+    pub identity: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot reach the Kubernetes API (KUBECONFIG or in-cluster config): {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Resolves once the shutdown flag is set.
+async fn on_shutdown(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = Arc::new(Metrics::new());
+    let index = Arc::new(ConnectionIndex::new(config.uniqueness_scope));
+    let feed = Feed::new(index.clone(), metrics.clone());
+    let partitions: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("termination signal received; shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let feed_task = tokio::spawn(feed.clone().run(client.clone(), partitions.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let readiness_index = index.clone();
+    let ready: ReadinessCheck = Arc::new(move || {
+        if readiness_index.is_synced() {
+            Ok(())
+        } else {
+            Err("GitProviderConnections not listed yet".to_owned())
+        }
+    });
+    let health_task = tokio::spawn(health::serve(
+        listener,
+        metrics.clone(),
+        ready,
+        on_shutdown(shutdown_rx.clone()),
+    ));
+    tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
+
+    let (leading_tx, leading_rx) = watch::channel(config.leader_election.is_none());
+    let election_task = config.leader_election.clone().map(|settings| {
+        tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "campaigning for leadership");
+        tokio::spawn(LeaderElector::new(client.clone(), settings).run(leading_tx, shutdown_rx.clone()))
+    });
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        HttpClient::new(config.http.clone()),
+        index.clone(),
+        metrics.clone(),
+        config.settings.clone(),
+        Reporter {
+            controller: controller::FIELD_MANAGER.to_owned(),
+            instance: Some(config.identity.clone()),
+        },
+    ));
+
+    // Run the controller for each term of leadership until shutdown.
+    let mut leading = leading_rx.clone();
+    let mut shutdown = shutdown_rx.clone();
+    loop {
+        tokio::select! {
+            _ = leading.wait_for(|l| *l) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        tracing::info!("starting the controller");
+        let mut term_leading = leading_rx.clone();
+        let mut term_shutdown = shutdown_rx.clone();
+        let stop = async move {
+            tokio::select! {
+                _ = term_leading.wait_for(|l| !*l) => {}
+                _ = term_shutdown.wait_for(|s| *s) => {}
+            }
+        };
+        controller::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop).await;
+    }
+
+    if let Some(task) = election_task {
+        // Gives the Lease back so a successor starts at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), health_task).await;
+    feed_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
