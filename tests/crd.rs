@@ -1,0 +1,167 @@
+//! The CRD: `gitprovider-operator crd` equals the committed file, and what it declares
+//! (names, printer columns, defaults, CEL rules) is what the contract asks for. CEL rules are
+//! evaluated with kube-cel, the Kubernetes CEL library, against accepted and rejected specs.
+
+use gitprovider_operator::api::GitProviderConnection;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+use std::process::Command;
+
+const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/gitproviderconnections.yaml");
+
+#[test]
+fn crd_subcommand_matches_committed_file() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"))
+        .arg("crd")
+        .output()
+        .expect("run the binary");
+    assert!(output.status.success());
+    let committed = std::fs::read(CRD_FILE).expect("crds/gitproviderconnections.yaml exists");
+    assert!(
+        output.stdout == committed,
+        "crds/gitproviderconnections.yaml is stale: regenerate it with `cargo run -- crd > crds/gitproviderconnections.yaml`"
+    );
+}
+
+fn committed_crd() -> CustomResourceDefinition {
+    let text = std::fs::read_to_string(CRD_FILE).unwrap();
+    serde_saphyr::from_str(&text).expect("the committed CRD parses")
+}
+
+#[test]
+fn names_scope_and_subresources() {
+    let crd = committed_crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some("gitproviderconnections.gitprovider.dev"));
+    assert_eq!(crd.spec.group, "gitprovider.dev");
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert_eq!(crd.spec.names.kind, "GitProviderConnection");
+    assert_eq!(crd.spec.names.plural, "gitproviderconnections");
+    assert_eq!(crd.spec.names.singular.as_deref(), Some("gitproviderconnection"));
+    assert_eq!(crd.spec.names.short_names, Some(vec!["gpc".to_owned(), "gitconn".to_owned()]));
+    let version = &crd.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(version.served && version.storage);
+    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+}
+
+#[test]
+fn printer_columns() {
+    let crd = committed_crd();
+    let columns: Vec<(String, String)> = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name.to_uppercase(), c.json_path))
+        .collect();
+    let expected = [
+        ("PROVIDER", ".spec.provider"),
+        ("INSTANCE", ".spec.instanceName"),
+        ("URL", ".spec.url"),
+        ("READY", ".status.conditions[?(@.type==\"Ready\")].status"),
+        ("REASON", ".status.conditions[?(@.type==\"Ready\")].reason"),
+        ("USER", ".status.authenticatedUser.username"),
+        ("EXPIRES", ".status.tokenExpiresAt"),
+        ("AGE", ".metadata.creationTimestamp"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(columns, expected);
+}
+
+fn schema() -> Value {
+    let crd = GitProviderConnection::crd();
+    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+}
+
+#[test]
+fn defaults_and_required_fields() {
+    let schema = schema();
+    let spec = &schema["properties"]["spec"];
+    assert_eq!(spec["properties"]["tokenSecretRef"]["properties"]["key"]["default"], "token");
+    assert_eq!(spec["properties"]["verifyInterval"]["default"], "1h");
+    assert_eq!(spec["properties"]["suspend"]["default"], false);
+    let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for field in ["provider", "instanceName", "url", "tokenSecretRef"] {
+        assert!(required.contains(&field), "{field} is required");
+    }
+    let providers: Vec<&str> = spec["properties"]["provider"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["GitLab", "Bitbucket", "AzureDevOps", "GitHub", "Gitea"]);
+    assert_eq!(spec["properties"]["instanceName"]["maxLength"], 63);
+    let kinds = &spec["properties"]["tls"]["properties"]["caBundleRef"]["properties"]["kind"]["enum"];
+    assert_eq!(kinds, &json!(["ConfigMap", "Secret"]));
+    // every field documented, for `kubectl explain`
+    fn assert_described(path: &str, node: &Value) {
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (name, child) in props {
+                let child_path = format!("{path}.{name}");
+                assert!(child.get("description").is_some(), "{child_path} has no description");
+                assert_described(&child_path, child);
+            }
+        }
+    }
+    assert_described("spec", spec);
+}
+
+fn object(spec: Value) -> Value {
+    json!({
+        "apiVersion": "gitprovider.dev/v1alpha1",
+        "kind": "GitProviderConnection",
+        "metadata": {"name": "c", "namespace": "n"},
+        "spec": spec,
+    })
+}
+
+fn base_spec() -> Value {
+    json!({
+        "provider": "AzureDevOps",
+        "instanceName": "dev1",
+        "url": "https://dev1.azure.example.com/DefaultCollection",
+        "tokenSecretRef": {"name": "azure-dev1-pat"}
+    })
+}
+
+fn cel(spec: Value) -> Result<(), String> {
+    kube_cel::validate(&schema(), &object(spec), None).map_err(|errors| format!("{errors:?}"))
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut spec = base_spec();
+    spec[field] = value;
+    spec
+}
+
+#[test]
+fn cel_accepts_valid_specs() {
+    cel(base_spec()).unwrap();
+    cel(with("url", json!("http://gitlab.internal:8080/"))).unwrap();
+    cel(with("url", json!("https://dev.azure.com/ORG"))).unwrap();
+    cel(with("verifyInterval", json!("1m"))).unwrap();
+    cel(with("verifyInterval", json!("1h30m"))).unwrap();
+    cel(with("verifyInterval", json!("90s"))).unwrap();
+    cel(with("instanceName", json!(" Dev 1 "))).unwrap();
+}
+
+#[test]
+fn cel_rejects_what_the_api_server_can() {
+    let cases = [
+        ("url", json!("ftp://example.com"), "absolute http"),
+        ("url", json!("example.com/gitlab"), "absolute http"),
+        ("url", json!("https://user:pw@example.com"), "user info"),
+        ("url", json!("https://example.com/?private_token=x"), "query"),
+        ("url", json!("https://example.com/#frag"), "fragment"),
+        ("instanceName", json!("   "), "blank"),
+        ("verifyInterval", json!("30s"), "at least 1m"),
+        ("verifyInterval", json!("1d"), "duration"),
+        ("verifyInterval", json!("soon"), "duration"),
+    ];
+    for (field, value, expected) in cases {
+        let error = cel(with(field, value.clone())).expect_err(&format!("{field}={value} must be rejected"));
+        assert!(error.contains(expected), "{field}={value}: {error}");
+    }
+}
