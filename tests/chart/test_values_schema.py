@@ -1,0 +1,134 @@
+"""values.schema.json: wrong types and values are refused before anything renders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import CHART_DIR, SCENARIOS, default_values
+
+BAD_VALUES = {
+    "replicaCount is a string": {"replicaCount": "two"},
+    "replicaCount is zero": {"replicaCount": 0},
+    "failurePolicy Maybe": {"webhook": {"failurePolicy": "Maybe"}},
+    "timeoutSeconds above 10": {"webhook": {"timeoutSeconds": 30}},
+    "timeoutSeconds zero": {"webhook": {"timeoutSeconds": 0}},
+    "timeoutSeconds is a string": {"webhook": {"timeoutSeconds": "5"}},
+    "image tag latest": {"image": {"tag": "latest"}},
+    "image tag is a number": {"image": {"tag": 1.0}},
+    "unknown top-level key": {"replicas": 2},
+    "unknown nested key": {"webhook": {"certManager": {"enable": True}}},
+    "watchNamespaces is a string": {"watchNamespaces": "team-a"},
+    "watchNamespaces bad name": {"watchNamespaces": ["Team_A"]},
+    "uniquenessScope global": {"uniquenessScope": "global"},
+    "logFormat xml": {"logFormat": "xml"},
+    "tokenExpiryWarning in days": {"tokenExpiryWarning": "14d"},
+    "tokenExpiryWarning a number": {"tokenExpiryWarning": 336},
+    "maxConcurrentVerifications zero": {"maxConcurrentVerifications": 0},
+    "maxInFlightPerHost a string": {"maxInFlightPerHost": "8"},
+    "leaderElection.enabled a string": {"leaderElection": {"enabled": "yes"}},
+    "certManager.enabled a string": {"webhook": {"certManager": {"enabled": "true"}}},
+    "issuerRef without a name": {"webhook": {"certManager": {"issuerRef": {"kind": "Issuer"}}}},
+    "webhook port too big": {"webhook": {"port": 70000}},
+    "metrics port a string": {"metrics": {"port": "8080"}},
+    "expiryWarningDays a string": {"metrics": {"prometheusRule": {"expiryWarningDays": "14"}}},
+    "serviceMonitor labels not strings": {"metrics": {"serviceMonitor": {"labels": {"a": 1}}}},
+    "namespaceSelector bad operator": {
+        "webhook": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}},
+    "resources wrong quantity": {"resources": {"limits": {"memory": "lots"}}},
+    "pdb minAvailable a word": {"podDisruptionBudget": {"minAvailable": "one"}},
+    "serviceAccount.create a string": {"serviceAccount": {"create": "false"}},
+    "imagePullSecrets of strings": {"imagePullSecrets": ["regcred"]},
+}
+
+
+def _chart():
+    import helm_python
+
+    return helm_python.Chart.load(str(CHART_DIR))
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_schema_rejects(case):
+    import helm_python
+
+    with _chart() as chart:
+        with pytest.raises(helm_python.HelmValuesError):
+            chart.validate_schema(BAD_VALUES[case])
+        # and `helm template` / `helm install` refuse them too
+        with pytest.raises(helm_python.HelmValuesError):
+            chart.render(BAD_VALUES[case], name="x", namespace="y")
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_schema_accepts_the_scenarios(name):
+    with _chart() as chart:
+        chart.validate_schema(SCENARIOS[name])
+
+
+@pytest.mark.parametrize("good", [
+    {"tokenExpiryWarning": "1h30m"},
+    {"tokenExpiryWarning": "1.5h"},
+    {"podDisruptionBudget": {"minAvailable": "50%"}},
+    {"resources": {"requests": {"cpu": 0.5, "memory": "1Gi"}, "limits": {"cpu": "2"}}},
+    {"webhook": {"certManager": {"enabled": True, "issuerRef": {
+        "name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}}}},
+    {"global": {"imageRegistry": "x"}},
+])
+def test_schema_accepts(good):
+    with _chart() as chart:
+        chart.validate_schema(good)
+
+
+def test_defaults_are_documented_and_as_specified():
+    values = default_values()
+    assert values["image"] == {"repository": "ghcr.io/gitprovider-dev/gitprovider-operator",
+                               "tag": "", "pullPolicy": "IfNotPresent"}
+    assert values["imagePullSecrets"] == []
+    assert values["replicaCount"] == 1
+    assert values["watchNamespaces"] == []
+    assert values["uniquenessScope"] == "namespace"
+    assert values["maxConcurrentVerifications"] == 32
+    assert values["maxInFlightPerHost"] == 8
+    assert values["tokenExpiryWarning"] == "336h"
+    assert values["logFormat"] == "json"
+    assert values["logLevel"] == "info"
+    assert values["leaderElection"] == {"enabled": True}
+    assert values["webhook"] == {
+        "port": 8443, "failurePolicy": "Fail", "timeoutSeconds": 5,
+        "namespaceSelector": {}, "objectSelector": {},
+        "certManager": {"enabled": False, "issuerRef": {}},
+    }
+    assert values["metrics"] == {
+        "port": 8080,
+        "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {}},
+        "prometheusRule": {"enabled": False, "expiryWarningDays": 14, "labels": {}},
+    }
+    assert values["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                   "limits": {"memory": "256Mi"}}
+    assert values["podDisruptionBudget"] == {"minAvailable": 1}
+    for key in ("nodeSelector", "affinity", "podAnnotations", "podLabels"):
+        assert values[key] == {}
+    assert values["tolerations"] == []
+    assert values["priorityClassName"] == ""
+    assert values["serviceAccount"] == {"create": True, "name": "", "annotations": {}}
+    # every key of values.yaml is declared in the schema, and described by a comment
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert set(values) <= set(schema["properties"])
+    text = (CHART_DIR / "values.yaml").read_text().splitlines()
+    for i, line in enumerate(text):
+        if line and not line.startswith((" ", "#")) and ":" in line:
+            above = text[i - 1].strip() if i else ""
+            assert above.startswith("#") or line.rstrip().endswith(":"), \
+                f"values.yaml: {line!r} has no comment"
+
+
+def test_schema_is_valid_json_schema():
+    import jsonschema
+
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(default_values(), schema)
+    assert yaml.safe_load((CHART_DIR / "values.yaml").read_text()) == default_values()
