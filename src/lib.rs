@@ -2,6 +2,7 @@
 //! each provider's real API.
 
 pub mod api;
+pub mod certs;
 pub mod cli;
 pub mod controller;
 pub mod duration;

@@ -32,13 +32,19 @@ fn committed_crd() -> CustomResourceDefinition {
 #[test]
 fn names_scope_and_subresources() {
     let crd = committed_crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("gitproviderconnections.gitprovider.dev"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("gitproviderconnections.gitprovider.dev")
+    );
     assert_eq!(crd.spec.group, "gitprovider.dev");
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.kind, "GitProviderConnection");
     assert_eq!(crd.spec.names.plural, "gitproviderconnections");
     assert_eq!(crd.spec.names.singular.as_deref(), Some("gitproviderconnection"));
-    assert_eq!(crd.spec.names.short_names, Some(vec!["gpc".to_owned(), "gitconn".to_owned()]));
+    assert_eq!(
+        crd.spec.names.short_names,
+        Some(vec!["gpc".to_owned(), "gitconn".to_owned()])
+    );
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
     assert!(version.served && version.storage);
@@ -71,17 +77,34 @@ fn printer_columns() {
 
 fn schema() -> Value {
     let crd = GitProviderConnection::crd();
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn defaults_and_required_fields() {
     let schema = schema();
     let spec = &schema["properties"]["spec"];
-    assert_eq!(spec["properties"]["tokenSecretRef"]["properties"]["key"]["default"], "token");
+    assert_eq!(
+        spec["properties"]["tokenSecretRef"]["properties"]["key"]["default"],
+        "token"
+    );
     assert_eq!(spec["properties"]["verifyInterval"]["default"], "1h");
     assert_eq!(spec["properties"]["suspend"]["default"], false);
-    let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for field in ["provider", "instanceName", "url", "tokenSecretRef"] {
         assert!(required.contains(&field), "{field} is required");
     }

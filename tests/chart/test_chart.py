@@ -152,9 +152,9 @@ def test_release_name_is_used_for_names():
     assert hook["webhooks"][0]["clientConfig"]["service"] == {
         "name": "acme-gitprovider-operator-webhook", "namespace": "ops",
         "path": "/validate", "port": 443}
-    long_name = render({"fullnameOverride": "x" * 80})
-    for svc in find(long_name, "Service"):
-        assert len(svc["metadata"]["name"]) <= 63
+    for long_name in (render({}, name="r" * 53), render({"fullnameOverride": "x" * 63})):
+        for svc in find(long_name, "Service"):
+            assert len(svc["metadata"]["name"]) <= 63
 
 
 # --- The Deployment --------------------------------------------------------------------------

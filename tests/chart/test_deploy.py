@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -28,7 +29,7 @@ def test_deploy_matches_a_fresh_render(render_deploy):
 
 
 def test_generator_check_mode(render_deploy):
-    result = subprocess.run(["python3", str(ROOT / "scripts" / "render-deploy.py"), "--check"],
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "render-deploy.py"), "--check"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
