@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Verifications running at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_verifications: u16,
+    /// Verifications in flight against one instance host (0: no cap beyond the global one).
+    #[arg(long, default_value_t = 8)]
+    pub max_in_flight_per_host: usize,
     /// TokenExpiringSoon turns True this long before the token expires (e.g. 14d, 336h).
     #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
     pub token_expiry_warning: Duration,
@@ -191,6 +194,7 @@ fn run_command(args: RunArgs) -> ExitCode {
         settings: Settings {
             expiry_warning: args.token_expiry_warning,
             max_concurrent_verifications: args.max_concurrent_verifications,
+            max_in_flight_per_host: args.max_in_flight_per_host,
             ..Settings::default()
         },
         http: HttpConfig {

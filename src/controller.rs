@@ -15,6 +15,7 @@ use crate::duration::parse_verify_interval;
 use crate::feed::Feed;
 use crate::index::{ConnectionIndex, ObjectKey, RefKind};
 use crate::metrics::Metrics;
+use crate::politeness::{Busy, HostLimiter};
 use crate::providers::http::{HttpClient, TlsOptions};
 use crate::providers::{Target, Verification, parse_base_url, provider};
 use crate::status::{StatusContext, materially_changed, next_status, ready_transition, status_merge_patch};
@@ -66,6 +67,8 @@ pub struct Settings {
     pub api_error_retry: Duration,
     /// Reconciles running at once (each verification is one of them).
     pub max_concurrent_verifications: u16,
+    /// Verifications in flight against one host (0: no cap beyond the global one).
+    pub max_in_flight_per_host: usize,
 }
 
 impl Default for Settings {
@@ -76,6 +79,7 @@ impl Default for Settings {
             backoff_max: Duration::from_secs(300),
             api_error_retry: Duration::from_secs(5),
             max_concurrent_verifications: 32,
+            max_in_flight_per_host: 8,
         }
     }
 }
@@ -88,6 +92,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    hosts: HostLimiter,
     /// Consecutive transient failures per connection, for the backoff.
     failures: Mutex<HashMap<ObjectKey, u32>>,
 }
@@ -107,6 +112,7 @@ impl Context {
             http,
             index,
             metrics,
+            hosts: HostLimiter::new(settings.max_in_flight_per_host),
             settings,
             failures: Mutex::new(HashMap::new()),
         }
@@ -287,6 +293,15 @@ async fn read_ca_bundle(
         .ok_or_else(|| format!("CA bundle {kind:?} {name} has no key {key:?}")))
 }
 
+/// The politeness key of an instance: host and port.
+fn host_key(url: &reqwest::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
 /// One reconcile: evaluate, write the status if it changed, record the transition, requeue.
 pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -297,6 +312,14 @@ pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> R
 }
 
 async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &ObjectKey) -> Result<Action, Error> {
+    let _slot = match parse_base_url(&conn.spec.url) {
+        Ok(url) => match ctx.hosts.try_acquire(&host_key(&url)) {
+            Ok(slot) => slot,
+            // The instance already has its share in flight: look again shortly, holding nothing.
+            Err(Busy) => return Ok(Action::requeue(Duration::from_millis(100 + fastrand::u64(..400)))),
+        },
+        Err(_) => None,
+    };
     let evaluation = evaluate(conn, ctx).await?;
     let reason = evaluation.verification.reason;
     let previous = conn.status.as_ref();

@@ -12,6 +12,7 @@ pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod politeness;
 pub mod providers;
 pub mod status;
 pub mod token;

@@ -24,7 +24,8 @@ BAD_VALUES = {
     "watchNamespaces bad name": {"watchNamespaces": ["Team_A"]},
     "uniquenessScope global": {"uniquenessScope": "global"},
     "logFormat xml": {"logFormat": "xml"},
-    "tokenExpiryWarning in days": {"tokenExpiryWarning": "14d"},
+    "tokenExpiryWarning mixing days": {"tokenExpiryWarning": "1d12h"},
+    "tokenExpiryWarning without unit": {"tokenExpiryWarning": "336"},
     "tokenExpiryWarning a number": {"tokenExpiryWarning": 336},
     "maxConcurrentVerifications zero": {"maxConcurrentVerifications": 0},
     "maxInFlightPerHost a string": {"maxInFlightPerHost": "8"},
@@ -71,6 +72,7 @@ def test_schema_accepts_the_scenarios(name):
 @pytest.mark.parametrize("good", [
     {"tokenExpiryWarning": "1h30m"},
     {"tokenExpiryWarning": "1.5h"},
+    {"tokenExpiryWarning": "14d"},
     {"podDisruptionBudget": {"minAvailable": "50%"}},
     {"resources": {"requests": {"cpu": 0.5, "memory": "1Gi"}, "limits": {"cpu": "2"}}},
     {"webhook": {"certManager": {"enabled": True, "issuerRef": {

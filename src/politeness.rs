@@ -1,0 +1,100 @@
+//! Per-instance politeness: a cap on verifications in flight against one host, so that many
+//! connections to the same instance never hammer it, while connections spread over many hosts
+//! still use the full `--max-concurrent-verifications`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub struct HostLimiter {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimiter {
+    /// `per_host == 0` means no cap beyond the global concurrency.
+    pub fn new(per_host: usize) -> HostLimiter {
+        HostLimiter {
+            per_host,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn semaphore(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
+
+    /// Waits for a slot for `host` (`host:port`); the slot is freed when the permit drops.
+    pub async fn acquire(&self, host: &str) -> Option<OwnedSemaphorePermit> {
+        if self.per_host == 0 {
+            return None;
+        }
+        // The semaphore is never closed, so this cannot fail.
+        self.semaphore(host).acquire_owned().await.ok()
+    }
+
+    /// Takes a slot for `host` if one is free right now: `Err(Busy)` otherwise. The controller
+    /// uses this so that a connection waiting for a busy host never holds one of the global
+    /// verification slots (which would starve connections to other hosts).
+    pub fn try_acquire(&self, host: &str) -> Result<Option<OwnedSemaphorePermit>, Busy> {
+        if self.per_host == 0 {
+            return Ok(None);
+        }
+        self.semaphore(host).try_acquire_owned().map(Some).map_err(|_| Busy)
+    }
+}
+
+/// Every slot for the host is taken.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl HostLimiter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn caps_each_host_separately() {
+        let limiter = HostLimiter::new(2);
+        let a1 = limiter.acquire("a:443").await;
+        let _a2 = limiter.acquire("a:443").await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), limiter.acquire("a:443"))
+                .await
+                .is_err(),
+            "third slot for a waits"
+        );
+        let _b = tokio::time::timeout(Duration::from_millis(50), limiter.acquire("b:443"))
+            .await
+            .expect("b is not limited by a");
+        drop(a1);
+        tokio::time::timeout(Duration::from_secs(1), limiter.acquire("a:443"))
+            .await
+            .expect("a slot frees up");
+    }
+
+    #[test]
+    fn try_acquire_does_not_wait() {
+        let limiter = HostLimiter::new(1);
+        let first = limiter.try_acquire("a").unwrap();
+        assert!(first.is_some());
+        assert_eq!(limiter.try_acquire("a").unwrap_err(), Busy);
+        assert!(limiter.try_acquire("b").is_ok());
+        drop(first);
+        assert!(limiter.try_acquire("a").is_ok());
+    }
+
+    #[tokio::test]
+    async fn zero_means_unlimited() {
+        let limiter = HostLimiter::new(0);
+        for _ in 0..100 {
+            assert!(limiter.acquire("a").await.is_none());
+        }
+    }
+}
