@@ -3,4 +3,6 @@
 # Needs: pip install -r tests/chart/requirements.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 -m pytest -q tests/chart "$@"
+# No .pytest_cache or __pycache__ left in the work tree.
+export PYTHONDONTWRITEBYTECODE=1
+exec python3 -m pytest -q -p no:cacheprovider tests/chart "$@"

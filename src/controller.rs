@@ -186,10 +186,24 @@ pub async fn evaluate(conn: &GitProviderConnection, ctx: &Context) -> Result<Eva
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = &spec.token_secret_ref.name;
     let key = &spec.token_secret_ref.key;
-    let secret = secrets.get_opt(secret_name).await.map_err(|source| Error::Read {
-        what: format!("Secret {namespace}/{secret_name}"),
-        source,
-    })?;
+    let secret = match secrets.get_opt(secret_name).await {
+        Ok(secret) => secret,
+        // RBAC (e.g. a chart confined to other namespaces): the user can fix this, so say so.
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Ok(Evaluation::local(
+                ReadyReason::SecretNotFound,
+                format!(
+                    "the operator is not allowed to read Secret {secret_name} in namespace {namespace}; grant it access (Helm value watchNamespaces) or move the connection"
+                ),
+            ));
+        }
+        Err(source) => {
+            return Err(Error::Read {
+                what: format!("Secret {namespace}/{secret_name}"),
+                source,
+            });
+        }
+    };
     let Some(secret) = secret else {
         return Ok(Evaluation::local(
             ReadyReason::SecretNotFound,
@@ -312,6 +326,10 @@ pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> R
 }
 
 async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &ObjectKey) -> Result<Action, Error> {
+    // Until every connection is listed, "nobody else holds this name" cannot be trusted.
+    if !ctx.index.is_synced() {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let _slot = match parse_base_url(&conn.spec.url) {
         Ok(url) => match ctx.hosts.try_acquire(&host_key(&url)) {
             Ok(slot) => slot,
