@@ -1,0 +1,305 @@
+//! Validating admission webhooks: matching a request against `ValidatingWebhookConfiguration`
+//! objects and calling each matching webhook with a real `admission.k8s.io/v1`
+//! `AdmissionReview` over HTTPS, then turning its answer into the apiserver's response
+//! (denial Status, `Warning` headers) or, when the call fails, applying `failurePolicy`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::registry::{Kind, ResourceDef};
+use super::selectors::LabelSelector;
+use super::tls::client_config_trusting;
+use super::util::{b64_decode, labels_of, new_uid};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    fn wire(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// Emulator-wide admission settings.
+#[derive(Clone, Debug, Default)]
+pub struct AdmissionConfig {
+    /// `(namespace, service name)` → local address, for `clientConfig.service`.
+    pub service_endpoints: HashMap<(String, String), SocketAddr>,
+    /// `userInfo.username` in reviews.
+    pub username: String,
+}
+
+/// The request being admitted (objects in the request view).
+pub struct Attributes<'a> {
+    pub def: &'a ResourceDef,
+    pub version: &'a str,
+    pub subresource: Option<&'a str>,
+    pub operation: Operation,
+    /// The name as given in the request (`""` for a create relying on `generateName`).
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+    pub dry_run: bool,
+    /// CreateOptions / UpdateOptions / DeleteOptions.
+    pub options: Value,
+    /// Labels of the request's namespace (for `namespaceSelector`).
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// Allowed (with warnings) or denied (error, with warnings).
+pub type Verdict = Result<Vec<String>, (ApiError, Vec<String>)>;
+
+/// Runs every matching webhook of `configs` (concurrently, like the apiserver).
+pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Attributes<'_>) -> Verdict {
+    // Webhook configurations themselves are never subject to webhooks (no lock-out).
+    if matches!(attrs.def.behaviour, Kind::ValidatingWebhookConfiguration) {
+        return Ok(vec![]);
+    }
+    let mut hooks = Vec::new();
+    for c in configs {
+        for h in c.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
+            if matches(h, attrs) {
+                hooks.push(h.clone());
+            }
+        }
+    }
+    let results = futures::future::join_all(hooks.iter().map(|h| run_one(cfg, h, attrs))).await;
+    let mut warnings = Vec::new();
+    let mut denial = None;
+    for r in results {
+        match r {
+            Ok(w) => warnings.extend(w),
+            Err((e, w)) => {
+                warnings.extend(w);
+                denial.get_or_insert(e);
+            }
+        }
+    }
+    match denial {
+        Some(e) => Err((e, warnings)),
+        None => Ok(warnings),
+    }
+}
+
+fn strs(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+}
+
+/// Whether webhook `h` applies to the request (rules, scope, selectors). `matchConditions`
+/// (CEL) are not evaluated: a webhook with them matches as if they were all true.
+fn matches(h: &Value, a: &Attributes<'_>) -> bool {
+    let rule_ok = h.get("rules").and_then(Value::as_array).into_iter().flatten().any(|r| {
+        let ops = strs(r.get("operations"));
+        let groups = strs(r.get("apiGroups"));
+        let versions = strs(r.get("apiVersions"));
+        let resources = strs(r.get("resources"));
+        let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
+        let any = |list: &[&str], x: &str| list.iter().any(|v| *v == "*" || *v == x);
+        let resource_ok = resources.iter().any(|pat| {
+            let (pr, ps) = pat.split_once('/').unwrap_or((pat, ""));
+            let res_ok = pr == "*" || pr == a.def.plural;
+            let sub_ok = match a.subresource {
+                None => ps.is_empty(),
+                Some(s) => ps == "*" || ps == s,
+            };
+            res_ok && sub_ok
+        });
+        let scope_ok = match scope {
+            "Cluster" => !a.def.namespaced,
+            "Namespaced" => a.def.namespaced,
+            _ => true,
+        };
+        any(&ops, a.operation.wire()) && any(&groups, &a.def.group) && any(&versions, a.version) && resource_ok && scope_ok
+    });
+    if !rule_ok {
+        return false;
+    }
+    // namespaceSelector applies to namespaced objects (and to Namespace objects themselves).
+    let ns_sel = h.get("namespaceSelector").map(LabelSelector::from_object);
+    let ns_ok = match ns_sel {
+        None => true,
+        Some(Err(_)) => false,
+        Some(Ok(sel)) => {
+            if a.def.behaviour == Kind::Namespace {
+                sel.matches(&a.object.or(a.old_object).map(labels_of).unwrap_or_default())
+            } else if a.def.namespaced {
+                sel.matches(&a.namespace_labels)
+            } else {
+                true
+            }
+        }
+    };
+    let obj_ok = match h.get("objectSelector").map(LabelSelector::from_object) {
+        None => true,
+        Some(Err(_)) => false,
+        Some(Ok(sel)) => {
+            a.object.is_some_and(|o| sel.matches(&labels_of(o))) || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
+        }
+    };
+    ns_ok && obj_ok
+}
+
+fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
+    let gvk = json!({"group": a.def.group, "version": a.version, "kind": a.def.kind});
+    let gvr = json!({"group": a.def.group, "version": a.version, "resource": a.def.plural});
+    let mut req = json!({
+        "uid": uid,
+        "kind": gvk,
+        "resource": gvr,
+        "requestKind": gvk,
+        "requestResource": gvr,
+        "name": a.name,
+        "operation": a.operation.wire(),
+        "userInfo": {"username": username, "groups": ["system:masters", "system:authenticated"]},
+        "object": a.object.cloned().unwrap_or(Value::Null),
+        "oldObject": a.old_object.cloned().unwrap_or(Value::Null),
+        "dryRun": a.dry_run,
+        "options": a.options,
+    });
+    if let Some(ns) = a.namespace {
+        req["namespace"] = json!(ns);
+    }
+    if let Some(s) = a.subresource {
+        req["subResource"] = json!(s);
+        req["requestSubResource"] = json!(s);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+}
+
+/// One webhook: call, interpret, apply failurePolicy.
+async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<Vec<String>, (ApiError, Vec<String>)> {
+    let name = h.get("name").and_then(Value::as_str).unwrap_or("");
+    if a.dry_run && !matches!(h.get("sideEffects").and_then(Value::as_str), Some("None" | "NoneOnDryRun")) {
+        return Err((ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")), vec![]));
+    }
+    let uid = new_uid();
+    let body = review(a, &uid, &cfg.username);
+    let timeout = h.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(10);
+    let outcome = match call(cfg, h, &body, timeout).await {
+        Ok(resp) => interpret(name, &uid, &resp),
+        Err(e) => Err(CallFailure(e)),
+    };
+    match outcome {
+        Ok(Answer::Allowed(w)) => Ok(w),
+        Ok(Answer::Denied(e, w)) => Err((e, w)),
+        Err(CallFailure(why)) => {
+            if h.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
+                Ok(vec![])
+            } else {
+                Err((ApiError::internal(&format!("failed calling webhook {name:?}: {why}")), vec![]))
+            }
+        }
+    }
+}
+
+enum Answer {
+    Allowed(Vec<String>),
+    Denied(ApiError, Vec<String>),
+}
+
+/// The webhook could not be consulted (transport error, bad response): failurePolicy decides.
+struct CallFailure(String);
+
+fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailure> {
+    let Some(resp) = review.get("response") else {
+        return Err(CallFailure("received invalid webhook response: response is missing".into()));
+    };
+    let got = resp.get("uid").and_then(Value::as_str).unwrap_or("");
+    if got != uid {
+        return Err(CallFailure(format!("received invalid webhook response: expected response.uid={uid:?}, got {got:?}")));
+    }
+    let warnings: Vec<String> = strs(resp.get("warnings")).into_iter().map(str::to_owned).collect();
+    if resp.get("allowed").and_then(Value::as_bool) == Some(true) {
+        return Ok(Answer::Allowed(warnings));
+    }
+    // Upstream `webhookerrors.ToStatusErr`.
+    let status = resp.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut err = ApiError::from_status(&status, 400);
+    let denied_by = format!("admission webhook {name:?} denied the request");
+    err.message = if !err.message.is_empty() {
+        format!("{denied_by}: {}", err.message)
+    } else if !err.reason.is_empty() {
+        format!("{denied_by}: {}", err.reason)
+    } else {
+        format!("{denied_by} without explanation")
+    };
+    Ok(Answer::Denied(err, warnings))
+}
+
+/// POSTs the review; `Err` describes the failure like the apiserver's error text.
+async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> Result<Value, String> {
+    let cc = h.get("clientConfig").cloned().unwrap_or_else(|| json!({}));
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(timeout)).redirect(reqwest::redirect::Policy::none());
+    let base = if let Some(url) = cc.get("url").and_then(Value::as_str) {
+        url.to_owned()
+    } else if let Some(svc) = cc.get("service") {
+        let ns = svc.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let svc_name = svc.get("name").and_then(Value::as_str).unwrap_or("");
+        let port = svc.get("port").and_then(Value::as_u64).unwrap_or(443);
+        let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
+        let host = format!("{svc_name}.{ns}.svc");
+        let display = format!("https://{host}:{port}{path}");
+        let Some(addr) = cfg.service_endpoints.get(&(ns.to_owned(), svc_name.to_owned())) else {
+            return Err(format!("failed to call webhook: Post \"{display}?timeout={timeout}s\": service \"{svc_name}\" not found"));
+        };
+        // The certificate is verified for `<service>.<namespace>.svc`, as the apiserver does;
+        // the name is resolved to the local address the test registered. No port in the URL,
+        // so the registered address's port is used.
+        builder = builder.resolve(&host, *addr);
+        format!("https://{host}{path}")
+    } else {
+        return Err("failed to call webhook: clientConfig has neither url nor service".into());
+    };
+    let url = format!("{base}{}timeout={timeout}s", if base.contains('?') { '&' } else { '?' });
+    let bundle = cc.get("caBundle").and_then(Value::as_str).and_then(b64_decode).unwrap_or_default();
+    let tls = client_config_trusting(&bundle).map_err(|e| format!("failed to call webhook: Post \"{url}\": {e}"))?;
+    let client = builder
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("failed to call webhook: {e}"))?;
+    let resp = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, */*")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| format!("failed to call webhook: Post \"{url}\": {}", describe(&e)))?;
+    let code = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(|e| format!("failed to call webhook: {}", describe(&e)))?;
+    if !(200..300).contains(&code) {
+        return Err(format!(
+            "failed to call webhook: the server responded with the status code {code} but did not return more information (post {url})"
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("received invalid webhook response: {e}"))
+}
+
+/// An error's message with its causes, timeouts named as Go names them.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "context deadline exceeded".into();
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

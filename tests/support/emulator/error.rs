@@ -1,0 +1,342 @@
+//! Errors: [`ApiError`] is what a request fails with on the wire (a `meta/v1` `Status`
+//! with the code, reason, message and details the real apiserver uses); [`EmulatorError`]
+//! is what the test-facing API (`Emulator::start`, `apply_yaml_file`, ...) fails with.
+
+use serde_json::{Map, Value, json};
+
+/// The group-qualified resource a message names: `configmaps`, `leases.coordination.k8s.io`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self { group: group.to_owned(), resource: resource.to_owned() }
+    }
+}
+
+impl std::fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// Why a field is invalid; the `reason` of a `StatusCause` (`field.ErrorType` upstream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldErrorKind {
+    Required,
+    Invalid,
+    NotSupported,
+    TooLong,
+    TooMany,
+    Duplicate,
+    Forbidden,
+    TypeInvalid,
+}
+
+impl FieldErrorKind {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Required => "FieldValueRequired",
+            Self::Invalid => "FieldValueInvalid",
+            Self::NotSupported => "FieldValueNotSupported",
+            Self::TooLong => "FieldValueTooLong",
+            Self::TooMany => "FieldValueTooMany",
+            Self::Duplicate => "FieldValueDuplicate",
+            Self::Forbidden => "FieldValueForbidden",
+            Self::TypeInvalid => "FieldValueTypeInvalid",
+        }
+    }
+}
+
+/// One problem with one field, rendered like `field.Error` upstream: `spec.url: Required value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub kind: FieldErrorKind,
+    pub field: String,
+    /// The text after `field: `, e.g. `Required value` or `Invalid value: "x": reason`.
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::Required, field: field.into(), detail: "Required value".into() }
+    }
+    pub fn invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
+        Self {
+            kind: FieldErrorKind::Invalid,
+            field: field.into(),
+            detail: format!("Invalid value: {}: {why}", render_value(value)),
+        }
+    }
+    pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[Value]) -> Self {
+        let allowed: Vec<String> = allowed.iter().map(render_value).collect();
+        Self {
+            kind: FieldErrorKind::NotSupported,
+            field: field.into(),
+            detail: format!("Unsupported value: {}: supported values: {}", render_value(value), allowed.join(", ")),
+        }
+    }
+    pub fn too_long(field: impl Into<String>, max: u64, unit: &str) -> Self {
+        Self {
+            kind: FieldErrorKind::TooLong,
+            field: field.into(),
+            detail: format!("Too long: may not be more than {max} {unit}"),
+        }
+    }
+    pub fn too_many(field: impl Into<String>, actual: usize, max: u64) -> Self {
+        Self {
+            kind: FieldErrorKind::TooMany,
+            field: field.into(),
+            detail: format!("Too many: {actual}: must have at most {max} items"),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
+        Self {
+            kind: FieldErrorKind::Duplicate,
+            field: field.into(),
+            detail: format!("Duplicate value: {}", render_value(value)),
+        }
+    }
+    pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
+        Self { kind: FieldErrorKind::Forbidden, field: field.into(), detail: format!("Forbidden: {why}") }
+    }
+    pub fn type_invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
+        Self {
+            kind: FieldErrorKind::TypeInvalid,
+            field: field.into(),
+            detail: format!("Invalid value: {}: {why}", render_value(value)),
+        }
+    }
+}
+
+impl FieldError {
+    /// Replaces the text after `field: `.
+    pub fn with_detail(mut self, detail: &str) -> Self {
+        self.detail = detail.to_owned();
+        self
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.detail)
+    }
+}
+
+/// Values in messages are rendered the way Go's `%q`/`%v` mostly render them: strings quoted,
+/// other scalars bare, composites as JSON.
+fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// A failed request: becomes a `Status` object with the same HTTP code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    pub details: Option<Value>,
+    /// Sent as a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn name_details(gr: &GroupResource, name: &str) -> Value {
+    // Upstream puts the *resource* (plural) in `details.kind` for these errors.
+    let mut d = Map::new();
+    d.insert("name".into(), json!(name));
+    if !gr.group.is_empty() {
+        d.insert("group".into(), json!(gr.group));
+    }
+    d.insert("kind".into(), json!(gr.resource));
+    Value::Object(d)
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        Self { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn not_found(gr: &GroupResource, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{gr} {name:?} not found")).with_details(name_details(gr, name))
+    }
+
+    /// A path that names no known resource.
+    pub fn no_such_resource() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+            .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]}))
+    }
+
+    pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
+        Self::new(409, "AlreadyExists", format!("{gr} {name:?} already exists"))
+            .with_details(name_details(gr, name))
+    }
+
+    pub fn conflict(gr: &GroupResource, name: &str, why: &str) -> Self {
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {gr} {name:?}: {why}"))
+            .with_details(name_details(gr, name))
+    }
+
+    /// The conflict an update with a stale `resourceVersion` gets.
+    pub fn stale(gr: &GroupResource, name: &str) -> Self {
+        Self::conflict(
+            gr,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// 422 Invalid. `kind`/`group` are the object's Kind and API group
+    /// (`GitProviderConnection.gitprovider.dev "x" is invalid: ...`).
+    pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
+        let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let summary = match rendered.len() {
+            0 => "<nil>".to_owned(),
+            1 => rendered[0].clone(),
+            _ => format!("[{}]", rendered.join(", ")),
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.kind.reason(), "message": e.detail, "field": e.field}))
+            .collect();
+        let mut d = Map::new();
+        d.insert("name".into(), json!(name));
+        if !group.is_empty() {
+            d.insert("group".into(), json!(group));
+        }
+        d.insert("kind".into(), json!(kind));
+        d.insert("causes".into(), Value::Array(causes));
+        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {summary}")).with_details(Value::Object(d))
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    }
+
+    pub fn not_acceptable(accept: &str) -> Self {
+        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml (got {accept:?})"))
+    }
+
+    pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+        .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}))
+    }
+
+    /// 410 with reason `Expired`, as for a too old `resourceVersion` or `continue` token.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn forbidden(gr: &GroupResource, name: &str, why: &str) -> Self {
+        Self::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {why}")).with_details(name_details(gr, name))
+    }
+
+    /// 500 InternalError: `Internal error occurred: <why>`.
+    pub fn internal(why: &str) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {why}"))
+            .with_details(json!({"causes": [{"message": why}]}))
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.")
+            .with_details(json!({"retryAfterSeconds": retry_after}));
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub fn service_unavailable(retry_after: u64) -> Self {
+        let mut e = Self::new(503, "ServiceUnavailable", "The server is currently unable to handle the request")
+            .with_details(json!({"retryAfterSeconds": retry_after}));
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
+    /// The `Status` object sent as the body (and inside watch `ERROR` events).
+    pub fn to_status(&self) -> Value {
+        let mut s = Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        s.insert("message".into(), json!(self.message));
+        if !self.reason.is_empty() {
+            s.insert("reason".into(), json!(self.reason));
+        }
+        if let Some(d) = &self.details {
+            s.insert("details".into(), d.clone());
+        }
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
+    }
+
+    /// Builds an error from a `Status` some other party (an admission webhook) returned.
+    pub fn from_status(status: &Value, default_code: u16) -> Self {
+        let code = status.get("code").and_then(Value::as_u64).unwrap_or(0) as u16;
+        Self {
+            code: if code < 400 { default_code } else { code },
+            reason: status.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
+            message: status.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+            details: status.get("details").cloned(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Failures of the test-facing API.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("kube client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("YAML in {path}: {message}")]
+    Yaml { path: String, message: String },
+    #[error("object #{index} in {path}: {message}")]
+    Manifest { path: String, index: usize, message: String },
+}

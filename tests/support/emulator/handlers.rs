@@ -1,0 +1,1056 @@
+//! The resource verbs: get, list, watch, create, update, patch, delete, deletecollection, on
+//! objects and their `status` subresource, with the apiserver's semantics for
+//! resourceVersions, generation, status subresources, finalizers, dry runs, schemas and
+//! admission.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Response;
+use serde_json::{Map, Value, json};
+
+use super::admission::{self, Attributes, Operation};
+use super::convert::{from_storage, to_partial_metadata, to_storage};
+use super::error::{ApiError, FieldError};
+use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_response, negotiate, verb_of};
+use super::patch::{self, PatchKind};
+use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
+use super::schema;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::server::Ctx;
+use super::store::{State, TooOld, WriteError};
+use super::strategy;
+use super::util::{
+    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, random_suffix,
+    rv_of,
+};
+use super::watch::{self, Start, WatchSpec};
+
+/// Everything a verb needs to know about its request.
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub path: &'a ResourcePath,
+    pub query: &'a Query,
+    pub content_type: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// A successful answer: status, body, warnings.
+struct Answer {
+    code: u16,
+    body: Value,
+    warnings: Vec<String>,
+}
+
+impl Answer {
+    fn new(code: u16, body: Value) -> Self {
+        Self { code, body, warnings: vec![] }
+    }
+}
+
+/// Resolved target of a resource request.
+struct Target<'a> {
+    def: ResourceDef,
+    ver: VersionDef,
+    ns: Option<String>,
+    name: Option<&'a str>,
+    sub: Option<&'a str>,
+    view: View,
+}
+
+impl Target<'_> {
+    fn ns_key(&self) -> &str {
+        self.ns.as_deref().unwrap_or("")
+    }
+
+    fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(&self.def.group_resource(), name)
+    }
+
+    /// The stored object as this request sees it (version, kind; metadata-only if asked).
+    fn render(&self, stored: &Value) -> Value {
+        let v = from_storage(&self.def, &self.ver.name, stored);
+        match self.view {
+            View::Full => v,
+            View::Metadata => to_partial_metadata(&v),
+        }
+    }
+
+    /// An object in request view (not stored), rendered for the response.
+    fn render_view(&self, view: Value) -> Value {
+        match self.view {
+            View::Full => view,
+            View::Metadata => to_partial_metadata(&view),
+        }
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
+    match dispatch(ctx, &req).await {
+        Ok(resp) => resp,
+        Err((err, warnings)) => {
+            let mut resp = error_response(&err);
+            add_warnings(&mut resp, &warnings);
+            resp
+        }
+    }
+}
+
+type Failure = (ApiError, Vec<String>);
+
+fn fail(e: ApiError) -> Failure {
+    (e, vec![])
+}
+
+async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
+    let rp = req.path;
+    let (def, ver) = {
+        let st = ctx.store.lock();
+        st.registry
+            .find(&rp.group, &rp.version, &rp.resource)
+            .map(|(d, v)| (d.clone(), v.clone()))
+            .ok_or_else(|| fail(ApiError::no_such_resource()))?
+    };
+    let view = negotiate(req.accept).map_err(fail)?;
+    let t = Target { def, ver, ns: rp.namespace.clone(), name: rp.name.as_deref(), sub: rp.subresource.as_deref(), view };
+    let verb = verb_of(req.method, rp, req.query);
+
+    if let Some(sub) = t.sub {
+        if sub != "status" || !t.ver.status_subresource {
+            return Err(fail(ApiError::no_such_resource()));
+        }
+        if !matches!(verb, "get" | "update" | "patch") {
+            return Err(fail(ApiError::method_not_allowed()));
+        }
+    }
+    // A namespaced resource addressed without a namespace can only be listed or watched.
+    if t.def.namespaced && t.ns.is_none() && !matches!(verb, "list" | "watch") {
+        return Err(fail(ApiError::method_not_allowed()));
+    }
+    if verb == "create" && t.name.is_some() {
+        return Err(fail(ApiError::method_not_allowed()));
+    }
+
+    if verb == "watch" {
+        return watch(ctx, &t, req).map_err(fail);
+    }
+    let answer = match verb {
+        "get" => get(ctx, &t),
+        "list" => list(ctx, &t, req.query),
+        "create" => create(ctx, &t, req).await,
+        "update" => update(ctx, &t, req).await,
+        "patch" => patch(ctx, &t, req).await,
+        "delete" => delete(ctx, &t, req).await,
+        "deletecollection" => delete_collection(ctx, &t, req).await,
+        _ => Err(fail(ApiError::method_not_allowed())),
+    }?;
+    let mut resp = json_response(answer.code, &answer.body);
+    add_warnings(&mut resp, &answer.warnings);
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------- reads
+
+fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
+    let name = t.name.unwrap_or("");
+    let st = ctx.store.lock();
+    let obj = st.get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+    Ok(Answer::new(200, t.render(&obj)))
+}
+
+fn selectors(t: &Target<'_>, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.field_selectors(&t.ver))?;
+    Ok((labels, fields))
+}
+
+fn list_options_invalid(field: &str, why: &str) -> ApiError {
+    ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::forbidden(field, why)])
+}
+
+/// `{"rv": N, "start": [namespace, name]}`, base64: opaque to clients, like upstream's.
+fn encode_continue(rv: u64, key: (&str, &str)) -> String {
+    b64_encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]}).to_string().as_bytes())
+}
+
+fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = b64_decode(token).ok_or_else(bad)?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_array).ok_or_else(bad)?;
+    let s = |i: usize| start.get(i).and_then(Value::as_str).map(str::to_owned).ok_or_else(bad);
+    Ok((rv, (s(0)?, s(1)?)))
+}
+
+fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
+    let (labels, fields) = selectors(t, q).map_err(fail)?;
+    let limit = match q.get("limit") {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<usize>().map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?),
+    }
+    .filter(|l| *l > 0);
+    let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
+    let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    let st = ctx.store.lock();
+    let current = st.current_rv();
+    let ns = t.ns.as_deref();
+    let too_old = |_: TooOld| {
+        fail(ApiError::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        ))
+    };
+    let (snapshot_rv, objects, start_after) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
+        if rv_param.is_some_and(|r| r != "0") {
+            return Err(fail(list_options_invalid("resourceVersion", "specifying resource version is not allowed when using continue")));
+        }
+        let (rv, key) = decode_continue(token).map_err(fail)?;
+        (rv, st.snapshot_at(&t.def.storage, ns, rv).map_err(too_old)?, Some(key))
+    } else {
+        let requested = match rv_param {
+            None => None,
+            Some(r) => Some(r.parse::<u64>().map_err(|_| {
+                fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(r), "must be a valid resource version")]))
+            })?),
+        };
+        match (rvm, requested) {
+            (Some(_), None) => {
+                return Err(fail(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")));
+            }
+            (Some("Exact"), Some(rv)) => {
+                if rv > current {
+                    return Err(fail(too_large(rv, current)));
+                }
+                let objs = st
+                    .snapshot_at(&t.def.storage, ns, rv)
+                    .map_err(|_| fail(ApiError::expired("The resourceVersion for the provided list is too old.")))?;
+                (rv, objs, None)
+            }
+            (Some("NotOlderThan") | None, Some(rv)) if rv > current => return Err(fail(too_large(rv, current))),
+            (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
+            (Some(other), _) => {
+                return Err(fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::not_supported("resourceVersionMatch", &json!(other), &[json!("Exact"), json!("NotOlderThan")])])));
+            }
+        }
+    };
+    drop(st);
+
+    let mut selected: Vec<Value> = Vec::new();
+    for o in objects {
+        let key = (meta_str(&o, "namespace").to_owned(), meta_str(&o, "name").to_owned());
+        if start_after.as_ref().is_some_and(|s| key <= *s) {
+            continue;
+        }
+        let view = from_storage(&t.def, &t.ver.name, &o);
+        if labels.matches(&labels_of(&view)) && fields.matches(&view) {
+            selected.push(view);
+        }
+    }
+    let mut meta = Map::new();
+    meta.insert("resourceVersion".into(), json!(snapshot_rv.to_string()));
+    if let Some(limit) = limit
+        && selected.len() > limit
+    {
+        let remaining = selected.len() - limit;
+        selected.truncate(limit);
+        let last = selected.last().map(|v| (meta_str(v, "namespace").to_owned(), meta_str(v, "name").to_owned()));
+        if let Some((lns, lname)) = last {
+            meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
+        }
+        if q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty() {
+            meta.insert("remainingItemCount".into(), json!(remaining));
+        }
+    }
+    let body = match t.view {
+        View::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta,
+            "items": selected.iter().map(to_partial_metadata).collect::<Vec<_>>(),
+        }),
+        View::Full => {
+            // Lists of built-in types carry no apiVersion/kind per item (typed lists upstream);
+            // lists of custom resources do (unstructured lists).
+            if t.def.behaviour != Kind::Custom {
+                for item in &mut selected {
+                    if let Value::Object(m) = item {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                }
+            }
+            json!({
+                "kind": format!("{}List", t.def.kind),
+                "apiVersion": t.def.api_version(&t.ver.name),
+                "metadata": meta,
+                "items": selected,
+            })
+        }
+    };
+    Ok(Answer::new(200, body))
+}
+
+fn too_large(rv: u64, current: u64) -> ApiError {
+    ApiError::timeout(format!("Timeout: Too large resource version: {rv}, current: {current}")).with_details(json!({
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1,
+    }))
+}
+
+fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
+    let q = req.query;
+    let (labels, fields) = selectors(t, q)?;
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let send_initial = q.flag("sendInitialEvents");
+    let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    if send_initial && rvm != Some("NotOlderThan") {
+        return Err(list_options_invalid("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+    }
+    if !send_initial && rvm.is_some() {
+        return Err(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+    }
+    let timeout = match q.get("timeoutSeconds") {
+        Some(s) if !s.is_empty() => Duration::from_secs(
+            s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
+        ),
+        _ => ctx.settings.default_watch_timeout,
+    };
+    let spec = WatchSpec {
+        def: t.def.clone(),
+        version: t.ver.name.clone(),
+        view: t.view,
+        labels,
+        fields,
+        bookmarks,
+        timeout,
+        bookmark_interval: ctx.settings.bookmark_interval,
+    };
+    let rv = q.get("resourceVersion").unwrap_or("");
+    let ns = t.ns.as_deref();
+    let mut st = ctx.store.lock();
+    let start = if rv.is_empty() || rv == "0" {
+        // "Start at most recent / any": synthetic ADDED events for the current state first.
+        let current = st.current_rv();
+        Start::Snapshot { objects: st.list(&t.def.storage, ns), rv: current, initial_end: send_initial }
+    } else {
+        let from = rv.parse::<u64>().map_err(|_| {
+            ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(rv), "must be a valid resource version")])
+        })?;
+        let oldest = st.oldest_resumable() + 1;
+        let expired = |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
+        if ctx.faults.take_gone() {
+            drop(st);
+            return Ok(stream_response(watch::error_stream(&expired(from.max(oldest) + 1))));
+        }
+        match st.history_since(&t.def.storage, ns, from) {
+            Ok(records) => Start::Resume { records, rv: from },
+            Err(TooOld { oldest }) => {
+                drop(st);
+                // Upstream answers 200 and a single ERROR event; clients relist on 410.
+                return Ok(stream_response(watch::error_stream(&expired(oldest))));
+            }
+        }
+    };
+    let (id, rx) = st.register_watcher(&t.def.storage, ns);
+    drop(st);
+    Ok(stream_response(watch::stream(ctx.store.clone(), spec, start, id, rx)))
+}
+
+fn stream_response(body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    resp
+}
+
+// ---------------------------------------------------------------- shared write steps
+
+/// Parses a create/update body (JSON, or YAML when the Content-Type says so).
+fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
+    let ct = req.content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
+    let v: Value = match ct {
+        "application/yaml" => {
+            let text = std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        }
+        "application/json" | "" | "*/*" => serde_json::from_slice(req.body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
+        other => return Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body of the request must be an object"));
+    }
+    Ok(v)
+}
+
+/// Checks/fills `apiVersion` and `kind` against the addressed resource.
+fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let want_av = t.def.api_version(&t.ver.name);
+    let m = ensure_object(obj);
+    match m.get("apiVersion").and_then(Value::as_str) {
+        Some(av) if av != want_av => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )));
+        }
+        _ => {}
+    }
+    match m.get("kind").and_then(Value::as_str) {
+        Some(k) if k != t.def.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                t.def.kind
+            )));
+        }
+        _ => {}
+    }
+    m.insert("apiVersion".into(), json!(want_av));
+    m.insert("kind".into(), json!(t.def.kind));
+    Ok(())
+}
+
+/// Checks the body's namespace against the URL's and fills it in.
+fn check_namespace(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let meta = metadata_mut(obj);
+    match (&t.ns, meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty())) {
+        (Some(url_ns), Some(body_ns)) if url_ns != body_ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        (Some(url_ns), _) => {
+            meta.insert("namespace".into(), json!(url_ns));
+            Ok(())
+        }
+        (None, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+/// `fieldValidation`: how pruned unknown fields are reported.
+fn unknown_field_outcome(q: &Query, unknown: &[String]) -> Result<Vec<String>, ApiError> {
+    if unknown.is_empty() {
+        return Ok(vec![]);
+    }
+    match q.get("fieldValidation").unwrap_or("Warn") {
+        "Ignore" => Ok(vec![]),
+        "Strict" => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ")
+        ))),
+        _ => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
+    }
+}
+
+/// Schema pruning/defaulting/validation plus type-specific validation. Returns warnings.
+fn validate(t: &Target<'_>, q: &Query, obj: &mut Value, old: Option<&Value>, registry: &Registry) -> Result<Vec<String>, ApiError> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(schema) = &t.ver.schema {
+        let out = schema::process(schema, obj);
+        warnings = unknown_field_outcome(q, &out.unknown)?;
+        errors.extend(out.errors);
+    }
+    errors.extend(strategy::validate(&t.def, obj, old, registry));
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(ApiError::invalid(&t.def.kind, &t.def.group, meta_str(obj, "name"), &errors))
+    }
+}
+
+/// Everything outside `metadata` (and `status`, when it has its own subresource): the part
+/// whose change bumps `metadata.generation`.
+fn spec_part(t: &Target<'_>, obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Value::Object(m) = &mut v {
+        m.remove("metadata");
+        m.remove("apiVersion");
+        m.remove("kind");
+        if t.ver.status_subresource {
+            m.remove("status");
+        }
+    }
+    v
+}
+
+fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
+    let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    if let Some(fm) = q.get("fieldManager") {
+        o["fieldManager"] = json!(fm);
+    }
+    if dry_run {
+        o["dryRun"] = json!(["All"]);
+    }
+    o
+}
+
+/// Webhook configurations and namespace labels, read in one go for admission.
+fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
+    let st = ctx.store.lock();
+    let configs = st.list(&StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"), None);
+    let labels = ns
+        .map(|n| {
+            st.get(&StorageKey::new("", "namespaces"), "", n)
+                .map(|o| labels_of(&o))
+                .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into())
+        })
+        .unwrap_or_default();
+    (configs, labels)
+}
+
+/// Keeps the registry in step with CRD writes (same critical section as the write).
+fn sync_crd(st: &mut State, def: &ResourceDef, stored: Option<&Value>, deleted: Option<&Value>) {
+    if def.behaviour != Kind::CustomResourceDefinition {
+        return;
+    }
+    if let Some(obj) = stored
+        && let Ok(new_def) = Registry::def_from_crd(obj)
+    {
+        st.registry.upsert_custom(new_def);
+    }
+    if let Some(obj) = deleted
+        && let Ok(old_def) = Registry::def_from_crd(obj)
+    {
+        st.drop_collection(&old_def.storage);
+        st.registry.remove_custom(&old_def.group, &old_def.plural);
+    }
+}
+
+// ---------------------------------------------------------------- create
+
+async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+    let q = req.query;
+    let dry_run = q.dry_run().map_err(fail)?;
+    let mut obj = parse_body(req).map_err(fail)?;
+    check_type(t, &mut obj).map_err(fail)?;
+    check_namespace(t, &mut obj).map_err(fail)?;
+    create_object(ctx, t, q, obj, dry_run, "CreateOptions").await
+}
+
+/// The create path, shared with server-side apply of an absent object.
+async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry_run: bool, opts_kind: &str) -> Result<Answer, Failure> {
+    let requested_name = meta_str(&obj, "name").to_owned();
+    if !meta_str(&obj, "resourceVersion").is_empty() {
+        return Err(fail(ApiError::internal("resourceVersion should not be set on objects to be created")));
+    }
+    {
+        let meta = metadata_mut(&mut obj);
+        if requested_name.is_empty() {
+            match meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                Some(prefix) => {
+                    let name = format!("{prefix}{}", random_suffix());
+                    meta.insert("name".into(), json!(name));
+                }
+                None => {
+                    return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, "", &[FieldError::required("metadata.name")
+                        .with_detail("Required value: name or generateName is required")])));
+                }
+            }
+        }
+        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "generation"] {
+            meta.remove(f);
+        }
+        if t.def.tracks_generation() {
+            meta.insert("generation".into(), json!(1));
+        }
+    }
+    if t.ver.status_subresource {
+        ensure_object(&mut obj).remove("status");
+    }
+    strategy::prepare_create(&t.def, &mut obj);
+    let name = meta_str(&obj, "name").to_owned();
+    let gr = t.def.group_resource();
+
+    let warnings = {
+        let st = ctx.store.lock();
+        let w = validate(t, q, &mut obj, None, &st.registry).map_err(fail)?;
+        if let Some(ns) = &t.ns {
+            match st.get(&StorageKey::new("", "namespaces"), "", ns) {
+                Some(n) if !meta_str(&n, "deletionTimestamp").is_empty() => {
+                    return Err(fail(ApiError::forbidden(&gr, &name, &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ))));
+                }
+                None if ctx.settings.enforce_namespace_existence && t.def.behaviour != Kind::Namespace => {
+                    return Err(fail(ApiError::not_found(&super::error::GroupResource::new("", "namespaces"), ns)));
+                }
+                _ => {}
+            }
+        }
+        w
+    };
+
+    let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
+    let attrs = Attributes {
+        def: &t.def,
+        version: &t.ver.name,
+        subresource: None,
+        operation: Operation::Create,
+        name: &requested_name,
+        namespace: t.ns.as_deref(),
+        object: Some(&obj),
+        old_object: None,
+        dry_run,
+        options: options(opts_kind, q, dry_run),
+        namespace_labels: ns_labels,
+    };
+    let mut warnings = warnings;
+    match admission::validate(&ctx.admission, &configs, &attrs).await {
+        Ok(w) => warnings.extend(w),
+        Err((e, w)) => {
+            warnings.extend(w);
+            return Err((e, warnings));
+        }
+    }
+
+    if dry_run {
+        let mut a = Answer::new(201, t.render_view(obj));
+        a.warnings = warnings;
+        return Ok(a);
+    }
+    let mut st = ctx.store.lock();
+    // Re-check under the write lock: the namespace may have started terminating meanwhile.
+    let stored = st
+        .create(&t.def.storage, to_storage(&t.def, &obj))
+        .map_err(|e| match e {
+            WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
+            _ => fail(ApiError::internal("unexpected storage error")),
+        })?;
+    sync_crd(&mut st, &t.def, Some(&stored), None);
+    drop(st);
+    let mut a = Answer::new(201, t.render(&stored));
+    a.warnings = warnings;
+    Ok(a)
+}
+
+// ---------------------------------------------------------------- update / patch
+
+/// What a PUT or PATCH proposes, computed from the current object (in request view).
+struct Proposal {
+    obj: Value,
+    /// A resourceVersion the client itself demanded (PUT body, or a patch that sets it).
+    precondition: Option<String>,
+}
+
+async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+    let mut body = parse_body(req).map_err(fail)?;
+    check_type(t, &mut body).map_err(fail)?;
+    check_namespace(t, &mut body).map_err(fail)?;
+    let url_name = t.name.unwrap_or("");
+    let body_name = meta_str(&body, "name").to_owned();
+    if body_name != url_name {
+        return Err(fail(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({url_name})"
+        ))));
+    }
+    let rv = meta_str(&body, "resourceVersion").to_owned();
+    if rv.is_empty() && !t.def.allows_unconditional_update() {
+        return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, url_name, &[FieldError::invalid(
+            "metadata.resourceVersion",
+            &json!("0x0"),
+            "must be specified for an update",
+        )])));
+    }
+    let precondition = (!rv.is_empty()).then_some(rv);
+    write_existing(ctx, t, req.query, "UpdateOptions", |_current| {
+        Ok(Proposal { obj: body.clone(), precondition: precondition.clone() })
+    })
+    .await
+}
+
+async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+    let ct = req.content_type.unwrap_or("");
+    let accepted = if t.def.behaviour == Kind::Custom { patch::CUSTOM_PATCH_TYPES } else { patch::BUILTIN_PATCH_TYPES };
+    let kind = match PatchKind::from_content_type(ct) {
+        Some(PatchKind::Strategic) if t.def.behaviour == Kind::Custom => None,
+        other => other,
+    }
+    .ok_or_else(|| fail(ApiError::unsupported_media_type(ct, accepted)))?;
+    let q = req.query;
+    let name = t.name.unwrap_or("");
+
+    let doc = match kind {
+        PatchKind::Json => Value::Null, // applied from raw bytes below
+        PatchKind::Apply => {
+            if q.get("fieldManager").unwrap_or("").is_empty() {
+                return Err(fail(ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[FieldError::required("fieldManager")
+                    .with_detail("Required value: is required for apply patch")])));
+            }
+            let cfg = patch::parse_apply(req.body).map_err(fail)?;
+            if cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("").is_empty()
+                || cfg.get("kind").and_then(Value::as_str).unwrap_or("").is_empty()
+            {
+                return Err(fail(ApiError::bad_request("invalid object type: apply configurations must set apiVersion and kind")));
+            }
+            let cfg_name = meta_str(&cfg, "name");
+            if cfg_name != name {
+                return Err(fail(ApiError::bad_request(format!(
+                    "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
+                ))));
+            }
+            cfg
+        }
+        _ => patch::parse_json(req.body).map_err(fail)?,
+    };
+    if kind != PatchKind::Json && !doc.is_object() {
+        return Err(fail(ApiError::bad_request("the patch must be a JSON object")));
+    }
+
+    // Server-side apply of an object that does not exist creates it.
+    if kind == PatchKind::Apply && t.sub.is_none() {
+        let exists = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).is_some();
+        if !exists {
+            let dry_run = q.dry_run().map_err(fail)?;
+            let mut obj = doc.clone();
+            check_type(t, &mut obj).map_err(fail)?;
+            check_namespace(t, &mut obj).map_err(fail)?;
+            return create_object(ctx, t, q, obj, dry_run, "PatchOptions").await;
+        }
+    }
+
+    let body = req.body.to_vec();
+    let patch_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+    write_existing(ctx, t, q, "UpdateOptions", move |current| {
+        let mut obj = current.clone();
+        match kind {
+            PatchKind::Merge => patch::merge(&mut obj, &doc),
+            PatchKind::Strategic => patch::strategic(&mut obj, &doc),
+            PatchKind::Apply => patch::apply(&mut obj, &doc),
+            PatchKind::Json => patch::json_patch(&mut obj, &body)?,
+        }
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the patched document is not an object"));
+        }
+        let patched_name = meta_str(&obj, "name");
+        if patched_name != meta_str(current, "name") {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({patched_name}) does not match the name on the URL ({})",
+                meta_str(current, "name")
+            )));
+        }
+        let after = meta_str(&obj, "resourceVersion").to_owned();
+        let precondition = match kind {
+            PatchKind::Json => (after != meta_str(current, "resourceVersion")).then_some(after),
+            _ => patch_rv.clone(),
+        };
+        Ok(Proposal { obj, precondition })
+    })
+    .await
+}
+
+/// The shared update loop (upstream `GuaranteedUpdate`): read, propose, validate, admit,
+/// commit if nobody wrote in between, else retry (or 409 when the client pinned a version).
+async fn write_existing(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    q: &Query,
+    opts_kind: &str,
+    propose: impl Fn(&Value) -> Result<Proposal, ApiError>,
+) -> Result<Answer, Failure> {
+    let dry_run = q.dry_run().map_err(fail)?;
+    let name = t.name.unwrap_or("");
+    let gr = t.def.group_resource();
+    loop {
+        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let current_rv = rv_of(&stored);
+        let current = from_storage(&t.def, &t.ver.name, &stored);
+        let Proposal { obj: mut new, precondition } = propose(&current).map_err(fail)?;
+        let pinned = precondition.is_some();
+        if let Some(p) = &precondition
+            && *p != current_rv.to_string()
+        {
+            return Err(fail(ApiError::stale(&gr, name)));
+        }
+        check_type(t, &mut new).map_err(fail)?;
+        check_namespace(t, &mut new).map_err(fail)?;
+
+        // System-owned metadata comes from the stored object.
+        {
+            let cur_meta = current.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let meta = metadata_mut(&mut new);
+            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "generation"] {
+                match cur_meta.get(f) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+            meta.remove("managedFields");
+            meta.remove("selfLink");
+        }
+        if t.sub == Some("status") {
+            // A status write changes status only (upstream statusStrategy.PrepareForUpdate).
+            let status = new.get("status").cloned();
+            new = current.clone();
+            match status {
+                Some(s) => ensure_object(&mut new).insert("status".into(), s),
+                None => ensure_object(&mut new).remove("status"),
+            };
+        } else if t.ver.status_subresource {
+            // ... and writes to the main resource leave status alone.
+            match current.get("status") {
+                Some(s) => ensure_object(&mut new).insert("status".into(), s.clone()),
+                None => ensure_object(&mut new).remove("status"),
+            };
+        }
+        strategy::prepare_update(&t.def, &current, &mut new);
+        let mut warnings = {
+            let st = ctx.store.lock();
+            validate(t, q, &mut new, Some(&current), &st.registry).map_err(fail)?
+        };
+        if t.def.tracks_generation() && spec_part(t, &new) != spec_part(t, &current) {
+            let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+
+        let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
+        let attrs = Attributes {
+            def: &t.def,
+            version: &t.ver.name,
+            subresource: t.sub,
+            operation: Operation::Update,
+            name,
+            namespace: t.ns.as_deref(),
+            object: Some(&new),
+            old_object: Some(&current),
+            dry_run,
+            options: options(opts_kind, q, dry_run),
+            namespace_labels: ns_labels,
+        };
+        match admission::validate(&ctx.admission, &configs, &attrs).await {
+            Ok(w) => warnings.extend(w),
+            Err((e, w)) => {
+                warnings.extend(w);
+                return Err((e, warnings));
+            }
+        }
+
+        // A no-op write stores nothing, bumps nothing and notifies nobody.
+        if new == current {
+            let mut a = Answer::new(200, t.render_view(current));
+            a.warnings = warnings;
+            return Ok(a);
+        }
+        let finalized = !meta_str(&new, "deletionTimestamp").is_empty()
+            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if dry_run {
+            let mut a = Answer::new(200, t.render_view(new));
+            a.warnings = warnings;
+            return Ok(a);
+        }
+        let mut st = ctx.store.lock();
+        let result = if finalized {
+            // The update removed the last finalizer of an object being deleted: it goes now.
+            st.delete(&t.def.storage, t.ns_key(), name, Some(current_rv), Some(to_storage(&t.def, &new)))
+        } else {
+            st.update(&t.def.storage, to_storage(&t.def, &new), current_rv)
+        };
+        match result {
+            Ok(stored) => {
+                if finalized {
+                    sync_crd(&mut st, &t.def, None, Some(&stored));
+                    reap_namespaces(&mut st);
+                } else {
+                    sync_crd(&mut st, &t.def, Some(&stored), None);
+                }
+                drop(st);
+                let mut a = Answer::new(200, t.render(&stored));
+                a.warnings = warnings;
+                return Ok(a);
+            }
+            Err(WriteError::Conflict) if pinned => return Err(fail(ApiError::stale(&gr, name))),
+            Err(WriteError::Conflict | WriteError::NotFound) => continue, // raced: read again
+            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- delete
+
+fn delete_status(t: &Target<'_>, obj: &Value) -> Value {
+    let mut details = Map::new();
+    details.insert("name".into(), json!(meta_str(obj, "name")));
+    if !t.def.group.is_empty() {
+        details.insert("group".into(), json!(t.def.group));
+    }
+    details.insert("kind".into(), json!(t.def.plural));
+    details.insert("uid".into(), json!(meta_str(obj, "uid")));
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+    let name = t.name.unwrap_or("");
+    let gr = t.def.group_resource();
+    let opts: Value = if req.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(req.body).map_err(|e| fail(ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))))?
+    };
+    let dry_run = req.query.dry_run().map_err(fail)?
+        || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    loop {
+        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let current = from_storage(&t.def, &t.ver.name, &stored);
+        let current_rv = rv_of(&stored);
+        if let Some(pre) = opts.get("preconditions") {
+            if let Some(uid) = pre.get("uid").and_then(Value::as_str)
+                && uid != meta_str(&current, "uid")
+            {
+                return Err(fail(ApiError::conflict(&gr, name, &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&current, "uid")
+                ))));
+            }
+            if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
+                && rv != current_rv.to_string()
+            {
+                return Err(fail(ApiError::conflict(&gr, name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
+                ))));
+            }
+        }
+        let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
+        let mut del_opts = opts.clone();
+        ensure_object(&mut del_opts).insert("kind".into(), json!("DeleteOptions"));
+        ensure_object(&mut del_opts).insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+        let attrs = Attributes {
+            def: &t.def,
+            version: &t.ver.name,
+            subresource: None,
+            operation: Operation::Delete,
+            name,
+            namespace: t.ns.as_deref(),
+            object: None,
+            old_object: Some(&current),
+            dry_run,
+            options: del_opts,
+            namespace_labels: ns_labels,
+        };
+        let warnings = admission::validate(&ctx.admission, &configs, &attrs).await?;
+        if dry_run {
+            let mut a = Answer::new(200, delete_status(t, &current));
+            a.warnings = warnings;
+            return Ok(a);
+        }
+        let mut st = ctx.store.lock();
+        let outcome = begin_delete(&mut st, &t.def.storage, &stored, Some(current_rv));
+        match outcome {
+            Ok(DeleteOutcome::Gone(gone)) => {
+                sync_crd(&mut st, &t.def, None, Some(&gone));
+                reap_namespaces(&mut st);
+                drop(st);
+                let mut a = Answer::new(200, delete_status(t, &gone));
+                a.warnings = warnings;
+                return Ok(a);
+            }
+            Ok(DeleteOutcome::Pending(obj)) => {
+                if t.def.behaviour == Kind::Namespace {
+                    terminate_namespace(&mut st, name);
+                    reap_namespaces(&mut st);
+                }
+                drop(st);
+                let mut a = Answer::new(200, t.render(&obj));
+                a.warnings = warnings;
+                return Ok(a);
+            }
+            Err(WriteError::Conflict | WriteError::NotFound) => continue,
+            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+        }
+    }
+}
+
+enum DeleteOutcome {
+    /// Removed; the object as in the DELETED event.
+    Gone(Arc<Value>),
+    /// Marked for deletion (finalizers pending); the updated object.
+    Pending(Arc<Value>),
+}
+
+/// Deletes a stored object now, or, while it has finalizers (or is a namespace, whose
+/// content goes first), sets `deletionTimestamp` and leaves removal to whoever clears them.
+fn begin_delete(st: &mut State, storage: &StorageKey, stored: &Value, expected: Option<u64>) -> Result<DeleteOutcome, WriteError> {
+    let has_finalizers = stored.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let is_namespace = *storage == StorageKey::new("", "namespaces");
+    let ns = meta_str(stored, "namespace").to_owned();
+    let name = meta_str(stored, "name").to_owned();
+    if !has_finalizers && !is_namespace {
+        return st.delete(storage, &ns, &name, expected, None).map(DeleteOutcome::Gone);
+    }
+    if !meta_str(stored, "deletionTimestamp").is_empty() {
+        return Ok(DeleteOutcome::Pending(Arc::new(stored.clone())));
+    }
+    let mut obj = stored.clone();
+    let tracks = st
+        .registry
+        .defs()
+        .iter()
+        .find(|d| d.storage == *storage)
+        .is_some_and(ResourceDef::tracks_generation);
+    let meta = metadata_mut(&mut obj);
+    meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+    if tracks && let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+        meta.insert("generation".into(), json!(g + 1));
+    }
+    if is_namespace {
+        ensure_object(&mut obj).insert("status".into(), json!({"phase": "Terminating"}));
+    }
+    st.update(storage, obj, rv_of(stored)).map(DeleteOutcome::Pending)
+}
+
+/// Starts deleting everything in a terminating namespace (the namespace controller's job).
+fn terminate_namespace(st: &mut State, ns: &str) {
+    for (storage, obj) in st.objects_in_namespace(ns) {
+        let _ = begin_delete(st, &storage, &obj, None);
+    }
+}
+
+/// Removes terminating namespaces that have become empty.
+fn reap_namespaces(st: &mut State) {
+    let key = StorageKey::new("", "namespaces");
+    for ns in st.list(&key, None) {
+        let name = meta_str(&ns, "name").to_owned();
+        let own_finalizers = ns.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if !meta_str(&ns, "deletionTimestamp").is_empty() && !own_finalizers && st.namespace_is_empty(&name) {
+            let _ = st.delete(&key, "", &name, None, None);
+        }
+    }
+}
+
+async fn delete_collection(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+    let (labels, fields) = selectors(t, req.query).map_err(fail)?;
+    let dry_run = req.query.dry_run().map_err(fail)?;
+    let mut st = ctx.store.lock();
+    let mut items = Vec::new();
+    for stored in st.list(&t.def.storage, t.ns.as_deref()) {
+        let view = from_storage(&t.def, &t.ver.name, &stored);
+        if !(labels.matches(&labels_of(&view)) && fields.matches(&view)) {
+            continue;
+        }
+        if dry_run {
+            items.push(view);
+            continue;
+        }
+        match begin_delete(&mut st, &t.def.storage, &stored, None) {
+            Ok(DeleteOutcome::Gone(o) | DeleteOutcome::Pending(o)) => {
+                if t.def.behaviour == Kind::CustomResourceDefinition {
+                    sync_crd(&mut st, &t.def, None, Some(&o));
+                }
+                items.push(from_storage(&t.def, &t.ver.name, &o));
+            }
+            Err(_) => {}
+        }
+    }
+    reap_namespaces(&mut st);
+    let rv = st.current_rv();
+    drop(st);
+    Ok(Answer::new(200, json!({
+        "kind": format!("{}List", t.def.kind),
+        "apiVersion": t.def.api_version(&t.ver.name),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items,
+    })))
+}

@@ -1,0 +1,210 @@
+//! HTTP-level plumbing: parsing request paths into routes, query parameters, content
+//! negotiation (`Accept`), and building JSON / Status responses.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode, header};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::record::Target;
+use super::registry::Registry;
+
+/// What a path addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Version,
+    Health,
+    /// `/api`
+    CoreVersions,
+    /// `/apis`
+    Groups,
+    /// `/apis/{group}`
+    Group(String),
+    /// `/api/v1`, `/apis/{group}/{version}`
+    Resources { group: String, version: String },
+    Resource(ResourcePath),
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Splits a path into a route. Needs the registry to tell `/api/v1/namespaces/{ns}/{resource}`
+/// from `/api/v1/namespaces/{name}/{subresource}`.
+pub fn parse_route(path: &str, registry: &Registry) -> Route {
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s))
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["version"] => Route::Version,
+        ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["api"] => Route::CoreVersions,
+        ["apis"] => Route::Groups,
+        ["apis", g] => Route::Group((*g).to_owned()),
+        ["api", v] => Route::Resources { group: String::new(), version: (*v).to_owned() },
+        ["apis", g, v] => Route::Resources { group: (*g).to_owned(), version: (*v).to_owned() },
+        ["api", v, rest @ ..] => resource_route("", v, rest, registry),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest, registry),
+        _ => Route::Unknown,
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str], registry: &Registry) -> Route {
+    let namespaced_res = |r: &str| registry.find(group, version, r).is_some_and(|(d, _)| d.namespaced);
+    let (namespace, rest) = if rest.len() >= 3 && rest[0] == "namespaces" && namespaced_res(rest[2]) {
+        (Some(rest[1].to_owned()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let p = |i: usize| rest.get(i).map(|s| (*s).to_owned());
+    if rest.is_empty() || rest.len() > 3 {
+        return Route::Unknown;
+    }
+    Route::Resource(ResourcePath {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        resource: rest[0].to_owned(),
+        namespace,
+        name: p(1),
+        subresource: p(2),
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+/// The Kubernetes verb of a resource request.
+pub fn verb_of(method: &str, rp: &ResourcePath, query: &Query) -> &'static str {
+    match (method, rp.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if query.flag("watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("POST", true) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+pub fn target_of(method: &str, rp: &ResourcePath, query: &Query) -> Target {
+    Target {
+        verb: verb_of(method, rp, query).to_owned(),
+        group: rp.group.clone(),
+        version: rp.version.clone(),
+        resource: rp.resource.clone(),
+        namespace: rp.namespace.clone(),
+        name: rp.name.clone(),
+        subresource: rp.subresource.clone(),
+    }
+}
+
+/// Decoded query parameters (last occurrence wins).
+#[derive(Clone, Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(raw: &str) -> Self {
+        Self(url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+
+    /// A boolean parameter (`watch=true`, `watch=1`).
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1" | "True"))
+    }
+
+    /// `dryRun=All` (the only value the apiserver accepts).
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!("Invalid dryRun value: {other:?}; supported values: \"All\""))),
+        }
+    }
+}
+
+/// The representation the client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Full,
+    /// `meta.k8s.io/v1` `PartialObjectMetadata(List)` (kube's `*_metadata` calls).
+    Metadata,
+}
+
+/// Picks a representation from `Accept`: the first acceptable entry wins. Tables and
+/// protobuf are not offered; a client that accepts only those gets 406.
+pub fn negotiate(accept: Option<&str>) -> Result<View, ApiError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(View::Full) };
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let params: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
+        if !matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml") {
+            continue;
+        }
+        match params.get("as").copied() {
+            None => return Ok(View::Full),
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                if params.get("g").copied() == Some("meta.k8s.io") =>
+            {
+                return Ok(View::Metadata);
+            }
+            Some(_) => continue, // Table, APIGroupDiscoveryList, ...: not offered
+        }
+    }
+    Err(ApiError::not_acceptable(accept))
+}
+
+/// A JSON response.
+pub fn json_response(status: u16, body: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The Status response for an error (with `Retry-After` where the error carries one).
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    let mut resp = json_response(err.code, &err.to_status());
+    if let Some(secs) = err.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Adds `Warning: 299 - "text"` headers, as the apiserver relays admission and
+/// unknown-field warnings.
+pub fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
+    for w in warnings {
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        if let Ok(v) = HeaderValue::from_bytes(format!("299 - \"{text}\"").as_bytes()) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+}

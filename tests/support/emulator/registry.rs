@@ -1,0 +1,375 @@
+//! What the emulator serves: built-in resource types plus the ones `CustomResourceDefinition`
+//! objects define. Discovery, routing, validation and storage all consult this.
+
+use serde_json::{Value, json};
+
+use super::error::GroupResource;
+
+/// Where a resource's objects live. Usually the resource itself; `events.k8s.io/v1` events are
+/// stored as core `v1` events (one storage, two API views), as in the real apiserver.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey {
+    pub group: String,
+    pub resource: String,
+}
+
+impl StorageKey {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self { group: group.to_owned(), resource: resource.to_owned() }
+    }
+}
+
+/// Behaviour that differs between resource types (upstream: the registry "strategy").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Namespace,
+    Secret,
+    ConfigMap,
+    CoreEvent,
+    Service,
+    EventsV1Event,
+    Lease,
+    CustomResourceDefinition,
+    ValidatingWebhookConfiguration,
+    /// A resource defined by a CRD.
+    Custom,
+}
+
+/// One served version of a resource.
+#[derive(Clone, Debug)]
+pub struct VersionDef {
+    pub name: String,
+    pub status_subresource: bool,
+    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation).
+    pub schema: Option<Value>,
+    /// Extra field selectors (CRD `selectableFields`), as dotted paths.
+    pub selectable_fields: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResourceDef {
+    pub group: String,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub namespaced: bool,
+    pub versions: Vec<VersionDef>,
+    pub behaviour: Kind,
+    pub storage: StorageKey,
+}
+
+impl ResourceDef {
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(&self.group, &self.plural)
+    }
+
+    pub fn version(&self, v: &str) -> Option<&VersionDef> {
+        self.versions.iter().find(|x| x.name == v)
+    }
+
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
+    }
+
+    /// `metadata.generation` is maintained (CRs, CRDs, webhook configurations), and bumped
+    /// when anything outside `metadata` (and `status`, with a status subresource) changes.
+    pub fn tracks_generation(&self) -> bool {
+        matches!(
+            self.behaviour,
+            Kind::Custom | Kind::CustomResourceDefinition | Kind::ValidatingWebhookConfiguration
+        )
+    }
+
+    /// Whether a PUT without `metadata.resourceVersion` is accepted. Custom resources refuse
+    /// it (`AllowUnconditionalUpdate() == false` upstream); the built-ins here allow it.
+    pub fn allows_unconditional_update(&self) -> bool {
+        !matches!(self.behaviour, Kind::Custom | Kind::CustomResourceDefinition)
+    }
+
+    /// Field selectors this resource supports, beyond nothing.
+    pub fn field_selectors(&self, version: &VersionDef) -> Vec<String> {
+        let mut f: Vec<String> = vec!["metadata.name".into()];
+        if self.namespaced {
+            f.push("metadata.namespace".into());
+        }
+        let extra: &[&str] = match self.behaviour {
+            Kind::Secret => &["type"],
+            Kind::Namespace => &["status.phase"],
+            Kind::CoreEvent => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &[],
+        };
+        f.extend(extra.iter().map(|s| (*s).to_owned()));
+        f.extend(version.selectable_fields.iter().cloned());
+        if self.behaviour == Kind::EventsV1Event {
+            // The events.k8s.io view accepts the core field names (they are the storage's).
+            f.extend(["reason", "type", "regarding.name", "regarding.kind", "regarding.namespace"].map(String::from));
+        }
+        f
+    }
+}
+
+fn builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    status: bool,
+    short: &[&str],
+    behaviour: Kind,
+) -> ResourceDef {
+    ResourceDef {
+        group: group.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        kind: kind.into(),
+        short_names: short.iter().map(|s| (*s).to_owned()).collect(),
+        categories: vec![],
+        namespaced,
+        versions: vec![VersionDef {
+            name: version.into(),
+            status_subresource: status,
+            schema: None,
+            selectable_fields: vec![],
+        }],
+        behaviour,
+        storage: StorageKey::new(group, plural),
+    }
+}
+
+/// All served resource types.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    defs: Vec<ResourceDef>,
+}
+
+impl Registry {
+    pub fn with_builtins() -> Self {
+        let mut events_v1 = builtin("events.k8s.io", "v1", "events", "Event", true, false, &["ev"], Kind::EventsV1Event);
+        events_v1.storage = StorageKey::new("", "events");
+        Self {
+            defs: vec![
+                builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"], Kind::Namespace),
+                builtin("", "v1", "secrets", "Secret", true, false, &[], Kind::Secret),
+                builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"], Kind::ConfigMap),
+                builtin("", "v1", "events", "Event", true, false, &["ev"], Kind::CoreEvent),
+                builtin("", "v1", "services", "Service", true, true, &["svc"], Kind::Service),
+                events_v1,
+                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[], Kind::Lease),
+                builtin(
+                    "apiextensions.k8s.io",
+                    "v1",
+                    "customresourcedefinitions",
+                    "CustomResourceDefinition",
+                    false,
+                    true,
+                    &["crd", "crds"],
+                    Kind::CustomResourceDefinition,
+                ),
+                builtin(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "validatingwebhookconfigurations",
+                    "ValidatingWebhookConfiguration",
+                    false,
+                    false,
+                    &[],
+                    Kind::ValidatingWebhookConfiguration,
+                ),
+            ],
+        }
+    }
+
+    pub fn defs(&self) -> &[ResourceDef] {
+        &self.defs
+    }
+
+    /// The resource served at `group/version/plural`, with that version.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<(&ResourceDef, &VersionDef)> {
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.plural == plural)
+            .and_then(|d| d.version(version).map(|v| (d, v)))
+    }
+
+    /// The resource of an `apiVersion` + `kind` pair (for manifests).
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<(&ResourceDef, &VersionDef)> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.kind == kind)
+            .and_then(|d| d.version(version).map(|v| (d, v)))
+    }
+
+    /// The resource defined by the CRD object `crd`, or why it defines none.
+    pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, String> {
+        let spec = crd.get("spec").ok_or("spec is missing")?;
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+        let group = s(spec.get("group"));
+        let names = spec.get("names").ok_or("spec.names is missing")?;
+        let plural = s(names.get("plural"));
+        let kind = s(names.get("kind"));
+        if group.is_empty() || plural.is_empty() || kind.is_empty() {
+            return Err("spec.group, spec.names.plural and spec.names.kind are required".into());
+        }
+        let mut singular = s(names.get("singular"));
+        if singular.is_empty() {
+            singular = kind.to_lowercase();
+        }
+        let list = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let mut versions = Vec::new();
+        for v in spec.get("versions").and_then(Value::as_array).into_iter().flatten() {
+            if v.get("served").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            let name = s(v.get("name"));
+            if name.is_empty() {
+                continue;
+            }
+            versions.push(VersionDef {
+                name,
+                status_subresource: v.pointer("/subresources/status").is_some(),
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                selectable_fields: v
+                    .get("selectableFields")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                            .map(|p| p.trim_start_matches('.').to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        if versions.is_empty() {
+            return Err("spec.versions: must have exactly one version marked as storage version".into());
+        }
+        versions.sort_by(|a, b| version_priority(&a.name).cmp(&version_priority(&b.name)));
+        Ok(ResourceDef {
+            storage: StorageKey::new(&group, &plural),
+            group,
+            plural,
+            singular,
+            kind,
+            short_names: list(names.get("shortNames")),
+            categories: list(names.get("categories")),
+            namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
+            versions,
+            behaviour: Kind::Custom,
+        })
+    }
+
+    /// Adds or replaces the resource a CRD defines.
+    pub fn upsert_custom(&mut self, def: ResourceDef) {
+        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
+        self.defs.push(def);
+    }
+
+    pub fn remove_custom(&mut self, group: &str, plural: &str) {
+        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
+    }
+
+    /// API groups other than the core group, each with its versions, preferred first.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for d in self.defs.iter().filter(|d| !d.group.is_empty()) {
+            let idx = match out.iter().position(|(g, _)| *g == d.group) {
+                Some(i) => i,
+                None => {
+                    out.push((d.group.clone(), vec![]));
+                    out.len() - 1
+                }
+            };
+            for v in &d.versions {
+                if !out[idx].1.contains(&v.name) {
+                    out[idx].1.push(v.name.clone());
+                }
+            }
+        }
+        for (_, versions) in &mut out {
+            versions.sort_by_key(|a| version_priority(a));
+        }
+        out
+    }
+
+    /// The `APIResourceList` of one group version.
+    pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        let mut resources = Vec::new();
+        for d in self.defs.iter().filter(|d| d.group == group) {
+            let Some(v) = d.version(version) else { continue };
+            let mut r = json!({
+                "name": d.plural,
+                "singularName": d.singular,
+                "namespaced": d.namespaced,
+                "kind": d.kind,
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            });
+            if !d.short_names.is_empty() {
+                r["shortNames"] = json!(d.short_names);
+            }
+            if !d.categories.is_empty() {
+                r["categories"] = json!(d.categories);
+            }
+            resources.push(r);
+            if v.status_subresource {
+                resources.push(json!({
+                    "name": format!("{}/status", d.plural),
+                    "singularName": "",
+                    "namespaced": d.namespaced,
+                    "kind": d.kind,
+                    "verbs": ["get", "patch", "update"],
+                }));
+            }
+        }
+        if resources.is_empty() {
+            return None;
+        }
+        let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    }
+}
+
+/// Kubernetes version ordering, as a sort key (smaller sorts first): GA before beta before
+/// alpha, higher numbers first, anything not version-shaped last, alphabetically.
+pub fn version_priority(v: &str) -> (u8, i64, i64, String) {
+    let parse = |s: &str| -> Option<(i64, u8, i64)> {
+        let rest = s.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: i64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((major, 0, 0));
+        }
+        let (class, num) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else if let Some(n) = tail.strip_prefix("alpha") {
+            (2, n)
+        } else {
+            return None;
+        };
+        Some((major, class, num.parse().ok()?))
+    };
+    match parse(v) {
+        Some((major, class, minor)) => (class, -major, -minor, String::new()),
+        None => (3, 0, 0, v.to_owned()),
+    }
+}

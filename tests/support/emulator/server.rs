@@ -1,0 +1,201 @@
+//! The HTTPS server: TLS termination, HTTP/1.1 and HTTP/2, authentication, stalls and
+//! injected failures, routing to discovery or the resource handlers, and the request record.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio_rustls::TlsAcceptor;
+
+use super::admission::AdmissionConfig;
+use super::discovery;
+use super::error::ApiError;
+use super::faults::Faults;
+use super::handlers::{self, Req};
+use super::http::{Query, Route, error_response, json_response, parse_route, target_of};
+use super::record::{RecordedRequest, Recorder};
+use super::store::Store;
+
+/// Fixed settings of one emulator instance.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub token: String,
+    pub bookmark_interval: Duration,
+    pub default_watch_timeout: Duration,
+    pub enforce_namespace_existence: bool,
+    pub git_version: String,
+    pub addr: SocketAddr,
+    pub max_body: usize,
+}
+
+/// Shared state of the server.
+pub struct Ctx {
+    pub store: Arc<Store>,
+    pub faults: Faults,
+    pub recorder: Recorder,
+    pub admission: AdmissionConfig,
+    pub settings: Settings,
+}
+
+/// Accepts connections until `shutdown` flips; each connection ends with it too.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: Arc<Ctx>, shutdown: signal::Receiver<bool>) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let mut stop = shutdown.clone();
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue, // e.g. too many open files: keep serving the others
+            },
+            _ = stop.changed() => return,
+        };
+        let acceptor = acceptor.clone();
+        let ctx = ctx.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(tls_stream) = acceptor.accept(tcp).await else { return };
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
+    let stall = ctx.faults.stall_duration();
+    if !stall.is_zero() {
+        tokio::time::sleep(stall).await;
+    }
+    let time = SystemTime::now();
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let raw_query = req.uri().query().unwrap_or("").to_owned();
+    let headers = req.headers().clone();
+    let content_type = header_str(&headers, header::CONTENT_TYPE);
+    let accept = header_str(&headers, header::ACCEPT);
+    let body = match axum::body::to_bytes(Body::new(req.into_body()), ctx.settings.max_body).await {
+        Ok(b) => b.to_vec(),
+        Err(_) => {
+            let resp = error_response(&ApiError::new(413, "RequestEntityTooLarge", "the request body is too large or could not be read"));
+            return record(ctx, time, &method, &path, &raw_query, &headers, Vec::new(), None, resp, false).await;
+        }
+    };
+    let query = Query::parse(&raw_query);
+    let route = parse_route(&path, &ctx.store.lock().registry);
+    let target = match &route {
+        Route::Resource(rp) => Some(target_of(&method, rp, &query)),
+        _ => None,
+    };
+    let is_watch = target.as_ref().is_some_and(|t| t.verb == "watch");
+
+    let public = matches!(route, Route::Version | Route::Health);
+    let authorized = header_str(&headers, header::AUTHORIZATION).is_some_and(|a| a == format!("Bearer {}", ctx.settings.token));
+    let resp = if !public && !authorized {
+        error_response(&ApiError::unauthorized())
+    } else if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
+        error_response(&err)
+    } else {
+        route_request(ctx, &route, &method, &query, content_type.as_deref(), accept.as_deref(), &body).await
+    };
+    record(ctx, time, &method, &path, &raw_query, &headers, body, target, resp, is_watch).await
+}
+
+async fn route_request(
+    ctx: &Ctx,
+    route: &Route,
+    method: &str,
+    query: &Query,
+    content_type: Option<&str>,
+    accept: Option<&str>,
+    body: &[u8],
+) -> Response<Body> {
+    if !matches!(route, Route::Resource(_)) && method != "GET" {
+        return error_response(&ApiError::method_not_allowed());
+    }
+    match route {
+        Route::Version => json_response(200, &discovery::version(&ctx.settings.git_version)),
+        Route::Health => {
+            let mut r = Response::new(Body::from("ok"));
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+            r
+        }
+        Route::CoreVersions => json_response(200, &discovery::core_versions(&ctx.settings.addr.to_string())),
+        Route::Groups => json_response(200, &discovery::groups(&ctx.store.lock().registry)),
+        Route::Group(g) => match discovery::group(&ctx.store.lock().registry, g) {
+            Some(doc) => json_response(200, &doc),
+            None => not_found_page(),
+        },
+        Route::Resources { group, version } => match ctx.store.lock().registry.resource_list(group, version) {
+            Some(doc) => json_response(200, &doc),
+            None => not_found_page(),
+        },
+        Route::Resource(rp) => {
+            handlers::handle(ctx, Req { method, path: rp, query, content_type, accept, body }).await
+        }
+        Route::Unknown => not_found_page(),
+    }
+}
+
+/// What the apiserver's mux answers for paths it does not serve at all.
+fn not_found_page() -> Response<Body> {
+    let mut r = Response::new(Body::from("404 page not found\n"));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    ctx: &Ctx,
+    time: SystemTime,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    target: Option<super::record::Target>,
+    resp: Response<Body>,
+    streaming: bool,
+) -> Response<Body> {
+    let status = resp.status().as_u16();
+    // Buffer non-streaming responses so the record holds their bodies too.
+    let (resp, response_body) = if streaming {
+        (resp, Vec::new())
+    } else {
+        let (parts, b) = resp.into_parts();
+        let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
+        (Response::from_parts(parts, Body::from(bytes.clone())), bytes.to_vec())
+    };
+    ctx.recorder.push(RecordedRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        content_type: header_str(headers, header::CONTENT_TYPE),
+        accept: header_str(headers, header::ACCEPT),
+        user_agent: header_str(headers, header::USER_AGENT),
+        body,
+        status,
+        response_body,
+        time,
+        target,
+    });
+    resp
+}

@@ -1,0 +1,117 @@
+//! Small helpers shared across the emulator: time stamps, identifiers, base64, JSON paths.
+
+use k8s_openapi::ByteString;
+use serde_json::{Map, Value};
+
+/// `metav1.Time` wire form: RFC 3339 in UTC with second precision, as the apiserver writes it.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `metav1.MicroTime` wire form (microsecond precision).
+pub fn now_micro() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A random RFC 4122 version-4 UUID, the shape of `metadata.uid`.
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    for byte in &mut b {
+        *byte = fastrand::u8(..);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// The suffix `generateName` gets: 5 characters from the apiserver's alphabet (no vowels,
+/// no look-alike digits, so generated names never spell words).
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+/// A random token of `len` alphanumeric characters (bearer tokens, webhook request uids).
+pub fn random_token(len: usize) -> String {
+    (0..len).map(|_| fastrand::alphanumeric()).collect()
+}
+
+/// Standard base64, through `k8s_openapi::ByteString`, whose serde form is exactly that
+/// (saves a dependency).
+pub fn b64_encode(bytes: &[u8]) -> String {
+    match serde_json::to_value(ByteString(bytes.to_vec())) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Decodes standard base64; `None` when the text is not valid base64.
+pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
+    serde_json::from_value::<ByteString>(Value::String(text.to_owned()))
+        .ok()
+        .map(|b| b.0)
+}
+
+/// `metadata` of an object, created when missing or not an object.
+pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    let root = ensure_object(obj);
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    ensure_object(meta)
+}
+
+/// Turns `v` into an object if it is not one already and returns its map.
+pub fn ensure_object(v: &mut Value) -> &mut Map<String, Value> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+/// A string field of `metadata`, `""` when absent.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `metadata.labels` as string pairs (non-string values are ignored).
+pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The numeric `metadata.resourceVersion` of a stored object (0 when absent).
+pub fn rv_of(obj: &Value) -> u64 {
+    meta_str(obj, "resourceVersion").parse().unwrap_or(0)
+}
+
+/// Looks up a dotted path (`spec.provider`, `involvedObject.name`) in an object.
+pub fn lookup_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(obj, |cur, seg| cur.get(seg))
+}
+
+/// A field value as the apiserver renders it for field selectors: strings as is,
+/// scalars in their JSON text, absent as "".
+pub fn field_text(obj: &Value, path: &str) -> String {
+    match lookup_path(obj, path) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}

@@ -1,0 +1,214 @@
+//! Watch streams: newline-delimited `{"type": ..., "object": ...}` events over a chunked
+//! response, with selector-aware event translation, periodic and pre-timeout BOOKMARKs, the
+//! `k8s.io/initial-events-end` bookmark of streaming lists, and 410 `ERROR` events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::convert::{from_storage, to_partial_metadata};
+use super::error::ApiError;
+use super::http::View;
+use super::registry::ResourceDef;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::store::{EventType, Store, WatchRecord};
+
+/// How one watch presents and filters events.
+pub struct WatchSpec {
+    pub def: ResourceDef,
+    pub version: String,
+    pub view: View,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub bookmarks: bool,
+    pub timeout: Duration,
+    pub bookmark_interval: Duration,
+}
+
+impl WatchSpec {
+    fn present(&self, stored: &Value) -> Value {
+        from_storage(&self.def, &self.version, stored)
+    }
+
+    fn selected(&self, view: &Value) -> bool {
+        self.labels.matches(&super::util::labels_of(view)) && self.fields.matches(view)
+    }
+
+    fn line(&self, ty: &str, view: Value) -> Bytes {
+        let object = match self.view {
+            View::Full => view,
+            View::Metadata => to_partial_metadata(&view),
+        };
+        let mut text = serde_json::to_string(&json!({"type": ty, "object": object})).unwrap_or_default();
+        text.push('\n');
+        Bytes::from(text)
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let (kind, api_version) = match self.view {
+            View::Full => (self.def.kind.clone(), self.def.api_version(&self.version)),
+            View::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
+        };
+        let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let mut text = serde_json::to_string(&json!({
+            "type": "BOOKMARK",
+            "object": {"kind": kind, "apiVersion": api_version, "metadata": meta},
+        }))
+        .unwrap_or_default();
+        text.push('\n');
+        Bytes::from(text)
+    }
+
+    /// The event a watcher with these selectors sees for a write: objects entering the
+    /// selection are ADDED, leaving it DELETED (with the pre-write object), as in the
+    /// apiserver's watch cache.
+    fn translate(&self, rec: &WatchRecord) -> Option<Bytes> {
+        let now = self.present(&rec.object);
+        match rec.kind {
+            EventType::Added => self.selected(&now).then(|| self.line("ADDED", now)),
+            EventType::Deleted => self.selected(&now).then(|| self.line("DELETED", now)),
+            EventType::Modified => {
+                let before = rec.old.as_ref().map(|o| self.present(o));
+                let was = before.as_ref().is_some_and(|b| self.selected(b));
+                match (was, self.selected(&now)) {
+                    (true, true) => Some(self.line("MODIFIED", now)),
+                    (false, true) => Some(self.line("ADDED", now)),
+                    (true, false) => {
+                        let mut gone = before.unwrap_or(Value::Null);
+                        super::util::metadata_mut(&mut gone)
+                            .insert("resourceVersion".into(), json!(rec.rv.to_string()));
+                        Some(self.line("DELETED", gone))
+                    }
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+}
+
+/// Where a watch starts.
+pub enum Start {
+    /// Synthetic ADDED events for these (stored) objects, then changes after `rv`; with
+    /// `initial_end` the initial events are closed by the streaming-list bookmark.
+    Snapshot { objects: Vec<Arc<Value>>, rv: u64, initial_end: bool },
+    /// Replay of these history records (all after `rv`), then live changes.
+    Resume { records: Vec<Arc<WatchRecord>>, rv: u64 },
+}
+
+/// A stream holding just one `ERROR` event (how a watch learns its resourceVersion is gone).
+pub fn error_stream(err: &ApiError) -> Body {
+    let mut text = serde_json::to_string(&json!({"type": "ERROR", "object": err.to_status()})).unwrap_or_default();
+    text.push('\n');
+    Body::from(text)
+}
+
+/// Runs a registered watcher until timeout, client disconnect or server-side drop.
+pub fn stream(
+    store: Arc<Store>,
+    spec: WatchSpec,
+    start: Start,
+    watcher_id: u64,
+    mut rx: mpsc::UnboundedReceiver<Arc<WatchRecord>>,
+) -> Body {
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        let mut sent_rv;
+        let mut first: Vec<Bytes> = Vec::new();
+        match start {
+            Start::Snapshot { objects, rv, initial_end } => {
+                for o in objects {
+                    let view = spec.present(&o);
+                    if spec.selected(&view) {
+                        first.push(spec.line("ADDED", view));
+                    }
+                }
+                if initial_end {
+                    first.push(spec.bookmark(rv, true));
+                }
+                sent_rv = rv;
+            }
+            Start::Resume { records, rv } => {
+                sent_rv = rv;
+                for r in records {
+                    sent_rv = sent_rv.max(r.rv);
+                    first.extend(spec.translate(&r));
+                }
+            }
+        }
+        let floor = sent_rv;
+        let mut ok = true;
+        for b in first {
+            if out_tx.send(b).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        let deadline = tokio::time::sleep(spec.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(spec.bookmark_interval.max(Duration::from_millis(10)));
+        ticker.tick().await; // the first tick is immediate
+        while ok {
+            tokio::select! {
+                () = &mut deadline => {
+                    // A bookmark right before the timeout lets the client resume precisely.
+                    if spec.bookmarks {
+                        for b in drain_with_bookmark(&store, &spec, &mut rx, &mut sent_rv, floor) {
+                            if out_tx.send(b).await.is_err() { break; }
+                        }
+                    }
+                    break;
+                }
+                () = out_tx.closed() => break,
+                _ = ticker.tick(), if spec.bookmarks => {
+                    for b in drain_with_bookmark(&store, &spec, &mut rx, &mut sent_rv, floor) {
+                        if out_tx.send(b).await.is_err() { ok = false; break; }
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    None => break, // dropped by the server (fault injection, CRD deletion, shutdown)
+                    Some(rec) => {
+                        if rec.rv <= floor { continue; }
+                        sent_rv = sent_rv.max(rec.rv);
+                        if let Some(b) = spec.translate(&rec) && out_tx.send(b).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        store.lock().unregister_watcher(watcher_id);
+    });
+    let body_stream = futures::stream::poll_fn(move |cx| out_rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::convert::Infallible>)));
+    Body::from_stream(body_stream)
+}
+
+/// Under the store lock (so no write can slip in between), flushes queued events and adds a
+/// bookmark at the current resourceVersion, which then truly covers everything sent.
+fn drain_with_bookmark(
+    store: &Store,
+    spec: &WatchSpec,
+    rx: &mut mpsc::UnboundedReceiver<Arc<WatchRecord>>,
+    sent_rv: &mut u64,
+    floor: u64,
+) -> Vec<Bytes> {
+    let st = store.lock();
+    let mut out = Vec::new();
+    while let Ok(rec) = rx.try_recv() {
+        if rec.rv <= floor {
+            continue;
+        }
+        *sent_rv = (*sent_rv).max(rec.rv);
+        out.extend(spec.translate(&rec));
+    }
+    let rv = st.current_rv().max(*sent_rv);
+    drop(st);
+    *sent_rv = rv;
+    out.push(spec.bookmark(rv, false));
+    out
+}

@@ -1,0 +1,5 @@
+//! Shared test support. Each integration test binary includes this with `mod support;`;
+//! not every binary uses every helper, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod emulator;
