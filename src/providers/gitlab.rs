@@ -239,7 +239,7 @@ impl Provider for GitLab {
     }
 
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(verify(http, target))
+        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
     }
 }
 

@@ -202,15 +202,33 @@ impl HttpClient {
 
     /// GET `url` with `auth`, retrying 5xx/429 with backoff.
     pub async fn get(&self, url: &Url, auth: Auth<'_>, tls: &TlsOptions) -> Result<HttpResponse, HttpError> {
+        self.get_with_headers(url, auth, tls, &[]).await
+    }
+
+    /// Like [`HttpClient::get`], with extra request headers (e.g. GitHub's
+    /// `Accept: application/vnd.github+json` and `X-GitHub-Api-Version`). An `accept` entry
+    /// replaces the default `Accept: application/json`. Never pass credentials here: use
+    /// `auth`, whose header is marked sensitive.
+    pub async fn get_with_headers(
+        &self,
+        url: &Url,
+        auth: Auth<'_>,
+        tls: &TlsOptions,
+        headers: &[(&'static str, &str)],
+    ) -> Result<HttpResponse, HttpError> {
         let host = host_label(url);
         refuse_link_local_literal(url)?;
         let client = self.client_for(tls)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = client
-                .get(url.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
+            let mut request = client.get(url.clone());
+            if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("accept")) {
+                request = request.header(reqwest::header::ACCEPT, "application/json");
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
             if let Some((name, value)) = auth_header(auth)? {
                 request = request.header(name, value);
             }

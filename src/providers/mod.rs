@@ -1,6 +1,10 @@
 //! Verifying a token against a Git provider: one small trait, one file per provider, and the
 //! HTTP client they share.
 
+pub mod azure_devops;
+pub mod bitbucket;
+pub mod gitea;
+pub mod github;
 pub mod gitlab;
 pub mod http;
 
@@ -70,6 +74,16 @@ impl Verification {
 
     pub fn with_facts(mut self, facts: Facts) -> Verification {
         self.facts = facts;
+        self
+    }
+
+    /// Replaces the token in the message, should an instance have echoed it back in an error
+    /// body that the message quotes. Every provider applies this to its result.
+    pub fn without_token(mut self, token: &Token) -> Verification {
+        let secret = token.expose();
+        if !secret.is_empty() && self.message.contains(secret) {
+            self.message = self.message.replace(secret, "<redacted>");
+        }
         self
     }
 
@@ -146,33 +160,25 @@ pub trait Provider: Send + Sync {
 pub fn provider(kind: ProviderKind) -> &'static dyn Provider {
     match kind {
         ProviderKind::GitLab => &gitlab::GitLab,
-        ProviderKind::Bitbucket => &NotYetSupported(ProviderKind::Bitbucket),
-        ProviderKind::AzureDevOps => &NotYetSupported(ProviderKind::AzureDevOps),
-        ProviderKind::GitHub => &NotYetSupported(ProviderKind::GitHub),
-        ProviderKind::Gitea => &NotYetSupported(ProviderKind::Gitea),
+        ProviderKind::Bitbucket => &bitbucket::BITBUCKET,
+        ProviderKind::AzureDevOps => &azure_devops::AzureDevOps,
+        ProviderKind::GitHub => &github::GITHUB,
+        ProviderKind::Gitea => &gitea::Gitea,
     }
 }
 
-/// Providers whose client is not written yet: they say so honestly in the status.
-struct NotYetSupported(ProviderKind);
+/// `Some(text)` unless it is missing or blank.
+pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
 
-impl Provider for NotYetSupported {
-    fn kind(&self) -> ProviderKind {
-        self.0
-    }
-
-    fn deployment(&self, _base_url: &Url) -> Deployment {
-        Deployment::SelfHosted
-    }
-
-    fn verify<'a>(&'a self, _http: &'a HttpClient, _target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move {
-            Verification::failed(
-                ReadyReason::InvalidSpec,
-                format!("verification of {} tokens is not supported by this build", self.0),
-            )
-        })
-    }
+/// `base` (no trailing slash) followed by `path` (starting with `/`), as a URL.
+pub(crate) fn join(base: &str, path: &str) -> Result<Url, HttpError> {
+    let joined = format!("{}{}", base.trim_end_matches('/'), path);
+    Url::parse(&joined).map_err(|e| HttpError::InvalidUrl {
+        url: joined,
+        reason: e.to_string(),
+    })
 }
 
 /// Parses and normalises `spec.url`: absolute http(s), a host, no user info, query or fragment,

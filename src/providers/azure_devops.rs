@@ -1,0 +1,354 @@
+//! Azure DevOps: Services (`https://dev.azure.com/ORG`, `https://ORG.visualstudio.com`) and
+//! Server / TFS (`https://host/tfs/COLLECTION`, or any collection URL).
+//!
+//! Documentation followed:
+//! - PAT authentication: <https://learn.microsoft.com/en-us/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate>
+//!   — HTTP Basic with an empty user name and the PAT as password (`base64(":" + PAT)`).
+//! - Connection data: <https://learn.microsoft.com/en-us/javascript/api/azure-devops-extension-api/connectiondata>
+//!   — `GET {collection}/_apis/connectionData` answers `authenticatedUser` (an identity:
+//!   `id`, `providerDisplayName`, `properties.Account.$value` = the sign-in name), `instanceId`
+//!   and `deploymentType` (`hosted` for Services, `onPremises` for Server).
+//! - Projects: <https://learn.microsoft.com/en-us/rest/api/azure/devops/core/projects/list>
+//!   — `GET {collection}/_apis/projects?$top=1&api-version=...` needs the "Project and Team
+//!   (Read)" scope (`vso.project`); a PAT without it is refused with 401/403 although it
+//!   authenticates, which is how InsufficientScope is told apart.
+//! - API versions: <https://learn.microsoft.com/en-us/azure/devops/integrate/concepts/rest-api-versioning>
+//!   — 5.0 is served by Services and Server 2019+, older TFS answers 400 for it; the projects
+//!   call then falls back to 2.0 (TFS 2015+).
+//! - Quirks, from Microsoft's own issue trackers: an invalid PAT on Services can answer
+//!   **HTTP 203 with an HTML sign-in page** instead of 401
+//!   (<https://github.com/MicrosoftDocs/vsts-rest-api-specs/issues/97>,
+//!   <https://github.com/microsoft/azure-devops-auth-samples/issues/52>) or a 302 to a
+//!   `_signin` page on another host; both are Unauthorized, and HTML where JSON was expected is
+//!   never success. An expired PAT answers 401 with
+//!   `X-TFS-ServiceError: Access%20Denied%3A%20The%20Personal%20Access%20Token%20used%20has%20expired.`
+//!   and the same message in a JSON body
+//!   (<https://github.com/microsoft/azure-pipelines-agent/issues/1559>,
+//!   <https://github.com/microsoft/azure-pipelines-tasks/issues/18732>): TokenExpired.
+//!
+//! Not revealed, so left out: the PAT's scopes and expiry (the token lifecycle API needs an
+//! Entra ID token, not a PAT) and the server version (no documented response header or API
+//! carries it).
+
+use super::http::{Auth, HttpClient, HttpResponse};
+use super::{Facts, Provider, Target, Verification, join, non_empty};
+use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use futures::future::BoxFuture;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+pub struct AzureDevOps;
+
+const KIND: ProviderKind = ProviderKind::AzureDevOps;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionData {
+    #[serde(default)]
+    authenticated_user: Option<Identity>,
+    #[serde(default)]
+    deployment_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    provider_display_name: Option<String>,
+    #[serde(default)]
+    properties: Option<serde_json::Value>,
+}
+
+impl Identity {
+    /// `properties.Account.$value`: the sign-in name (an e-mail on Services, often
+    /// `DOMAIN\user` on Server).
+    fn account(&self) -> Option<String> {
+        let value = self.properties.as_ref()?.get("Account")?.get("$value")?.as_str()?;
+        non_empty(Some(value.to_owned()))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn is_services_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == "dev.azure.com" || host.ends_with(".visualstudio.com")
+}
+
+/// Decodes `%XX` escapes (as in `X-TFS-ServiceError`); anything malformed stays as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(high * 16 + low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// What the service said about a refusal: `X-TFS-ServiceError` or the JSON body's `message`.
+fn service_error(response: &HttpResponse) -> String {
+    if let Some(header) = response.header("x-tfs-serviceerror") {
+        return percent_decode(header).trim().to_owned();
+    }
+    let body: ErrorBody = response.json().unwrap_or_default();
+    body.message.unwrap_or_default().trim().to_owned()
+}
+
+fn looks_like_sign_in(location: &str) -> bool {
+    let location = location.to_ascii_lowercase();
+    ["signin", "sign-in", "login", "oauth2/authorize", "_signedin"]
+        .iter()
+        .any(|needle| location.contains(needle))
+}
+
+/// The answers that mean "the token was not accepted", whatever the call.
+fn not_accepted(what: &str, response: &HttpResponse) -> Option<Verification> {
+    let status = response.status;
+    if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+        return Some(Verification::failed(
+            ReadyReason::Unauthorized,
+            format!(
+                "Azure DevOps answered {what} with HTTP 203 and a sign-in page: the personal access token was not accepted (invalid, revoked, or for another organization); create a new one and update the Secret"
+            ),
+        ));
+    }
+    if status.is_redirection() && response.location().is_some_and(looks_like_sign_in) {
+        return Some(Verification::failed(
+            ReadyReason::Unauthorized,
+            format!(
+                "Azure DevOps redirected {what} to a sign-in page (HTTP {}): the personal access token was not accepted; create a new one and update the Secret",
+                status.as_u16()
+            ),
+        ));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        let said = service_error(response);
+        if said.to_ascii_lowercase().contains("expired") {
+            return Some(Verification::failed(
+                ReadyReason::TokenExpired,
+                format!("Azure DevOps says: {said} Create a new personal access token and update the Secret"),
+            ));
+        }
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        return Some(Verification::failed(
+            ReadyReason::Unauthorized,
+            format!(
+                "Azure DevOps rejected the personal access token on {what} (HTTP 401{said}); check that the Secret holds a valid PAT for this organization or collection"
+            ),
+        ));
+    }
+    None
+}
+
+async fn verify(http: &HttpClient, target: &Target) -> Verification {
+    if let Err(message) = AzureDevOps.check_spec(&target.base_url, target.username.as_deref()) {
+        return Verification::failed(ReadyReason::InvalidSpec, message);
+    }
+    let auth = Auth::Basic {
+        user: "",
+        token: &target.token,
+    };
+    let base = target.base_url.as_str().trim_end_matches('/').to_owned();
+    let get = |path: &'static str| {
+        let base = base.clone();
+        async move {
+            let url = join(&base, path)?;
+            http.get(&url, auth, &target.tls).await
+        }
+    };
+    let mut facts = Facts {
+        deployment: Some(AzureDevOps.deployment(&target.base_url)),
+        ..Facts::default()
+    };
+
+    // 1. Who the token is, and which product answers.
+    const CONNECTION: &str = "GET _apis/connectionData";
+    let response = match get("/_apis/connectionData?connectOptions=none").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    if let Some(rejected) = not_accepted(CONNECTION, &response) {
+        return rejected.with_facts(facts);
+    }
+    if response.status != StatusCode::OK {
+        return Verification::unexpected_answer(KIND, CONNECTION, &response);
+    }
+    let data = match response.json::<ConnectionData>() {
+        Ok(data) => data,
+        Err(_) => return Verification::unexpected_answer(KIND, CONNECTION, &response),
+    };
+    match data.deployment_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("hosted") => facts.deployment = Some(Deployment::Cloud),
+        Some("onpremises") => facts.deployment = Some(Deployment::SelfHosted),
+        _ => {}
+    }
+    let Some(identity) = data
+        .authenticated_user
+        .filter(|u| u.id.as_deref().is_some_and(|id| !id.is_empty()))
+    else {
+        return Verification::unexpected_answer(KIND, CONNECTION, &response);
+    };
+    let account = identity.account();
+    let display_name = non_empty(identity.provider_display_name.clone());
+    facts.user = Some(AuthenticatedUser {
+        username: account.clone(),
+        display_name: display_name.clone(),
+        email: account.clone().filter(|a| a.contains('@') && !a.contains('\\')),
+    });
+    let who = account
+        .or(display_name)
+        .unwrap_or_else(|| "an unnamed identity".to_owned());
+
+    // 2. A read that needs a scope: the first project.
+    const PROJECTS: &str = "GET _apis/projects";
+    let mut response = match get("/_apis/projects?$top=1&api-version=5.0").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
+    };
+    if response.status == StatusCode::BAD_REQUEST {
+        // TFS older than 2019 does not serve api-version 5.0.
+        response = match get("/_apis/projects?$top=1&api-version=2.0").await {
+            Ok(response) => response,
+            Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
+        };
+    }
+    let status = response.status;
+    if status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || status == StatusCode::NON_AUTHORITATIVE_INFORMATION
+    {
+        let said = service_error(&response);
+        if status == StatusCode::UNAUTHORIZED && said.to_ascii_lowercase().contains("expired") {
+            return not_accepted(PROJECTS, &response)
+                .unwrap_or_else(|| Verification::failed(ReadyReason::TokenExpired, said))
+                .with_facts(facts);
+        }
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!(
+                "the token authenticates as {who} but may not list projects (HTTP {}{said}); give the PAT the Project and Team (Read) scope, or create a new one with it",
+                status.as_u16()
+            ),
+        )
+        .with_facts(facts);
+    }
+    if let Some(rejected) = not_accepted(PROJECTS, &response) {
+        return rejected.with_facts(facts);
+    }
+    if status != StatusCode::OK || response.json::<serde_json::Value>().is_err() {
+        return Verification::unexpected_answer(KIND, PROJECTS, &response).with_facts(facts);
+    }
+
+    let on = match facts.deployment {
+        Some(Deployment::Cloud) => format!("Azure DevOps Services ({})", target.base_url),
+        _ => format!("Azure DevOps Server ({})", target.base_url),
+    };
+    Verification::verified(format!("authenticated as {who} on {on}"), facts)
+}
+
+impl Provider for AzureDevOps {
+    fn kind(&self) -> ProviderKind {
+        KIND
+    }
+
+    fn deployment(&self, base_url: &Url) -> Deployment {
+        match base_url.host_str() {
+            Some(host) if is_services_host(host) => Deployment::Cloud,
+            _ => Deployment::SelfHosted,
+        }
+    }
+
+    fn check_spec(&self, base_url: &Url, _username: Option<&str>) -> Result<(), String> {
+        let host = base_url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if host == "dev.azure.com" && base_url.path().trim_matches('/').is_empty() {
+            return Err(
+                "an Azure DevOps Services url names the organization: use https://dev.azure.com/ORGANIZATION"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cloud_hosts() {
+        assert_eq!(
+            AzureDevOps.deployment(&url("https://dev.azure.com/org")),
+            Deployment::Cloud
+        );
+        assert_eq!(
+            AzureDevOps.deployment(&url("https://org.visualstudio.com")),
+            Deployment::Cloud
+        );
+        assert_eq!(
+            AzureDevOps.deployment(&url("https://tfs.example.com/tfs/DefaultCollection")),
+            Deployment::SelfHosted
+        );
+    }
+
+    #[test]
+    fn dev_azure_com_needs_the_organization() {
+        assert!(AzureDevOps.check_spec(&url("https://dev.azure.com"), None).is_err());
+        assert!(AzureDevOps.check_spec(&url("https://dev.azure.com/org"), None).is_ok());
+        assert!(AzureDevOps.check_spec(&url("https://tfs.example.com"), None).is_ok());
+    }
+
+    #[test]
+    fn service_error_header_is_decoded() {
+        assert_eq!(
+            percent_decode("Access%20Denied%3A%20The%20Personal%20Access%20Token%20used%20has%20expired."),
+            "Access Denied: The Personal Access Token used has expired."
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn sign_in_locations() {
+        assert!(looks_like_sign_in(
+            "https://spsprodweu5.vssps.visualstudio.com/_signin?realm=dev.azure.com"
+        ));
+        assert!(!looks_like_sign_in("https://dev.azure.com/org/_apis/connectionData"));
+    }
+}

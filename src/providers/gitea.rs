@@ -1,0 +1,201 @@
+//! Gitea and Forgejo (self-hosted; codeberg.org and gitea.com are instances like any other).
+//!
+//! Documentation followed:
+//! - API usage: <https://docs.gitea.com/development/api-usage> — `Authorization: token TOKEN`;
+//!   scoped tokens (Gitea 1.19+, Forgejo alike) are limited to route groups: `/user` needs
+//!   `read:user`, `/user/repos` needs `read:repository`.
+//! - Token scopes: <https://docs.gitea.com/development/oauth2-provider#scopes> (the table of
+//!   `read:*`/`write:*` scopes shared with personal access tokens).
+//! - API reference (Swagger, served at `/api/swagger` by every instance):
+//!   `GET /api/v1/user` (`login`, `full_name`, `email`), `GET /api/v1/user/repos`,
+//!   `GET /api/v1/version` (`{"version": "1.22.3"}`, Forgejo `"9.0.0+gitea-1.22.0"`).
+//! - Error bodies `{"message": ..., "url": ".../api/swagger"}`: 401 `"token is required"` /
+//!   invalid token; 403 `"token does not have at least one of required scope(s): [read:user]"`
+//!   for a token without the scope (Gitea's `tokenRequiresScope` check, seen in Gitea and
+//!   Forgejo test suites and clients).
+//! - `/api/v1/version` itself answered 403 to some scoped tokens in Gitea 1.20.0
+//!   (<https://github.com/go-gitea/gitea/issues/26035>), so the version is best effort.
+//!
+//! Not revealed to a token, so left out: its scopes (listing tokens needs the password) and
+//! its expiry (Gitea tokens do not expire; a 401 body that says "expired" is still reported
+//! as TokenExpired).
+
+use super::http::{Auth, HttpClient, HttpResponse};
+use super::{Facts, Provider, Target, Verification, join, non_empty};
+use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use futures::future::BoxFuture;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+pub struct Gitea;
+
+const KIND: ProviderKind = ProviderKind::Gitea;
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Version {
+    version: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn message(response: &HttpResponse) -> String {
+    let body: ErrorBody = response.json().unwrap_or_default();
+    body.message.unwrap_or_default().trim().to_owned()
+}
+
+/// The scope named in Gitea's "required scope(s): [read:user]" message, if any.
+fn required_scope(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("scope") {
+        return None;
+    }
+    let start = text.rfind('[')?;
+    let end = text[start..].find(']')? + start;
+    non_empty(Some(text[start + 1..end].to_owned()))
+}
+
+fn rejected(what: &str, needed: &str, response: &HttpResponse) -> Verification {
+    let said = message(response);
+    if response.status == StatusCode::FORBIDDEN && said.to_ascii_lowercase().contains("scope") {
+        let scope = required_scope(&said).unwrap_or_else(|| needed.to_owned());
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!("the token may not call {what}: Gitea says \"{said}\"; create a token with the {scope} scope"),
+        );
+    }
+    if said.to_ascii_lowercase().contains("expired") {
+        return Verification::failed(
+            ReadyReason::TokenExpired,
+            format!("Gitea says the token has expired (\"{said}\"); create a new one and update the Secret"),
+        );
+    }
+    let quoted = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": \"{said}\"")
+    };
+    Verification::failed(
+        ReadyReason::Unauthorized,
+        format!(
+            "Gitea rejected the token on {what} (HTTP {}{quoted}); check that the Secret holds a valid access token",
+            response.status.as_u16()
+        ),
+    )
+}
+
+async fn verify(http: &HttpClient, target: &Target) -> Verification {
+    let auth = Auth::TokenScheme(&target.token);
+    let base = target.base_url.as_str().trim_end_matches('/').to_owned();
+    let get = |path: &'static str| {
+        let base = base.clone();
+        async move {
+            let url = join(&base, path)?;
+            http.get(&url, auth, &target.tls).await
+        }
+    };
+    let mut facts = Facts {
+        deployment: Some(Deployment::SelfHosted),
+        ..Facts::default()
+    };
+
+    // 1. Who the token is.
+    const USER: &str = "GET /api/v1/user";
+    let response = match get("/api/v1/user").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    let user = match response.status {
+        StatusCode::OK => match response.json::<User>() {
+            Ok(user) => user,
+            Err(_) => return Verification::unexpected_answer(KIND, USER, &response),
+        },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if response.json::<serde_json::Value>().is_ok() => {
+            return rejected(USER, "read:user", &response).with_facts(facts);
+        }
+        _ => return Verification::unexpected_answer(KIND, USER, &response),
+    };
+    facts.user = Some(AuthenticatedUser {
+        username: non_empty(Some(user.login.clone())),
+        display_name: non_empty(user.full_name),
+        email: non_empty(user.email),
+    });
+
+    // 2. What a Git connection needs: reading repositories.
+    const REPOS: &str = "GET /api/v1/user/repos";
+    let response = match get("/api/v1/user/repos?limit=1").await {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
+    };
+    match response.status {
+        StatusCode::OK if response.json::<serde_json::Value>().is_ok() => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            let mut verification = rejected(REPOS, "read:repository", &response);
+            if verification.reason == ReadyReason::Unauthorized {
+                verification.reason = ReadyReason::InsufficientScope;
+                verification.message = format!(
+                    "the token authenticates as {} but may not list repositories (HTTP {}); give it the read:repository scope",
+                    user.login,
+                    response.status.as_u16()
+                );
+            }
+            return verification.with_facts(facts);
+        }
+        _ => return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts),
+    }
+
+    // 3. The version: nice to know, never a reason to fail.
+    if let Ok(response) = get("/api/v1/version").await
+        && response.status == StatusCode::OK
+        && let Ok(version) = response.json::<Version>()
+    {
+        facts.server_version = non_empty(Some(version.version));
+    }
+
+    let on = match &facts.server_version {
+        Some(version) if version.contains("gitea-") || version.contains("forgejo") => format!("Forgejo {version}"),
+        Some(version) => format!("Gitea {version}"),
+        None => format!("Gitea at {}", target.base_url),
+    };
+    Verification::verified(format!("authenticated as {} on {on}", user.login), facts)
+}
+
+impl Provider for Gitea {
+    fn kind(&self) -> ProviderKind {
+        KIND
+    }
+
+    fn deployment(&self, _base_url: &Url) -> Deployment {
+        Deployment::SelfHosted
+    }
+
+    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_from_message() {
+        assert_eq!(
+            required_scope("token does not have at least one of required scope(s): [read:user]").as_deref(),
+            Some("read:user")
+        );
+        assert_eq!(required_scope("token is required"), None);
+    }
+}
