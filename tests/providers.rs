@@ -159,7 +159,7 @@ async fn gitlab_bad_expired_revoked_and_scopeless_tokens() {
 async fn gitlab_before_15_5_has_no_token_endpoint() {
     let gitlab = FakeGitLab::start().await;
     gitlab.set_self_endpoint(false);
-    gitlab.set_version(Some("15.0.0"));
+    gitlab.set_version("15.0.0");
     gitlab.add_token(GL_TOKEN, TokenSpec::user("jdoe"));
     let v = verify(
         provider(gitprovider_operator::api::ProviderKind::GitLab),

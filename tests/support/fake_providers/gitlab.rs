@@ -66,9 +66,14 @@ impl FakeGitLab {
         self.state.tokens.lock().unwrap().remove(token);
     }
 
-    /// The version `/api/v4/version` reports (`None`: the endpoint answers 404).
-    pub fn set_version(&self, version: Option<&str>) {
-        self.state.settings.lock().unwrap().version = version.map(str::to_owned);
+    /// The version `/api/v4/version` reports (default `17.5.1-ee`).
+    pub fn set_version(&self, version: &str) {
+        self.state.settings.lock().unwrap().version = Some(version.to_owned());
+    }
+
+    /// `/api/v4/version` answers 404.
+    pub fn hide_version(&self) {
+        self.state.settings.lock().unwrap().version = None;
     }
 
     /// `false`: `/personal_access_tokens/self` answers 404, as GitLab before 15.5 does.
