@@ -289,11 +289,19 @@ impl Provider for AzureDevOps {
 
     fn check_spec(&self, base_url: &Url, _username: Option<&str>) -> Result<(), String> {
         let host = base_url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if host == "dev.azure.com" && base_url.path().trim_matches('/').is_empty() {
-            return Err(
-                "an Azure DevOps Services url names the organization: use https://dev.azure.com/ORGANIZATION"
-                    .to_owned(),
-            );
+        if host == "dev.azure.com" {
+            let segments = base_url.path().split('/').filter(|s| !s.is_empty()).count();
+            if segments == 0 {
+                return Err(
+                    "an Azure DevOps Services url names the organization: use https://dev.azure.com/ORGANIZATION"
+                        .to_owned(),
+                );
+            }
+            if segments > 1 {
+                return Err(format!(
+                    "url {base_url} goes beyond the organization: use https://dev.azure.com/ORGANIZATION, without the project"
+                ));
+            }
         }
         Ok(())
     }
@@ -331,6 +339,10 @@ mod tests {
     fn dev_azure_com_needs_the_organization() {
         assert!(AzureDevOps.check_spec(&url("https://dev.azure.com"), None).is_err());
         assert!(AzureDevOps.check_spec(&url("https://dev.azure.com/org"), None).is_ok());
+        let err = AzureDevOps
+            .check_spec(&url("https://dev.azure.com/org/project"), None)
+            .unwrap_err();
+        assert!(err.contains("without the project"), "{err}");
         assert!(AzureDevOps.check_spec(&url("https://tfs.example.com"), None).is_ok());
     }
 

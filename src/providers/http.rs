@@ -353,8 +353,10 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
             };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            // rustls reports handshake failures as io errors wrapping rustls::Error.
-            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            // rustls reports handshake failures as io errors wrapping rustls::Error, which
+            // hyper-util wraps in another io error; io errors hide their payload from
+            // `source()`, so they are unwrapped here.
+            if let Some(tls) = rustls_error_in(io) {
                 return HttpError::Tls {
                     host,
                     detail: tls.to_string(),
@@ -379,6 +381,17 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
     HttpError::Other {
         host,
         detail: root_cause(error),
+    }
+}
+
+/// The `rustls::Error` inside (possibly nested) io errors.
+fn rustls_error_in(io: &std::io::Error) -> Option<&rustls::Error> {
+    let mut inner = io.get_ref()?;
+    loop {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod fake_providers;

@@ -1,0 +1,244 @@
+//! Azure DevOps Services / Server, as documented (pages and issue threads cited in
+//! `src/providers/azure_devops.rs`). Serves any collection path: `{anything}/_apis/...`.
+//!
+//! - HTTP Basic with any user name and the PAT as password;
+//! - a PAT it does not accept (unknown or revoked) is answered the way
+//!   [`InvalidTokenAnswer`] says: 401, **203 with an HTML sign-in page**, or a 302 to a
+//!   `_signin` page on another host;
+//! - an expired PAT: 401 with `X-TFS-ServiceError: Access%20Denied%3A%20The%20Personal%20Access%20Token%20used%20has%20expired.`
+//!   and the `AccessCheckException` JSON body;
+//! - `GET _apis/connectionData`: `authenticatedUser` (`providerDisplayName`,
+//!   `properties.Account.$value` = the spec's `username`), `deploymentType` (`hosted` from
+//!   [`FakeAzureDevOps::start_services`], `onPremises` from [`FakeAzureDevOps::start_server`]);
+//! - `GET _apis/projects`: needs `vso.project` (or `_write`/`_manage`) when the spec lists
+//!   scopes, else 401 TF400813; [`FakeAzureDevOps::set_max_api_version`] plays an old TFS that
+//!   answers 400 `VssVersionOutOfRangeException` for newer `api-version`s.
+
+use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, basic_credentials, id_of, json, lookup, query};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use reqwest::Url;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+/// How a PAT that is not accepted is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidTokenAnswer {
+    /// 401 with `WWW-Authenticate: Basic` and an empty body.
+    Unauthorized,
+    /// 203 Non-Authoritative Information with an HTML sign-in page.
+    SignInPage203,
+    /// 302 to `https://spsprodweu5.vssps.visualstudio.com/_signin?...`.
+    RedirectToSignIn,
+}
+
+struct Settings {
+    hosted: bool,
+    invalid_answer: InvalidTokenAnswer,
+    max_api_version: f32,
+}
+
+#[derive(Clone)]
+struct AppState {
+    tokens: Tokens,
+    settings: Arc<Mutex<Settings>>,
+}
+
+pub struct FakeAzureDevOps {
+    server: FakeServer,
+    state: AppState,
+}
+
+pub const SIGN_IN_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en-US"><head><title>Azure DevOps Services | Sign In</title></head>
+<body><div id="signin">Sign in to your account to continue to Azure DevOps</div>
+<form method="post" action="https://login.microsoftonline.com/common/oauth2/authorize"></form></body></html>"#;
+
+impl FakeAzureDevOps {
+    /// Azure DevOps Services (`deploymentType: hosted`).
+    pub async fn start_services() -> FakeAzureDevOps {
+        Self::start(true).await
+    }
+
+    /// Azure DevOps Server (`deploymentType: onPremises`).
+    pub async fn start_server() -> FakeAzureDevOps {
+        Self::start(false).await
+    }
+
+    async fn start(hosted: bool) -> FakeAzureDevOps {
+        let state = AppState {
+            tokens: Tokens::default(),
+            settings: Arc::new(Mutex::new(Settings {
+                hosted,
+                invalid_answer: InvalidTokenAnswer::Unauthorized,
+                max_api_version: 7.1,
+            })),
+        };
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        FakeAzureDevOps {
+            server: FakeServer::start(app).await,
+            state,
+        }
+    }
+
+    pub fn url(&self) -> Url {
+        self.server.url()
+    }
+
+    pub fn https_url(&self) -> Url {
+        self.server.https_url()
+    }
+
+    /// `url()` followed by a collection or organization path, e.g. `/tfs/DefaultCollection`.
+    pub fn collection_url(&self, path: &str) -> Url {
+        Url::parse(&format!("{}{}", self.url().as_str().trim_end_matches('/'), path)).unwrap()
+    }
+
+    pub fn add_token(&self, token: &str, spec: TokenSpec) {
+        self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
+    }
+
+    pub fn answer_invalid_tokens_with(&self, answer: InvalidTokenAnswer) {
+        self.state.settings.lock().unwrap().invalid_answer = answer;
+    }
+
+    pub fn set_max_api_version(&self, version: f32) {
+        self.state.settings.lock().unwrap().max_api_version = version;
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
+        self.server.fault(path_prefix, fault, times);
+    }
+}
+
+fn vss_error(status: StatusCode, message: &str, type_key: &str) -> Response {
+    json(
+        status,
+        json!({
+            "$id": "1",
+            "innerException": null,
+            "message": message,
+            "typeName": format!("Microsoft.VisualStudio.Services.{type_key}, Microsoft.VisualStudio.Services.WebApi"),
+            "typeKey": type_key,
+            "errorCode": 0,
+            "eventId": 3000
+        }),
+    )
+}
+
+fn identity(spec: &TokenSpec) -> serde_json::Value {
+    json!({
+        "id": format!("{:08x}-562c-6af6-9ac1-2f9f16cbd1b0", id_of(&spec.username)),
+        "descriptor": format!("Microsoft.IdentityModel.Claims.ClaimsIdentity;{}", spec.username),
+        "subjectDescriptor": format!("aad.{:x}", id_of(&spec.username)),
+        "providerDisplayName": spec.display_name.clone().unwrap_or_else(|| spec.username.clone()),
+        "isActive": true,
+        "properties": {"Account": {"$type": "System.String", "$value": spec.username}},
+        "resourceVersion": 2,
+        "metaTypeId": 0
+    })
+}
+
+async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let settings = state.settings.lock().unwrap();
+    let path = request.uri().path().to_owned();
+    let pat = basic_credentials(&request).map(|(_, password)| password);
+    let spec = lookup(&state.tokens, pat.as_deref());
+    let Some(spec) = spec.filter(|s| !s.revoked) else {
+        return match settings.invalid_answer {
+            InvalidTokenAnswer::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"https://fake.visualstudio.com/\"")],
+                "",
+            )
+                .into_response(),
+            InvalidTokenAnswer::SignInPage203 => (
+                StatusCode::NON_AUTHORITATIVE_INFORMATION,
+                [("content-type", "text/html; charset=utf-8")],
+                SIGN_IN_PAGE,
+            )
+                .into_response(),
+            InvalidTokenAnswer::RedirectToSignIn => (
+                StatusCode::FOUND,
+                [(
+                    "location",
+                    "https://spsprodweu5.vssps.visualstudio.com/_signin?realm=dev.azure.com&reply_to=https%3A%2F%2Fdev.azure.com%2Forg",
+                )],
+                "<html><head><title>Object moved</title></head><body><h2>Object moved to <a href=\"https://spsprodweu5.vssps.visualstudio.com/_signin\">here</a>.</h2></body></html>",
+            )
+                .into_response(),
+        };
+    };
+    if spec.is_expired() {
+        let mut response = vss_error(
+            StatusCode::UNAUTHORIZED,
+            "Access Denied: The Personal Access Token used has expired.",
+            "AccessCheckException",
+        );
+        response.headers_mut().insert(
+            "x-tfs-serviceerror",
+            "Access%20Denied%3A%20The%20Personal%20Access%20Token%20used%20has%20expired."
+                .parse()
+                .unwrap(),
+        );
+        return response;
+    }
+    if path.ends_with("/_apis/connectionData") {
+        let user = identity(&spec);
+        return json(
+            StatusCode::OK,
+            json!({
+                "authenticatedUser": user,
+                "authorizedUser": user,
+                "instanceId": "62d5db69-917f-405d-973d-fc20e7ecd3de",
+                "deploymentId": "1f18445b-609a-73c1-2ae2-521b74b4c11d",
+                "deploymentType": if settings.hosted { "hosted" } else { "onPremises" },
+                "locationServiceData": {"serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7", "lastChangeId": 1, "lastChangeId64": 1}
+            }),
+        );
+    }
+    if path.ends_with("/_apis/projects") {
+        let requested: f32 = query(&request)
+            .get("api-version")
+            .and_then(|v| v.split('-').next().and_then(|v| v.parse().ok()))
+            .unwrap_or(1.0);
+        if requested > settings.max_api_version {
+            return vss_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "The requested REST API version of {requested:.1} is out of range for this server. The latest REST API version this server supports is {:.1}.",
+                    settings.max_api_version
+                ),
+                "VssVersionOutOfRangeException",
+            );
+        }
+        if !spec.has_scope(&["vso.project", "vso.project_write", "vso.project_manage"]) {
+            return vss_error(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "TF400813: The user '{}' is not authorized to access this resource.",
+                    spec.username
+                ),
+                "UnauthorizedRequestException",
+            );
+        }
+        return json(
+            StatusCode::OK,
+            json!({"count": 1, "value": [{
+                "id": "eb6e4656-77fc-42a1-9181-4c6d8e9da5d1", "name": "Fabrikam",
+                "state": "wellFormed", "revision": 411, "visibility": "private"
+            }]}),
+        );
+    }
+    vss_error(
+        StatusCode::NOT_FOUND,
+        "The controller for path was not found or does not implement IController.",
+        "HttpException",
+    )
+}

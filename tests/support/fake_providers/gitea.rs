@@ -1,0 +1,132 @@
+//! Gitea / Forgejo API v1, as documented (pages cited in `src/providers/gitea.rs`):
+//! - `Authorization: token T` (also `Bearer`); a missing or unknown token leaves the request
+//!   anonymous and the API answers 401 `{"message":"token is required","url":".../api/swagger"}`.
+//!   Gitea tokens do not expire, so `expired` and `revoked` specs are answered like unknown ones;
+//! - scoped tokens: `GET /api/v1/user` needs `read:user` (or `write:user`/`all`), `GET
+//!   /api/v1/user/repos` `read:repository`; else 403
+//!   `{"message":"token does not have at least one of required scope(s): [read:user]",...}`;
+//!   `scopes: None` is an old all-access token;
+//! - `GET /api/v1/version`: `{"version": ...}` (`1.22.3` by default, see [`FakeGitea::set_version`]).
+
+use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, json, lookup};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use reqwest::Url;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+struct AppState {
+    tokens: Tokens,
+    version: Arc<Mutex<String>>,
+}
+
+pub struct FakeGitea {
+    server: FakeServer,
+    state: AppState,
+}
+
+impl FakeGitea {
+    pub async fn start() -> FakeGitea {
+        let state = AppState {
+            tokens: Tokens::default(),
+            version: Arc::new(Mutex::new("1.22.3".to_owned())),
+        };
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        FakeGitea {
+            server: FakeServer::start(app).await,
+            state,
+        }
+    }
+
+    pub fn url(&self) -> Url {
+        self.server.url()
+    }
+
+    pub fn https_url(&self) -> Url {
+        self.server.https_url()
+    }
+
+    pub fn add_token(&self, token: &str, spec: TokenSpec) {
+        self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
+    }
+
+    pub fn set_version(&self, version: &str) {
+        *self.state.version.lock().unwrap() = version.to_owned();
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
+        self.server.fault(path_prefix, fault, times);
+    }
+}
+
+fn scope_error(scope: &str, base: &str) -> Response {
+    json(
+        StatusCode::FORBIDDEN,
+        json!({
+            "message": format!("token does not have at least one of required scope(s): [{scope}]"),
+            "url": format!("{base}/api/swagger")
+        }),
+    )
+}
+
+async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let base = format!(
+        "http://{}",
+        request
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+    );
+    let path = request.uri().path().to_owned();
+    if path == "/api/v1/version" {
+        return json(StatusCode::OK, json!({"version": *state.version.lock().unwrap()}));
+    }
+    let token = authorization(&request, &["token", "Bearer"]);
+    let Some(spec) = lookup(&state.tokens, token.as_deref()).filter(|s| !s.revoked && !s.is_expired()) else {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "token is required", "url": format!("{base}/api/swagger")}),
+        );
+    };
+    match path.as_str() {
+        "/api/v1/user" => {
+            if !spec.has_scope(&["read:user", "write:user", "all"]) {
+                return scope_error("read:user", &base);
+            }
+            json(
+                StatusCode::OK,
+                json!({
+                    "id": id_of(&spec.username),
+                    "login": spec.username,
+                    "login_name": "",
+                    "full_name": spec.display_name.clone().unwrap_or_default(),
+                    "email": spec.email.clone().unwrap_or_default(),
+                    "is_admin": false,
+                    "active": true,
+                    "prohibit_login": false,
+                }),
+            )
+        }
+        "/api/v1/user/repos" => {
+            if !spec.has_scope(&["read:repository", "write:repository", "all"]) {
+                return scope_error("read:repository", &base);
+            }
+            json(
+                StatusCode::OK,
+                json!([{"id": 1, "name": "app", "full_name": format!("{}/app", spec.username), "private": true}]),
+            )
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            json!({"message": "Not Found", "url": format!("{base}/api/swagger")}),
+        ),
+    }
+}

@@ -1,0 +1,176 @@
+//! GitLab REST API v4 as documented (pages cited in `src/providers/gitlab.rs`):
+//! - `PRIVATE-TOKEN: T` or `Authorization: Bearer T`;
+//! - unknown token: 401 `{"message":"401 Unauthorized"}`; revoked / expired (flag, or
+//!   `expires_at` in the past): 401 `{"error":"invalid_token","error_description":"Token was
+//!   revoked..."}` / `"Token is expired..."`;
+//! - `GET /api/v4/personal_access_tokens/self` (GitLab 15.5+; 404 when switched off with
+//!   [`FakeGitLab::set_self_endpoint`]): `scopes`, `expires_at` as a date, `active`, `revoked`;
+//! - `GET /api/v4/user` needs `api`, `read_api` or `read_user` (else 403 `insufficient_scope`);
+//! - `GET /api/v4/version`: `{"version": ..., "revision": ...}`.
+
+use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, json, lookup};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use reqwest::Url;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Settings {
+    version: Option<String>,
+    no_self_endpoint: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    tokens: Tokens,
+    settings: Arc<Mutex<Settings>>,
+}
+
+pub struct FakeGitLab {
+    server: FakeServer,
+    state: AppState,
+}
+
+impl FakeGitLab {
+    pub async fn start() -> FakeGitLab {
+        let state = AppState {
+            tokens: Tokens::default(),
+            settings: Arc::new(Mutex::new(Settings {
+                version: Some("17.5.1-ee".to_owned()),
+                ..Settings::default()
+            })),
+        };
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        FakeGitLab {
+            server: FakeServer::start(app).await,
+            state,
+        }
+    }
+
+    pub fn url(&self) -> Url {
+        self.server.url()
+    }
+
+    pub fn https_url(&self) -> Url {
+        self.server.https_url()
+    }
+
+    pub fn add_token(&self, token: &str, spec: TokenSpec) {
+        self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
+    }
+
+    pub fn remove_token(&self, token: &str) {
+        self.state.tokens.lock().unwrap().remove(token);
+    }
+
+    /// The version `/api/v4/version` reports (default `17.5.1-ee`).
+    pub fn set_version(&self, version: &str) {
+        self.state.settings.lock().unwrap().version = Some(version.to_owned());
+    }
+
+    /// `/api/v4/version` answers 404.
+    pub fn hide_version(&self) {
+        self.state.settings.lock().unwrap().version = None;
+    }
+
+    /// `false`: `/personal_access_tokens/self` answers 404, as GitLab before 15.5 does.
+    pub fn set_self_endpoint(&self, available: bool) {
+        self.state.settings.lock().unwrap().no_self_endpoint = !available;
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
+        self.server.fault(path_prefix, fault, times);
+    }
+
+    pub fn server(&self) -> &FakeServer {
+        &self.server
+    }
+}
+
+fn unauthorized() -> Response {
+    json(StatusCode::UNAUTHORIZED, json!({"message": "401 Unauthorized"}))
+}
+
+fn not_found() -> Response {
+    json(StatusCode::NOT_FOUND, json!({"message": "404 Not Found"}))
+}
+
+async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let token = request
+        .headers()
+        .get("private-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| authorization(&request, &["Bearer"]));
+    let path = request.uri().path().to_owned();
+    if !path.starts_with("/api/v4/") {
+        return not_found();
+    }
+    let Some(spec) = lookup(&state.tokens, token.as_deref()) else {
+        return unauthorized();
+    };
+    if spec.revoked {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_token", "error_description": "Token was revoked. You have to re-authorize from the user."}),
+        );
+    }
+    if spec.is_expired() {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_token", "error_description": "Token is expired. You can either do re-authorization or token refresh."}),
+        );
+    }
+    let settings = state.settings.lock().unwrap();
+    match path.as_str() {
+        "/api/v4/personal_access_tokens/self" if !settings.no_self_endpoint => json(
+            StatusCode::OK,
+            json!({
+                "id": id_of(&spec.username),
+                "name": "verification",
+                "revoked": false,
+                "created_at": "2026-01-01T00:00:00.000Z",
+                "scopes": spec.scopes.clone().unwrap_or_else(|| vec!["api".to_owned()]),
+                "user_id": id_of(&spec.username),
+                "last_used_at": null,
+                "active": true,
+                "expires_at": spec.expires_at.map(|at| at.strftime("%Y-%m-%d").to_string()),
+            }),
+        ),
+        "/api/v4/user" => {
+            if !spec.has_scope(&["api", "read_api", "read_user", "sudo"]) {
+                return json(
+                    StatusCode::FORBIDDEN,
+                    json!({
+                        "error": "insufficient_scope",
+                        "error_description": "The request requires higher privileges than provided by the access token.",
+                        "scope": "api read_user"
+                    }),
+                );
+            }
+            json(
+                StatusCode::OK,
+                json!({
+                    "id": id_of(&spec.username),
+                    "username": spec.username,
+                    "name": spec.display_name,
+                    "state": "active",
+                    "email": spec.email,
+                    "public_email": if spec.public_email { spec.email.clone() } else { None },
+                }),
+            )
+        }
+        "/api/v4/version" => match &settings.version {
+            Some(version) => json(StatusCode::OK, json!({"version": version, "revision": "6a5f9e3b"})),
+            None => not_found(),
+        },
+        _ => not_found(),
+    }
+}
