@@ -92,6 +92,17 @@ impl Feed {
         self.notify(effect);
     }
 
+    /// The store's readiness (which the applier waits for) comes from a relist of the whole
+    /// store; partitions are listed separately, so once all are, relist the store onto itself.
+    fn mark_store_ready(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.apply_watcher_event(&Event::Init);
+        for conn in self.store.state() {
+            writer.apply_watcher_event(&Event::InitApply(conn.as_ref().clone()));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+    }
+
     fn writer_apply(&self, event: &Event<GitProviderConnection>) {
         self.writer
             .lock()
@@ -135,7 +146,11 @@ impl Feed {
                             self.delete(&gone);
                         }
                     }
+                    let was_synced = self.index.is_synced();
                     self.index.partition_synced(partition.as_deref());
+                    if !was_synced && self.index.is_synced() {
+                        self.mark_store_ready();
+                    }
                     tracing::debug!(partition = partition.as_deref().unwrap_or("*"), "connections listed");
                 }
                 Err(error) => tracing::warn!(%error, "watch of GitProviderConnections failed; retrying"),

@@ -96,7 +96,9 @@ pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Att
 }
 
 fn strs(v: Option<&Value>) -> Vec<&str> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// Whether webhook `h` applies to the request (rules, scope, selectors). `matchConditions`
@@ -123,7 +125,11 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
             "Namespaced" => a.def.namespaced,
             _ => true,
         };
-        any(&ops, a.operation.wire()) && any(&groups, &a.def.group) && any(&versions, a.version) && resource_ok && scope_ok
+        any(&ops, a.operation.wire())
+            && any(&groups, &a.def.group)
+            && any(&versions, a.version)
+            && resource_ok
+            && scope_ok
     });
     if !rule_ok {
         return false;
@@ -147,7 +153,8 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
         None => true,
         Some(Err(_)) => false,
         Some(Ok(sel)) => {
-            a.object.is_some_and(|o| sel.matches(&labels_of(o))) || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
+            a.object.is_some_and(|o| sel.matches(&labels_of(o)))
+                || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
         }
     };
     ns_ok && obj_ok
@@ -183,8 +190,16 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
 /// One webhook: call, interpret, apply failurePolicy.
 async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<Vec<String>, (ApiError, Vec<String>)> {
     let name = h.get("name").and_then(Value::as_str).unwrap_or("");
-    if a.dry_run && !matches!(h.get("sideEffects").and_then(Value::as_str), Some("None" | "NoneOnDryRun")) {
-        return Err((ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")), vec![]));
+    if a.dry_run
+        && !matches!(
+            h.get("sideEffects").and_then(Value::as_str),
+            Some("None" | "NoneOnDryRun")
+        )
+    {
+        return Err((
+            ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")),
+            vec![],
+        ));
     }
     let uid = new_uid();
     let body = review(a, &uid, &cfg.username);
@@ -200,7 +215,10 @@ async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result
             if h.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
                 Ok(vec![])
             } else {
-                Err((ApiError::internal(&format!("failed calling webhook {name:?}: {why}")), vec![]))
+                Err((
+                    ApiError::internal(&format!("failed calling webhook {name:?}: {why}")),
+                    vec![],
+                ))
             }
         }
     }
@@ -216,11 +234,15 @@ struct CallFailure(String);
 
 fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailure> {
     let Some(resp) = review.get("response") else {
-        return Err(CallFailure("received invalid webhook response: response is missing".into()));
+        return Err(CallFailure(
+            "received invalid webhook response: response is missing".into(),
+        ));
     };
     let got = resp.get("uid").and_then(Value::as_str).unwrap_or("");
     if got != uid {
-        return Err(CallFailure(format!("received invalid webhook response: expected response.uid={uid:?}, got {got:?}")));
+        return Err(CallFailure(format!(
+            "received invalid webhook response: expected response.uid={uid:?}, got {got:?}"
+        )));
     }
     let warnings: Vec<String> = strs(resp.get("warnings")).into_iter().map(str::to_owned).collect();
     if resp.get("allowed").and_then(Value::as_bool) == Some(true) {
@@ -243,7 +265,9 @@ fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailur
 /// POSTs the review; `Err` describes the failure like the apiserver's error text.
 async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> Result<Value, String> {
     let cc = h.get("clientConfig").cloned().unwrap_or_else(|| json!({}));
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(timeout)).redirect(reqwest::redirect::Policy::none());
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout))
+        .redirect(reqwest::redirect::Policy::none());
     let base = if let Some(url) = cc.get("url").and_then(Value::as_str) {
         url.to_owned()
     } else if let Some(svc) = cc.get("service") {
@@ -254,7 +278,9 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
         let host = format!("{svc_name}.{ns}.svc");
         let display = format!("https://{host}:{port}{path}");
         let Some(addr) = cfg.service_endpoints.get(&(ns.to_owned(), svc_name.to_owned())) else {
-            return Err(format!("failed to call webhook: Post \"{display}?timeout={timeout}s\": service \"{svc_name}\" not found"));
+            return Err(format!(
+                "failed to call webhook: Post \"{display}?timeout={timeout}s\": service \"{svc_name}\" not found"
+            ));
         };
         // The certificate is verified for `<service>.<namespace>.svc`, as the apiserver does;
         // the name is resolved to the local address the test registered. No port in the URL,
@@ -265,7 +291,11 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
         return Err("failed to call webhook: clientConfig has neither url nor service".into());
     };
     let url = format!("{base}{}timeout={timeout}s", if base.contains('?') { '&' } else { '?' });
-    let bundle = cc.get("caBundle").and_then(Value::as_str).and_then(b64_decode).unwrap_or_default();
+    let bundle = cc
+        .get("caBundle")
+        .and_then(Value::as_str)
+        .and_then(b64_decode)
+        .unwrap_or_default();
     let tls = client_config_trusting(&bundle).map_err(|e| format!("failed to call webhook: Post \"{url}\": {e}"))?;
     let client = builder
         .tls_backend_preconfigured(tls)
@@ -280,7 +310,10 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
         .await
         .map_err(|e| format!("failed to call webhook: Post \"{url}\": {}", describe(&e)))?;
     let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| format!("failed to call webhook: {}", describe(&e)))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("failed to call webhook: {}", describe(&e)))?;
     if !(200..300).contains(&code) {
         return Err(format!(
             "failed to call webhook: the server responded with the status code {code} but did not return more information (post {url})"

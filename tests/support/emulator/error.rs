@@ -13,7 +13,10 @@ pub struct GroupResource {
 
 impl GroupResource {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
@@ -66,7 +69,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn required(field: impl Into<String>) -> Self {
-        Self { kind: FieldErrorKind::Required, field: field.into(), detail: "Required value".into() }
+        Self {
+            kind: FieldErrorKind::Required,
+            field: field.into(),
+            detail: "Required value".into(),
+        }
     }
     pub fn invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
         Self {
@@ -80,7 +87,11 @@ impl FieldError {
         Self {
             kind: FieldErrorKind::NotSupported,
             field: field.into(),
-            detail: format!("Unsupported value: {}: supported values: {}", render_value(value), allowed.join(", ")),
+            detail: format!(
+                "Unsupported value: {}: supported values: {}",
+                render_value(value),
+                allowed.join(", ")
+            ),
         }
     }
     pub fn too_long(field: impl Into<String>, max: u64, unit: &str) -> Self {
@@ -105,7 +116,11 @@ impl FieldError {
         }
     }
     pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
-        Self { kind: FieldErrorKind::Forbidden, field: field.into(), detail: format!("Forbidden: {why}") }
+        Self {
+            kind: FieldErrorKind::Forbidden,
+            field: field.into(),
+            detail: format!("Forbidden: {why}"),
+        }
     }
     pub fn type_invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
         Self {
@@ -171,7 +186,13 @@ fn name_details(gr: &GroupResource, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -190,13 +211,16 @@ impl ApiError {
     }
 
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{gr} {name:?} already exists"))
-            .with_details(name_details(gr, name))
+        Self::new(409, "AlreadyExists", format!("{gr} {name:?} already exists")).with_details(name_details(gr, name))
     }
 
     pub fn conflict(gr: &GroupResource, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {gr} {name:?}: {why}"))
-            .with_details(name_details(gr, name))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {gr} {name:?}: {why}"),
+        )
+        .with_details(name_details(gr, name))
     }
 
     /// The conflict an update with a stale `resourceVersion` gets.
@@ -211,7 +235,11 @@ impl ApiError {
     /// 422 Invalid. `kind`/`group` are the object's Kind and API group
     /// (`GitProviderConnection.gitprovider.dev "x" is invalid: ...`).
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let summary = match rendered.len() {
             0 => "<nil>".to_owned(),
@@ -237,11 +265,19 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn not_acceptable(accept: &str) -> Self {
-        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml (got {accept:?})"))
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: application/json, application/yaml (got {accept:?})"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -283,8 +319,12 @@ impl ApiError {
     }
 
     pub fn service_unavailable(retry_after: u64) -> Self {
-        let mut e = Self::new(503, "ServiceUnavailable", "The server is currently unable to handle the request")
-            .with_details(json!({"retryAfterSeconds": retry_after}));
+        let mut e = Self::new(
+            503,
+            "ServiceUnavailable",
+            "The server is currently unable to handle the request",
+        )
+        .with_details(json!({"retryAfterSeconds": retry_after}));
         e.retry_after = Some(retry_after);
         e
     }
@@ -338,5 +378,9 @@ pub enum EmulatorError {
     #[error("YAML in {path}: {message}")]
     Yaml { path: String, message: String },
     #[error("object #{index} in {path}: {message}")]
-    Manifest { path: String, index: usize, message: String },
+    Manifest {
+        path: String,
+        index: usize,
+        message: String,
+    },
 }

@@ -46,7 +46,11 @@ struct Answer {
 
 impl Answer {
     fn new(code: u16, body: Value) -> Self {
-        Self { code, body, warnings: vec![] }
+        Self {
+            code,
+            body,
+            warnings: vec![],
+        }
     }
 }
 
@@ -114,7 +118,14 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
             .ok_or_else(|| fail(ApiError::no_such_resource()))?
     };
     let view = negotiate(req.accept).map_err(fail)?;
-    let t = Target { def, ver, ns: rp.namespace.clone(), name: rp.name.as_deref(), sub: rp.subresource.as_deref(), view };
+    let t = Target {
+        def,
+        ver,
+        ns: rp.namespace.clone(),
+        name: rp.name.as_deref(),
+        sub: rp.subresource.as_deref(),
+        view,
+    };
     let verb = verb_of(req.method, rp, req.query);
 
     if let Some(sub) = t.sub {
@@ -156,7 +167,9 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
 fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
     let name = t.name.unwrap_or("");
     let st = ctx.store.lock();
-    let obj = st.get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+    let obj = st
+        .get(&t.def.storage, t.ns_key(), name)
+        .ok_or_else(|| fail(t.not_found(name)))?;
     Ok(Answer::new(200, t.render(&obj)))
 }
 
@@ -172,11 +185,19 @@ fn list_options_invalid(field: &str, why: &str) -> ApiError {
 
 /// `{"rv": N, "start": [namespace, name]}`, base64: opaque to clients, like upstream's.
 fn encode_continue(rv: u64, key: (&str, &str)) -> String {
-    b64_encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]}).to_string().as_bytes())
+    b64_encode(
+        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]})
+            .to_string()
+            .as_bytes(),
+    )
 }
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = b64_decode(token).ok_or_else(bad)?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
@@ -189,7 +210,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     let (labels, fields) = selectors(t, q).map_err(fail)?;
     let limit = match q.get("limit") {
         None | Some("") => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?,
+        ),
     }
     .filter(|l| *l > 0);
     let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
@@ -204,7 +228,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     };
     let (snapshot_rv, objects, start_after) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
         if rv_param.is_some_and(|r| r != "0") {
-            return Err(fail(list_options_invalid("resourceVersion", "specifying resource version is not allowed when using continue")));
+            return Err(fail(list_options_invalid(
+                "resourceVersion",
+                "specifying resource version is not allowed when using continue",
+            )));
         }
         let (rv, key) = decode_continue(token).map_err(fail)?;
         (rv, st.snapshot_at(&t.def.storage, ns, rv).map_err(too_old)?, Some(key))
@@ -212,26 +239,49 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         let requested = match rv_param {
             None => None,
             Some(r) => Some(r.parse::<u64>().map_err(|_| {
-                fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(r), "must be a valid resource version")]))
+                fail(ApiError::invalid(
+                    "ListOptions",
+                    "meta.k8s.io",
+                    "",
+                    &[FieldError::invalid(
+                        "resourceVersion",
+                        &json!(r),
+                        "must be a valid resource version",
+                    )],
+                ))
             })?),
         };
         match (rvm, requested) {
             (Some(_), None) => {
-                return Err(fail(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")));
+                return Err(fail(list_options_invalid(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                )));
             }
             (Some("Exact"), Some(rv)) => {
                 if rv > current {
                     return Err(fail(too_large(rv, current)));
                 }
-                let objs = st
-                    .snapshot_at(&t.def.storage, ns, rv)
-                    .map_err(|_| fail(ApiError::expired("The resourceVersion for the provided list is too old.")))?;
+                let objs = st.snapshot_at(&t.def.storage, ns, rv).map_err(|_| {
+                    fail(ApiError::expired(
+                        "The resourceVersion for the provided list is too old.",
+                    ))
+                })?;
                 (rv, objs, None)
             }
             (Some("NotOlderThan") | None, Some(rv)) if rv > current => return Err(fail(too_large(rv, current))),
             (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
             (Some(other), _) => {
-                return Err(fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::not_supported("resourceVersionMatch", &json!(other), &[json!("Exact"), json!("NotOlderThan")])])));
+                return Err(fail(ApiError::invalid(
+                    "ListOptions",
+                    "meta.k8s.io",
+                    "",
+                    &[FieldError::not_supported(
+                        "resourceVersionMatch",
+                        &json!(other),
+                        &[json!("Exact"), json!("NotOlderThan")],
+                    )],
+                )));
             }
         }
     };
@@ -255,7 +305,9 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     {
         let remaining = selected.len() - limit;
         selected.truncate(limit);
-        let last = selected.last().map(|v| (meta_str(v, "namespace").to_owned(), meta_str(v, "name").to_owned()));
+        let last = selected
+            .last()
+            .map(|v| (meta_str(v, "namespace").to_owned(), meta_str(v, "name").to_owned()));
         if let Some((lns, lname)) = last {
             meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
         }
@@ -306,14 +358,21 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let send_initial = q.flag("sendInitialEvents");
     let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
     if send_initial && rvm != Some("NotOlderThan") {
-        return Err(list_options_invalid("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+        return Err(list_options_invalid(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
     }
     if !send_initial && rvm.is_some() {
-        return Err(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        return Err(list_options_invalid(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
     }
     let timeout = match q.get("timeoutSeconds") {
         Some(s) if !s.is_empty() => Duration::from_secs(
-            s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
         ),
         _ => ctx.settings.default_watch_timeout,
     };
@@ -333,10 +392,23 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let start = if rv.is_empty() || rv == "0" {
         // "Start at most recent / any": synthetic ADDED events for the current state first.
         let current = st.current_rv();
-        Start::Snapshot { objects: st.list(&t.def.storage, ns), rv: current, initial_end: send_initial }
+        Start::Snapshot {
+            objects: st.list(&t.def.storage, ns),
+            rv: current,
+            initial_end: send_initial,
+        }
     } else {
         let from = rv.parse::<u64>().map_err(|_| {
-            ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(rv), "must be a valid resource version")])
+            ApiError::invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldError::invalid(
+                    "resourceVersion",
+                    &json!(rv),
+                    "must be a valid resource version",
+                )],
+            )
         })?;
         let oldest = st.oldest_resumable() + 1;
         let expired = |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
@@ -360,7 +432,10 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
 
 fn stream_response(body: Body) -> Response<Body> {
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -368,7 +443,13 @@ fn stream_response(body: Body) -> Response<Body> {
 
 /// Parses a create/update body (JSON, or YAML when the Content-Type says so).
 fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
-    let ct = req.content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
+    let ct = req
+        .content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let v: Value = match ct {
         "application/yaml" => {
             let text = std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
@@ -376,7 +457,12 @@ fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
         }
         "application/json" | "" | "*/*" => serde_json::from_slice(req.body)
             .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
-        other => return Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other,
+                &["application/json", "application/yaml"],
+            ));
+        }
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the body of the request must be an object"));
@@ -413,7 +499,10 @@ fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
 /// Checks the body's namespace against the URL's and fills it in.
 fn check_namespace(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let meta = metadata_mut(obj);
-    match (&t.ns, meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty())) {
+    match (
+        &t.ns,
+        meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()),
+    ) {
         (Some(url_ns), Some(body_ns)) if url_ns != body_ns => Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         )),
@@ -437,14 +526,24 @@ fn unknown_field_outcome(q: &Query, unknown: &[String]) -> Result<Vec<String>, A
         "Ignore" => Ok(vec![]),
         "Strict" => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
-            unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
         _ => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
     }
 }
 
 /// Schema pruning/defaulting/validation plus type-specific validation. Returns warnings.
-fn validate(t: &Target<'_>, q: &Query, obj: &mut Value, old: Option<&Value>, registry: &Registry) -> Result<Vec<String>, ApiError> {
+fn validate(
+    t: &Target<'_>,
+    q: &Query,
+    obj: &mut Value,
+    old: Option<&Value>,
+    registry: &Registry,
+) -> Result<Vec<String>, ApiError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     if let Some(schema) = &t.ver.schema {
@@ -456,7 +555,12 @@ fn validate(t: &Target<'_>, q: &Query, obj: &mut Value, old: Option<&Value>, reg
     if errors.is_empty() {
         Ok(warnings)
     } else {
-        Err(ApiError::invalid(&t.def.kind, &t.def.group, meta_str(obj, "name"), &errors))
+        Err(ApiError::invalid(
+            &t.def.kind,
+            &t.def.group,
+            meta_str(obj, "name"),
+            &errors,
+        ))
     }
 }
 
@@ -489,7 +593,10 @@ fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
 /// Webhook configurations and namespace labels, read in one go for admission.
 fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
     let st = ctx.store.lock();
-    let configs = st.list(&StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"), None);
+    let configs = st.list(
+        &StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+        None,
+    );
     let labels = ns
         .map(|n| {
             st.get(&StorageKey::new("", "namespaces"), "", n)
@@ -530,28 +637,52 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
 }
 
 /// The create path, shared with server-side apply of an absent object.
-async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry_run: bool, opts_kind: &str) -> Result<Answer, Failure> {
+async fn create_object(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    q: &Query,
+    mut obj: Value,
+    dry_run: bool,
+    opts_kind: &str,
+) -> Result<Answer, Failure> {
     let requested_name = meta_str(&obj, "name").to_owned();
     if !meta_str(&obj, "resourceVersion").is_empty() {
-        return Err(fail(ApiError::internal("resourceVersion should not be set on objects to be created")));
+        return Err(fail(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        )));
     }
     {
         let meta = metadata_mut(&mut obj);
         if requested_name.is_empty() {
-            match meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            match meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 Some(prefix) => {
                     let name = format!("{prefix}{}", random_suffix());
                     meta.insert("name".into(), json!(name));
                 }
                 None => {
-                    return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, "", &[FieldError::required("metadata.name")
-                        .with_detail("Required value: name or generateName is required")])));
+                    return Err(fail(ApiError::invalid(
+                        &t.def.kind,
+                        &t.def.group,
+                        "",
+                        &[FieldError::required("metadata.name")
+                            .with_detail("Required value: name or generateName is required")],
+                    )));
                 }
             }
         }
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "generation"] {
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+            "generation",
+        ] {
             meta.remove(f);
         }
         if t.def.tracks_generation() {
@@ -571,12 +702,17 @@ async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry
         if let Some(ns) = &t.ns {
             match st.get(&StorageKey::new("", "namespaces"), "", ns) {
                 Some(n) if !meta_str(&n, "deletionTimestamp").is_empty() => {
-                    return Err(fail(ApiError::forbidden(&gr, &name, &format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ))));
+                    return Err(fail(ApiError::forbidden(
+                        &gr,
+                        &name,
+                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    )));
                 }
                 None if ctx.settings.enforce_namespace_existence && t.def.behaviour != Kind::Namespace => {
-                    return Err(fail(ApiError::not_found(&super::error::GroupResource::new("", "namespaces"), ns)));
+                    return Err(fail(ApiError::not_found(
+                        &super::error::GroupResource::new("", "namespaces"),
+                        ns,
+                    )));
                 }
                 _ => {}
             }
@@ -649,22 +785,34 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     }
     let rv = meta_str(&body, "resourceVersion").to_owned();
     if rv.is_empty() && !t.def.allows_unconditional_update() {
-        return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, url_name, &[FieldError::invalid(
-            "metadata.resourceVersion",
-            &json!("0x0"),
-            "must be specified for an update",
-        )])));
+        return Err(fail(ApiError::invalid(
+            &t.def.kind,
+            &t.def.group,
+            url_name,
+            &[FieldError::invalid(
+                "metadata.resourceVersion",
+                &json!("0x0"),
+                "must be specified for an update",
+            )],
+        )));
     }
     let precondition = (!rv.is_empty()).then_some(rv);
     write_existing(ctx, t, req.query, "UpdateOptions", |_current| {
-        Ok(Proposal { obj: body.clone(), precondition: precondition.clone() })
+        Ok(Proposal {
+            obj: body.clone(),
+            precondition: precondition.clone(),
+        })
     })
     .await
 }
 
 async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
     let ct = req.content_type.unwrap_or("");
-    let accepted = if t.def.behaviour == Kind::Custom { patch::CUSTOM_PATCH_TYPES } else { patch::BUILTIN_PATCH_TYPES };
+    let accepted = if t.def.behaviour == Kind::Custom {
+        patch::CUSTOM_PATCH_TYPES
+    } else {
+        patch::BUILTIN_PATCH_TYPES
+    };
     let kind = match PatchKind::from_content_type(ct) {
         Some(PatchKind::Strategic) if t.def.behaviour == Kind::Custom => None,
         other => other,
@@ -677,14 +825,20 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
         PatchKind::Json => Value::Null, // applied from raw bytes below
         PatchKind::Apply => {
             if q.get("fieldManager").unwrap_or("").is_empty() {
-                return Err(fail(ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[FieldError::required("fieldManager")
-                    .with_detail("Required value: is required for apply patch")])));
+                return Err(fail(ApiError::invalid(
+                    "PatchOptions",
+                    "meta.k8s.io",
+                    "",
+                    &[FieldError::required("fieldManager").with_detail("Required value: is required for apply patch")],
+                )));
             }
             let cfg = patch::parse_apply(req.body).map_err(fail)?;
             if cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("").is_empty()
                 || cfg.get("kind").and_then(Value::as_str).unwrap_or("").is_empty()
             {
-                return Err(fail(ApiError::bad_request("invalid object type: apply configurations must set apiVersion and kind")));
+                return Err(fail(ApiError::bad_request(
+                    "invalid object type: apply configurations must set apiVersion and kind",
+                )));
             }
             let cfg_name = meta_str(&cfg, "name");
             if cfg_name != name {
@@ -713,7 +867,10 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
     }
 
     let body = req.body.to_vec();
-    let patch_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+    let patch_rv = doc
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     write_existing(ctx, t, q, "UpdateOptions", move |current| {
         let mut obj = current.clone();
         match kind {
@@ -755,10 +912,17 @@ async fn write_existing(
     let name = t.name.unwrap_or("");
     let gr = t.def.group_resource();
     loop {
-        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let stored = ctx
+            .store
+            .lock()
+            .get(&t.def.storage, t.ns_key(), name)
+            .ok_or_else(|| fail(t.not_found(name)))?;
         let current_rv = rv_of(&stored);
         let current = from_storage(&t.def, &t.ver.name, &stored);
-        let Proposal { obj: mut new, precondition } = propose(&current).map_err(fail)?;
+        let Proposal {
+            obj: mut new,
+            precondition,
+        } = propose(&current).map_err(fail)?;
         let pinned = precondition.is_some();
         if let Some(p) = &precondition
             && *p != current_rv.to_string()
@@ -772,7 +936,14 @@ async fn write_existing(
         {
             let cur_meta = current.get("metadata").cloned().unwrap_or_else(|| json!({}));
             let meta = metadata_mut(&mut new);
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+                "generation",
+            ] {
                 match cur_meta.get(f) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
@@ -802,7 +973,10 @@ async fn write_existing(
             validate(t, q, &mut new, Some(&current), &st.registry).map_err(fail)?
         };
         if t.def.tracks_generation() && spec_part(t, &new) != spec_part(t, &current) {
-            let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
 
@@ -835,7 +1009,10 @@ async fn write_existing(
             return Ok(a);
         }
         let finalized = !meta_str(&new, "deletionTimestamp").is_empty()
-            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
         if dry_run {
             let mut a = Answer::new(200, t.render_view(new));
             a.warnings = warnings;
@@ -844,7 +1021,13 @@ async fn write_existing(
         let mut st = ctx.store.lock();
         let result = if finalized {
             // The update removed the last finalizer of an object being deleted: it goes now.
-            st.delete(&t.def.storage, t.ns_key(), name, Some(current_rv), Some(to_storage(&t.def, &new)))
+            st.delete(
+                &t.def.storage,
+                t.ns_key(),
+                name,
+                Some(current_rv),
+                Some(to_storage(&t.def, &new)),
+            )
         } else {
             st.update(&t.def.storage, to_storage(&t.def, &new), current_rv)
         };
@@ -887,29 +1070,45 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     let opts: Value = if req.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(req.body).map_err(|e| fail(ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))))?
+        serde_json::from_slice(req.body)
+            .map_err(|e| fail(ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))))?
     };
     let dry_run = req.query.dry_run().map_err(fail)?
-        || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+        || opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     loop {
-        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let stored = ctx
+            .store
+            .lock()
+            .get(&t.def.storage, t.ns_key(), name)
+            .ok_or_else(|| fail(t.not_found(name)))?;
         let current = from_storage(&t.def, &t.ver.name, &stored);
         let current_rv = rv_of(&stored);
         if let Some(pre) = opts.get("preconditions") {
             if let Some(uid) = pre.get("uid").and_then(Value::as_str)
                 && uid != meta_str(&current, "uid")
             {
-                return Err(fail(ApiError::conflict(&gr, name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&current, "uid")
-                ))));
+                return Err(fail(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid")
+                    ),
+                )));
             }
             if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
                 && rv != current_rv.to_string()
             {
-                return Err(fail(ApiError::conflict(&gr, name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
-                ))));
+                return Err(fail(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
+                    ),
+                )));
             }
         }
         let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
@@ -971,8 +1170,16 @@ enum DeleteOutcome {
 
 /// Deletes a stored object now, or, while it has finalizers (or is a namespace, whose
 /// content goes first), sets `deletionTimestamp` and leaves removal to whoever clears them.
-fn begin_delete(st: &mut State, storage: &StorageKey, stored: &Value, expected: Option<u64>) -> Result<DeleteOutcome, WriteError> {
-    let has_finalizers = stored.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+fn begin_delete(
+    st: &mut State,
+    storage: &StorageKey,
+    stored: &Value,
+    expected: Option<u64>,
+) -> Result<DeleteOutcome, WriteError> {
+    let has_finalizers = stored
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     let is_namespace = *storage == StorageKey::new("", "namespaces");
     let ns = meta_str(stored, "namespace").to_owned();
     let name = meta_str(stored, "name").to_owned();
@@ -1013,7 +1220,10 @@ fn reap_namespaces(st: &mut State) {
     let key = StorageKey::new("", "namespaces");
     for ns in st.list(&key, None) {
         let name = meta_str(&ns, "name").to_owned();
-        let own_finalizers = ns.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let own_finalizers = ns
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         if !meta_str(&ns, "deletionTimestamp").is_empty() && !own_finalizers && st.namespace_is_empty(&name) {
             let _ = st.delete(&key, "", &name, None, None);
         }
@@ -1047,10 +1257,13 @@ async fn delete_collection(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<A
     reap_namespaces(&mut st);
     let rv = st.current_rv();
     drop(st);
-    Ok(Answer::new(200, json!({
-        "kind": format!("{}List", t.def.kind),
-        "apiVersion": t.def.api_version(&t.ver.name),
-        "metadata": {"resourceVersion": rv.to_string()},
-        "items": items,
-    })))
+    Ok(Answer::new(
+        200,
+        json!({
+            "kind": format!("{}List", t.def.kind),
+            "apiVersion": t.def.api_version(&t.ver.name),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }),
+    ))
 }

@@ -23,7 +23,10 @@ pub enum Route {
     /// `/apis/{group}`
     Group(String),
     /// `/api/v1`, `/apis/{group}/{version}`
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
     Unknown,
 }
@@ -53,8 +56,14 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_owned()),
-        ["api", v] => Route::Resources { group: String::new(), version: (*v).to_owned() },
-        ["apis", g, v] => Route::Resources { group: (*g).to_owned(), version: (*v).to_owned() },
+        ["api", v] => Route::Resources {
+            group: String::new(),
+            version: (*v).to_owned(),
+        },
+        ["apis", g, v] => Route::Resources {
+            group: (*g).to_owned(),
+            version: (*v).to_owned(),
+        },
         ["api", v, rest @ ..] => resource_route("", v, rest, registry),
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest, registry),
         _ => Route::Unknown,
@@ -140,7 +149,9 @@ impl Query {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!("Invalid dryRun value: {other:?}; supported values: \"All\""))),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: {other:?}; supported values: \"All\""
+            ))),
         }
     }
 }
@@ -156,7 +167,9 @@ pub enum View {
 /// Picks a representation from `Accept`: the first acceptable entry wins. Tables and
 /// protobuf are not offered; a client that accepts only those gets 406.
 pub fn negotiate(accept: Option<&str>) -> Result<View, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(View::Full) };
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(View::Full);
+    };
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
@@ -182,7 +195,8 @@ pub fn json_response(status: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

@@ -15,7 +15,10 @@ pub struct StorageKey {
 
 impl StorageKey {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
@@ -70,7 +73,11 @@ impl ResourceDef {
     }
 
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     /// `metadata.generation` is maintained (CRs, CRDs, webhook configurations), and bumped
@@ -116,7 +123,16 @@ impl ResourceDef {
         f.extend(version.selectable_fields.iter().cloned());
         if self.behaviour == Kind::EventsV1Event {
             // The events.k8s.io view accepts the core field names (they are the storage's).
-            f.extend(["reason", "type", "regarding.name", "regarding.kind", "regarding.namespace"].map(String::from));
+            f.extend(
+                [
+                    "reason",
+                    "type",
+                    "regarding.name",
+                    "regarding.kind",
+                    "regarding.namespace",
+                ]
+                .map(String::from),
+            );
         }
         f
     }
@@ -159,17 +175,53 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins() -> Self {
-        let mut events_v1 = builtin("events.k8s.io", "v1", "events", "Event", true, false, &["ev"], Kind::EventsV1Event);
+        let mut events_v1 = builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            false,
+            &["ev"],
+            Kind::EventsV1Event,
+        );
         events_v1.storage = StorageKey::new("", "events");
         Self {
             defs: vec![
-                builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"], Kind::Namespace),
+                builtin(
+                    "",
+                    "v1",
+                    "namespaces",
+                    "Namespace",
+                    false,
+                    true,
+                    &["ns"],
+                    Kind::Namespace,
+                ),
                 builtin("", "v1", "secrets", "Secret", true, false, &[], Kind::Secret),
-                builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"], Kind::ConfigMap),
+                builtin(
+                    "",
+                    "v1",
+                    "configmaps",
+                    "ConfigMap",
+                    true,
+                    false,
+                    &["cm"],
+                    Kind::ConfigMap,
+                ),
                 builtin("", "v1", "events", "Event", true, false, &["ev"], Kind::CoreEvent),
                 builtin("", "v1", "services", "Service", true, true, &["svc"], Kind::Service),
                 events_v1,
-                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[], Kind::Lease),
+                builtin(
+                    "coordination.k8s.io",
+                    "v1",
+                    "leases",
+                    "Lease",
+                    true,
+                    false,
+                    &[],
+                    Kind::Lease,
+                ),
                 builtin(
                     "apiextensions.k8s.io",
                     "v1",
@@ -280,12 +332,14 @@ impl Registry {
 
     /// Adds or replaces the resource a CRD defines.
     pub fn upsert_custom(&mut self, def: ResourceDef) {
-        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
+        self.defs
+            .retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
         self.defs.push(def);
     }
 
     pub fn remove_custom(&mut self, group: &str, plural: &str) {
-        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
+        self.defs
+            .retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
     }
 
     /// API groups other than the core group, each with its versions, preferred first.
@@ -343,7 +397,11 @@ impl Registry {
         if resources.is_empty() {
             return None;
         }
-        let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+        let gv = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
         Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
     }
 }

@@ -26,7 +26,11 @@ pub fn process(schema: &Value, obj: &mut Value) -> Outcome {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn flag(schema: &Value, name: &str) -> bool {
@@ -122,7 +126,11 @@ fn type_name(v: &Value) -> &'static str {
 
 fn type_error(path: &str, v: &Value, want: &str) -> FieldError {
     let got = type_name(v);
-    FieldError::type_invalid(path, &Value::String(got.into()), &format!("{path} in body must be of type {want}: {got:?}"))
+    FieldError::type_invalid(
+        path,
+        &Value::String(got.into()),
+        &format!("{path} in body must be of type {want}: {got:?}"),
+    )
 }
 
 fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
@@ -213,15 +221,31 @@ fn check_number(schema: &Value, v: &Value, path: &str, out: &mut Outcome) {
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMinimum");
         if x < min || (exclusive && x == min) {
-            let op = if exclusive { "greater than" } else { "greater than or equal to" };
-            out.errors.push(FieldError::invalid(path, v, &format!("{path} in body should be {op} {min}")));
+            let op = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                &format!("{path} in body should be {op} {min}"),
+            ));
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMaximum");
         if x > max || (exclusive && x == max) {
-            let op = if exclusive { "less than" } else { "less than or equal to" };
-            out.errors.push(FieldError::invalid(path, v, &format!("{path} in body should be {op} {max}")));
+            let op = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                &format!("{path} in body should be {op} {max}"),
+            ));
         }
     }
 }
@@ -256,7 +280,11 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Outcome) {
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let key_of = |item: &Value| -> Value {
-                Value::Object(keys.iter().filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect())
+                Value::Object(
+                    keys.iter()
+                        .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                        .collect(),
+                )
             };
             for (i, item) in items.iter().enumerate() {
                 let key = key_of(item);

@@ -76,7 +76,9 @@ fn normalize_namespace(obj: &mut Value) {
 }
 
 fn default_webhooks(obj: &mut Value) {
-    let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else { return };
+    let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
     for h in hooks {
         let h = ensure_object(h);
         h.entry("failurePolicy").or_insert_with(|| json!("Fail"));
@@ -137,7 +139,11 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, registry: &
                 && !ino.is_empty()
                 && ino != ns
             {
-                errs.push(FieldError::invalid("involvedObject.namespace", &json!(ino), "does not match event.namespace"));
+                errs.push(FieldError::invalid(
+                    "involvedObject.namespace",
+                    &json!(ino),
+                    "does not match event.namespace",
+                ));
             }
         }
         Kind::EventsV1Event => validate_events_v1(obj, old.is_none(), &mut errs),
@@ -180,7 +186,11 @@ fn validate_metadata(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
                 errs.push(FieldError::invalid("metadata.annotations", &json!(k), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
             }
             if !v.is_string() {
-                errs.push(FieldError::invalid(format!("metadata.annotations.{k}"), v, "annotation values must be strings"));
+                errs.push(FieldError::invalid(
+                    format!("metadata.annotations.{k}"),
+                    v,
+                    "annotation values must be strings",
+                ));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
         }
@@ -225,7 +235,8 @@ fn validate_config_data(def: &ResourceDef, obj: &Value, old: Option<&Value>, err
             for k in m.keys() {
                 let ok = !k.is_empty()
                     && k.len() <= 253
-                    && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                    && k.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
                 if !ok {
                     errs.push(FieldError::invalid(format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
                 }
@@ -234,15 +245,25 @@ fn validate_config_data(def: &ResourceDef, obj: &Value, old: Option<&Value>, err
     }
     let Some(old) = old else { return };
     if def.behaviour == Kind::Secret && old.get("type") != obj.get("type") {
-        errs.push(FieldError::invalid("type", obj.get("type").unwrap_or(&Value::Null), "field is immutable"));
+        errs.push(FieldError::invalid(
+            "type",
+            obj.get("type").unwrap_or(&Value::Null),
+            "field is immutable",
+        ));
     }
     if old.get("immutable") == Some(&Value::Bool(true)) {
         if obj.get("immutable") != Some(&Value::Bool(true)) {
-            errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+            errs.push(FieldError::forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
         }
         for field in ["data", "binaryData"] {
             if old.get(field) != obj.get(field) {
-                errs.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+                errs.push(FieldError::forbidden(
+                    field,
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
     }
@@ -272,11 +293,19 @@ fn validate_events_v1(obj: &Value, creating: bool, errs: &mut Vec<FieldError>) {
     }
     let ty = s("type");
     if ty != "Normal" && ty != "Warning" {
-        errs.push(FieldError::invalid("type", &json!(ty), &format!("has invalid value: {ty}")));
+        errs.push(FieldError::invalid(
+            "type",
+            &json!(ty),
+            &format!("has invalid value: {ty}"),
+        ));
     }
     if let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
         if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
-            errs.push(FieldError::invalid("series.count", series.get("count").unwrap_or(&Value::Null), "should be at least 2"));
+            errs.push(FieldError::invalid(
+                "series.count",
+                series.get("count").unwrap_or(&Value::Null),
+                "should be at least 2",
+            ));
         }
         if series.get("lastObservedTime").is_none_or(Value::is_null) {
             errs.push(FieldError::required("series.lastObservedTime"));
@@ -294,31 +323,59 @@ fn validate_crd(obj: &Value, old: Option<&Value>, registry: &Registry, errs: &mu
     };
     let want = format!("{}.{}", def.plural, def.group);
     if meta_str(obj, "name") != want {
-        errs.push(FieldError::invalid("metadata.name", &json!(meta_str(obj, "name")), "must be spec.names.plural+\".\"+spec.group"));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            &json!(meta_str(obj, "name")),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     match obj.pointer("/spec/scope").and_then(Value::as_str) {
         Some("Namespaced" | "Cluster") => {}
-        other => errs.push(FieldError::not_supported("spec.scope", &json!(other), &[json!("Cluster"), json!("Namespaced")])),
+        other => errs.push(FieldError::not_supported(
+            "spec.scope",
+            &json!(other),
+            &[json!("Cluster"), json!("Namespaced")],
+        )),
     }
-    let storage = obj
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .map_or(0, |vs| vs.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count());
+    let storage = obj.pointer("/spec/versions").and_then(Value::as_array).map_or(0, |vs| {
+        vs.iter()
+            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .count()
+    });
     if storage != 1 {
-        errs.push(FieldError::invalid("spec.versions", &json!(storage), "must have exactly one version marked as storage version"));
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            &json!(storage),
+            "must have exactly one version marked as storage version",
+        ));
     }
-    if old.is_none() && registry.defs().iter().any(|d| d.group == def.group && d.plural == def.plural && d.behaviour != Kind::Custom) {
-        errs.push(FieldError::invalid("spec.names.plural", &json!(def.plural), "a built-in resource already has this name"));
+    if old.is_none()
+        && registry
+            .defs()
+            .iter()
+            .any(|d| d.group == def.group && d.plural == def.plural && d.behaviour != Kind::Custom)
+    {
+        errs.push(FieldError::invalid(
+            "spec.names.plural",
+            &json!(def.plural),
+            "a built-in resource already has this name",
+        ));
     }
     if let Some(old) = old
         && old.pointer("/spec/scope") != obj.pointer("/spec/scope")
     {
-        errs.push(FieldError::invalid("spec.scope", obj.pointer("/spec/scope").unwrap_or(&Value::Null), "field is immutable"));
+        errs.push(FieldError::invalid(
+            "spec.scope",
+            obj.pointer("/spec/scope").unwrap_or(&Value::Null),
+            "field is immutable",
+        ));
     }
 }
 
 fn validate_webhooks(obj: &Value, errs: &mut Vec<FieldError>) {
-    let Some(hooks) = obj.get("webhooks").and_then(Value::as_array) else { return };
+    let Some(hooks) = obj.get("webhooks").and_then(Value::as_array) else {
+        return;
+    };
     let mut names = BTreeSet::new();
     for (i, h) in hooks.iter().enumerate() {
         let p = |f: &str| format!("webhooks[{i}].{f}");
@@ -326,14 +383,22 @@ fn validate_webhooks(obj: &Value, errs: &mut Vec<FieldError>) {
         if name.is_empty() {
             errs.push(FieldError::required(p("name")));
         } else if !is_dns_subdomain(name) || name.split('.').count() < 3 {
-            errs.push(FieldError::invalid(p("name"), &json!(name), "should be a domain with at least three segments separated by dots"));
+            errs.push(FieldError::invalid(
+                p("name"),
+                &json!(name),
+                "should be a domain with at least three segments separated by dots",
+            ));
         } else if !names.insert(name.to_owned()) {
             errs.push(FieldError::duplicate(p("name"), &json!(name)));
         }
         match h.get("sideEffects").and_then(Value::as_str) {
             Some("None" | "NoneOnDryRun") => {}
             None => errs.push(FieldError::required(p("sideEffects"))),
-            Some(other) => errs.push(FieldError::not_supported(p("sideEffects"), &json!(other), &[json!("None"), json!("NoneOnDryRun")])),
+            Some(other) => errs.push(FieldError::not_supported(
+                p("sideEffects"),
+                &json!(other),
+                &[json!("None"), json!("NoneOnDryRun")],
+            )),
         }
         let versions: Vec<&str> = h
             .get("admissionReviewVersions")
@@ -343,7 +408,11 @@ fn validate_webhooks(obj: &Value, errs: &mut Vec<FieldError>) {
         if versions.is_empty() {
             errs.push(FieldError::required(p("admissionReviewVersions")));
         } else if !versions.iter().any(|v| *v == "v1" || *v == "v1beta1") {
-            errs.push(FieldError::invalid(p("admissionReviewVersions"), &json!(versions), "must include at least one of v1, v1beta1"));
+            errs.push(FieldError::invalid(
+                p("admissionReviewVersions"),
+                &json!(versions),
+                "must include at least one of v1, v1beta1",
+            ));
         }
         let cc = h.get("clientConfig").cloned().unwrap_or(Value::Object(Map::new()));
         match (cc.get("url").and_then(Value::as_str), cc.get("service")) {
@@ -352,19 +421,29 @@ fn validate_webhooks(obj: &Value, errs: &mut Vec<FieldError>) {
                 field: p("clientConfig"),
                 detail: "Required value: exactly one of url or service is required".into(),
             }),
-            (Some(url), None) if !url.starts_with("https://") => {
-                errs.push(FieldError::invalid(p("clientConfig.url"), &json!(url), "'https' is the only allowed URL scheme"))
-            }
+            (Some(url), None) if !url.starts_with("https://") => errs.push(FieldError::invalid(
+                p("clientConfig.url"),
+                &json!(url),
+                "'https' is the only allowed URL scheme",
+            )),
             _ => {}
         }
         if let Some(t) = h.get("timeoutSeconds").and_then(Value::as_i64)
             && !(1..=30).contains(&t)
         {
-            errs.push(FieldError::invalid(p("timeoutSeconds"), &json!(t), "the timeout value must be between 1 and 30 seconds"));
+            errs.push(FieldError::invalid(
+                p("timeoutSeconds"),
+                &json!(t),
+                "the timeout value must be between 1 and 30 seconds",
+            ));
         }
         match h.get("failurePolicy").and_then(Value::as_str) {
             Some("Fail" | "Ignore") | None => {}
-            Some(other) => errs.push(FieldError::not_supported(p("failurePolicy"), &json!(other), &[json!("Fail"), json!("Ignore")])),
+            Some(other) => errs.push(FieldError::not_supported(
+                p("failurePolicy"),
+                &json!(other),
+                &[json!("Fail"), json!("Ignore")],
+            )),
         }
     }
 }

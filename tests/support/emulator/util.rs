@@ -22,14 +22,23 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// The suffix `generateName` gets: 5 characters from the apiserver's alphabet (no vowels,
 /// no look-alike digits, so generated names never spell words).
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// A random token of `len` alphanumeric characters (bearer tokens, webhook request uids).
@@ -56,9 +65,7 @@ pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
 /// `metadata` of an object, created when missing or not an object.
 pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     let root = ensure_object(obj);
-    let meta = root
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     ensure_object(meta)
 }
 

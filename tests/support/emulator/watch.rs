@@ -96,7 +96,11 @@ impl WatchSpec {
 pub enum Start {
     /// Synthetic ADDED events for these (stored) objects, then changes after `rv`; with
     /// `initial_end` the initial events are closed by the streaming-list bookmark.
-    Snapshot { objects: Vec<Arc<Value>>, rv: u64, initial_end: bool },
+    Snapshot {
+        objects: Vec<Arc<Value>>,
+        rv: u64,
+        initial_end: bool,
+    },
     /// Replay of these history records (all after `rv`), then live changes.
     Resume { records: Vec<Arc<WatchRecord>>, rv: u64 },
 }
@@ -121,7 +125,11 @@ pub fn stream(
         let mut sent_rv;
         let mut first: Vec<Bytes> = Vec::new();
         match start {
-            Start::Snapshot { objects, rv, initial_end } => {
+            Start::Snapshot {
+                objects,
+                rv,
+                initial_end,
+            } => {
                 for o in objects {
                     let view = spec.present(&o);
                     if spec.selected(&view) {
@@ -184,7 +192,8 @@ pub fn stream(
         }
         store.lock().unregister_watcher(watcher_id);
     });
-    let body_stream = futures::stream::poll_fn(move |cx| out_rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::convert::Infallible>)));
+    let body_stream =
+        futures::stream::poll_fn(move |cx| out_rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::convert::Infallible>)));
     Body::from_stream(body_stream)
 }
 
