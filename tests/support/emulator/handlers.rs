@@ -686,8 +686,9 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
             {
                 return Err(fail(ApiError::bad_request("invalid object type: apply configurations must set apiVersion and kind")));
             }
+            // An apply configuration may leave the name out (the URL names the object).
             let cfg_name = meta_str(&cfg, "name");
-            if cfg_name != name {
+            if !cfg_name.is_empty() && cfg_name != name {
                 return Err(fail(ApiError::bad_request(format!(
                     "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
                 ))));
@@ -706,6 +707,7 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
         if !exists {
             let dry_run = q.dry_run().map_err(fail)?;
             let mut obj = doc.clone();
+            metadata_mut(&mut obj).insert("name".into(), json!(name));
             check_type(t, &mut obj).map_err(fail)?;
             check_namespace(t, &mut obj).map_err(fail)?;
             return create_object(ctx, t, q, obj, dry_run, "PatchOptions").await;
