@@ -15,11 +15,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
 use k8s_openapi::api::events::v1::Event as EventV1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch, PatchParams,
-    PostParams, WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::runtime::watcher::{self, Event};
 use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::emulator::tls::TestCa;
@@ -48,10 +48,19 @@ fn cm(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
             ..Default::default()
         },
-        data: Some(data.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -64,7 +73,13 @@ fn api_err(e: kube::Error) -> Box<kube::core::Status> {
 }
 
 /// A raw request through the kube client (auth, TLS) that returns status, headers and body.
-async fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<String>, Value) {
+async fn raw(
+    client: &Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<String>, Value) {
     let req = axum::http::Request::builder()
         .method(method)
         .uri(path)
@@ -79,7 +94,9 @@ async fn raw(client: &Client, method: &str, path: &str, content_type: &str, body
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), usize::MAX)
+        .await
+        .unwrap();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, warnings, body)
 }
@@ -114,7 +131,11 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 }
 
 /// Polls `stream` until `pred` accepts an item (errors are handed to `pred` as well).
-async fn wait_for<S, T, E>(stream: &mut S, what: &str, mut pred: impl FnMut(&Result<T, E>) -> bool) -> Result<T, E>
+async fn wait_for<S, T, E>(
+    stream: &mut S,
+    what: &str,
+    mut pred: impl FnMut(&Result<T, E>) -> bool,
+) -> Result<T, E>
 where
     S: Stream<Item = Result<T, E>> + Unpin,
 {
@@ -130,7 +151,10 @@ where
     .await
 }
 
-fn applied<'a, K: ResourceExt>(ev: &'a Result<Event<K>, watcher::Error>, name: &str) -> Option<&'a K> {
+fn applied<'a, K: ResourceExt>(
+    ev: &'a Result<Event<K>, watcher::Error>,
+    name: &str,
+) -> Option<&'a K> {
     match ev {
         Ok(Event::Apply(o) | Event::InitApply(o)) if o.name_any() == name => Some(o),
         _ => None,
@@ -148,7 +172,12 @@ async fn serves_version_and_discovery() {
 
     let groups = client.list_api_groups().await.unwrap();
     let names: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
-    for g in ["events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io", "admissionregistration.k8s.io"] {
+    for g in [
+        "events.k8s.io",
+        "coordination.k8s.io",
+        "apiextensions.k8s.io",
+        "admissionregistration.k8s.io",
+    ] {
         assert!(names.contains(&g), "{g} missing from {names:?}");
     }
     assert!(!names.contains(&"gitprovider.dev"));
@@ -158,14 +187,29 @@ async fn serves_version_and_discovery() {
     assert!(secrets.verbs.contains(&"watch".to_owned()));
 
     // A CRD makes its group appear, with the status subresource.
-    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml")).await.unwrap();
+    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml"))
+        .await
+        .unwrap();
     let groups = client.list_api_groups().await.unwrap();
-    let g = groups.groups.iter().find(|g| g.name == "gitprovider.dev").expect("CRD group served");
+    let g = groups
+        .groups
+        .iter()
+        .find(|g| g.name == "gitprovider.dev")
+        .expect("CRD group served");
     assert_eq!(g.preferred_version.as_ref().unwrap().version, "v1alpha1");
-    let res = client.list_api_group_resources("gitprovider.dev/v1alpha1").await.unwrap();
+    let res = client
+        .list_api_group_resources("gitprovider.dev/v1alpha1")
+        .await
+        .unwrap();
     let names: Vec<&str> = res.resources.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["gitproviderconnections", "gitproviderconnections/status"]);
-    assert_eq!(res.resources[0].short_names.as_deref(), Some(&["gpc".to_owned(), "gitconn".to_owned()][..]));
+    assert_eq!(
+        names,
+        ["gitproviderconnections", "gitproviderconnections/status"]
+    );
+    assert_eq!(
+        res.resources[0].short_names.as_deref(),
+        Some(&["gpc".to_owned(), "gitconn".to_owned()][..])
+    );
 
     // kube's discovery walks all of it.
     let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
@@ -176,8 +220,15 @@ async fn serves_version_and_discovery() {
 async fn rejects_requests_without_the_token() {
     let (emu, _client) = start().await;
     let tls = support::emulator::tls::client_config_trusting(emu.ca_pem().as_bytes()).unwrap();
-    let http = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
-    let resp = http.get(format!("{}/api/v1/namespaces/default/secrets", emu.url())).send().await.unwrap();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("{}/api/v1/namespaces/default/secrets", emu.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let body: Value = resp.json_body().await;
     assert_eq!(body["kind"], "Status");
@@ -218,41 +269,89 @@ async fn secrets_and_configmaps_crud() {
     assert!(name.starts_with("pat-") && name.len() == 9, "{name}");
     assert_eq!(created.type_.as_deref(), Some("Opaque"));
     assert!(created.string_data.is_none(), "stringData is write-only");
-    assert_eq!(created.data.as_ref().unwrap()["token"].0, b"glpat-very-secret");
+    assert_eq!(
+        created.data.as_ref().unwrap()["token"].0,
+        b"glpat-very-secret"
+    );
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
-    assert_eq!(created.metadata.generation, None, "secrets have no generation");
+    assert_eq!(
+        created.metadata.generation, None,
+        "secrets have no generation"
+    );
     assert_eq!(created.metadata.namespace.as_deref(), Some("team-a"));
 
     let got = secrets.get(&name).await.unwrap();
-    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
-    assert!(emu.requests_mentioning("glpat-very-secret").len() == 1, "only the create body carries it in clear");
+    assert_eq!(
+        got.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    assert!(
+        emu.requests_mentioning("glpat-very-secret").len() == 1,
+        "only the create body carries it in clear"
+    );
 
     // AlreadyExists and NotFound are Status objects like the apiserver's.
     let mut dup = s.clone();
     dup.metadata.generate_name = None;
     dup.metadata.name = Some(name.clone());
-    let e = api_err(secrets.create(&PostParams::default(), &dup).await.unwrap_err());
+    let e = api_err(
+        secrets
+            .create(&PostParams::default(), &dup)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(e.message, format!("secrets \"{name}\" already exists"));
     let e = api_err(secrets.get("nope").await.unwrap_err());
-    assert_eq!((e.code, e.reason.as_str(), e.message.as_str()), (404, "NotFound", "secrets \"nope\" not found"));
+    assert_eq!(
+        (e.code, e.reason.as_str(), e.message.as_str()),
+        (404, "NotFound", "secrets \"nope\" not found")
+    );
     let d = e.details.unwrap();
     assert_eq!((d.name.as_str(), d.kind.as_str()), ("nope", "secrets"));
 
     // ConfigMaps: create, replace, merge patch, JSON patch, list, delete.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
-    let c = cms.create(&PostParams::default(), &cm("conf", &[("app", "x")], &[("a", "1")])).await.unwrap();
+    let c = cms
+        .create(
+            &PostParams::default(),
+            &cm("conf", &[("app", "x")], &[("a", "1")]),
+        )
+        .await
+        .unwrap();
     let mut c2 = c.clone();
     c2.data.as_mut().unwrap().insert("b".into(), "2".into());
-    let c2 = cms.replace("conf", &PostParams::default(), &c2).await.unwrap();
+    let c2 = cms
+        .replace("conf", &PostParams::default(), &c2)
+        .await
+        .unwrap();
     assert_ne!(c2.metadata.resource_version, c.metadata.resource_version);
-    let c3 = cms.patch("conf", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": null, "c": "3"}}))).await.unwrap();
-    assert_eq!(c3.data.unwrap(), BTreeMap::from([("b".into(), "2".into()), ("c".into(), "3".into())]));
-    let jp = serde_json::from_value(json!([{"op": "add", "path": "/data/d", "value": "4"}])).unwrap();
-    let c4 = cms.patch("conf", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
+    let c3 = cms
+        .patch(
+            "conf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": null, "c": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c3.data.unwrap(),
+        BTreeMap::from([("b".into(), "2".into()), ("c".into(), "3".into())])
+    );
+    let jp =
+        serde_json::from_value(json!([{"op": "add", "path": "/data/d", "value": "4"}])).unwrap();
+    let c4 = cms
+        .patch("conf", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
     assert_eq!(c4.data.unwrap()["d"], "4");
-    let failing = serde_json::from_value(json!([{"op": "test", "path": "/data/d", "value": "x"}])).unwrap();
-    let e = api_err(cms.patch("conf", &PatchParams::default(), &Patch::<()>::Json(failing)).await.unwrap_err());
+    let failing =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/d", "value": "x"}])).unwrap();
+    let e = api_err(
+        cms.patch("conf", &PatchParams::default(), &Patch::<()>::Json(failing))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
     let listed = cms.list(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
@@ -262,22 +361,39 @@ async fn secrets_and_configmaps_crud() {
     let status = deleted.right().expect("a Status for an immediate delete");
     assert_eq!(status.details.unwrap().name, "conf");
     assert_eq!(api_err(cms.get("conf").await.unwrap_err()).code, 404);
-    assert_eq!(api_err(cms.delete("conf", &DeleteParams::default()).await.unwrap_err()).code, 404);
+    assert_eq!(
+        api_err(
+            cms.delete("conf", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        )
+        .code,
+        404
+    );
 }
 
 #[tokio::test]
 async fn optimistic_concurrency_and_no_op_writes() {
     let (emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let c = cms.create(&PostParams::default(), &cm("cc", &[], &[("a", "1")])).await.unwrap();
+    let c = cms
+        .create(&PostParams::default(), &cm("cc", &[], &[("a", "1")]))
+        .await
+        .unwrap();
     let mut newer = c.clone();
     newer.data.as_mut().unwrap().insert("a".into(), "2".into());
-    cms.replace("cc", &PostParams::default(), &newer).await.unwrap();
+    cms.replace("cc", &PostParams::default(), &newer)
+        .await
+        .unwrap();
 
     // The stale copy loses.
     let mut stale = c.clone();
     stale.data.as_mut().unwrap().insert("a".into(), "3".into());
-    let e = api_err(cms.replace("cc", &PostParams::default(), &stale).await.unwrap_err());
+    let e = api_err(
+        cms.replace("cc", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert_eq!(
         e.message,
@@ -285,21 +401,43 @@ async fn optimistic_concurrency_and_no_op_writes() {
     );
     // So does a patch pinned to an old resourceVersion.
     let pinned = json!({"metadata": {"resourceVersion": c.resource_version()}, "data": {"a": "4"}});
-    assert_eq!(api_err(cms.patch("cc", &PatchParams::default(), &Patch::Merge(pinned)).await.unwrap_err()).code, 409);
+    assert_eq!(
+        api_err(
+            cms.patch("cc", &PatchParams::default(), &Patch::Merge(pinned))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        409
+    );
 
     // A write that changes nothing stores nothing.
     let current = cms.get("cc").await.unwrap();
     let rv = emu.resource_version();
-    let same = cms.replace("cc", &PostParams::default(), &current).await.unwrap();
+    let same = cms
+        .replace("cc", &PostParams::default(), &current)
+        .await
+        .unwrap();
     assert_eq!(same.resource_version(), current.resource_version());
-    let same = cms.patch("cc", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "2"}}))).await.unwrap();
+    let same = cms
+        .patch(
+            "cc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "2"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(same.resource_version(), current.resource_version());
     assert_eq!(emu.resource_version(), rv);
 
     // Name mismatch between URL and body.
     let mut other = current.clone();
     other.metadata.name = Some("other".into());
-    let e = api_err(cms.replace("cc", &PostParams::default(), &other).await.unwrap_err());
+    let e = api_err(
+        cms.replace("cc", &PostParams::default(), &other)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400);
 }
 
@@ -313,14 +451,22 @@ async fn label_and_field_selectors() {
         ("b", "four", vec![("tier", "cache"), ("env", "dev")]),
     ] {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        api.create(&PostParams::default(), &cm(name, &labels, &[])).await.unwrap();
+        api.create(&PostParams::default(), &cm(name, &labels, &[]))
+            .await
+            .unwrap();
     }
     let all: Api<ConfigMap> = Api::all(client.clone());
     let names = |sel: &str| {
         let all = all.clone();
         let sel = sel.to_owned();
         async move {
-            let mut n: Vec<String> = all.list(&ListParams::default().labels(&sel)).await.unwrap().iter().map(|c| c.name_any()).collect();
+            let mut n: Vec<String> = all
+                .list(&ListParams::default().labels(&sel))
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.name_any())
+                .collect();
             n.sort();
             n
         }
@@ -332,16 +478,40 @@ async fn label_and_field_selectors() {
     assert_eq!(names("!env").await, ["three"]);
     assert_eq!(names("env=prod,tier==web").await, ["one"]);
 
-    let by_field = all.list(&ListParams::default().fields("metadata.namespace=b")).await.unwrap();
-    assert_eq!(by_field.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), ["four"]);
+    let by_field = all
+        .list(&ListParams::default().fields("metadata.namespace=b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_field
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .collect::<Vec<_>>(),
+        ["four"]
+    );
     let a: Api<ConfigMap> = Api::namespaced(client.clone(), "a");
-    let by_name = a.list(&ListParams::default().fields("metadata.name!=one")).await.unwrap();
+    let by_name = a
+        .list(&ListParams::default().fields("metadata.name!=one"))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 2);
 
-    let e = api_err(all.list(&ListParams::default().labels("tier in (web")).await.unwrap_err());
+    let e = api_err(
+        all.list(&ListParams::default().labels("tier in (web"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400);
-    let e = api_err(all.list(&ListParams::default().fields("data.x=1")).await.unwrap_err());
-    assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: data.x"));
+    let e = api_err(
+        all.list(&ListParams::default().fields("data.x=1"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (400, "field label not supported: data.x")
+    );
 }
 
 #[tokio::test]
@@ -349,7 +519,9 @@ async fn pagination_is_consistent() {
     let (_emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), &[], &[])).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), &[], &[]))
+            .await
+            .unwrap();
     }
     let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(first.items.len(), 3);
@@ -358,35 +530,74 @@ async fn pagination_is_consistent() {
 
     // Changes after the first page do not show in later pages: they are at a newer version.
     cms.delete("cm-5", &DeleteParams::default()).await.unwrap();
-    cms.create(&PostParams::default(), &cm("cm-9", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("cm-9", &[], &[]))
+        .await
+        .unwrap();
 
-    let second = cms.list(&ListParams::default().limit(3).continue_token(&token)).await.unwrap();
+    let second = cms
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .unwrap();
     let third = cms
-        .list(&ListParams::default().limit(3).continue_token(second.metadata.continue_.as_deref().unwrap()))
+        .list(
+            &ListParams::default()
+                .limit(3)
+                .continue_token(second.metadata.continue_.as_deref().unwrap()),
+        )
         .await
         .unwrap();
     assert!(third.metadata.continue_.is_none());
-    let names: Vec<String> = first.iter().chain(second.iter()).chain(third.iter()).map(|c| c.name_any()).collect();
+    let names: Vec<String> = first
+        .iter()
+        .chain(second.iter())
+        .chain(third.iter())
+        .map(|c| c.name_any())
+        .collect();
     assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
-    assert_eq!(second.metadata.resource_version, first.metadata.resource_version);
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
 
     // A garbled token is a 400.
-    let e = api_err(cms.list(&ListParams::default().continue_token("garbage")).await.unwrap_err());
+    let e = api_err(
+        cms.list(&ListParams::default().continue_token("garbage"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400);
 }
 
 #[tokio::test]
 async fn continue_token_expires_with_history() {
-    let (_emu, client) = start_with(EmulatorOptions { watch_history: 5, ..Default::default() }).await;
+    let (_emu, client) = start_with(EmulatorOptions {
+        watch_history: 5,
+        ..Default::default()
+    })
+    .await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     for i in 0..4 {
-        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), &[], &[])).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), &[], &[]))
+            .await
+            .unwrap();
     }
     let first = cms.list(&ListParams::default().limit(2)).await.unwrap();
     for i in 0..10 {
-        cms.patch("cm-0", &PatchParams::default(), &Patch::Merge(json!({"data": {"n": i.to_string()}}))).await.unwrap();
+        cms.patch(
+            "cm-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"n": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
-    let e = api_err(cms.list(&ListParams::default().continue_token(first.metadata.continue_.as_deref().unwrap())).await.unwrap_err());
+    let e = api_err(
+        cms.list(
+            &ListParams::default().continue_token(first.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
 }
 
@@ -394,7 +605,11 @@ async fn continue_token_expires_with_history() {
 
 fn gpc_api(client: &Client, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gitprovider.dev", "v1alpha1", "GitProviderConnection");
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "gitproviderconnections"))
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "gitproviderconnections"),
+    )
 }
 
 fn gpc(name: &str, instance: &str) -> DynamicObject {
@@ -418,15 +633,31 @@ async fn custom_resources_follow_their_crd() {
     let (emu, client) = start().await;
     let api = gpc_api(&client, "team-a");
     // Before the CRD exists the resource is unknown.
-    assert_eq!(api_err(api.list(&ListParams::default()).await.unwrap_err()).code, 404);
+    assert_eq!(
+        api_err(api.list(&ListParams::default()).await.unwrap_err()).code,
+        404
+    );
 
-    let crds = emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml")).await.unwrap();
+    let crds = emu
+        .apply_yaml_file(Path::new("crds/gitproviderconnections.yaml"))
+        .await
+        .unwrap();
     let conditions = crds[0]["status"]["conditions"].as_array().unwrap();
-    assert!(conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    );
 
-    let created = api.create(&PostParams::default(), &gpc("dev", "Dev")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &gpc("dev", "Dev"))
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
-    assert!(created.data.get("status").is_none(), "status is dropped on create with a status subresource");
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create with a status subresource"
+    );
     // Schema defaults are applied.
     assert_eq!(created.data["spec"]["tokenSecretRef"]["key"], "token");
     assert_eq!(created.data["spec"]["verifyInterval"], "1h");
@@ -437,30 +668,58 @@ async fn custom_resources_follow_their_crd() {
         "type": "Ready", "status": "True", "reason": "Verified", "message": "ok",
         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     let after_status = api
-        .patch_status("dev", &PatchParams::default(), &Patch::Merge(json!({"spec": {"instanceName": "sneaky"}, "status": status["status"]})))
+        .patch_status(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"instanceName": "sneaky"}, "status": status["status"]})),
+        )
         .await
         .unwrap();
     assert_eq!(after_status.metadata.generation, Some(1));
-    assert_eq!(after_status.data["spec"]["instanceName"], "Dev", "spec is ignored on /status");
-    assert_eq!(after_status.data["status"]["conditions"][0]["reason"], "Verified");
+    assert_eq!(
+        after_status.data["spec"]["instanceName"], "Dev",
+        "spec is ignored on /status"
+    );
+    assert_eq!(
+        after_status.data["status"]["conditions"][0]["reason"],
+        "Verified"
+    );
     assert_ne!(after_status.resource_version(), created.resource_version());
 
     // Spec writes bump generation and leave status alone; metadata-only writes do not bump.
     let after_spec = api
-        .patch("dev", &PatchParams::default(), &Patch::Merge(json!({"spec": {"instanceName": "Dev 2"}, "status": null})))
+        .patch(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"instanceName": "Dev 2"}, "status": null})),
+        )
         .await
         .unwrap();
     assert_eq!(after_spec.metadata.generation, Some(2));
-    assert_eq!(after_spec.data["status"]["conditions"][0]["reason"], "Verified");
-    let after_label = api.patch("dev", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    assert_eq!(
+        after_spec.data["status"]["conditions"][0]["reason"],
+        "Verified"
+    );
+    let after_label = api
+        .patch(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(after_label.metadata.generation, Some(2));
 
     // Server-side apply on the status subresource, as controllers write status.
     let ssa = PatchParams::apply("gitprovider-operator").force();
     let applied = api
-        .patch_status("dev", &ssa, &Patch::Apply(json!({
+        .patch_status(
+            "dev",
+            &ssa,
+            &Patch::Apply(json!({
             "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
-            "status": {"observedGeneration": 2, "serverVersion": "17.5.1"}})))
+            "status": {"observedGeneration": 2, "serverVersion": "17.5.1"}})),
+        )
         .await
         .unwrap();
     assert_eq!(applied.data["status"]["serverVersion"], "17.5.1");
@@ -469,13 +728,29 @@ async fn custom_resources_follow_their_crd() {
     // Custom resources refuse unconditional PUTs, and stale ones conflict.
     let mut unconditional = after_label.clone();
     unconditional.metadata.resource_version = None;
-    let e = api_err(api.replace("dev", &PostParams::default(), &unconditional).await.unwrap_err());
+    let e = api_err(
+        api.replace("dev", &PostParams::default(), &unconditional)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
-    let e = api_err(api.replace("dev", &PostParams::default(), &after_spec).await.unwrap_err());
+    let e = api_err(
+        api.replace("dev", &PostParams::default(), &after_spec)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 409);
 
     // Strategic merge patch is not accepted for custom resources (415, as upstream).
-    let e = api_err(api.patch("dev", &PatchParams::default(), &Patch::Strategic(json!({"spec": {}}))).await.unwrap_err());
+    let e = api_err(
+        api.patch(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (415, "UnsupportedMediaType"));
 
     // Schema validation.
@@ -484,23 +759,51 @@ async fn custom_resources_follow_their_crd() {
     bad.data["spec"].as_object_mut().unwrap().remove("url");
     let e = api_err(api.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
-    assert!(e.message.starts_with("GitProviderConnection.gitprovider.dev \"bad\" is invalid: ["), "{}", e.message);
-    assert!(e.message.contains("spec.url: Required value"), "{}", e.message);
-    assert!(e.message.contains("spec.provider: Unsupported value: \"Perforce\": supported values: \"GitLab\""), "{}", e.message);
-    let e = api_err(
-        api.patch_status("dev", &PatchParams::default(), &Patch::Merge(json!({"status": {"lastVerifiedTime": "yesterday"}})))
-            .await
-            .unwrap_err(),
+    assert!(
+        e.message
+            .starts_with("GitProviderConnection.gitprovider.dev \"bad\" is invalid: ["),
+        "{}",
+        e.message
     );
-    assert!(e.message.contains("status.lastVerifiedTime"), "{}", e.message);
+    assert!(
+        e.message.contains("spec.url: Required value"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains(
+            "spec.provider: Unsupported value: \"Perforce\": supported values: \"GitLab\""
+        ),
+        "{}",
+        e.message
+    );
+    let e = api_err(
+        api.patch_status(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"lastVerifiedTime": "yesterday"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        e.message.contains("status.lastVerifiedTime"),
+        "{}",
+        e.message
+    );
 
     // Unknown fields are pruned, with a warning.
     let mut extra = gpc("extra", "e");
     extra.data["spec"]["color"] = json!("blue");
     let body = serde_json::to_vec(&extra).unwrap();
-    let (code, warnings, stored) =
-        raw(&client, "POST", "/apis/gitprovider.dev/v1alpha1/namespaces/team-a/gitproviderconnections", "application/json", body)
-            .await;
+    let (code, warnings, stored) = raw(
+        &client,
+        "POST",
+        "/apis/gitprovider.dev/v1alpha1/namespaces/team-a/gitproviderconnections",
+        "application/json",
+        body,
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(warnings, ["299 - \"unknown field \\\"spec.color\\\"\""]);
     assert!(stored["spec"].get("color").is_none());
@@ -508,28 +811,49 @@ async fn custom_resources_follow_their_crd() {
     // Lists of custom resources carry apiVersion/kind on each item.
     let list = api.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 2);
-    assert!(list.items.iter().all(|i| i.types.as_ref().is_some_and(|t| t.kind == "GitProviderConnection")));
+    assert!(list.items.iter().all(|i| {
+        i.types
+            .as_ref()
+            .is_some_and(|t| t.kind == "GitProviderConnection")
+    }));
 }
 
 #[tokio::test]
 async fn finalizers_delay_deletion() {
     let (emu, client) = start().await;
-    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml")).await.unwrap();
+    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml"))
+        .await
+        .unwrap();
     let api = gpc_api(&client, "default");
     let mut obj = gpc("fin", "f");
     obj.metadata.finalizers = Some(vec!["gitprovider.dev/cleanup".into()]);
     api.create(&PostParams::default(), &obj).await.unwrap();
 
-    let pending = api.delete("fin", &DeleteParams::default()).await.unwrap().left().expect("object still there");
+    let pending = api
+        .delete("fin", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("object still there");
     assert!(pending.metadata.deletion_timestamp.is_some());
     assert_eq!(pending.metadata.generation, Some(2));
     let e = api_err(
-        api.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["gitprovider.dev/cleanup", "more"]}})))
-            .await
-            .unwrap_err(),
+        api.patch(
+            "fin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["gitprovider.dev/cleanup", "more"]}})),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!(e.code, 422);
-    api.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    api.patch(
+        "fin",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(api_err(api.get("fin").await.unwrap_err()).code, 404);
 }
 
@@ -541,8 +865,12 @@ async fn namespaces_delete_their_content() {
     let created = nss.create(&PostParams::default(), &ns).await.unwrap();
     assert_eq!(created.labels()["kubernetes.io/metadata.name"], "doomed");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
-    cms.create(&PostParams::default(), &cm("x", &[], &[])).await.unwrap();
-    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &cm("x", &[], &[]))
+        .await
+        .unwrap();
+    nss.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(api_err(cms.get("x").await.unwrap_err()).code, 404);
     assert_eq!(api_err(nss.get("doomed").await.unwrap_err()).code, 404);
 }
@@ -553,30 +881,87 @@ async fn namespaces_delete_their_content() {
 async fn watcher_sees_adds_updates_and_deletes() {
     let (_emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &cm("before", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("before", &[], &[]))
+        .await
+        .unwrap();
     let mut stream = watcher::watcher(cms.clone(), watcher::Config::default()).boxed();
-    wait_for(&mut stream, "initial object", |e| applied(e, "before").is_some()).await.unwrap();
-    wait_for(&mut stream, "InitDone", |e| matches!(e, Ok(Event::InitDone))).await.unwrap();
+    wait_for(&mut stream, "initial object", |e| {
+        applied(e, "before").is_some()
+    })
+    .await
+    .unwrap();
+    wait_for(&mut stream, "InitDone", |e| {
+        matches!(e, Ok(Event::InitDone))
+    })
+    .await
+    .unwrap();
 
-    cms.create(&PostParams::default(), &cm("w", &[], &[("k", "1")])).await.unwrap();
-    wait_for(&mut stream, "add", |e| applied(e, "w").is_some()).await.unwrap();
-    cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.unwrap();
-    wait_for(&mut stream, "update", |e| applied(e, "w").is_some_and(|c| c.data.as_ref().unwrap()["k"] == "2")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w", &[], &[("k", "1")]))
+        .await
+        .unwrap();
+    wait_for(&mut stream, "add", |e| applied(e, "w").is_some())
+        .await
+        .unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await
+    .unwrap();
+    wait_for(&mut stream, "update", |e| {
+        applied(e, "w").is_some_and(|c| c.data.as_ref().unwrap()["k"] == "2")
+    })
+    .await
+    .unwrap();
     cms.delete("w", &DeleteParams::default()).await.unwrap();
-    wait_for(&mut stream, "delete", |e| matches!(e, Ok(Event::Delete(c)) if c.name_any() == "w")).await.unwrap();
+    wait_for(
+        &mut stream,
+        "delete",
+        |e| matches!(e, Ok(Event::Delete(c)) if c.name_any() == "w"),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn label_selected_watch_sees_objects_enter_and_leave() {
     let (_emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &cm("sel", &[("on", "no")], &[])).await.unwrap();
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut events = cms.watch(&WatchParams::default().labels("on=yes"), &rv).await.unwrap().boxed();
-    cms.patch("sel", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "yes"}}}))).await.unwrap();
+    cms.create(&PostParams::default(), &cm("sel", &[("on", "no")], &[]))
+        .await
+        .unwrap();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = cms
+        .watch(&WatchParams::default().labels("on=yes"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"on": "yes"}}})),
+    )
+    .await
+    .unwrap();
     let ev = bounded("ADDED", events.next()).await.unwrap().unwrap();
-    assert!(matches!(ev, WatchEvent::Added(ref c) if c.name_any() == "sel"), "{ev:?}");
-    cms.patch("sel", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "no"}}}))).await.unwrap();
+    assert!(
+        matches!(ev, WatchEvent::Added(ref c) if c.name_any() == "sel"),
+        "{ev:?}"
+    );
+    cms.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"on": "no"}}})),
+    )
+    .await
+    .unwrap();
     let ev = bounded("DELETED", events.next()).await.unwrap().unwrap();
     assert!(matches!(ev, WatchEvent::Deleted(_)), "{ev:?}");
 }
@@ -585,52 +970,124 @@ async fn label_selected_watch_sees_objects_enter_and_leave() {
 async fn metadata_watcher_and_streaming_lists() {
     let (emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &cm("m0", &[("a", "b")], &[("big", "data")])).await.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &cm("m0", &[("a", "b")], &[("big", "data")]),
+    )
+    .await
+    .unwrap();
 
     // The current way (`Api<PartialObjectMeta<K>>`) and the deprecated `metadata_watcher` send
     // the same requests.
     let metas: Api<PartialObjectMeta<ConfigMap>> = Api::default_namespaced(client.clone());
     let mut meta = watcher::watcher(metas, watcher::Config::default()).boxed();
     #[allow(deprecated)]
-    let mut old_style = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
-    wait_for(&mut old_style, "metadata of m0 (metadata_watcher)", |e| applied(e, "m0").is_some()).await.unwrap();
-    let first = wait_for(&mut meta, "metadata of m0", |e| applied(e, "m0").is_some()).await.unwrap();
+    let mut old_style =
+        kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    wait_for(&mut old_style, "metadata of m0 (metadata_watcher)", |e| {
+        applied(e, "m0").is_some()
+    })
+    .await
+    .unwrap();
+    let first = wait_for(&mut meta, "metadata of m0", |e| applied(e, "m0").is_some())
+        .await
+        .unwrap();
     if let Event::InitApply(m) = first {
         assert_eq!(m.labels()["a"], "b");
     }
-    wait_for(&mut meta, "InitDone", |e| matches!(e, Ok(Event::InitDone))).await.unwrap();
-    cms.create(&PostParams::default(), &cm("m1", &[], &[])).await.unwrap();
-    wait_for(&mut meta, "metadata add", |e| applied(e, "m1").is_some()).await.unwrap();
+    wait_for(&mut meta, "InitDone", |e| matches!(e, Ok(Event::InitDone)))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &cm("m1", &[], &[]))
+        .await
+        .unwrap();
+    wait_for(&mut meta, "metadata add", |e| applied(e, "m1").is_some())
+        .await
+        .unwrap();
     cms.delete("m1", &DeleteParams::default()).await.unwrap();
-    wait_for(&mut meta, "metadata delete", |e| matches!(e, Ok(Event::Delete(m)) if m.name_any() == "m1")).await.unwrap();
+    wait_for(
+        &mut meta,
+        "metadata delete",
+        |e| matches!(e, Ok(Event::Delete(m)) if m.name_any() == "m1"),
+    )
+    .await
+    .unwrap();
     let accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
     assert!(emu.count(|r| r.verb() == "list" && r.accept.as_deref() == Some(accept)) >= 1);
-    let list_body = emu.requests().into_iter().find(|r| r.accept.as_deref() == Some(accept)).unwrap().response_body;
+    let list_body = emu
+        .requests()
+        .into_iter()
+        .find(|r| r.accept.as_deref() == Some(accept))
+        .unwrap()
+        .response_body;
     let list: Value = serde_json::from_slice(&list_body).unwrap();
     assert_eq!(list["kind"], "PartialObjectMetadataList");
     assert!(list["items"][0].get("data").is_none());
 
-    let mut streaming = watcher::watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
-    wait_for(&mut streaming, "streamed m0", |e| applied(e, "m0").is_some()).await.unwrap();
-    wait_for(&mut streaming, "initial-events-end", |e| matches!(e, Ok(Event::InitDone))).await.unwrap();
-    cms.create(&PostParams::default(), &cm("m2", &[], &[])).await.unwrap();
-    wait_for(&mut streaming, "streamed add", |e| applied(e, "m2").is_some()).await.unwrap();
+    let mut streaming =
+        watcher::watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    wait_for(&mut streaming, "streamed m0", |e| {
+        applied(e, "m0").is_some()
+    })
+    .await
+    .unwrap();
+    wait_for(&mut streaming, "initial-events-end", |e| {
+        matches!(e, Ok(Event::InitDone))
+    })
+    .await
+    .unwrap();
+    cms.create(&PostParams::default(), &cm("m2", &[], &[]))
+        .await
+        .unwrap();
+    wait_for(&mut streaming, "streamed add", |e| {
+        applied(e, "m2").is_some()
+    })
+    .await
+    .unwrap();
     assert!(emu.count(|r| r.query_param("sendInitialEvents").as_deref() == Some("true")) >= 1);
 }
 
 #[tokio::test]
 async fn watch_from_a_compacted_version_gets_410() {
-    let (_emu, client) = start_with(EmulatorOptions { watch_history: 5, ..Default::default() }).await;
+    let (_emu, client) = start_with(EmulatorOptions {
+        watch_history: 5,
+        ..Default::default()
+    })
+    .await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let old = cms.create(&PostParams::default(), &cm("old", &[], &[])).await.unwrap();
+    let old = cms
+        .create(&PostParams::default(), &cm("old", &[], &[]))
+        .await
+        .unwrap();
     for i in 0..10 {
-        cms.patch("old", &PatchParams::default(), &Patch::Merge(json!({"data": {"n": i.to_string()}}))).await.unwrap();
+        cms.patch(
+            "old",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"n": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
-    let mut events = cms.watch(&WatchParams::default(), old.resource_version().as_deref().unwrap()).await.unwrap().boxed();
-    match bounded("ERROR event", events.next()).await.unwrap().unwrap() {
+    let mut events = cms
+        .watch(
+            &WatchParams::default(),
+            old.resource_version().as_deref().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    match bounded("ERROR event", events.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         WatchEvent::Error(s) => {
             assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
-            assert!(s.message.starts_with("too old resource version: "), "{}", s.message);
+            assert!(
+                s.message.starts_with("too old resource version: "),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected an ERROR event, got {other:?}"),
     }
@@ -642,42 +1099,96 @@ async fn watcher_relists_after_410_and_recovers_from_dropped_watches() {
     let (emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let mut stream = background(watcher::watcher(cms.clone(), watcher::Config::default()));
-    wait_for(&mut stream, "InitDone", |e| matches!(e, Ok(Event::InitDone))).await.unwrap();
+    wait_for(&mut stream, "InitDone", |e| {
+        matches!(e, Ok(Event::InitDone))
+    })
+    .await
+    .unwrap();
     eventually("the watch to open", || emu.open_watches() == 1).await;
 
     // The watch ends; the resumed watch is told its version is gone; the watcher relists.
     emu.faults().gone_on_next_watches(1);
     assert_eq!(emu.faults().drop_all_watches(), 1);
-    let err = wait_for(&mut stream, "410", |e| e.is_err()).await.unwrap_err();
-    assert!(matches!(&err, watcher::Error::WatchError(s) if s.code == 410), "{err:?}");
-    wait_for(&mut stream, "relist", |e| matches!(e, Ok(Event::Init))).await.unwrap();
-    wait_for(&mut stream, "relist done", |e| matches!(e, Ok(Event::InitDone))).await.unwrap();
-    cms.create(&PostParams::default(), &cm("after-410", &[], &[])).await.unwrap();
-    wait_for(&mut stream, "event after relist", |e| applied(e, "after-410").is_some()).await.unwrap();
+    let err = wait_for(&mut stream, "410", |e| e.is_err())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, watcher::Error::WatchError(s) if s.code == 410),
+        "{err:?}"
+    );
+    wait_for(&mut stream, "relist", |e| matches!(e, Ok(Event::Init)))
+        .await
+        .unwrap();
+    wait_for(&mut stream, "relist done", |e| {
+        matches!(e, Ok(Event::InitDone))
+    })
+    .await
+    .unwrap();
+    cms.create(&PostParams::default(), &cm("after-410", &[], &[]))
+        .await
+        .unwrap();
+    wait_for(&mut stream, "event after relist", |e| {
+        applied(e, "after-410").is_some()
+    })
+    .await
+    .unwrap();
 
     // A plain drop: the watcher resumes from its last version and misses nothing.
     emu.faults().drop_all_watches();
-    cms.create(&PostParams::default(), &cm("after-drop", &[], &[])).await.unwrap();
-    wait_for(&mut stream, "event after drop", |e| applied(e, "after-drop").is_some()).await.unwrap();
+    cms.create(&PostParams::default(), &cm("after-drop", &[], &[]))
+        .await
+        .unwrap();
+    wait_for(&mut stream, "event after drop", |e| {
+        applied(e, "after-drop").is_some()
+    })
+    .await
+    .unwrap();
     assert!(emu.count(|r| r.verb() == "list") >= 2);
 }
 
 #[tokio::test]
 async fn watches_get_bookmarks() {
-    let (_emu, client) =
-        start_with(EmulatorOptions { bookmark_interval: Duration::from_millis(100), ..Default::default() }).await;
+    let (_emu, client) = start_with(EmulatorOptions {
+        bookmark_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &cm("b", &[], &[])).await.unwrap();
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let others: Api<Secret> = Api::default_namespaced(client.clone());
-    others.create(&PostParams::default(), &Secret { metadata: ObjectMeta { name: Some("s".into()), ..Default::default() }, ..Default::default() })
+    cms.create(&PostParams::default(), &cm("b", &[], &[]))
         .await
         .unwrap();
-    let mut events = cms.watch(&WatchParams::default().timeout(2), &rv).await.unwrap().boxed();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let others: Api<Secret> = Api::default_namespaced(client.clone());
+    others
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("s".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = cms
+        .watch(&WatchParams::default().timeout(2), &rv)
+        .await
+        .unwrap()
+        .boxed();
     match bounded("bookmark", events.next()).await.unwrap().unwrap() {
         WatchEvent::Bookmark(b) => {
             // Writes to other resources move the bookmark forward too.
-            assert!(b.metadata.resource_version.parse::<u64>().unwrap() > rv.parse::<u64>().unwrap());
+            assert!(
+                b.metadata.resource_version.parse::<u64>().unwrap() > rv.parse::<u64>().unwrap()
+            );
             assert_eq!(b.types.kind, "ConfigMap");
         }
         other => panic!("expected a bookmark, got {other:?}"),
@@ -692,7 +1203,9 @@ async fn watches_get_bookmarks() {
 async fn injected_failures_and_stalls() {
     let (emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &cm("f", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("f", &[], &[]))
+        .await
+        .unwrap();
 
     emu.faults().fail_next(1, 500);
     let e = api_err(cms.get("f").await.unwrap_err());
@@ -707,9 +1220,20 @@ async fn injected_failures_and_stalls() {
     assert_eq!(statuses, [429, 200]);
 
     // Only the matching requests fail.
-    emu.faults().fail_next_matching(1, 500, |method, _, target| method == "PATCH" && target.is_some_and(|t| t.name.as_deref() == Some("f")));
+    emu.faults()
+        .fail_next_matching(1, 500, |method, _, target| {
+            method == "PATCH" && target.is_some_and(|t| t.name.as_deref() == Some("f"))
+        });
     assert!(cms.get("f").await.is_ok());
-    assert_eq!(api_err(cms.patch("f", &PatchParams::default(), &Patch::Merge(json!({}))).await.unwrap_err()).code, 500);
+    assert_eq!(
+        api_err(
+            cms.patch("f", &PatchParams::default(), &Patch::Merge(json!({})))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        500
+    );
 
     emu.faults().stall(Duration::from_millis(300));
     let t0 = std::time::Instant::now();
@@ -721,22 +1245,36 @@ async fn injected_failures_and_stalls() {
 #[tokio::test]
 async fn request_record_supports_assertions() {
     let (emu, client) = start().await;
-    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml")).await.unwrap();
+    emu.apply_yaml_file(Path::new("crds/gitproviderconnections.yaml"))
+        .await
+        .unwrap();
     let api = gpc_api(&client, "ns1");
-    api.create(&PostParams::default(), &gpc("rec", "r")).await.unwrap();
+    api.create(&PostParams::default(), &gpc("rec", "r"))
+        .await
+        .unwrap();
     emu.clear_requests();
     for i in 0..3 {
-        api.patch_status("rec", &PatchParams::default(), &Patch::Merge(json!({"status": {"serverVersion": format!("v{i}")}})))
-            .await
-            .unwrap();
+        api.patch_status(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"serverVersion": format!("v{i}")}})),
+        )
+        .await
+        .unwrap();
     }
     api.get("rec").await.unwrap();
     assert_eq!(emu.count(|r| r.is_status_write() && r.is_for("gitproviderconnections", Some("ns1"), "rec")), 3);
     assert_eq!(emu.count(|r| r.is_write()), 3);
     let first = &emu.requests()[0];
     assert_eq!(first.method, "PATCH");
-    assert_eq!(first.path, "/apis/gitprovider.dev/v1alpha1/namespaces/ns1/gitproviderconnections/rec/status");
-    assert_eq!(first.content_type.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(
+        first.path,
+        "/apis/gitprovider.dev/v1alpha1/namespaces/ns1/gitproviderconnections/rec/status"
+    );
+    assert_eq!(
+        first.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
     assert!(first.mentions("\"v0\""));
     assert!(emu.requests_mentioning("never-sent").is_empty());
 }
@@ -748,7 +1286,10 @@ async fn leases_for_leader_election() {
     let (_emu, client) = start().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let lease = Lease {
-        metadata: ObjectMeta { name: Some("gitprovider-operator".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("gitprovider-operator".into()),
+            ..Default::default()
+        },
         spec: Some(LeaseSpec {
             holder_identity: Some("pod-a".into()),
             lease_duration_seconds: Some(15),
@@ -759,10 +1300,21 @@ async fn leases_for_leader_election() {
     let mut renewed = created.clone();
     renewed.spec.as_mut().unwrap().lease_transitions = Some(1);
     renewed.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
-    let renewed = leases.replace("gitprovider-operator", &PostParams::default(), &renewed).await.unwrap();
-    assert_eq!(renewed.spec.as_ref().unwrap().holder_identity.as_deref(), Some("pod-b"));
+    let renewed = leases
+        .replace("gitprovider-operator", &PostParams::default(), &renewed)
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("pod-b")
+    );
     // The other candidate, holding the old copy, loses the race.
-    let e = api_err(leases.replace("gitprovider-operator", &PostParams::default(), &created).await.unwrap_err());
+    let e = api_err(
+        leases
+            .replace("gitprovider-operator", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 409);
 }
 
@@ -770,7 +1322,10 @@ async fn leases_for_leader_election() {
 async fn recorder_publishes_events() {
     use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
     let (emu, client) = start().await;
-    let reporter = Reporter { controller: "gitprovider-operator".into(), instance: Some("pod-a".into()) };
+    let reporter = Reporter {
+        controller: "gitprovider-operator".into(),
+        instance: Some("pod-a".into()),
+    };
     let recorder = Recorder::new(client.clone(), reporter);
     let reference = ObjectReference {
         api_version: Some("gitprovider.dev/v1alpha1".into()),
@@ -800,18 +1355,36 @@ async fn recorder_publishes_events() {
 
     // The same event through the core API (one storage, two views).
     let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "team-a");
-    let c = &core.list(&ListParams::default().fields("involvedObject.name=dev")).await.unwrap().items[0];
-    assert_eq!(c.message.as_deref(), Some("the instance rejected the token"));
-    assert_eq!(c.reporting_component.as_deref(), Some("gitprovider-operator"));
+    let c = &core
+        .list(&ListParams::default().fields("involvedObject.name=dev"))
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!(
+        c.message.as_deref(),
+        Some("the instance rejected the token")
+    );
+    assert_eq!(
+        c.reporting_component.as_deref(),
+        Some("gitprovider-operator")
+    );
     assert!(emu.object("", "events", "team-a", &e.name_any()).is_some());
 
     // events.k8s.io validation: a note over 1 kB is refused.
     let mut long = e.clone();
-    long.metadata = ObjectMeta { name: Some("long".into()), ..Default::default() };
+    long.metadata = ObjectMeta {
+        name: Some("long".into()),
+        ..Default::default()
+    };
     long.series = None;
     long.note = Some("x".repeat(1025));
     long.event_time = Some(MicroTime(jiff::Timestamp::now()));
-    let err = api_err(events.create(&PostParams::default(), &long).await.unwrap_err());
+    let err = api_err(
+        events
+            .create(&PostParams::default(), &long)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 422);
     assert!(err.message.contains("note: Too long"), "{}", err.message);
 }
@@ -826,7 +1399,10 @@ struct Webhook {
 }
 
 impl Webhook {
-    async fn start(sans: &[&str], decide: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Webhook {
+    async fn start(
+        sans: &[&str],
+        decide: impl Fn(&Value) -> Value + Send + Sync + 'static,
+    ) -> Webhook {
         use hyper_util::rt::TokioIo;
         let ca = TestCa::new("webhook-ca").unwrap();
         let cert = ca.issue(sans).unwrap();
@@ -840,25 +1416,46 @@ impl Webhook {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, decide, seen) = (acceptor.clone(), decide.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let svc = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
-                        let (decide, seen) = (decide.clone(), seen.clone());
-                        async move {
-                            assert!(req.uri().query().unwrap_or("").starts_with("timeout="), "{:?}", req.uri());
-                            let bytes = axum::body::to_bytes(axum::body::Body::new(req.into_body()), usize::MAX).await.unwrap();
-                            let review: Value = serde_json::from_slice(&bytes).unwrap();
-                            seen.lock().unwrap().push(review.clone());
-                            let mut response = decide(&review["request"]);
-                            response["uid"] = review["request"]["uid"].clone();
-                            let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
-                            Ok::<_, std::convert::Infallible>(axum::http::Response::new(axum::body::Body::from(out.to_string())))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        move |req: axum::http::Request<hyper::body::Incoming>| {
+                            let (decide, seen) = (decide.clone(), seen.clone());
+                            async move {
+                                assert!(
+                                    req.uri().query().unwrap_or("").starts_with("timeout="),
+                                    "{:?}",
+                                    req.uri()
+                                );
+                                let bytes = axum::body::to_bytes(
+                                    axum::body::Body::new(req.into_body()),
+                                    usize::MAX,
+                                )
+                                .await
+                                .unwrap();
+                                let review: Value = serde_json::from_slice(&bytes).unwrap();
+                                seen.lock().unwrap().push(review.clone());
+                                let mut response = decide(&review["request"]);
+                                response["uid"] = review["request"]["uid"].clone();
+                                let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                                Ok::<_, std::convert::Infallible>(axum::http::Response::new(
+                                    axum::body::Body::from(out.to_string()),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
                 });
             }
         });
-        Webhook { addr, ca_pem: ca.cert_pem().to_owned(), reviews }
+        Webhook {
+            addr,
+            ca_pem: ca.cert_pem().to_owned(),
+            reviews,
+        }
     }
 
     fn reviews(&self) -> Vec<Value> {
@@ -867,14 +1464,22 @@ impl Webhook {
 }
 
 fn b64(s: &str) -> String {
-    serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec())).unwrap().as_str().unwrap().to_owned()
+    serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn install_webhook(client: &Client, client_config: Value, failure_policy: &str) {
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"),
+            &GroupVersionKind::gvk(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+            ),
             "validatingwebhookconfigurations",
         ),
     );
@@ -894,7 +1499,10 @@ async fn install_webhook(client: &Client, client_config: Value, failure_policy: 
     }))
     .unwrap();
     let created = vwcs.create(&PostParams::default(), &obj).await.unwrap();
-    assert_eq!(created.data["webhooks"][0]["matchPolicy"], "Equivalent", "defaults are filled in");
+    assert_eq!(
+        created.data["webhooks"][0]["matchPolicy"], "Equivalent",
+        "defaults are filled in"
+    );
 }
 
 #[tokio::test]
@@ -909,27 +1517,50 @@ async fn admission_webhook_allows_denies_and_warns() {
     })
     .await;
     let (_emu, client) = start().await;
-    install_webhook(&client, json!({"url": format!("https://{}/validate", hook.addr), "caBundle": b64(&hook.ca_pem)}), "Fail").await;
+    install_webhook(
+        &client,
+        json!({"url": format!("https://{}/validate", hook.addr), "caBundle": b64(&hook.ca_pem)}),
+        "Fail",
+    )
+    .await;
 
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     // Allowed, with the webhook's warning relayed as a Warning header.
     let body = serde_json::to_vec(&cm("ok", &[], &[("verdict", "allow")])).unwrap();
-    let (code, warnings, _) = raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", body).await;
+    let (code, warnings, _) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        body,
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(warnings, ["299 - \"url uses http://\""]);
     let review = &hook.reviews()[0];
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(review["request"]["operation"], "CREATE");
-    assert_eq!(review["request"]["resource"], json!({"group": "", "version": "v1", "resource": "configmaps"}));
+    assert_eq!(
+        review["request"]["resource"],
+        json!({"group": "", "version": "v1", "resource": "configmaps"})
+    );
     assert_eq!(review["request"]["namespace"], "default");
     assert_eq!(review["request"]["dryRun"], false);
     // The review deserialises as kube's admission types (what the operator's webhook uses).
-    let parsed: kube::core::admission::AdmissionReview<DynamicObject> = serde_json::from_value(review.clone()).unwrap();
+    let parsed: kube::core::admission::AdmissionReview<DynamicObject> =
+        serde_json::from_value(review.clone()).unwrap();
     let parsed: kube::core::admission::AdmissionRequest<DynamicObject> = parsed.try_into().unwrap();
     assert_eq!(parsed.name, "ok");
 
     // Denied: the apiserver's message format, the webhook's code.
-    let e = api_err(cms.create(&PostParams::default(), &cm("no", &[], &[("verdict", "deny")])).await.unwrap_err());
+    let e = api_err(
+        cms.create(
+            &PostParams::default(),
+            &cm("no", &[], &[("verdict", "deny")]),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 403);
     assert_eq!(
         e.message,
@@ -938,23 +1569,64 @@ async fn admission_webhook_allows_denies_and_warns() {
     assert_eq!(api_err(cms.get("no").await.unwrap_err()).code, 404);
 
     // Updates are reviewed with the old object.
-    let e = api_err(cms.patch("ok", &PatchParams::default(), &Patch::Merge(json!({"data": {"verdict": "deny"}}))).await.unwrap_err());
+    let e = api_err(
+        cms.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"verdict": "deny"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 403);
-    let update = hook.reviews().into_iter().find(|r| r["request"]["operation"] == "UPDATE").unwrap();
+    let update = hook
+        .reviews()
+        .into_iter()
+        .find(|r| r["request"]["operation"] == "UPDATE")
+        .unwrap();
     assert_eq!(update["request"]["oldObject"]["data"]["verdict"], "allow");
 
     // Dry run: reviewed with dryRun=true, nothing stored.
-    let dry = cms.create(&PostParams { dry_run: true, ..Default::default() }, &cm("dry", &[], &[("verdict", "allow")])).await.unwrap();
+    let dry = cms
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &cm("dry", &[], &[("verdict", "allow")]),
+        )
+        .await
+        .unwrap();
     assert_eq!(dry.name_any(), "dry");
     assert_eq!(hook.reviews().last().unwrap()["request"]["dryRun"], true);
     assert_eq!(api_err(cms.get("dry").await.unwrap_err()).code, 404);
-    let e = api_err(cms.create(&PostParams { dry_run: true, ..Default::default() }, &cm("dry", &[], &[("verdict", "deny")])).await.unwrap_err());
+    let e = api_err(
+        cms.create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &cm("dry", &[], &[("verdict", "deny")]),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 403);
 
     // Other resources are not sent to this webhook.
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let before = hook.reviews().len();
-    secrets.create(&PostParams::default(), &Secret { metadata: ObjectMeta { name: Some("s".into()), ..Default::default() }, ..Default::default() })
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("s".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(hook.reviews().len(), before);
@@ -962,9 +1634,16 @@ async fn admission_webhook_allows_denies_and_warns() {
 
 #[tokio::test]
 async fn admission_webhook_by_service_reference() {
-    let hook = Webhook::start(&["gitprovider-operator.operators.svc"], |_| json!({"allowed": false, "status": {"message": "nope"}})).await;
+    let hook = Webhook::start(
+        &["gitprovider-operator.operators.svc"],
+        |_| json!({"allowed": false, "status": {"message": "nope"}}),
+    )
+    .await;
     let mut opts = EmulatorOptions::default();
-    opts.service_endpoints.insert(("operators".into(), "gitprovider-operator".into()), hook.addr);
+    opts.service_endpoints.insert(
+        ("operators".into(), "gitprovider-operator".into()),
+        hook.addr,
+    );
     let (_emu, client) = start_with(opts).await;
     install_webhook(
         &client,
@@ -973,20 +1652,39 @@ async fn admission_webhook_by_service_reference() {
     )
     .await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let e = api_err(cms.create(&PostParams::default(), &cm("x", &[], &[])).await.unwrap_err());
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("x", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400, "a denial without a code is a 400");
-    assert_eq!(e.message, "admission webhook \"validate.gitprovider.dev\" denied the request: nope");
+    assert_eq!(
+        e.message,
+        "admission webhook \"validate.gitprovider.dev\" denied the request: nope"
+    );
 }
 
 #[tokio::test]
 async fn admission_failure_policy() {
     // Nothing listens on this port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let ca = TestCa::new("unused").unwrap();
     let (_emu, client) = start().await;
-    install_webhook(&client, json!({"url": format!("https://{closed}/validate"), "caBundle": b64(ca.cert_pem())}), "Fail").await;
+    install_webhook(
+        &client,
+        json!({"url": format!("https://{closed}/validate"), "caBundle": b64(ca.cert_pem())}),
+        "Fail",
+    )
+    .await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let e = api_err(cms.create(&PostParams::default(), &cm("x", &[], &[])).await.unwrap_err());
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("x", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (500, "InternalError"));
     assert!(
         e.message.starts_with("Internal error occurred: failed calling webhook \"validate.gitprovider.dev\": failed to call webhook: Post"),
@@ -998,18 +1696,29 @@ async fn admission_failure_policy() {
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"),
+            &GroupVersionKind::gvk(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+            ),
             "validatingwebhookconfigurations",
         ),
     );
     vwcs.patch(
         "gitprovider-operator",
         &PatchParams::default(),
-        &Patch::Json::<()>(serde_json::from_value(json!([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}])).unwrap()),
+        &Patch::Json::<()>(
+            serde_json::from_value(
+                json!([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]),
+            )
+            .unwrap(),
+        ),
     )
     .await
     .unwrap();
-    cms.create(&PostParams::default(), &cm("x", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("x", &[], &[]))
+        .await
+        .unwrap();
 
     // A webhook whose certificate is not signed by caBundle is a call failure too.
     let hook = Webhook::start(&["127.0.0.1"], |_| json!({"allowed": true})).await;
@@ -1024,7 +1733,11 @@ async fn admission_failure_policy() {
     )
     .await
     .unwrap();
-    let e = api_err(cms.create(&PostParams::default(), &cm("y", &[], &[])).await.unwrap_err());
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("y", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 500);
     assert!(hook.reviews().is_empty());
 }

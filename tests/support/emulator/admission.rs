@@ -64,14 +64,23 @@ pub struct Attributes<'a> {
 pub type Verdict = Result<Vec<String>, (ApiError, Vec<String>)>;
 
 /// Runs every matching webhook of `configs` (concurrently, like the apiserver).
-pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Attributes<'_>) -> Verdict {
+pub async fn validate(
+    cfg: &AdmissionConfig,
+    configs: &[Arc<Value>],
+    attrs: &Attributes<'_>,
+) -> Verdict {
     // Webhook configurations themselves are never subject to webhooks (no lock-out).
     if matches!(attrs.def.behaviour, Kind::ValidatingWebhookConfiguration) {
         return Ok(vec![]);
     }
     let mut hooks = Vec::new();
     for c in configs {
-        for h in c.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
+        for h in c
+            .get("webhooks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if matches(h, attrs) {
                 hooks.push(h.clone());
             }
@@ -96,35 +105,46 @@ pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Att
 }
 
 fn strs(v: Option<&Value>) -> Vec<&str> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// Whether webhook `h` applies to the request (rules, scope, selectors). `matchConditions`
 /// (CEL) are not evaluated: a webhook with them matches as if they were all true.
 fn matches(h: &Value, a: &Attributes<'_>) -> bool {
-    let rule_ok = h.get("rules").and_then(Value::as_array).into_iter().flatten().any(|r| {
-        let ops = strs(r.get("operations"));
-        let groups = strs(r.get("apiGroups"));
-        let versions = strs(r.get("apiVersions"));
-        let resources = strs(r.get("resources"));
-        let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
-        let any = |list: &[&str], x: &str| list.iter().any(|v| *v == "*" || *v == x);
-        let resource_ok = resources.iter().any(|pat| {
-            let (pr, ps) = pat.split_once('/').unwrap_or((pat, ""));
-            let res_ok = pr == "*" || pr == a.def.plural;
-            let sub_ok = match a.subresource {
-                None => ps.is_empty(),
-                Some(s) => ps == "*" || ps == s,
+    let rule_ok = h
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            let ops = strs(r.get("operations"));
+            let groups = strs(r.get("apiGroups"));
+            let versions = strs(r.get("apiVersions"));
+            let resources = strs(r.get("resources"));
+            let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
+            let any = |list: &[&str], x: &str| list.iter().any(|v| *v == "*" || *v == x);
+            let resource_ok = resources.iter().any(|pat| {
+                let (pr, ps) = pat.split_once('/').unwrap_or((pat, ""));
+                let res_ok = pr == "*" || pr == a.def.plural;
+                let sub_ok = match a.subresource {
+                    None => ps.is_empty(),
+                    Some(s) => ps == "*" || ps == s,
+                };
+                res_ok && sub_ok
+            });
+            let scope_ok = match scope {
+                "Cluster" => !a.def.namespaced,
+                "Namespaced" => a.def.namespaced,
+                _ => true,
             };
-            res_ok && sub_ok
+            any(&ops, a.operation.wire())
+                && any(&groups, &a.def.group)
+                && any(&versions, a.version)
+                && resource_ok
+                && scope_ok
         });
-        let scope_ok = match scope {
-            "Cluster" => !a.def.namespaced,
-            "Namespaced" => a.def.namespaced,
-            _ => true,
-        };
-        any(&ops, a.operation.wire()) && any(&groups, &a.def.group) && any(&versions, a.version) && resource_ok && scope_ok
-    });
     if !rule_ok {
         return false;
     }
@@ -147,7 +167,8 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
         None => true,
         Some(Err(_)) => false,
         Some(Ok(sel)) => {
-            a.object.is_some_and(|o| sel.matches(&labels_of(o))) || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
+            a.object.is_some_and(|o| sel.matches(&labels_of(o)))
+                || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
         }
     };
     ns_ok && obj_ok
@@ -181,14 +202,31 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
 }
 
 /// One webhook: call, interpret, apply failurePolicy.
-async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<Vec<String>, (ApiError, Vec<String>)> {
+async fn run_one(
+    cfg: &AdmissionConfig,
+    h: &Value,
+    a: &Attributes<'_>,
+) -> Result<Vec<String>, (ApiError, Vec<String>)> {
     let name = h.get("name").and_then(Value::as_str).unwrap_or("");
-    if a.dry_run && !matches!(h.get("sideEffects").and_then(Value::as_str), Some("None" | "NoneOnDryRun")) {
-        return Err((ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")), vec![]));
+    if a.dry_run
+        && !matches!(
+            h.get("sideEffects").and_then(Value::as_str),
+            Some("None" | "NoneOnDryRun")
+        )
+    {
+        return Err((
+            ApiError::bad_request(format!(
+                "admission webhook {name:?} does not support dry run"
+            )),
+            vec![],
+        ));
     }
     let uid = new_uid();
     let body = review(a, &uid, &cfg.username);
-    let timeout = h.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(10);
+    let timeout = h
+        .get("timeoutSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(10);
     let outcome = match call(cfg, h, &body, timeout).await {
         Ok(resp) => interpret(name, &uid, &resp),
         Err(e) => Err(CallFailure(e)),
@@ -200,7 +238,10 @@ async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result
             if h.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
                 Ok(vec![])
             } else {
-                Err((ApiError::internal(&format!("failed calling webhook {name:?}: {why}")), vec![]))
+                Err((
+                    ApiError::internal(&format!("failed calling webhook {name:?}: {why}")),
+                    vec![],
+                ))
             }
         }
     }
@@ -216,13 +257,20 @@ struct CallFailure(String);
 
 fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailure> {
     let Some(resp) = review.get("response") else {
-        return Err(CallFailure("received invalid webhook response: response is missing".into()));
+        return Err(CallFailure(
+            "received invalid webhook response: response is missing".into(),
+        ));
     };
     let got = resp.get("uid").and_then(Value::as_str).unwrap_or("");
     if got != uid {
-        return Err(CallFailure(format!("received invalid webhook response: expected response.uid={uid:?}, got {got:?}")));
+        return Err(CallFailure(format!(
+            "received invalid webhook response: expected response.uid={uid:?}, got {got:?}"
+        )));
     }
-    let warnings: Vec<String> = strs(resp.get("warnings")).into_iter().map(str::to_owned).collect();
+    let warnings: Vec<String> = strs(resp.get("warnings"))
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     if resp.get("allowed").and_then(Value::as_bool) == Some(true) {
         return Ok(Answer::Allowed(warnings));
     }
@@ -241,9 +289,16 @@ fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailur
 }
 
 /// POSTs the review; `Err` describes the failure like the apiserver's error text.
-async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> Result<Value, String> {
+async fn call(
+    cfg: &AdmissionConfig,
+    h: &Value,
+    body: &Value,
+    timeout: u64,
+) -> Result<Value, String> {
     let cc = h.get("clientConfig").cloned().unwrap_or_else(|| json!({}));
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(timeout)).redirect(reqwest::redirect::Policy::none());
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout))
+        .redirect(reqwest::redirect::Policy::none());
     let base = if let Some(url) = cc.get("url").and_then(Value::as_str) {
         url.to_owned()
     } else if let Some(svc) = cc.get("service") {
@@ -253,8 +308,13 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
         let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
         let host = format!("{svc_name}.{ns}.svc");
         let display = format!("https://{host}:{port}{path}");
-        let Some(addr) = cfg.service_endpoints.get(&(ns.to_owned(), svc_name.to_owned())) else {
-            return Err(format!("failed to call webhook: Post \"{display}?timeout={timeout}s\": service \"{svc_name}\" not found"));
+        let Some(addr) = cfg
+            .service_endpoints
+            .get(&(ns.to_owned(), svc_name.to_owned()))
+        else {
+            return Err(format!(
+                "failed to call webhook: Post \"{display}?timeout={timeout}s\": service \"{svc_name}\" not found"
+            ));
         };
         // The certificate is verified for `<service>.<namespace>.svc`, as the apiserver does;
         // the name is resolved to the local address the test registered. No port in the URL,
@@ -264,9 +324,17 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
     } else {
         return Err("failed to call webhook: clientConfig has neither url nor service".into());
     };
-    let url = format!("{base}{}timeout={timeout}s", if base.contains('?') { '&' } else { '?' });
-    let bundle = cc.get("caBundle").and_then(Value::as_str).and_then(b64_decode).unwrap_or_default();
-    let tls = client_config_trusting(&bundle).map_err(|e| format!("failed to call webhook: Post \"{url}\": {e}"))?;
+    let url = format!(
+        "{base}{}timeout={timeout}s",
+        if base.contains('?') { '&' } else { '?' }
+    );
+    let bundle = cc
+        .get("caBundle")
+        .and_then(Value::as_str)
+        .and_then(b64_decode)
+        .unwrap_or_default();
+    let tls = client_config_trusting(&bundle)
+        .map_err(|e| format!("failed to call webhook: Post \"{url}\": {e}"))?;
     let client = builder
         .tls_backend_preconfigured(tls)
         .build()
@@ -280,7 +348,10 @@ async fn call(cfg: &AdmissionConfig, h: &Value, body: &Value, timeout: u64) -> R
         .await
         .map_err(|e| format!("failed to call webhook: Post \"{url}\": {}", describe(&e)))?;
     let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| format!("failed to call webhook: {}", describe(&e)))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("failed to call webhook: {}", describe(&e)))?;
     if !(200..300).contains(&code) {
         return Err(format!(
             "failed to call webhook: the server responded with the status code {code} but did not return more information (post {url})"

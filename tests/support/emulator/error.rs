@@ -13,7 +13,10 @@ pub struct GroupResource {
 
 impl GroupResource {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
@@ -66,7 +69,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn required(field: impl Into<String>) -> Self {
-        Self { kind: FieldErrorKind::Required, field: field.into(), detail: "Required value".into() }
+        Self {
+            kind: FieldErrorKind::Required,
+            field: field.into(),
+            detail: "Required value".into(),
+        }
     }
     pub fn invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
         Self {
@@ -80,7 +87,11 @@ impl FieldError {
         Self {
             kind: FieldErrorKind::NotSupported,
             field: field.into(),
-            detail: format!("Unsupported value: {}: supported values: {}", render_value(value), allowed.join(", ")),
+            detail: format!(
+                "Unsupported value: {}: supported values: {}",
+                render_value(value),
+                allowed.join(", ")
+            ),
         }
     }
     pub fn too_long(field: impl Into<String>, max: u64, unit: &str) -> Self {
@@ -105,7 +116,11 @@ impl FieldError {
         }
     }
     pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
-        Self { kind: FieldErrorKind::Forbidden, field: field.into(), detail: format!("Forbidden: {why}") }
+        Self {
+            kind: FieldErrorKind::Forbidden,
+            field: field.into(),
+            detail: format!("Forbidden: {why}"),
+        }
     }
     pub fn type_invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
         Self {
@@ -171,7 +186,13 @@ fn name_details(gr: &GroupResource, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -180,7 +201,8 @@ impl ApiError {
     }
 
     pub fn not_found(gr: &GroupResource, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{gr} {name:?} not found")).with_details(name_details(gr, name))
+        Self::new(404, "NotFound", format!("{gr} {name:?} not found"))
+            .with_details(name_details(gr, name))
     }
 
     /// A path that names no known resource.
@@ -190,13 +212,21 @@ impl ApiError {
     }
 
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{gr} {name:?} already exists"))
-            .with_details(name_details(gr, name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{gr} {name:?} already exists"),
+        )
+        .with_details(name_details(gr, name))
     }
 
     pub fn conflict(gr: &GroupResource, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {gr} {name:?}: {why}"))
-            .with_details(name_details(gr, name))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {gr} {name:?}: {why}"),
+        )
+        .with_details(name_details(gr, name))
     }
 
     /// The conflict an update with a stale `resourceVersion` gets.
@@ -211,7 +241,11 @@ impl ApiError {
     /// 422 Invalid. `kind`/`group` are the object's Kind and API group
     /// (`GitProviderConnection.gitprovider.dev "x" is invalid: ...`).
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let summary = match rendered.len() {
             0 => "<nil>".to_owned(),
@@ -229,7 +263,12 @@ impl ApiError {
         }
         d.insert("kind".into(), json!(kind));
         d.insert("causes".into(), Value::Array(causes));
-        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {summary}")).with_details(Value::Object(d))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} {name:?} is invalid: {summary}"),
+        )
+        .with_details(Value::Object(d))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -237,11 +276,21 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn not_acceptable(accept: &str) -> Self {
-        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml (got {accept:?})"))
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json, application/yaml (got {accept:?})"
+            ),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -266,25 +315,42 @@ impl ApiError {
     }
 
     pub fn forbidden(gr: &GroupResource, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {why}")).with_details(name_details(gr, name))
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{gr} {name:?} is forbidden: {why}"),
+        )
+        .with_details(name_details(gr, name))
     }
 
     /// 500 InternalError: `Internal error occurred: <why>`.
     pub fn internal(why: &str) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {why}"))
-            .with_details(json!({"causes": [{"message": why}]}))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {why}"),
+        )
+        .with_details(json!({"causes": [{"message": why}]}))
     }
 
     pub fn too_many_requests(retry_after: u64) -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.")
-            .with_details(json!({"retryAfterSeconds": retry_after}));
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        )
+        .with_details(json!({"retryAfterSeconds": retry_after}));
         e.retry_after = Some(retry_after);
         e
     }
 
     pub fn service_unavailable(retry_after: u64) -> Self {
-        let mut e = Self::new(503, "ServiceUnavailable", "The server is currently unable to handle the request")
-            .with_details(json!({"retryAfterSeconds": retry_after}));
+        let mut e = Self::new(
+            503,
+            "ServiceUnavailable",
+            "The server is currently unable to handle the request",
+        )
+        .with_details(json!({"retryAfterSeconds": retry_after}));
         e.retry_after = Some(retry_after);
         e
     }
@@ -316,8 +382,16 @@ impl ApiError {
         let code = status.get("code").and_then(Value::as_u64).unwrap_or(0) as u16;
         Self {
             code: if code < 400 { default_code } else { code },
-            reason: status.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
-            message: status.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+            reason: status
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            message: status
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             details: status.get("details").cloned(),
             retry_after: None,
         }
@@ -338,5 +412,9 @@ pub enum EmulatorError {
     #[error("YAML in {path}: {message}")]
     Yaml { path: String, message: String },
     #[error("object #{index} in {path}: {message}")]
-    Manifest { path: String, index: usize, message: String },
+    Manifest {
+        path: String,
+        index: usize,
+        message: String,
+    },
 }

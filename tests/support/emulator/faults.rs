@@ -32,7 +32,10 @@ pub struct Faults {
 
 impl Faults {
     pub(crate) fn new(store: Arc<Store>) -> Self {
-        Self { state: Arc::default(), store }
+        Self {
+            state: Arc::default(),
+            store,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
@@ -55,7 +58,11 @@ impl Faults {
     /// InternalError, 429 TooManyRequests or 503 ServiceUnavailable with `Retry-After: 1`,
     /// 504 Timeout, or a generic Status for other codes.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.lock().fail.push_back(FailRule { remaining: n, status, matches: None });
+        self.lock().fail.push_back(FailRule {
+            remaining: n,
+            status,
+            matches: None,
+        });
     }
 
     /// Like [`fail_next`](Self::fail_next), for requests `pred(method, path, target)` selects.
@@ -65,7 +72,11 @@ impl Faults {
         status: u16,
         pred: impl Fn(&str, &str, Option<&Target>) -> bool + Send + Sync + 'static,
     ) {
-        self.lock().fail.push_back(FailRule { remaining: n, status, matches: Some(Arc::new(pred)) });
+        self.lock().fail.push_back(FailRule {
+            remaining: n,
+            status,
+            matches: Some(Arc::new(pred)),
+        });
     }
 
     /// Delays every request by `d` before it is handled (`Duration::ZERO` to stop).
@@ -83,12 +94,16 @@ impl Faults {
     }
 
     /// Consumes one pending failure that applies to this request, if any.
-    pub(crate) fn take_failure(&self, method: &str, path: &str, target: Option<&Target>) -> Option<ApiError> {
+    pub(crate) fn take_failure(
+        &self,
+        method: &str,
+        path: &str,
+        target: Option<&Target>,
+    ) -> Option<ApiError> {
         let mut st = self.lock();
-        let idx = st
-            .fail
-            .iter()
-            .position(|r| r.remaining > 0 && r.matches.as_ref().is_none_or(|p| p(method, path, target)))?;
+        let idx = st.fail.iter().position(|r| {
+            r.remaining > 0 && r.matches.as_ref().is_none_or(|p| p(method, path, target))
+        })?;
         let rule = &mut st.fail[idx];
         rule.remaining -= 1;
         let status = rule.status;

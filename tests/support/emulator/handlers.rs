@@ -13,7 +13,9 @@ use serde_json::{Map, Value, json};
 use super::admission::{self, Attributes, Operation};
 use super::convert::{from_storage, to_partial_metadata, to_storage};
 use super::error::{ApiError, FieldError};
-use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_response, negotiate, verb_of};
+use super::http::{
+    Query, ResourcePath, View, add_warnings, error_response, json_response, negotiate, verb_of,
+};
 use super::patch::{self, PatchKind};
 use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
 use super::schema;
@@ -22,8 +24,8 @@ use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
 use super::strategy;
 use super::util::{
-    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, random_suffix,
-    rv_of,
+    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339,
+    random_suffix, rv_of,
 };
 use super::watch::{self, Start, WatchSpec};
 
@@ -46,7 +48,11 @@ struct Answer {
 
 impl Answer {
     fn new(code: u16, body: Value) -> Self {
-        Self { code, body, warnings: vec![] }
+        Self {
+            code,
+            body,
+            warnings: vec![],
+        }
     }
 }
 
@@ -90,7 +96,8 @@ impl Target<'_> {
 pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
     match dispatch(ctx, &req).await {
         Ok(resp) => resp,
-        Err((err, warnings)) => {
+        Err(failure) => {
+            let (err, warnings) = *failure;
             let mut resp = error_response(&err);
             add_warnings(&mut resp, &warnings);
             resp
@@ -98,10 +105,12 @@ pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
     }
 }
 
-type Failure = (ApiError, Vec<String>);
+/// A failed request: the error and any warnings gathered before it (boxed: it is large and
+/// travels through every `?`).
+type Failure = Box<(ApiError, Vec<String>)>;
 
 fn fail(e: ApiError) -> Failure {
-    (e, vec![])
+    Box::new((e, vec![]))
 }
 
 async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
@@ -114,7 +123,14 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
             .ok_or_else(|| fail(ApiError::no_such_resource()))?
     };
     let view = negotiate(req.accept).map_err(fail)?;
-    let t = Target { def, ver, ns: rp.namespace.clone(), name: rp.name.as_deref(), sub: rp.subresource.as_deref(), view };
+    let t = Target {
+        def,
+        ver,
+        ns: rp.namespace.clone(),
+        name: rp.name.as_deref(),
+        sub: rp.subresource.as_deref(),
+        view,
+    };
     let verb = verb_of(req.method, rp, req.query);
 
     if let Some(sub) = t.sub {
@@ -156,32 +172,56 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
 fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
     let name = t.name.unwrap_or("");
     let st = ctx.store.lock();
-    let obj = st.get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+    let obj = st
+        .get(&t.def.storage, t.ns_key(), name)
+        .ok_or_else(|| fail(t.not_found(name)))?;
     Ok(Answer::new(200, t.render(&obj)))
 }
 
 fn selectors(t: &Target<'_>, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.field_selectors(&t.ver))?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").unwrap_or(""),
+        &t.def.field_selectors(&t.ver),
+    )?;
     Ok((labels, fields))
 }
 
 fn list_options_invalid(field: &str, why: &str) -> ApiError {
-    ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::forbidden(field, why)])
+    ApiError::invalid(
+        "ListOptions",
+        "meta.k8s.io",
+        "",
+        &[FieldError::forbidden(field, why)],
+    )
 }
 
 /// `{"rv": N, "start": [namespace, name]}`, base64: opaque to clients, like upstream's.
 fn encode_continue(rv: u64, key: (&str, &str)) -> String {
-    b64_encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]}).to_string().as_bytes())
+    b64_encode(
+        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]})
+            .to_string()
+            .as_bytes(),
+    )
 }
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = b64_decode(token).ok_or_else(bad)?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_array).ok_or_else(bad)?;
-    let s = |i: usize| start.get(i).and_then(Value::as_str).map(str::to_owned).ok_or_else(bad);
+    let s = |i: usize| {
+        start
+            .get(i)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(bad)
+    };
     Ok((rv, (s(0)?, s(1)?)))
 }
 
@@ -189,7 +229,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     let (labels, fields) = selectors(t, q).map_err(fail)?;
     let limit = match q.get("limit") {
         None | Some("") => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?,
+        ),
     }
     .filter(|l| *l > 0);
     let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
@@ -202,44 +245,80 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ))
     };
-    let (snapshot_rv, objects, start_after) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
-        if rv_param.is_some_and(|r| r != "0") {
-            return Err(fail(list_options_invalid("resourceVersion", "specifying resource version is not allowed when using continue")));
-        }
-        let (rv, key) = decode_continue(token).map_err(fail)?;
-        (rv, st.snapshot_at(&t.def.storage, ns, rv).map_err(too_old)?, Some(key))
-    } else {
-        let requested = match rv_param {
-            None => None,
-            Some(r) => Some(r.parse::<u64>().map_err(|_| {
-                fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(r), "must be a valid resource version")]))
-            })?),
-        };
-        match (rvm, requested) {
-            (Some(_), None) => {
-                return Err(fail(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")));
+    let (snapshot_rv, objects, start_after) =
+        if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
+            if rv_param.is_some_and(|r| r != "0") {
+                return Err(fail(list_options_invalid(
+                    "resourceVersion",
+                    "specifying resource version is not allowed when using continue",
+                )));
             }
-            (Some("Exact"), Some(rv)) => {
-                if rv > current {
+            let (rv, key) = decode_continue(token).map_err(fail)?;
+            (
+                rv,
+                st.snapshot_at(&t.def.storage, ns, rv).map_err(too_old)?,
+                Some(key),
+            )
+        } else {
+            let requested = match rv_param {
+                None => None,
+                Some(r) => Some(r.parse::<u64>().map_err(|_| {
+                    fail(ApiError::invalid(
+                        "ListOptions",
+                        "meta.k8s.io",
+                        "",
+                        &[FieldError::invalid(
+                            "resourceVersion",
+                            &json!(r),
+                            "must be a valid resource version",
+                        )],
+                    ))
+                })?),
+            };
+            match (rvm, requested) {
+                (Some(_), None) => {
+                    return Err(fail(list_options_invalid(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    )));
+                }
+                (Some("Exact"), Some(rv)) => {
+                    if rv > current {
+                        return Err(fail(too_large(rv, current)));
+                    }
+                    let objs = st.snapshot_at(&t.def.storage, ns, rv).map_err(|_| {
+                        fail(ApiError::expired(
+                            "The resourceVersion for the provided list is too old.",
+                        ))
+                    })?;
+                    (rv, objs, None)
+                }
+                (Some("NotOlderThan") | None, Some(rv)) if rv > current => {
                     return Err(fail(too_large(rv, current)));
                 }
-                let objs = st
-                    .snapshot_at(&t.def.storage, ns, rv)
-                    .map_err(|_| fail(ApiError::expired("The resourceVersion for the provided list is too old.")))?;
-                (rv, objs, None)
+                (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
+                (Some(other), _) => {
+                    return Err(fail(ApiError::invalid(
+                        "ListOptions",
+                        "meta.k8s.io",
+                        "",
+                        &[FieldError::not_supported(
+                            "resourceVersionMatch",
+                            &json!(other),
+                            &[json!("Exact"), json!("NotOlderThan")],
+                        )],
+                    )));
+                }
             }
-            (Some("NotOlderThan") | None, Some(rv)) if rv > current => return Err(fail(too_large(rv, current))),
-            (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
-            (Some(other), _) => {
-                return Err(fail(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::not_supported("resourceVersionMatch", &json!(other), &[json!("Exact"), json!("NotOlderThan")])])));
-            }
-        }
-    };
+        };
     drop(st);
 
     let mut selected: Vec<Value> = Vec::new();
     for o in objects {
-        let key = (meta_str(&o, "namespace").to_owned(), meta_str(&o, "name").to_owned());
+        let key = (
+            meta_str(&o, "namespace").to_owned(),
+            meta_str(&o, "name").to_owned(),
+        );
         if start_after.as_ref().is_some_and(|s| key <= *s) {
             continue;
         }
@@ -255,11 +334,21 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     {
         let remaining = selected.len() - limit;
         selected.truncate(limit);
-        let last = selected.last().map(|v| (meta_str(v, "namespace").to_owned(), meta_str(v, "name").to_owned()));
+        let last = selected.last().map(|v| {
+            (
+                meta_str(v, "namespace").to_owned(),
+                meta_str(v, "name").to_owned(),
+            )
+        });
         if let Some((lns, lname)) = last {
-            meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
+            meta.insert(
+                "continue".into(),
+                json!(encode_continue(snapshot_rv, (&lns, &lname))),
+            );
         }
-        if q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty() {
+        if q.get("labelSelector").unwrap_or("").is_empty()
+            && q.get("fieldSelector").unwrap_or("").is_empty()
+        {
             meta.insert("remainingItemCount".into(), json!(remaining));
         }
     }
@@ -293,7 +382,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
 }
 
 fn too_large(rv: u64, current: u64) -> ApiError {
-    ApiError::timeout(format!("Timeout: Too large resource version: {rv}, current: {current}")).with_details(json!({
+    ApiError::timeout(format!(
+        "Timeout: Too large resource version: {rv}, current: {current}"
+    ))
+    .with_details(json!({
         "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
         "retryAfterSeconds": 1,
     }))
@@ -306,14 +398,21 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let send_initial = q.flag("sendInitialEvents");
     let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
     if send_initial && rvm != Some("NotOlderThan") {
-        return Err(list_options_invalid("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+        return Err(list_options_invalid(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
     }
     if !send_initial && rvm.is_some() {
-        return Err(list_options_invalid("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        return Err(list_options_invalid(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
     }
     let timeout = match q.get("timeoutSeconds") {
         Some(s) if !s.is_empty() => Duration::from_secs(
-            s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
         ),
         _ => ctx.settings.default_watch_timeout,
     };
@@ -333,16 +432,32 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let start = if rv.is_empty() || rv == "0" {
         // "Start at most recent / any": synthetic ADDED events for the current state first.
         let current = st.current_rv();
-        Start::Snapshot { objects: st.list(&t.def.storage, ns), rv: current, initial_end: send_initial }
+        Start::Snapshot {
+            objects: st.list(&t.def.storage, ns),
+            rv: current,
+            initial_end: send_initial,
+        }
     } else {
         let from = rv.parse::<u64>().map_err(|_| {
-            ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::invalid("resourceVersion", &json!(rv), "must be a valid resource version")])
+            ApiError::invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldError::invalid(
+                    "resourceVersion",
+                    &json!(rv),
+                    "must be a valid resource version",
+                )],
+            )
         })?;
         let oldest = st.oldest_resumable() + 1;
-        let expired = |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
+        let expired =
+            |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
         if ctx.faults.take_gone() {
             drop(st);
-            return Ok(stream_response(watch::error_stream(&expired(from.max(oldest) + 1))));
+            return Ok(stream_response(watch::error_stream(&expired(
+                from.max(oldest) + 1,
+            ))));
         }
         match st.history_since(&t.def.storage, ns, from) {
             Ok(records) => Start::Resume { records, rv: from },
@@ -355,12 +470,21 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     };
     let (id, rx) = st.register_watcher(&t.def.storage, ns);
     drop(st);
-    Ok(stream_response(watch::stream(ctx.store.clone(), spec, start, id, rx)))
+    Ok(stream_response(watch::stream(
+        ctx.store.clone(),
+        spec,
+        start,
+        id,
+        rx,
+    )))
 }
 
 fn stream_response(body: Body) -> Response<Body> {
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -368,18 +492,34 @@ fn stream_response(body: Body) -> Response<Body> {
 
 /// Parses a create/update body (JSON, or YAML when the Content-Type says so).
 fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
-    let ct = req.content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
+    let ct = req
+        .content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let v: Value = match ct {
         "application/yaml" => {
-            let text = std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+            let text = std::str::from_utf8(req.body)
+                .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         }
-        "application/json" | "" | "*/*" => serde_json::from_slice(req.body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
-        other => return Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
+        "application/json" | "" | "*/*" => serde_json::from_slice(req.body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other,
+                &["application/json", "application/yaml"],
+            ));
+        }
     };
     if !v.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     Ok(v)
 }
@@ -413,7 +553,12 @@ fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
 /// Checks the body's namespace against the URL's and fills it in.
 fn check_namespace(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let meta = metadata_mut(obj);
-    match (&t.ns, meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty())) {
+    match (
+        &t.ns,
+        meta.get("namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty()),
+    ) {
         (Some(url_ns), Some(body_ns)) if url_ns != body_ns => Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         )),
@@ -437,14 +582,27 @@ fn unknown_field_outcome(q: &Query, unknown: &[String]) -> Result<Vec<String>, A
         "Ignore" => Ok(vec![]),
         "Strict" => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
-            unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
-        _ => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
+        _ => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect()),
     }
 }
 
 /// Schema pruning/defaulting/validation plus type-specific validation. Returns warnings.
-fn validate(t: &Target<'_>, q: &Query, obj: &mut Value, old: Option<&Value>, registry: &Registry) -> Result<Vec<String>, ApiError> {
+fn validate(
+    t: &Target<'_>,
+    q: &Query,
+    obj: &mut Value,
+    old: Option<&Value>,
+    registry: &Registry,
+) -> Result<Vec<String>, ApiError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     if let Some(schema) = &t.ver.schema {
@@ -456,7 +614,12 @@ fn validate(t: &Target<'_>, q: &Query, obj: &mut Value, old: Option<&Value>, reg
     if errors.is_empty() {
         Ok(warnings)
     } else {
-        Err(ApiError::invalid(&t.def.kind, &t.def.group, meta_str(obj, "name"), &errors))
+        Err(ApiError::invalid(
+            &t.def.kind,
+            &t.def.group,
+            meta_str(obj, "name"),
+            &errors,
+        ))
     }
 }
 
@@ -487,14 +650,25 @@ fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
 }
 
 /// Webhook configurations and namespace labels, read in one go for admission.
-fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
+fn admission_inputs(
+    ctx: &Ctx,
+    ns: Option<&str>,
+) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
     let st = ctx.store.lock();
-    let configs = st.list(&StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"), None);
+    let configs = st.list(
+        &StorageKey::new(
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+        ),
+        None,
+    );
     let labels = ns
         .map(|n| {
             st.get(&StorageKey::new("", "namespaces"), "", n)
                 .map(|o| labels_of(&o))
-                .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into())
+                .unwrap_or_else(|| {
+                    [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into()
+                })
         })
         .unwrap_or_default();
     (configs, labels)
@@ -530,28 +704,52 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
 }
 
 /// The create path, shared with server-side apply of an absent object.
-async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry_run: bool, opts_kind: &str) -> Result<Answer, Failure> {
+async fn create_object(
+    ctx: &Ctx,
+    t: &Target<'_>,
+    q: &Query,
+    mut obj: Value,
+    dry_run: bool,
+    opts_kind: &str,
+) -> Result<Answer, Failure> {
     let requested_name = meta_str(&obj, "name").to_owned();
     if !meta_str(&obj, "resourceVersion").is_empty() {
-        return Err(fail(ApiError::internal("resourceVersion should not be set on objects to be created")));
+        return Err(fail(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        )));
     }
     {
         let meta = metadata_mut(&mut obj);
         if requested_name.is_empty() {
-            match meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            match meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 Some(prefix) => {
                     let name = format!("{prefix}{}", random_suffix());
                     meta.insert("name".into(), json!(name));
                 }
                 None => {
-                    return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, "", &[FieldError::required("metadata.name")
-                        .with_detail("Required value: name or generateName is required")])));
+                    return Err(fail(ApiError::invalid(
+                        &t.def.kind,
+                        &t.def.group,
+                        "",
+                        &[FieldError::required("metadata.name")
+                            .with_detail("Required value: name or generateName is required")],
+                    )));
                 }
             }
         }
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "generation"] {
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+            "generation",
+        ] {
             meta.remove(f);
         }
         if t.def.tracks_generation() {
@@ -571,12 +769,21 @@ async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry
         if let Some(ns) = &t.ns {
             match st.get(&StorageKey::new("", "namespaces"), "", ns) {
                 Some(n) if !meta_str(&n, "deletionTimestamp").is_empty() => {
-                    return Err(fail(ApiError::forbidden(&gr, &name, &format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ))));
+                    return Err(fail(ApiError::forbidden(
+                        &gr,
+                        &name,
+                        &format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
+                    )));
                 }
-                None if ctx.settings.enforce_namespace_existence && t.def.behaviour != Kind::Namespace => {
-                    return Err(fail(ApiError::not_found(&super::error::GroupResource::new("", "namespaces"), ns)));
+                None if ctx.settings.enforce_namespace_existence
+                    && t.def.behaviour != Kind::Namespace =>
+                {
+                    return Err(fail(ApiError::not_found(
+                        &super::error::GroupResource::new("", "namespaces"),
+                        ns,
+                    )));
                 }
                 _ => {}
             }
@@ -603,7 +810,7 @@ async fn create_object(ctx: &Ctx, t: &Target<'_>, q: &Query, mut obj: Value, dry
         Ok(w) => warnings.extend(w),
         Err((e, w)) => {
             warnings.extend(w);
-            return Err((e, warnings));
+            return Err(Box::new((e, warnings)));
         }
     }
 
@@ -649,22 +856,34 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     }
     let rv = meta_str(&body, "resourceVersion").to_owned();
     if rv.is_empty() && !t.def.allows_unconditional_update() {
-        return Err(fail(ApiError::invalid(&t.def.kind, &t.def.group, url_name, &[FieldError::invalid(
-            "metadata.resourceVersion",
-            &json!("0x0"),
-            "must be specified for an update",
-        )])));
+        return Err(fail(ApiError::invalid(
+            &t.def.kind,
+            &t.def.group,
+            url_name,
+            &[FieldError::invalid(
+                "metadata.resourceVersion",
+                &json!("0x0"),
+                "must be specified for an update",
+            )],
+        )));
     }
     let precondition = (!rv.is_empty()).then_some(rv);
     write_existing(ctx, t, req.query, "UpdateOptions", |_current| {
-        Ok(Proposal { obj: body.clone(), precondition: precondition.clone() })
+        Ok(Proposal {
+            obj: body.clone(),
+            precondition: precondition.clone(),
+        })
     })
     .await
 }
 
 async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
     let ct = req.content_type.unwrap_or("");
-    let accepted = if t.def.behaviour == Kind::Custom { patch::CUSTOM_PATCH_TYPES } else { patch::BUILTIN_PATCH_TYPES };
+    let accepted = if t.def.behaviour == Kind::Custom {
+        patch::CUSTOM_PATCH_TYPES
+    } else {
+        patch::BUILTIN_PATCH_TYPES
+    };
     let kind = match PatchKind::from_content_type(ct) {
         Some(PatchKind::Strategic) if t.def.behaviour == Kind::Custom => None,
         other => other,
@@ -677,14 +896,29 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
         PatchKind::Json => Value::Null, // applied from raw bytes below
         PatchKind::Apply => {
             if q.get("fieldManager").unwrap_or("").is_empty() {
-                return Err(fail(ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[FieldError::required("fieldManager")
-                    .with_detail("Required value: is required for apply patch")])));
+                return Err(fail(ApiError::invalid(
+                    "PatchOptions",
+                    "meta.k8s.io",
+                    "",
+                    &[FieldError::required("fieldManager")
+                        .with_detail("Required value: is required for apply patch")],
+                )));
             }
             let cfg = patch::parse_apply(req.body).map_err(fail)?;
-            if cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("").is_empty()
-                || cfg.get("kind").and_then(Value::as_str).unwrap_or("").is_empty()
+            if cfg
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+                || cfg
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
             {
-                return Err(fail(ApiError::bad_request("invalid object type: apply configurations must set apiVersion and kind")));
+                return Err(fail(ApiError::bad_request(
+                    "invalid object type: apply configurations must set apiVersion and kind",
+                )));
             }
             // An apply configuration may leave the name out (the URL names the object).
             let cfg_name = meta_str(&cfg, "name");
@@ -698,12 +932,18 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
         _ => patch::parse_json(req.body).map_err(fail)?,
     };
     if kind != PatchKind::Json && !doc.is_object() {
-        return Err(fail(ApiError::bad_request("the patch must be a JSON object")));
+        return Err(fail(ApiError::bad_request(
+            "the patch must be a JSON object",
+        )));
     }
 
     // Server-side apply of an object that does not exist creates it.
     if kind == PatchKind::Apply && t.sub.is_none() {
-        let exists = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).is_some();
+        let exists = ctx
+            .store
+            .lock()
+            .get(&t.def.storage, t.ns_key(), name)
+            .is_some();
         if !exists {
             let dry_run = q.dry_run().map_err(fail)?;
             let mut obj = doc.clone();
@@ -715,7 +955,10 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
     }
 
     let body = req.body.to_vec();
-    let patch_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+    let patch_rv = doc
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     write_existing(ctx, t, q, "UpdateOptions", move |current| {
         let mut obj = current.clone();
         match kind {
@@ -725,7 +968,9 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
             PatchKind::Json => patch::json_patch(&mut obj, &body)?,
         }
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the patched document is not an object"));
+            return Err(ApiError::bad_request(
+                "the patched document is not an object",
+            ));
         }
         let patched_name = meta_str(&obj, "name");
         if patched_name != meta_str(current, "name") {
@@ -757,10 +1002,17 @@ async fn write_existing(
     let name = t.name.unwrap_or("");
     let gr = t.def.group_resource();
     loop {
-        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let stored = ctx
+            .store
+            .lock()
+            .get(&t.def.storage, t.ns_key(), name)
+            .ok_or_else(|| fail(t.not_found(name)))?;
         let current_rv = rv_of(&stored);
         let current = from_storage(&t.def, &t.ver.name, &stored);
-        let Proposal { obj: mut new, precondition } = propose(&current).map_err(fail)?;
+        let Proposal {
+            obj: mut new,
+            precondition,
+        } = propose(&current).map_err(fail)?;
         let pinned = precondition.is_some();
         if let Some(p) = &precondition
             && *p != current_rv.to_string()
@@ -772,9 +1024,19 @@ async fn write_existing(
 
         // System-owned metadata comes from the stored object.
         {
-            let cur_meta = current.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let cur_meta = current
+                .get("metadata")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             let meta = metadata_mut(&mut new);
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+                "generation",
+            ] {
                 match cur_meta.get(f) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
@@ -804,7 +1066,10 @@ async fn write_existing(
             validate(t, q, &mut new, Some(&current), &st.registry).map_err(fail)?
         };
         if t.def.tracks_generation() && spec_part(t, &new) != spec_part(t, &current) {
-            let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
 
@@ -826,7 +1091,7 @@ async fn write_existing(
             Ok(w) => warnings.extend(w),
             Err((e, w)) => {
                 warnings.extend(w);
-                return Err((e, warnings));
+                return Err(Box::new((e, warnings)));
             }
         }
 
@@ -837,7 +1102,10 @@ async fn write_existing(
             return Ok(a);
         }
         let finalized = !meta_str(&new, "deletionTimestamp").is_empty()
-            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
         if dry_run {
             let mut a = Answer::new(200, t.render_view(new));
             a.warnings = warnings;
@@ -846,7 +1114,13 @@ async fn write_existing(
         let mut st = ctx.store.lock();
         let result = if finalized {
             // The update removed the last finalizer of an object being deleted: it goes now.
-            st.delete(&t.def.storage, t.ns_key(), name, Some(current_rv), Some(to_storage(&t.def, &new)))
+            st.delete(
+                &t.def.storage,
+                t.ns_key(),
+                name,
+                Some(current_rv),
+                Some(to_storage(&t.def, &new)),
+            )
         } else {
             st.update(&t.def.storage, to_storage(&t.def, &new), current_rv)
         };
@@ -865,7 +1139,9 @@ async fn write_existing(
             }
             Err(WriteError::Conflict) if pinned => return Err(fail(ApiError::stale(&gr, name))),
             Err(WriteError::Conflict | WriteError::NotFound) => continue, // raced: read again
-            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+            Err(WriteError::AlreadyExists) => {
+                return Err(fail(ApiError::internal("unexpected storage error")));
+            }
         }
     }
 }
@@ -889,29 +1165,48 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     let opts: Value = if req.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(req.body).map_err(|e| fail(ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))))?
+        serde_json::from_slice(req.body).map_err(|e| {
+            fail(ApiError::bad_request(format!(
+                "error decoding DeleteOptions: {e}"
+            )))
+        })?
     };
     let dry_run = req.query.dry_run().map_err(fail)?
-        || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+        || opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     loop {
-        let stored = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).ok_or_else(|| fail(t.not_found(name)))?;
+        let stored = ctx
+            .store
+            .lock()
+            .get(&t.def.storage, t.ns_key(), name)
+            .ok_or_else(|| fail(t.not_found(name)))?;
         let current = from_storage(&t.def, &t.ver.name, &stored);
         let current_rv = rv_of(&stored);
         if let Some(pre) = opts.get("preconditions") {
             if let Some(uid) = pre.get("uid").and_then(Value::as_str)
                 && uid != meta_str(&current, "uid")
             {
-                return Err(fail(ApiError::conflict(&gr, name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&current, "uid")
-                ))));
+                return Err(fail(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid")
+                    ),
+                )));
             }
             if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
                 && rv != current_rv.to_string()
             {
-                return Err(fail(ApiError::conflict(&gr, name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
-                ))));
+                return Err(fail(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
+                    ),
+                )));
             }
         }
         let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
@@ -931,7 +1226,9 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
             options: del_opts,
             namespace_labels: ns_labels,
         };
-        let warnings = admission::validate(&ctx.admission, &configs, &attrs).await?;
+        let warnings = admission::validate(&ctx.admission, &configs, &attrs)
+            .await
+            .map_err(Box::new)?;
         if dry_run {
             let mut a = Answer::new(200, delete_status(t, &current));
             a.warnings = warnings;
@@ -959,7 +1256,9 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
                 return Ok(a);
             }
             Err(WriteError::Conflict | WriteError::NotFound) => continue,
-            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+            Err(WriteError::AlreadyExists) => {
+                return Err(fail(ApiError::internal("unexpected storage error")));
+            }
         }
     }
 }
@@ -973,13 +1272,23 @@ enum DeleteOutcome {
 
 /// Deletes a stored object now, or, while it has finalizers (or is a namespace, whose
 /// content goes first), sets `deletionTimestamp` and leaves removal to whoever clears them.
-fn begin_delete(st: &mut State, storage: &StorageKey, stored: &Value, expected: Option<u64>) -> Result<DeleteOutcome, WriteError> {
-    let has_finalizers = stored.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+fn begin_delete(
+    st: &mut State,
+    storage: &StorageKey,
+    stored: &Value,
+    expected: Option<u64>,
+) -> Result<DeleteOutcome, WriteError> {
+    let has_finalizers = stored
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     let is_namespace = *storage == StorageKey::new("", "namespaces");
     let ns = meta_str(stored, "namespace").to_owned();
     let name = meta_str(stored, "name").to_owned();
     if !has_finalizers && !is_namespace {
-        return st.delete(storage, &ns, &name, expected, None).map(DeleteOutcome::Gone);
+        return st
+            .delete(storage, &ns, &name, expected, None)
+            .map(DeleteOutcome::Gone);
     }
     if !meta_str(stored, "deletionTimestamp").is_empty() {
         return Ok(DeleteOutcome::Pending(Arc::new(stored.clone())));
@@ -1000,7 +1309,8 @@ fn begin_delete(st: &mut State, storage: &StorageKey, stored: &Value, expected: 
     if is_namespace {
         ensure_object(&mut obj).insert("status".into(), json!({"phase": "Terminating"}));
     }
-    st.update(storage, obj, rv_of(stored)).map(DeleteOutcome::Pending)
+    st.update(storage, obj, rv_of(stored))
+        .map(DeleteOutcome::Pending)
 }
 
 /// Starts deleting everything in a terminating namespace (the namespace controller's job).
@@ -1015,8 +1325,14 @@ fn reap_namespaces(st: &mut State) {
     let key = StorageKey::new("", "namespaces");
     for ns in st.list(&key, None) {
         let name = meta_str(&ns, "name").to_owned();
-        let own_finalizers = ns.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-        if !meta_str(&ns, "deletionTimestamp").is_empty() && !own_finalizers && st.namespace_is_empty(&name) {
+        let own_finalizers = ns
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if !meta_str(&ns, "deletionTimestamp").is_empty()
+            && !own_finalizers
+            && st.namespace_is_empty(&name)
+        {
             let _ = st.delete(&key, "", &name, None, None);
         }
     }
@@ -1049,10 +1365,13 @@ async fn delete_collection(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<A
     reap_namespaces(&mut st);
     let rv = st.current_rv();
     drop(st);
-    Ok(Answer::new(200, json!({
-        "kind": format!("{}List", t.def.kind),
-        "apiVersion": t.def.api_version(&t.ver.name),
-        "metadata": {"resourceVersion": rv.to_string()},
-        "items": items,
-    })))
+    Ok(Answer::new(
+        200,
+        json!({
+            "kind": format!("{}List", t.def.kind),
+            "apiVersion": t.def.api_version(&t.ver.name),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }),
+    ))
 }

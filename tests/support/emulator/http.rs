@@ -23,7 +23,10 @@ pub enum Route {
     /// `/apis/{group}`
     Group(String),
     /// `/api/v1`, `/apis/{group}/{version}`
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
     Unknown,
 }
@@ -44,7 +47,7 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
@@ -53,8 +56,14 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_owned()),
-        ["api", v] => Route::Resources { group: String::new(), version: (*v).to_owned() },
-        ["apis", g, v] => Route::Resources { group: (*g).to_owned(), version: (*v).to_owned() },
+        ["api", v] => Route::Resources {
+            group: String::new(),
+            version: (*v).to_owned(),
+        },
+        ["apis", g, v] => Route::Resources {
+            group: (*g).to_owned(),
+            version: (*v).to_owned(),
+        },
         ["api", v, rest @ ..] => resource_route("", v, rest, registry),
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest, registry),
         _ => Route::Unknown,
@@ -62,8 +71,13 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
 }
 
 fn resource_route(group: &str, version: &str, rest: &[&str], registry: &Registry) -> Route {
-    let namespaced_res = |r: &str| registry.find(group, version, r).is_some_and(|(d, _)| d.namespaced);
-    let (namespace, rest) = if rest.len() >= 3 && rest[0] == "namespaces" && namespaced_res(rest[2]) {
+    let namespaced_res = |r: &str| {
+        registry
+            .find(group, version, r)
+            .is_some_and(|(d, _)| d.namespaced)
+    };
+    let (namespace, rest) = if rest.len() >= 3 && rest[0] == "namespaces" && namespaced_res(rest[2])
+    {
         (Some(rest[1].to_owned()), &rest[2..])
     } else {
         (None, rest)
@@ -123,7 +137,11 @@ pub struct Query(HashMap<String, String>);
 
 impl Query {
     pub fn parse(raw: &str) -> Self {
-        Self(url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
+        Self(
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
@@ -140,7 +158,9 @@ impl Query {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!("Invalid dryRun value: {other:?}; supported values: \"All\""))),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: {other:?}; supported values: \"All\""
+            ))),
         }
     }
 }
@@ -156,12 +176,17 @@ pub enum View {
 /// Picks a representation from `Accept`: the first acceptable entry wins. Tables and
 /// protobuf are not offered; a client that accepts only those gets 406.
 pub fn negotiate(accept: Option<&str>) -> Result<View, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(View::Full) };
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(View::Full);
+    };
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
         let params: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
-        if !matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml") {
+        if !matches!(
+            media,
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        ) {
             continue;
         }
         match params.get("as").copied() {
@@ -182,7 +207,10 @@ pub fn json_response(status: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -202,7 +230,10 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
 pub fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
     for w in warnings {
         let text = w.replace('\\', "\\\\").replace('"', "\\\"");
-        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         if let Ok(v) = HeaderValue::from_bytes(format!("299 - \"{text}\"").as_bytes()) {
             resp.headers_mut().append(header::WARNING, v);
         }

@@ -53,7 +53,8 @@ pub use faults::Faults;
 pub use record::{RecordedRequest, Target};
 
 /// Known differences from kube-apiserver, for readers of test failures.
-pub const DIFFERENCES: &str = "see the module documentation of tests/support/emulator and the report in the branch history";
+pub const DIFFERENCES: &str =
+    "see the module documentation of tests/support/emulator and the report in the branch history";
 
 /// How to run an emulator.
 #[derive(Clone, Debug)]
@@ -137,14 +138,32 @@ impl Emulator {
             },
         });
 
-        let dir = tempfile::Builder::new().prefix("kube-emulator-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kube-emulator-")
+            .tempdir()?;
         let kubeconfig_path = dir.path().join("kubeconfig");
         let url = format!("https://{addr}");
-        kubeconfig::write(&kubeconfig_path, &kubeconfig::render(&url, ca.cert_pem(), &token, "default"))?;
+        kubeconfig::write(
+            &kubeconfig_path,
+            &kubeconfig::render(&url, ca.cert_pem(), &token, "default"),
+        )?;
 
         let (shutdown, rx) = signal::channel(false);
-        tokio::spawn(server::serve(listener, serving.server_config()?, ctx.clone(), rx));
-        Ok(Emulator { addr, ca_pem: ca.cert_pem().to_owned(), token, kubeconfig_path, _dir: dir, ctx, shutdown })
+        tokio::spawn(server::serve(
+            listener,
+            serving.server_config()?,
+            ctx.clone(),
+            rx,
+        ));
+        Ok(Emulator {
+            addr,
+            ca_pem: ca.cert_pem().to_owned(),
+            token,
+            kubeconfig_path,
+            _dir: dir,
+            ctx,
+            shutdown,
+        })
     }
 
     /// `https://127.0.0.1:PORT`
@@ -176,9 +195,10 @@ impl Emulator {
     pub async fn try_client(&self) -> Result<kube::Client, EmulatorError> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig_path)
             .map_err(|e| EmulatorError::Kubeconfig(e.to_string()))?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| EmulatorError::Kubeconfig(e.to_string()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| EmulatorError::Kubeconfig(e.to_string()))?;
         Ok(kube::Client::try_from(config)?)
     }
 
@@ -200,12 +220,19 @@ impl Emulator {
 
     /// [`apply_yaml_file`](Self::apply_yaml_file) for YAML text; `origin` names it in errors.
     pub async fn apply_yaml(&self, text: &str, origin: &str) -> Result<Vec<Value>, EmulatorError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-            .map_err(|e| EmulatorError::Yaml { path: origin.to_owned(), message: e.to_string() })?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| EmulatorError::Yaml {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?;
         let client = self.try_client().await?;
         let mut out = Vec::new();
         for (index, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
-            let bad = |message: String| EmulatorError::Manifest { path: origin.to_owned(), index, message };
+            let bad = |message: String| EmulatorError::Manifest {
+                path: origin.to_owned(),
+                index,
+                message,
+            };
             let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
             let name = util::meta_str(&doc, "name");
@@ -215,12 +242,19 @@ impl Emulator {
                     .registry
                     .find_kind(api_version, kind)
                     .ok_or_else(|| bad(format!("no resource serves {api_version} {kind}")))?;
-                let prefix = if def.group.is_empty() { "/api".to_owned() } else { format!("/apis/{}", def.group) };
+                let prefix = if def.group.is_empty() {
+                    "/api".to_owned()
+                } else {
+                    format!("/apis/{}", def.group)
+                };
                 (format!("{prefix}/{}", ver.name), def.namespaced)
             };
             let plural = {
                 let st = self.ctx.store.lock();
-                st.registry.find_kind(api_version, kind).map(|(d, _)| d.plural.clone()).unwrap_or_default()
+                st.registry
+                    .find_kind(api_version, kind)
+                    .map(|(d, _)| d.plural.clone())
+                    .unwrap_or_default()
             };
             if name.is_empty() {
                 return Err(bad("metadata.name is required".into()));
@@ -228,7 +262,9 @@ impl Emulator {
             let ns = util::meta_str(&doc, "namespace");
             let url = if namespaced {
                 let ns = if ns.is_empty() { "default" } else { ns };
-                format!("{base}/namespaces/{ns}/{plural}/{name}?fieldManager=emulator-apply&force=true")
+                format!(
+                    "{base}/namespaces/{ns}/{plural}/{name}?fieldManager=emulator-apply&force=true"
+                )
             } else {
                 format!("{base}/{plural}/{name}?fieldManager=emulator-apply&force=true")
             };
@@ -263,7 +299,10 @@ impl Emulator {
 
     /// Recorded requests that mention `needle` in their request or response body.
     pub fn requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.mentions(needle)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.mentions(needle))
+            .collect()
     }
 
     /// Number of open watch streams.
@@ -279,7 +318,13 @@ impl Emulator {
     /// Reads a stored object directly (not recorded): `group` `""` for core, `resource` the
     /// plural, `namespace` `""` for cluster-scoped. Events of either API are under
     /// (`""`, `events`) in the core form.
-    pub fn object(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
         self.ctx
             .store
             .lock()

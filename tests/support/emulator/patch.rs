@@ -33,12 +33,16 @@ pub const BUILTIN_PATCH_TYPES: &[&str] = &[
     "application/apply-patch+yaml",
     "application/strategic-merge-patch+json",
 ];
-pub const CUSTOM_PATCH_TYPES: &[&str] =
-    &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
+pub const CUSTOM_PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
 
 /// Parses a JSON body, answering 400 like the apiserver's decoder does.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
 /// RFC 7386 merge patch onto `target`.
@@ -51,7 +55,13 @@ pub fn merge(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, body: &[u8]) -> Result<(), ApiError> {
     let ops: json_patch::Patch = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    json_patch::patch(target, &ops).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))
+    json_patch::patch(target, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
+    })
 }
 
 /// Strategic merge patch, approximated as a merge patch: lists are replaced rather than
@@ -63,10 +73,14 @@ pub fn strategic(target: &mut Value, patch: &Value) {
 
 /// Parses an apply configuration (YAML, which includes JSON).
 pub fn parse_apply(body: &[u8]) -> Result<Value, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("error decoding YAML: body is not UTF-8"))?;
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: body is not UTF-8"))?;
+    let v: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("error decoding YAML: the apply configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration must be an object",
+        ));
     }
     Ok(v)
 }

@@ -60,19 +60,28 @@ impl RecordedRequest {
 
     /// A create, update, patch or delete.
     pub fn is_write(&self) -> bool {
-        matches!(self.verb(), "create" | "update" | "patch" | "delete" | "deletecollection")
+        matches!(
+            self.verb(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
     }
 
     /// Whether this request addressed `resource` (plural) named `name` in `namespace`.
     pub fn is_for(&self, resource: &str, namespace: Option<&str>, name: &str) -> bool {
         self.target.as_ref().is_some_and(|t| {
-            t.resource == resource && t.namespace.as_deref() == namespace && t.name.as_deref() == Some(name)
+            t.resource == resource
+                && t.namespace.as_deref() == namespace
+                && t.name.as_deref() == Some(name)
         })
     }
 
     /// A write to the `status` subresource.
     pub fn is_status_write(&self) -> bool {
-        self.is_write() && self.target.as_ref().is_some_and(|t| t.subresource.as_deref() == Some("status"))
+        self.is_write()
+            && self
+                .target
+                .as_ref()
+                .is_some_and(|t| t.subresource.as_deref() == Some("status"))
     }
 
     /// A successful (2xx) response.
@@ -104,6 +113,11 @@ impl Recorder {
     }
 
     pub fn count(&self, pred: impl Fn(&RecordedRequest) -> bool) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|r| pred(r)).count()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| pred(r))
+            .count()
     }
 }

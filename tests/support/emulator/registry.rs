@@ -15,7 +15,10 @@ pub struct StorageKey {
 
 impl StorageKey {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
@@ -70,7 +73,11 @@ impl ResourceDef {
     }
 
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     /// `metadata.generation` is maintained (CRs, CRDs, webhook configurations), and bumped
@@ -85,7 +92,10 @@ impl ResourceDef {
     /// Whether a PUT without `metadata.resourceVersion` is accepted. Custom resources refuse
     /// it (`AllowUnconditionalUpdate() == false` upstream); the built-ins here allow it.
     pub fn allows_unconditional_update(&self) -> bool {
-        !matches!(self.behaviour, Kind::Custom | Kind::CustomResourceDefinition)
+        !matches!(
+            self.behaviour,
+            Kind::Custom | Kind::CustomResourceDefinition
+        )
     }
 
     /// Field selectors this resource supports, beyond nothing.
@@ -116,12 +126,23 @@ impl ResourceDef {
         f.extend(version.selectable_fields.iter().cloned());
         if self.behaviour == Kind::EventsV1Event {
             // The events.k8s.io view accepts the core field names (they are the storage's).
-            f.extend(["reason", "type", "regarding.name", "regarding.kind", "regarding.namespace"].map(String::from));
+            f.extend(
+                [
+                    "reason",
+                    "type",
+                    "regarding.name",
+                    "regarding.kind",
+                    "regarding.namespace",
+                ]
+                .map(String::from),
+            );
         }
         f
     }
 }
 
+// One positional row per built-in type reads best in `with_builtins`.
+#[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
     version: &str,
@@ -159,17 +180,80 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins() -> Self {
-        let mut events_v1 = builtin("events.k8s.io", "v1", "events", "Event", true, false, &["ev"], Kind::EventsV1Event);
+        let mut events_v1 = builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            false,
+            &["ev"],
+            Kind::EventsV1Event,
+        );
         events_v1.storage = StorageKey::new("", "events");
         Self {
             defs: vec![
-                builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"], Kind::Namespace),
-                builtin("", "v1", "secrets", "Secret", true, false, &[], Kind::Secret),
-                builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"], Kind::ConfigMap),
-                builtin("", "v1", "events", "Event", true, false, &["ev"], Kind::CoreEvent),
-                builtin("", "v1", "services", "Service", true, true, &["svc"], Kind::Service),
+                builtin(
+                    "",
+                    "v1",
+                    "namespaces",
+                    "Namespace",
+                    false,
+                    true,
+                    &["ns"],
+                    Kind::Namespace,
+                ),
+                builtin(
+                    "",
+                    "v1",
+                    "secrets",
+                    "Secret",
+                    true,
+                    false,
+                    &[],
+                    Kind::Secret,
+                ),
+                builtin(
+                    "",
+                    "v1",
+                    "configmaps",
+                    "ConfigMap",
+                    true,
+                    false,
+                    &["cm"],
+                    Kind::ConfigMap,
+                ),
+                builtin(
+                    "",
+                    "v1",
+                    "events",
+                    "Event",
+                    true,
+                    false,
+                    &["ev"],
+                    Kind::CoreEvent,
+                ),
+                builtin(
+                    "",
+                    "v1",
+                    "services",
+                    "Service",
+                    true,
+                    true,
+                    &["svc"],
+                    Kind::Service,
+                ),
                 events_v1,
-                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[], Kind::Lease),
+                builtin(
+                    "coordination.k8s.io",
+                    "v1",
+                    "leases",
+                    "Lease",
+                    true,
+                    false,
+                    &[],
+                    Kind::Lease,
+                ),
                 builtin(
                     "apiextensions.k8s.io",
                     "v1",
@@ -199,7 +283,12 @@ impl Registry {
     }
 
     /// The resource served at `group/version/plural`, with that version.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<(&ResourceDef, &VersionDef)> {
+    pub fn find(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<(&ResourceDef, &VersionDef)> {
         self.defs
             .iter()
             .find(|d| d.group == group && d.plural == plural)
@@ -232,11 +321,20 @@ impl Registry {
         }
         let list = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let mut versions = Vec::new();
-        for v in spec.get("versions").and_then(Value::as_array).into_iter().flatten() {
+        for v in spec
+            .get("versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if v.get("served").and_then(Value::as_bool) == Some(false) {
                 continue;
             }
@@ -261,9 +359,11 @@ impl Registry {
             });
         }
         if versions.is_empty() {
-            return Err("spec.versions: must have exactly one version marked as storage version".into());
+            return Err(
+                "spec.versions: must have exactly one version marked as storage version".into(),
+            );
         }
-        versions.sort_by(|a, b| version_priority(&a.name).cmp(&version_priority(&b.name)));
+        versions.sort_by_key(|a| version_priority(&a.name));
         Ok(ResourceDef {
             storage: StorageKey::new(&group, &plural),
             group,
@@ -280,12 +380,15 @@ impl Registry {
 
     /// Adds or replaces the resource a CRD defines.
     pub fn upsert_custom(&mut self, def: ResourceDef) {
-        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
+        self.defs.retain(|d| {
+            !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural)
+        });
         self.defs.push(def);
     }
 
     pub fn remove_custom(&mut self, group: &str, plural: &str) {
-        self.defs.retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
+        self.defs
+            .retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
     }
 
     /// API groups other than the core group, each with its versions, preferred first.
@@ -315,7 +418,9 @@ impl Registry {
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
         let mut resources = Vec::new();
         for d in self.defs.iter().filter(|d| d.group == group) {
-            let Some(v) = d.version(version) else { continue };
+            let Some(v) = d.version(version) else {
+                continue;
+            };
             let mut r = json!({
                 "name": d.plural,
                 "singularName": d.singular,
@@ -343,8 +448,14 @@ impl Registry {
         if resources.is_empty() {
             return None;
         }
-        let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        let gv = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
     }
 }
 

@@ -26,17 +26,28 @@ pub fn process(schema: &Value, obj: &mut Value) -> Outcome {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn flag(schema: &Value, name: &str) -> bool {
     schema.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out: &mut Outcome, root: bool) {
+fn process_object(
+    schema: &Value,
+    map: &mut Map<String, Value>,
+    path: &str,
+    out: &mut Outcome,
+    root: bool,
+) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
-    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields") || additional == Some(&Value::Bool(true));
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields")
+        || additional == Some(&Value::Bool(true));
     let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
 
     // 1. Prune fields the schema does not declare.
@@ -45,7 +56,8 @@ fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out:
         if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        let known = props.is_some_and(|p| p.contains_key(k)) || additional.is_some_and(Value::is_object);
+        let known =
+            props.is_some_and(|p| p.contains_key(k)) || additional.is_some_and(Value::is_object);
         if !known && !preserve {
             map.remove(k);
             out.unknown.push(join(path, k));
@@ -55,7 +67,9 @@ fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out:
     // 2. Nulls of non-nullable fields are dropped (and may then be defaulted).
     for k in &keys {
         if map.get(k).is_some_and(Value::is_null) {
-            let sub = props.and_then(|p| p.get(k)).or(additional.filter(|a| a.is_object()));
+            let sub = props
+                .and_then(|p| p.get(k))
+                .or(additional.filter(|a| a.is_object()));
             if sub.is_some_and(|s| !flag(s, "nullable")) {
                 map.remove(k);
             }
@@ -78,7 +92,9 @@ fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out:
         if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        let sub = props.and_then(|p| p.get(k)).or(additional.filter(|a| a.is_object()));
+        let sub = props
+            .and_then(|p| p.get(k))
+            .or(additional.filter(|a| a.is_object()));
         if let Some(sub) = sub {
             process_value(sub, v, &join(path, k), out);
         }
@@ -122,15 +138,19 @@ fn type_name(v: &Value) -> &'static str {
 
 fn type_error(path: &str, v: &Value, want: &str) -> FieldError {
     let got = type_name(v);
-    FieldError::type_invalid(path, &Value::String(got.into()), &format!("{path} in body must be of type {want}: {got:?}"))
+    FieldError::type_invalid(
+        path,
+        &Value::String(got.into()),
+        &format!("{path} in body must be of type {want}: {got:?}"),
+    )
 }
 
 fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
     if v.is_null() {
-        if !flag(schema, "nullable") {
-            if let Some(t) = schema.get("type").and_then(Value::as_str) {
-                out.errors.push(type_error(path, v, t));
-            }
+        if !flag(schema, "nullable")
+            && let Some(t) = schema.get("type").and_then(Value::as_str)
+        {
+            out.errors.push(type_error(path, v, t));
         }
         return;
     }
@@ -152,7 +172,9 @@ fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
             check_array(schema, items, path, out);
         }
         ("string", Value::String(s)) => check_string(schema, s, path, out),
-        ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => check_number(schema, v, path, out),
+        ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            check_number(schema, v, path, out)
+        }
         ("number", Value::Number(_)) => check_number(schema, v, path, out),
         ("boolean", Value::Bool(_)) => {}
         ("", other) => {
@@ -213,15 +235,31 @@ fn check_number(schema: &Value, v: &Value, path: &str, out: &mut Outcome) {
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMinimum");
         if x < min || (exclusive && x == min) {
-            let op = if exclusive { "greater than" } else { "greater than or equal to" };
-            out.errors.push(FieldError::invalid(path, v, &format!("{path} in body should be {op} {min}")));
+            let op = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                &format!("{path} in body should be {op} {min}"),
+            ));
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMaximum");
         if x > max || (exclusive && x == max) {
-            let op = if exclusive { "less than" } else { "less than or equal to" };
-            out.errors.push(FieldError::invalid(path, v, &format!("{path} in body should be {op} {max}")));
+            let op = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                &format!("{path} in body should be {op} {max}"),
+            ));
         }
     }
 }
@@ -230,7 +268,8 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Outcome) {
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && items.len() as u64 > max
     {
-        out.errors.push(FieldError::too_many(path, items.len(), max));
+        out.errors
+            .push(FieldError::too_many(path, items.len(), max));
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && (items.len() as u64) < min
@@ -245,7 +284,8 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Outcome) {
         Some("set") => {
             for (i, item) in items.iter().enumerate() {
                 if items[..i].contains(item) {
-                    out.errors.push(FieldError::duplicate(format!("{path}[{i}]"), item));
+                    out.errors
+                        .push(FieldError::duplicate(format!("{path}[{i}]"), item));
                 }
             }
         }
@@ -256,12 +296,17 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Outcome) {
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let key_of = |item: &Value| -> Value {
-                Value::Object(keys.iter().filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect())
+                Value::Object(
+                    keys.iter()
+                        .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                        .collect(),
+                )
             };
             for (i, item) in items.iter().enumerate() {
                 let key = key_of(item);
                 if items[..i].iter().any(|prev| key_of(prev) == key) {
-                    out.errors.push(FieldError::duplicate(format!("{path}[{i}]"), &key));
+                    out.errors
+                        .push(FieldError::duplicate(format!("{path}[{i}]"), &key));
                 }
             }
         }

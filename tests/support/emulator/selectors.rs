@@ -42,7 +42,11 @@ impl Requirement {
                 ) else {
                     return false;
                 };
-                if self.op == Op::Gt { have > want } else { have < want }
+                if self.op == Op::Gt {
+                    have > want
+                } else {
+                    have < want
+                }
             }
         }
     }
@@ -85,26 +89,45 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in ml {
-                let v = v.as_str().ok_or_else(|| format!("matchLabels[{k}] is not a string"))?;
-                reqs.push(Requirement { key: k.clone(), op: Op::Eq, values: vec![v.to_owned()] });
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels[{k}] is not a string"))?;
+                reqs.push(Requirement {
+                    key: k.clone(),
+                    op: Op::Eq,
+                    values: vec![v.to_owned()],
+                });
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).ok_or("matchExpressions: key missing")?;
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .ok_or("matchExpressions: key missing")?;
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let op = match e.get("operator").and_then(Value::as_str) {
                     Some("In") => Op::In,
                     Some("NotIn") => Op::NotIn,
                     Some("Exists") => Op::Exists,
                     Some("DoesNotExist") => Op::DoesNotExist,
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 };
-                reqs.push(Requirement { key: key.to_owned(), op, values });
+                reqs.push(Requirement {
+                    key: key.to_owned(),
+                    op,
+                    values,
+                });
             }
         }
         Ok(Self { reqs })
@@ -134,12 +157,18 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     if let Some(key) = part.strip_prefix('!') {
         let key = key.trim();
         check_key(key)?;
-        return Ok(Requirement { key: key.to_owned(), op: Op::DoesNotExist, values: vec![] });
+        return Ok(Requirement {
+            key: key.to_owned(),
+            op: Op::DoesNotExist,
+            values: vec![],
+        });
     }
     // Set-based: `key in (a,b)` / `key notin (a,b)`.
     if let Some(open) = part.find('(') {
         let head = part[..open].trim();
-        let close = part.rfind(')').ok_or_else(|| format!("found '(', expected: ')' in {part:?}"))?;
+        let close = part
+            .rfind(')')
+            .ok_or_else(|| format!("found '(', expected: ')' in {part:?}"))?;
         if part[close + 1..].trim() != "" {
             return Err(format!("unexpected text after ')' in {part:?}"));
         }
@@ -161,30 +190,52 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         for v in &values {
             check_value(v)?;
         }
-        return Ok(Requirement { key: key.to_owned(), op, values });
+        return Ok(Requirement {
+            key: key.to_owned(),
+            op,
+            values,
+        });
     }
-    for (token, op) in [("!=", Op::NotEq), ("==", Op::Eq), ("=", Op::Eq), (">", Op::Gt), ("<", Op::Lt)] {
+    for (token, op) in [
+        ("!=", Op::NotEq),
+        ("==", Op::Eq),
+        ("=", Op::Eq),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+    ] {
         if let Some(idx) = part.find(token) {
             let key = part[..idx].trim();
             let value = part[idx + token.len()..].trim();
             check_key(key)?;
             if matches!(op, Op::Gt | Op::Lt) {
-                value.parse::<i64>().map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {value:?}"))?;
+                value.parse::<i64>().map_err(|_| {
+                    format!("for 'Gt', 'Lt' operators, the value must be an integer: {value:?}")
+                })?;
             } else {
                 check_value(value)?;
             }
-            return Ok(Requirement { key: key.to_owned(), op, values: vec![value.to_owned()] });
+            return Ok(Requirement {
+                key: key.to_owned(),
+                op,
+                values: vec![value.to_owned()],
+            });
         }
     }
     check_key(part)?;
-    Ok(Requirement { key: part.to_owned(), op: Op::Exists, values: vec![] })
+    Ok(Requirement {
+        key: part.to_owned(),
+        op: Op::Exists,
+        values: vec![],
+    })
 }
 
 fn check_key(key: &str) -> Result<(), String> {
     if is_qualified_name(key) {
         Ok(())
     } else {
-        Err(format!("invalid label key {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "invalid label key {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -192,7 +243,9 @@ fn check_value(v: &str) -> Result<(), String> {
     if is_label_value(v) {
         Ok(())
     } else {
-        Err(format!("invalid label value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "invalid label value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -220,7 +273,8 @@ fn name_chars_ok(s: &str) -> bool {
     let b = s.as_bytes();
     b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// RFC 1123 subdomain: ≤ 253, lowercase alphanumerics, '-' and '.', alphanumeric ends.
@@ -228,9 +282,12 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 253
-        && b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+        && b.first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.last()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
 }
 
 /// RFC 1123 label: a subdomain without dots, ≤ 63 (namespace names).
@@ -257,11 +314,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{text}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{text}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if !supported.iter().any(|s| s == field) {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
             reqs.push((field.to_owned(), eq, value.trim().to_owned()));
         }
@@ -269,6 +330,8 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs.iter().all(|(field, eq, value)| (field_text(obj, field) == *value) == *eq)
+        self.reqs
+            .iter()
+            .all(|(field, eq, value)| (field_text(obj, field) == *value) == *eq)
     }
 }

@@ -45,7 +45,12 @@ pub struct Ctx {
 }
 
 /// Accepts connections until `shutdown` flips; each connection ends with it too.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: Arc<Ctx>, shutdown: signal::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    ctx: Arc<Ctx>,
+    shutdown: signal::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let mut stop = shutdown.clone();
@@ -60,7 +65,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: A
         let ctx = ctx.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(tls_stream) = acceptor.accept(tcp).await else { return };
+            let Ok(tls_stream) = acceptor.accept(tcp).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
@@ -94,8 +101,24 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let body = match axum::body::to_bytes(Body::new(req.into_body()), ctx.settings.max_body).await {
         Ok(b) => b.to_vec(),
         Err(_) => {
-            let resp = error_response(&ApiError::new(413, "RequestEntityTooLarge", "the request body is too large or could not be read"));
-            return record(ctx, time, &method, &path, &raw_query, &headers, Vec::new(), None, resp, false).await;
+            let resp = error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "the request body is too large or could not be read",
+            ));
+            return record(
+                ctx,
+                time,
+                &method,
+                &path,
+                &raw_query,
+                &headers,
+                Vec::new(),
+                None,
+                resp,
+                false,
+            )
+            .await;
         }
     };
     let query = Query::parse(&raw_query);
@@ -107,15 +130,28 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let is_watch = target.as_ref().is_some_and(|t| t.verb == "watch");
 
     let public = matches!(route, Route::Version | Route::Health);
-    let authorized = header_str(&headers, header::AUTHORIZATION).is_some_and(|a| a == format!("Bearer {}", ctx.settings.token));
+    let authorized = header_str(&headers, header::AUTHORIZATION)
+        .is_some_and(|a| a == format!("Bearer {}", ctx.settings.token));
     let resp = if !public && !authorized {
         error_response(&ApiError::unauthorized())
     } else if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
         error_response(&err)
     } else {
-        route_request(ctx, &route, &method, &query, content_type.as_deref(), accept.as_deref(), &body).await
+        route_request(
+            ctx,
+            &route,
+            &method,
+            &query,
+            content_type.as_deref(),
+            accept.as_deref(),
+            &body,
+        )
+        .await
     };
-    record(ctx, time, &method, &path, &raw_query, &headers, body, target, resp, is_watch).await
+    record(
+        ctx, time, &method, &path, &raw_query, &headers, body, target, resp, is_watch,
+    )
+    .await
 }
 
 async fn route_request(
@@ -134,21 +170,40 @@ async fn route_request(
         Route::Version => json_response(200, &discovery::version(&ctx.settings.git_version)),
         Route::Health => {
             let mut r = Response::new(Body::from("ok"));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             r
         }
-        Route::CoreVersions => json_response(200, &discovery::core_versions(&ctx.settings.addr.to_string())),
+        Route::CoreVersions => json_response(
+            200,
+            &discovery::core_versions(&ctx.settings.addr.to_string()),
+        ),
         Route::Groups => json_response(200, &discovery::groups(&ctx.store.lock().registry)),
         Route::Group(g) => match discovery::group(&ctx.store.lock().registry, g) {
             Some(doc) => json_response(200, &doc),
             None => not_found_page(),
         },
-        Route::Resources { group, version } => match ctx.store.lock().registry.resource_list(group, version) {
-            Some(doc) => json_response(200, &doc),
-            None => not_found_page(),
-        },
+        Route::Resources { group, version } => {
+            match ctx.store.lock().registry.resource_list(group, version) {
+                Some(doc) => json_response(200, &doc),
+                None => not_found_page(),
+            }
+        }
         Route::Resource(rp) => {
-            handlers::handle(ctx, Req { method, path: rp, query, content_type, accept, body }).await
+            handlers::handle(
+                ctx,
+                Req {
+                    method,
+                    path: rp,
+                    query,
+                    content_type,
+                    accept,
+                    body,
+                },
+            )
+            .await
         }
         Route::Unknown => not_found_page(),
     }
@@ -158,7 +213,10 @@ async fn route_request(
 fn not_found_page() -> Response<Body> {
     let mut r = Response::new(Body::from("404 page not found\n"));
     *r.status_mut() = StatusCode::NOT_FOUND;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -181,8 +239,13 @@ async fn record(
         (resp, Vec::new())
     } else {
         let (parts, b) = resp.into_parts();
-        let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
-        (Response::from_parts(parts, Body::from(bytes.clone())), bytes.to_vec())
+        let bytes = axum::body::to_bytes(b, usize::MAX)
+            .await
+            .unwrap_or_default();
+        (
+            Response::from_parts(parts, Body::from(bytes.clone())),
+            bytes.to_vec(),
+        )
     };
     ctx.recorder.push(RecordedRequest {
         method: method.to_owned(),

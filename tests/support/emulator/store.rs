@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::registry::{Registry, StorageKey};
-use super::util::{metadata_mut, meta_str, rv_of};
+use super::util::{meta_str, metadata_mut, rv_of};
 
 /// `(namespace, name)`; namespace is `""` for cluster-scoped objects.
 pub type ObjKey = (String, String);
@@ -136,7 +136,9 @@ impl State {
 
     /// Namespaces that hold at least one object of any collection.
     pub fn namespace_is_empty(&self, ns: &str) -> bool {
-        self.collections.values().all(|c| c.keys().all(|(n, _)| n != ns))
+        self.collections
+            .values()
+            .all(|c| c.keys().all(|(n, _)| n != ns))
     }
 
     /// Every object in a namespace, across collections.
@@ -153,16 +155,27 @@ impl State {
     }
 
     /// The collection as it was at `rv`, rebuilt by undoing the newer history entries.
-    pub fn snapshot_at(&self, storage: &StorageKey, ns: Option<&str>, rv: u64) -> Result<Vec<Arc<Value>>, TooOld> {
+    pub fn snapshot_at(
+        &self,
+        storage: &StorageKey,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Result<Vec<Arc<Value>>, TooOld> {
         if rv < self.compacted {
-            return Err(TooOld { oldest: self.compacted + 1 });
+            return Err(TooOld {
+                oldest: self.compacted + 1,
+            });
         }
-        let mut objs: BTreeMap<ObjKey, Arc<Value>> = self.collections.get(storage).cloned().unwrap_or_default();
+        let mut objs: BTreeMap<ObjKey, Arc<Value>> =
+            self.collections.get(storage).cloned().unwrap_or_default();
         for rec in self.history.iter().rev().take_while(|r| r.rv > rv) {
             if rec.storage != *storage {
                 continue;
             }
-            let key = (rec.namespace.clone(), meta_str(&rec.object, "name").to_owned());
+            let key = (
+                rec.namespace.clone(),
+                meta_str(&rec.object, "name").to_owned(),
+            );
             match (rec.kind, &rec.old) {
                 (EventType::Added, _) => {
                     objs.remove(&key);
@@ -182,9 +195,16 @@ impl State {
 
     /// History entries after `rv` for one collection, or `TooOld` when the window no longer
     /// reaches back that far.
-    pub fn history_since(&self, storage: &StorageKey, ns: Option<&str>, rv: u64) -> Result<Vec<Arc<WatchRecord>>, TooOld> {
+    pub fn history_since(
+        &self,
+        storage: &StorageKey,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Result<Vec<Arc<WatchRecord>>, TooOld> {
         if rv < self.compacted {
-            return Err(TooOld { oldest: self.compacted + 1 });
+            return Err(TooOld {
+                oldest: self.compacted + 1,
+            });
         }
         let mut out: Vec<Arc<WatchRecord>> = self
             .history
@@ -216,7 +236,8 @@ impl State {
         let rec = Arc::new(rec);
         self.watchers.retain(|w| !w.tx.is_closed());
         for w in &self.watchers {
-            if w.storage == rec.storage && w.namespace.as_ref().is_none_or(|n| *n == rec.namespace) {
+            if w.storage == rec.storage && w.namespace.as_ref().is_none_or(|n| *n == rec.namespace)
+            {
                 // A send only fails when the watcher is gone; it is pruned on the next write.
                 let _ = w.tx.send(rec.clone());
             }
@@ -230,8 +251,15 @@ impl State {
     }
 
     /// Stores a new object (name and namespace from its metadata) at the next resourceVersion.
-    pub fn create(&mut self, storage: &StorageKey, mut obj: Value) -> Result<Arc<Value>, WriteError> {
-        let key = (meta_str(&obj, "namespace").to_owned(), meta_str(&obj, "name").to_owned());
+    pub fn create(
+        &mut self,
+        storage: &StorageKey,
+        mut obj: Value,
+    ) -> Result<Arc<Value>, WriteError> {
+        let key = (
+            meta_str(&obj, "namespace").to_owned(),
+            meta_str(&obj, "name").to_owned(),
+        );
         let coll = self.collections.entry(storage.clone()).or_default();
         if coll.contains_key(&key) {
             return Err(WriteError::AlreadyExists);
@@ -239,7 +267,10 @@ impl State {
         let rv = self.next_rv();
         Self::stamp(&mut obj, rv);
         let obj = Arc::new(obj);
-        self.collections.entry(storage.clone()).or_default().insert(key.clone(), obj.clone());
+        self.collections
+            .entry(storage.clone())
+            .or_default()
+            .insert(key.clone(), obj.clone());
         self.record(WatchRecord {
             rv,
             storage: storage.clone(),
@@ -252,8 +283,16 @@ impl State {
     }
 
     /// Replaces an object whose stored resourceVersion is `expected_rv`.
-    pub fn update(&mut self, storage: &StorageKey, mut obj: Value, expected_rv: u64) -> Result<Arc<Value>, WriteError> {
-        let key = (meta_str(&obj, "namespace").to_owned(), meta_str(&obj, "name").to_owned());
+    pub fn update(
+        &mut self,
+        storage: &StorageKey,
+        mut obj: Value,
+        expected_rv: u64,
+    ) -> Result<Arc<Value>, WriteError> {
+        let key = (
+            meta_str(&obj, "namespace").to_owned(),
+            meta_str(&obj, "name").to_owned(),
+        );
         let old = self
             .collections
             .get(storage)
@@ -266,7 +305,10 @@ impl State {
         let rv = self.next_rv();
         Self::stamp(&mut obj, rv);
         let obj = Arc::new(obj);
-        self.collections.entry(storage.clone()).or_default().insert(key.clone(), obj.clone());
+        self.collections
+            .entry(storage.clone())
+            .or_default()
+            .insert(key.clone(), obj.clone());
         self.record(WatchRecord {
             rv,
             storage: storage.clone(),
@@ -289,7 +331,10 @@ impl State {
         last: Option<Value>,
     ) -> Result<Arc<Value>, WriteError> {
         let key = (ns.to_owned(), name.to_owned());
-        let coll = self.collections.get_mut(storage).ok_or(WriteError::NotFound)?;
+        let coll = self
+            .collections
+            .get_mut(storage)
+            .ok_or(WriteError::NotFound)?;
         let old = coll.get(&key).cloned().ok_or(WriteError::NotFound)?;
         if expected_rv.is_some_and(|e| e != rv_of(&old)) {
             return Err(WriteError::Conflict);
@@ -312,7 +357,11 @@ impl State {
 
     /// Deletes every object of a collection (its CRD went away).
     pub fn drop_collection(&mut self, storage: &StorageKey) {
-        let keys: Vec<ObjKey> = self.collections.get(storage).map(|c| c.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<ObjKey> = self
+            .collections
+            .get(storage)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
         for (ns, name) in keys {
             let _ = self.delete(storage, &ns, &name, None, None);
         }
@@ -323,11 +372,20 @@ impl State {
 
     /// Registers a live watcher. Call in the same critical section as the initial snapshot or
     /// history read, so nothing is missed or duplicated between the two.
-    pub fn register_watcher(&mut self, storage: &StorageKey, ns: Option<&str>) -> (u64, mpsc::UnboundedReceiver<Arc<WatchRecord>>) {
+    pub fn register_watcher(
+        &mut self,
+        storage: &StorageKey,
+        ns: Option<&str>,
+    ) -> (u64, mpsc::UnboundedReceiver<Arc<WatchRecord>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_watcher;
         self.next_watcher += 1;
-        self.watchers.push(WatcherSlot { id, storage: storage.clone(), namespace: ns.map(str::to_owned), tx });
+        self.watchers.push(WatcherSlot {
+            id,
+            storage: storage.clone(),
+            namespace: ns.map(str::to_owned),
+            tx,
+        });
         (id, rx)
     }
 

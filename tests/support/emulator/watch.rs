@@ -42,7 +42,8 @@ impl WatchSpec {
             View::Full => view,
             View::Metadata => to_partial_metadata(&view),
         };
-        let mut text = serde_json::to_string(&json!({"type": ty, "object": object})).unwrap_or_default();
+        let mut text =
+            serde_json::to_string(&json!({"type": ty, "object": object})).unwrap_or_default();
         text.push('\n');
         Bytes::from(text)
     }
@@ -50,7 +51,10 @@ impl WatchSpec {
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let (kind, api_version) = match self.view {
             View::Full => (self.def.kind.clone(), self.def.api_version(&self.version)),
-            View::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
+            View::Metadata => (
+                "PartialObjectMetadata".to_owned(),
+                "meta.k8s.io/v1".to_owned(),
+            ),
         };
         let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
         if initial_end {
@@ -96,14 +100,22 @@ impl WatchSpec {
 pub enum Start {
     /// Synthetic ADDED events for these (stored) objects, then changes after `rv`; with
     /// `initial_end` the initial events are closed by the streaming-list bookmark.
-    Snapshot { objects: Vec<Arc<Value>>, rv: u64, initial_end: bool },
+    Snapshot {
+        objects: Vec<Arc<Value>>,
+        rv: u64,
+        initial_end: bool,
+    },
     /// Replay of these history records (all after `rv`), then live changes.
-    Resume { records: Vec<Arc<WatchRecord>>, rv: u64 },
+    Resume {
+        records: Vec<Arc<WatchRecord>>,
+        rv: u64,
+    },
 }
 
 /// A stream holding just one `ERROR` event (how a watch learns its resourceVersion is gone).
 pub fn error_stream(err: &ApiError) -> Body {
-    let mut text = serde_json::to_string(&json!({"type": "ERROR", "object": err.to_status()})).unwrap_or_default();
+    let mut text = serde_json::to_string(&json!({"type": "ERROR", "object": err.to_status()}))
+        .unwrap_or_default();
     text.push('\n');
     Body::from(text)
 }
@@ -121,7 +133,11 @@ pub fn stream(
         let mut sent_rv;
         let mut first: Vec<Bytes> = Vec::new();
         match start {
-            Start::Snapshot { objects, rv, initial_end } => {
+            Start::Snapshot {
+                objects,
+                rv,
+                initial_end,
+            } => {
                 for o in objects {
                     let view = spec.present(&o);
                     if spec.selected(&view) {
@@ -151,7 +167,8 @@ pub fn stream(
         }
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(spec.bookmark_interval.max(Duration::from_millis(10)));
+        let mut ticker =
+            tokio::time::interval(spec.bookmark_interval.max(Duration::from_millis(10)));
         ticker.tick().await; // the first tick is immediate
         while ok {
             tokio::select! {
@@ -184,7 +201,11 @@ pub fn stream(
         }
         store.lock().unregister_watcher(watcher_id);
     });
-    let body_stream = futures::stream::poll_fn(move |cx| out_rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::convert::Infallible>)));
+    let body_stream = futures::stream::poll_fn(move |cx| {
+        out_rx
+            .poll_recv(cx)
+            .map(|o| o.map(Ok::<_, std::convert::Infallible>))
+    });
     Body::from_stream(body_stream)
 }
 
