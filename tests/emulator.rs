@@ -1741,3 +1741,159 @@ async fn admission_failure_policy() {
     assert_eq!(e.code, 500);
     assert!(hook.reviews().is_empty());
 }
+
+// ------------------------------------------------------------------ apply, manifests, negotiation
+
+#[tokio::test]
+async fn server_side_apply_creates_then_merges() {
+    let (_emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let pp = PatchParams::apply("tester");
+    let first = cms
+        .patch("ssa", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}})))
+        .await
+        .unwrap();
+    assert!(first.metadata.uid.is_some());
+    let second = cms
+        .patch("ssa", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}})))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.data.unwrap(),
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])
+    );
+    let e = api_err(
+        cms.patch(
+            "ssa",
+            &pp,
+            &Patch::Apply(json!({"metadata": {"name": "ssa"}, "data": {}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 400, "apply configurations need apiVersion and kind");
+}
+
+#[tokio::test]
+async fn apply_yaml_file_handles_multi_document_manifests() {
+    let (emu, client) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.yaml");
+    let crd = std::fs::read_to_string("crds/gitproviderconnections.yaml").unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: pat\n  namespace: team-a\nstringData:\n  token: abc\n---\n{crd}\n---\napiVersion: gitprovider.dev/v1alpha1\nkind: GitProviderConnection\nmetadata:\n  name: dev\n  namespace: team-a\nspec:\n  provider: GitHub\n  instanceName: dev\n  url: https://github.com\n  tokenSecretRef: {{name: pat}}\n"
+        ),
+    )
+    .unwrap();
+    let objs = emu.apply_yaml_file(&path).await.unwrap();
+    assert_eq!(objs.len(), 4);
+    assert_eq!(
+        gpc_api(&client, "team-a").get("dev").await.unwrap().data["spec"]["provider"],
+        "GitHub"
+    );
+    let secret: Api<Secret> = Api::namespaced(client.clone(), "team-a");
+    assert_eq!(
+        secret.get("pat").await.unwrap().data.unwrap()["token"].0,
+        b"abc"
+    );
+    // Applying again is an update, not a conflict.
+    emu.apply_yaml_file(&path).await.unwrap();
+
+    std::fs::write(
+        &path,
+        "apiVersion: example.com/v1\nkind: Nope\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let err = emu.apply_yaml_file(&path).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no resource serves example.com/v1 Nope"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn content_negotiation_and_decoding_errors() {
+    let (_emu, client) = start().await;
+    let get = |accept: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = axum::http::Request::get("/api/v1/namespaces/default/configmaps")
+                .header("Accept", accept)
+                .body(kube::client::Body::empty())
+                .unwrap();
+            client.send(req).await.unwrap().status().as_u16()
+        }
+    };
+    // kubectl get asks for a Table but takes JSON.
+    assert_eq!(get("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json").await, 200);
+    assert_eq!(get("application/vnd.kubernetes.protobuf").await, 406);
+
+    let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}, "data": {"k": "not base64!"}});
+    let (code, _, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        "application/json",
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    let (code, _, _) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let (code, _, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        serde_json::to_vec(
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    // An unknown group/version is a plain 404 page, like the apiserver's mux.
+    let (code, _, body) = raw(
+        &client,
+        "GET",
+        "/apis/example.com/v1/widgets",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!((code, body), (404, Value::Null));
+}
+
+#[tokio::test]
+async fn namespace_existence_can_be_enforced() {
+    let (_emu, client) = start_with(EmulatorOptions {
+        enforce_namespace_existence: true,
+        ..Default::default()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "missing");
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("x", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (404, "namespaces \"missing\" not found")
+    );
+    let defaults: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    defaults
+        .create(&PostParams::default(), &cm("x", &[], &[]))
+        .await
+        .unwrap();
+}

@@ -115,12 +115,17 @@ fn fail(e: ApiError) -> Failure {
 
 async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
     let rp = req.path;
-    let (def, ver) = {
+    let found = {
         let st = ctx.store.lock();
-        st.registry
-            .find(&rp.group, &rp.version, &rp.resource)
-            .map(|(d, v)| (d.clone(), v.clone()))
-            .ok_or_else(|| fail(ApiError::no_such_resource()))?
+        match st.registry.find(&rp.group, &rp.version, &rp.resource) {
+            Some((d, v)) => Some((d.clone(), v.clone())),
+            None if st.registry.resource_list(&rp.group, &rp.version).is_none() => None,
+            None => return Err(fail(ApiError::no_such_resource())),
+        }
+    };
+    // An unknown group/version has no handler at all upstream: a plain-text 404.
+    let Some((def, ver)) = found else {
+        return Ok(super::server::not_found_page());
     };
     let view = negotiate(req.accept).map_err(fail)?;
     let t = Target {
@@ -547,6 +552,17 @@ fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
     }
     m.insert("apiVersion".into(), json!(want_av));
     m.insert("kind".into(), json!(t.def.kind));
+    // Secret data is `[]byte` upstream: what is not base64 fails to decode (400, not 422).
+    if t.def.behaviour == Kind::Secret
+        && let Some(data) = m.get("data").and_then(Value::as_object)
+        && data
+            .values()
+            .any(|v| v.as_str().and_then(b64_decode).is_none() && !v.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data",
+        ));
+    }
     Ok(())
 }
 
@@ -950,7 +966,8 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
             metadata_mut(&mut obj).insert("name".into(), json!(name));
             check_type(t, &mut obj).map_err(fail)?;
             check_namespace(t, &mut obj).map_err(fail)?;
-            return create_object(ctx, t, q, obj, dry_run, "PatchOptions").await;
+            // Admission sees the options of the operation performed (upstream patchToCreateOptions).
+            return create_object(ctx, t, q, obj, dry_run, "CreateOptions").await;
         }
     }
 
