@@ -1897,3 +1897,103 @@ async fn namespace_existence_can_be_enforced() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn malformed_requests_get_status_answers() {
+    let (emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for sel in [
+        ")x(",
+        "a in ()",
+        "(",
+        "a notin",
+        "!",
+        "a=b=c",
+        "a in (b,c",
+        "=x",
+        "a,,b",
+        "ä=ö",
+        "a>b",
+        "x in (a) y",
+    ] {
+        match cms.list(&ListParams::default().labels(sel)).await {
+            Ok(_) => {}
+            Err(e) => assert_eq!(api_err(e).code, 400, "label selector {sel:?}"),
+        }
+    }
+    for fs in ["metadata.name", "=", "metadata.name!==x", "spec=1"] {
+        match cms.list(&ListParams::default().fields(fs)).await {
+            Ok(_) => {}
+            Err(e) => assert_eq!(api_err(e).code, 400, "field selector {fs:?}"),
+        }
+    }
+    for (method, path, ct, body) in [
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/merge-patch+json",
+            b"[]".to_vec(),
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/x",
+            "text/plain",
+            b"{}".to_vec(),
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/json",
+            b"\"str\"".to_vec(),
+        ),
+        (
+            "POST",
+            "/api/v1/configmaps",
+            "application/json",
+            b"{}".to_vec(),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?limit=minus",
+            "application/json",
+            vec![],
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=abc",
+            "application/json",
+            vec![],
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact",
+            "application/json",
+            vec![],
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps/x/scale",
+            "application/json",
+            vec![],
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/json",
+            b"{oops".to_vec(),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=Some",
+            "application/json",
+            b"{}".to_vec(),
+        ),
+    ] {
+        let (code, _, body) = raw(&client, method, path, ct, body).await;
+        assert!((400..500).contains(&code), "{method} {path}: {code} {body}");
+        assert_eq!(body["kind"], "Status", "{method} {path}: {body}");
+    }
+    // The server is still serving.
+    assert!(cms.list(&ListParams::default()).await.is_ok());
+    assert!(emu.requests().iter().all(|r| r.status < 500));
+}

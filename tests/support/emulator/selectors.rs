@@ -168,6 +168,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         let head = part[..open].trim();
         let close = part
             .rfind(')')
+            .filter(|c| *c > open)
             .ok_or_else(|| format!("found '(', expected: ')' in {part:?}"))?;
         if part[close + 1..].trim() != "" {
             return Err(format!("unexpected text after ')' in {part:?}"));
