@@ -243,6 +243,23 @@ async fn rejects_requests_without_the_token() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(emu.count(|r| r.status == 401), 2);
+
+    // The kubeconfig names the server, trusts the CA and carries the token.
+    let kc = kube::config::Kubeconfig::read_from(emu.kubeconfig_path()).unwrap();
+    let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+    assert_eq!(cluster.server.as_deref(), Some(emu.url().as_str()));
+    assert!(cluster.certificate_authority_data.is_some());
+    let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+    assert!(user.token.is_some());
+    assert!(emu.url().ends_with(&emu.addr().port().to_string()));
+    assert!(!emu.token().is_empty());
+}
+
+#[test]
+fn emulator_can_be_shared_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Emulator>();
+    send_sync::<support::emulator::Faults>();
 }
 
 /// `reqwest::Response::json` needs a feature this project does not enable.

@@ -58,13 +58,7 @@ pub struct LabelSelector {
     reqs: Vec<Requirement>,
 }
 
-/// A selector that matches nothing (a `metav1.LabelSelector` that is null matches nothing
-/// in some contexts; not needed here, but kept explicit for webhook selectors).
 impl LabelSelector {
-    pub fn everything() -> Self {
-        Self::default()
-    }
-
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.reqs.iter().all(|r| r.matches(labels))
     }
