@@ -1420,6 +1420,15 @@ impl Webhook {
         sans: &[&str],
         decide: impl Fn(&Value) -> Value + Send + Sync + 'static,
     ) -> Webhook {
+        Self::start_slow(sans, Duration::ZERO, decide).await
+    }
+
+    /// A webhook that takes `delay` to answer.
+    async fn start_slow(
+        sans: &[&str],
+        delay: Duration,
+        decide: impl Fn(&Value) -> Value + Send + Sync + 'static,
+    ) -> Webhook {
         use hyper_util::rt::TokioIo;
         let ca = TestCa::new("webhook-ca").unwrap();
         let cert = ca.issue(sans).unwrap();
@@ -1440,6 +1449,7 @@ impl Webhook {
                         move |req: axum::http::Request<hyper::body::Incoming>| {
                             let (decide, seen) = (decide.clone(), seen.clone());
                             async move {
+                                tokio::time::sleep(delay).await;
                                 assert!(
                                     req.uri().query().unwrap_or("").starts_with("timeout="),
                                     "{:?}",
@@ -1489,6 +1499,16 @@ fn b64(s: &str) -> String {
 }
 
 async fn install_webhook(client: &Client, client_config: Value, failure_policy: &str) {
+    install_webhook_with(client, client_config, failure_policy, json!({})).await;
+}
+
+/// Installs the test webhook configuration; `extra` is merged into the webhook entry.
+async fn install_webhook_with(
+    client: &Client,
+    client_config: Value,
+    failure_policy: &str,
+    extra: Value,
+) {
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(
@@ -1515,6 +1535,8 @@ async fn install_webhook(client: &Client, client_config: Value, failure_policy: 
         }],
     }))
     .unwrap();
+    let mut obj = obj;
+    json_patch::merge(&mut obj.data["webhooks"][0], &extra);
     let created = vwcs.create(&PostParams::default(), &obj).await.unwrap();
     assert_eq!(
         created.data["webhooks"][0]["matchPolicy"], "Equivalent",
@@ -2013,4 +2035,68 @@ async fn malformed_requests_get_status_answers() {
     // The server is still serving.
     assert!(cms.list(&ListParams::default()).await.is_ok());
     assert!(emu.requests().iter().all(|r| r.status < 500));
+}
+
+#[tokio::test]
+async fn admission_webhook_timeouts_follow_failure_policy() {
+    let hook = Webhook::start_slow(
+        &["127.0.0.1"],
+        Duration::from_secs(3),
+        |_| json!({"allowed": true}),
+    )
+    .await;
+    let (_emu, client) = start().await;
+    let config =
+        json!({"url": format!("https://{}/validate", hook.addr), "caBundle": b64(&hook.ca_pem)});
+    install_webhook_with(&client, config, "Fail", json!({"timeoutSeconds": 1})).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("slow", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 500);
+    assert!(
+        e.message.ends_with("context deadline exceeded"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("?timeout=1s"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn admission_webhook_namespace_selector() {
+    let hook = Webhook::start(&["127.0.0.1"], |_| json!({"allowed": false})).await;
+    let (_emu, client) = start().await;
+    let config =
+        json!({"url": format!("https://{}/validate", hook.addr), "caBundle": b64(&hook.ca_pem)});
+    let selector = json!({"namespaceSelector": {"matchExpressions": [{"key": "validate", "operator": "In", "values": ["yes"]}]}});
+    install_webhook_with(&client, config, "Fail", selector).await;
+
+    // `default` is not selected: no review.
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("free", &[], &[]))
+        .await
+        .unwrap();
+    assert!(hook.reviews().is_empty());
+
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": "guarded", "labels": {"validate": "yes"}}}),
+    )
+    .unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let guarded: Api<ConfigMap> = Api::namespaced(client.clone(), "guarded");
+    let e = api_err(
+        guarded
+            .create(&PostParams::default(), &cm("x", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400);
+    assert_eq!(
+        e.message,
+        "admission webhook \"validate.gitprovider.dev\" denied the request without explanation"
+    );
+    assert_eq!(hook.reviews().len(), 1);
 }
