@@ -836,7 +836,21 @@ async fn create_object(
         return Ok(a);
     }
     let mut st = ctx.store.lock();
-    // Re-check under the write lock: the namespace may have started terminating meanwhile.
+    // Re-checked under the write lock: the namespace may have started terminating while the
+    // webhooks were consulted, and nothing may be created in it after its content is swept.
+    if let Some(ns) = &t.ns
+        && st
+            .get(&StorageKey::new("", "namespaces"), "", ns)
+            .is_some_and(|n| !meta_str(&n, "deletionTimestamp").is_empty())
+    {
+        return Err(fail(ApiError::forbidden(
+            &gr,
+            &name,
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        )));
+    }
     let stored = st
         .create(&t.def.storage, to_storage(&t.def, &obj))
         .map_err(|e| match e {
