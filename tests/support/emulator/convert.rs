@@ -18,7 +18,9 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn rename(obj: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) -> Value {
-    let Value::Object(map) = obj else { return obj.clone() };
+    let Value::Object(map) = obj else {
+        return obj.clone();
+    };
     let mut out = map.clone();
     for (from, to) in pairs {
         if let Some(v) = out.remove(from) {

@@ -94,7 +94,8 @@ impl Target<'_> {
 pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
     match dispatch(ctx, &req).await {
         Ok(resp) => resp,
-        Err((err, warnings)) => {
+        Err(failure) => {
+            let (err, warnings) = *failure;
             let mut resp = error_response(&err);
             add_warnings(&mut resp, &warnings);
             resp
@@ -102,20 +103,27 @@ pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
     }
 }
 
-type Failure = (ApiError, Vec<String>);
+/// A failed request: the error and any warnings gathered before it (boxed: it is large and
+/// travels through every `?`).
+type Failure = Box<(ApiError, Vec<String>)>;
 
 fn fail(e: ApiError) -> Failure {
-    (e, vec![])
+    Box::new((e, vec![]))
 }
 
 async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
     let rp = req.path;
-    let (def, ver) = {
+    let found = {
         let st = ctx.store.lock();
-        st.registry
-            .find(&rp.group, &rp.version, &rp.resource)
-            .map(|(d, v)| (d.clone(), v.clone()))
-            .ok_or_else(|| fail(ApiError::no_such_resource()))?
+        match st.registry.find(&rp.group, &rp.version, &rp.resource) {
+            Some((d, v)) => Some((d.clone(), v.clone())),
+            None if st.registry.resource_list(&rp.group, &rp.version).is_none() => None,
+            None => return Err(fail(ApiError::no_such_resource())),
+        }
+    };
+    // An unknown group/version has no handler at all upstream: a plain-text 404.
+    let Some((def, ver)) = found else {
+        return Ok(super::server::not_found_page());
     };
     let view = negotiate(req.accept).map_err(fail)?;
     let t = Target {
@@ -269,7 +277,9 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
                 })?;
                 (rv, objs, None)
             }
-            (Some("NotOlderThan") | None, Some(rv)) if rv > current => return Err(fail(too_large(rv, current))),
+            (Some("NotOlderThan") | None, Some(rv)) if rv > current => {
+                return Err(fail(too_large(rv, current)));
+            }
             (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
             (Some(other), _) => {
                 return Err(fail(ApiError::invalid(
@@ -493,6 +503,17 @@ fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
     }
     m.insert("apiVersion".into(), json!(want_av));
     m.insert("kind".into(), json!(t.def.kind));
+    // Secret data is `[]byte` upstream: what is not base64 fails to decode (400, not 422).
+    if t.def.behaviour == Kind::Secret
+        && let Some(data) = m.get("data").and_then(Value::as_object)
+        && data
+            .values()
+            .any(|v| v.as_str().and_then(b64_decode).is_none() && !v.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data",
+        ));
+    }
     Ok(())
 }
 
@@ -739,7 +760,7 @@ async fn create_object(
         Ok(w) => warnings.extend(w),
         Err((e, w)) => {
             warnings.extend(w);
-            return Err((e, warnings));
+            return Err(Box::new((e, warnings)));
         }
     }
 
@@ -749,7 +770,19 @@ async fn create_object(
         return Ok(a);
     }
     let mut st = ctx.store.lock();
-    // Re-check under the write lock: the namespace may have started terminating meanwhile.
+    // Re-checked under the write lock: the namespace may have started terminating while the
+    // webhooks were consulted, and nothing may be created in it after its content is swept.
+    if let Some(ns) = &t.ns
+        && st
+            .get(&StorageKey::new("", "namespaces"), "", ns)
+            .is_some_and(|n| !meta_str(&n, "deletionTimestamp").is_empty())
+    {
+        return Err(fail(ApiError::forbidden(
+            &gr,
+            &name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        )));
+    }
     let stored = st
         .create(&t.def.storage, to_storage(&t.def, &obj))
         .map_err(|e| match e {
@@ -840,8 +873,9 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
                     "invalid object type: apply configurations must set apiVersion and kind",
                 )));
             }
+            // An apply configuration may leave the name out (the URL names the object).
             let cfg_name = meta_str(&cfg, "name");
-            if cfg_name != name {
+            if !cfg_name.is_empty() && cfg_name != name {
                 return Err(fail(ApiError::bad_request(format!(
                     "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
                 ))));
@@ -860,9 +894,11 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
         if !exists {
             let dry_run = q.dry_run().map_err(fail)?;
             let mut obj = doc.clone();
+            metadata_mut(&mut obj).insert("name".into(), json!(name));
             check_type(t, &mut obj).map_err(fail)?;
             check_namespace(t, &mut obj).map_err(fail)?;
-            return create_object(ctx, t, q, obj, dry_run, "PatchOptions").await;
+            // Admission sees the options of the operation performed (upstream patchToCreateOptions).
+            return create_object(ctx, t, q, obj, dry_run, "CreateOptions").await;
         }
     }
 
@@ -998,7 +1034,7 @@ async fn write_existing(
             Ok(w) => warnings.extend(w),
             Err((e, w)) => {
                 warnings.extend(w);
-                return Err((e, warnings));
+                return Err(Box::new((e, warnings)));
             }
         }
 
@@ -1046,7 +1082,9 @@ async fn write_existing(
             }
             Err(WriteError::Conflict) if pinned => return Err(fail(ApiError::stale(&gr, name))),
             Err(WriteError::Conflict | WriteError::NotFound) => continue, // raced: read again
-            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+            Err(WriteError::AlreadyExists) => {
+                return Err(fail(ApiError::internal("unexpected storage error")));
+            }
         }
     }
 }
@@ -1128,7 +1166,9 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
             options: del_opts,
             namespace_labels: ns_labels,
         };
-        let warnings = admission::validate(&ctx.admission, &configs, &attrs).await?;
+        let warnings = admission::validate(&ctx.admission, &configs, &attrs)
+            .await
+            .map_err(Box::new)?;
         if dry_run {
             let mut a = Answer::new(200, delete_status(t, &current));
             a.warnings = warnings;
@@ -1156,7 +1196,9 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
                 return Ok(a);
             }
             Err(WriteError::Conflict | WriteError::NotFound) => continue,
-            Err(WriteError::AlreadyExists) => return Err(fail(ApiError::internal("unexpected storage error"))),
+            Err(WriteError::AlreadyExists) => {
+                return Err(fail(ApiError::internal("unexpected storage error")));
+            }
         }
     }
 }

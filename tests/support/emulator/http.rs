@@ -44,11 +44,7 @@ pub struct ResourcePath {
 /// Splits a path into a route. Needs the registry to tell `/api/v1/namespaces/{ns}/{resource}`
 /// from `/api/v1/namespaces/{name}/{subresource}`.
 pub fn parse_route(path: &str, registry: &Registry) -> Route {
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
-        .collect();
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Route::Version,

@@ -12,8 +12,39 @@
 //! `strategy` (per-type rules), `patch`, `selectors`, `convert`, `registry`, `discovery`,
 //! `faults`, `record`, `tls`, `kubeconfig`.
 //!
-//! Where it knowingly differs from a real apiserver is listed in each module and summarised
-//! in `DIFFERENCES` below.
+//! # Where it differs from kube-apiserver
+//!
+//! - Server-side apply is a merge of the applied configuration into the live object: no
+//!   managedFields, no field ownership, no conflicts between managers (`force` changes
+//!   nothing), fields a manager stops applying are not removed.
+//! - Strategic merge patch (built-in types only; custom resources get 415 as upstream) is a
+//!   JSON merge patch: lists are replaced, never merged by key; `$patch` directives unknown.
+//! - CRD schemas: structural pruning, defaulting, nullable, type, required, enum, lengths,
+//!   bounds, item counts, list-type set/map uniqueness, formats date-time/date/byte are
+//!   applied; `pattern`, CEL `x-kubernetes-validations`, `oneOf/anyOf/allOf/not` are not.
+//!   Unknown fields are only detected for custom resources (warning, or 400 with
+//!   `fieldValidation=Strict`). CRDs have no conversion: every served version is the same
+//!   object with another `apiVersion`. A CRD is Established at once (status set on create).
+//! - Built-in types are stored as sent, with only the defaults and checks in `strategy`
+//!   (Secret stringData/type/immutable, Namespace label/phase, webhook defaults, CRD names,
+//!   events.k8s.io field rules, metadata names/labels/annotations/finalizers).
+//! - No garbage collection: ownerReferences and `propagationPolicy` are ignored; deleting a
+//!   CRD removes its objects at once; deleting a namespace deletes its content (honouring
+//!   finalizers) without a namespace controller's delays. Delete `gracePeriodSeconds` ignored.
+//! - Every write is immediately visible (one process, one lock); watches never lag.
+//!   Bookmarks come every `bookmark_interval` (default 1 s, not ~1 min) and before timeout.
+//!   A watch from a future resourceVersion waits for it rather than failing after 3 s.
+//! - Admission: validating webhooks only (no mutating webhooks, no built-in admission
+//!   plugins, no RBAC: every authenticated request is allowed); `matchConditions` and
+//!   `matchPolicy` are not evaluated; matching webhooks are called concurrently; a missing
+//!   `caBundle` fails the call (no system roots). `deletecollection` is not sent to webhooks.
+//! - Authentication is one bearer token; `userInfo` is fixed (`EmulatorOptions::username`,
+//!   groups system:masters and system:authenticated).
+//! - Only JSON (and YAML request bodies); no protobuf, no Table, no aggregated discovery
+//!   (clients fall back to the legacy documents served), no OpenAPI documents.
+//! - Namespace existence is not enforced unless `enforce_namespace_existence` is set.
+//! - `events.k8s.io/v1` and core `v1` events share storage like upstream, but core events
+//!   have no TTL and no validation beyond the involvedObject namespace.
 
 mod admission;
 mod convert;
@@ -51,10 +82,6 @@ pub use error::{ApiError, EmulatorError};
 pub use faults::Faults;
 #[allow(unused_imports)]
 pub use record::{RecordedRequest, Target};
-
-/// Known differences from kube-apiserver, for readers of test failures.
-pub const DIFFERENCES: &str =
-    "see the module documentation of tests/support/emulator and the report in the branch history";
 
 /// How to run an emulator.
 #[derive(Clone, Debug)]
@@ -227,7 +254,7 @@ impl Emulator {
             let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
             let name = util::meta_str(&doc, "name");
-            let (base, namespaced) = {
+            let (base, plural, namespaced) = {
                 let st = self.ctx.store.lock();
                 let (def, ver) = st
                     .registry
@@ -238,14 +265,7 @@ impl Emulator {
                 } else {
                     format!("/apis/{}", def.group)
                 };
-                (format!("{prefix}/{}", ver.name), def.namespaced)
-            };
-            let plural = {
-                let st = self.ctx.store.lock();
-                st.registry
-                    .find_kind(api_version, kind)
-                    .map(|(d, _)| d.plural.clone())
-                    .unwrap_or_default()
+                (format!("{prefix}/{}", ver.name), def.plural.clone(), def.namespaced)
             };
             if name.is_empty() {
                 return Err(bad("metadata.name is required".into()));

@@ -135,10 +135,10 @@ fn type_error(path: &str, v: &Value, want: &str) -> FieldError {
 
 fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
     if v.is_null() {
-        if !flag(schema, "nullable") {
-            if let Some(t) = schema.get("type").and_then(Value::as_str) {
-                out.errors.push(type_error(path, v, t));
-            }
+        if !flag(schema, "nullable")
+            && let Some(t) = schema.get("type").and_then(Value::as_str)
+        {
+            out.errors.push(type_error(path, v, t));
         }
         return;
     }

@@ -54,13 +54,7 @@ pub struct LabelSelector {
     reqs: Vec<Requirement>,
 }
 
-/// A selector that matches nothing (a `metav1.LabelSelector` that is null matches nothing
-/// in some contexts; not needed here, but kept explicit for webhook selectors).
 impl LabelSelector {
-    pub fn everything() -> Self {
-        Self::default()
-    }
-
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.reqs.iter().all(|r| r.matches(labels))
     }
@@ -110,7 +104,9 @@ impl LabelSelector {
                     Some("NotIn") => Op::NotIn,
                     Some("Exists") => Op::Exists,
                     Some("DoesNotExist") => Op::DoesNotExist,
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 };
                 reqs.push(Requirement {
                     key: key.to_owned(),
@@ -157,6 +153,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         let head = part[..open].trim();
         let close = part
             .rfind(')')
+            .filter(|c| *c > open)
             .ok_or_else(|| format!("found '(', expected: ')' in {part:?}"))?;
         if part[close + 1..].trim() != "" {
             return Err(format!("unexpected text after ')' in {part:?}"));

@@ -205,7 +205,7 @@ async fn route_request(
 }
 
 /// What the apiserver's mux answers for paths it does not serve at all.
-fn not_found_page() -> Response<Body> {
+pub fn not_found_page() -> Response<Body> {
     let mut r = Response::new(Body::from("404 page not found\n"));
     *r.status_mut() = StatusCode::NOT_FOUND;
     r.headers_mut().insert(

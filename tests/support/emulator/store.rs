@@ -23,16 +23,6 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub fn wire(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One write, as kept in the history and sent to watchers.
 #[derive(Debug)]
 pub struct WatchRecord {

@@ -288,6 +288,17 @@ fn validate_events_v1(obj: &Value, creating: bool, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::too_long(field, max as u64, "bytes"));
         }
     }
+    let ns = super::util::meta_str(obj, "namespace");
+    if let Some(rns) = obj.pointer("/regarding/namespace").and_then(Value::as_str)
+        && !rns.is_empty()
+        && rns != ns
+    {
+        errs.push(FieldError::invalid(
+            "regarding.namespace",
+            &json!(rns),
+            "does not match event.namespace",
+        ));
+    }
     if s("note").len() > 1024 {
         errs.push(FieldError::too_long("note", 1024, "bytes"));
     }

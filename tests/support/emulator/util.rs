@@ -8,11 +8,6 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// `metav1.MicroTime` wire form (microsecond precision).
-pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
 /// A random RFC 4122 version-4 UUID, the shape of `metadata.uid`.
 pub fn new_uid() -> String {
     let mut b = [0u8; 16];
