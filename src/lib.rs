@@ -1,7 +1,9 @@
 //! gitprovider-operator: Git provider connections as Kubernetes resources, verified against
 //! each provider's real API.
 
+pub mod admission;
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod duration;
