@@ -274,6 +274,8 @@ impl Webhook {
                 let now = Instant::now();
                 let ttl = self.reservation_ttl;
                 let mut reservations = self.reservations();
+                reservations.retire(&instance, now, ttl, &self.index);
+                reservations.sweep(now, ttl, &self.index);
                 let outcome = {
                     let index = &*self.index;
                     let reserved = &*reservations;
@@ -318,9 +320,6 @@ impl Webhook {
                                     _ => None,
                                 },
                             },
-                            now,
-                            ttl,
-                            &self.index,
                         );
                     }
                     Ok(()) => {}
@@ -398,14 +397,7 @@ impl Reservations {
         (live && &reservation.holder != candidate).then(|| reservation.holder.clone())
     }
 
-    fn reserve(
-        &mut self,
-        instance: InstanceKey,
-        reservation: Reservation,
-        now: Instant,
-        ttl: Duration,
-        index: &ConnectionIndex,
-    ) {
+    fn reserve(&mut self, instance: InstanceKey, reservation: Reservation) {
         if let Some(previous) = self.by_object.remove(&reservation.holder)
             && self
                 .by_instance
@@ -423,7 +415,20 @@ impl Reservations {
             // an expired or superseded reservation of someone else
             self.by_object.remove(&displaced.holder);
         }
-        self.sweep(now, ttl, index);
+    }
+
+    /// Drops the reservation of `instance` when it expired or the index superseded it, so that
+    /// it cannot come back to life when the index later forgets its holder (a delete).
+    fn retire(&mut self, instance: &InstanceKey, now: Instant, ttl: Duration, index: &ConnectionIndex) {
+        if let Some(r) = self.by_instance.get(instance)
+            && (now.saturating_duration_since(r.at) >= ttl || r.superseded(instance, index))
+        {
+            let holder = r.holder.clone();
+            self.by_instance.remove(instance);
+            if self.by_object.get(&holder) == Some(instance) {
+                self.by_object.remove(&holder);
+            }
+        }
     }
 
     /// Drops expired and superseded reservations, at most once a second.
@@ -592,4 +597,293 @@ where
         tracing::warn!("webhook connections still open after the shutdown grace period");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GitProviderConnectionSpec, ProviderKind, TokenSecretRef};
+    use crate::index::UniquenessScope;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::{Value, json};
+
+    fn spec_json(provider: &str, instance: &str) -> Value {
+        json!({
+            "provider": provider,
+            "instanceName": instance,
+            "url": "https://git.example.com",
+            "tokenSecretRef": {"name": "pat", "key": "token"},
+        })
+    }
+
+    fn request(
+        op: &str,
+        ns: &str,
+        name: &str,
+        spec: Value,
+        old: Option<(Value, i64)>,
+        dry_run: bool,
+    ) -> AdmissionRequest<DynamicObject> {
+        let object = |spec: Value, generation: i64| {
+            json!({
+                "apiVersion": "gitprovider.dev/v1alpha1",
+                "kind": "GitProviderConnection",
+                "metadata": {"name": name, "namespace": ns, "generation": generation},
+                "spec": spec,
+            })
+        };
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "gitprovider.dev", "version": "v1alpha1", "kind": "GitProviderConnection"},
+                "resource": {"group": "gitprovider.dev", "version": "v1alpha1", "resource": "gitproviderconnections"},
+                "name": name,
+                "namespace": ns,
+                "operation": op,
+                "userInfo": {"username": "tester"},
+                "object": object(spec, old.as_ref().map_or(1, |(_, g)| g + 1)),
+                "oldObject": old.map(|(spec, generation)| object(spec, generation)),
+                "dryRun": dry_run,
+            }
+        });
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).unwrap();
+        review.try_into().unwrap()
+    }
+
+    fn create(ns: &str, name: &str, provider: &str, instance: &str) -> AdmissionRequest<DynamicObject> {
+        request("CREATE", ns, name, spec_json(provider, instance), None, false)
+    }
+
+    fn stored(ns: &str, name: &str, provider: ProviderKind, instance: &str, generation: i64) -> GitProviderConnection {
+        let mut c = GitProviderConnection::new(
+            name,
+            GitProviderConnectionSpec {
+                provider,
+                instance_name: instance.into(),
+                url: "https://git.example.com".into(),
+                token_secret_ref: TokenSecretRef {
+                    name: "pat".into(),
+                    key: "token".into(),
+                },
+                username: None,
+                tls: None,
+                verify_interval: "1h".into(),
+                suspend: false,
+            },
+        );
+        c.metadata.namespace = Some(ns.into());
+        c.metadata.uid = Some(format!("uid-{name}"));
+        c.metadata.generation = Some(generation);
+        c.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(1_000).unwrap()));
+        c
+    }
+
+    fn webhook(scope: UniquenessScope, ttl: Duration) -> Arc<Webhook> {
+        let index = Arc::new(ConnectionIndex::new(scope));
+        index.partition_synced(None);
+        Webhook::with_reservation_ttl(index, Arc::new(Metrics::new()), CertStore::new(), ttl)
+    }
+
+    #[test]
+    fn a_racing_create_is_denied_by_the_reservation() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert_eq!(hook.live_reservations(), 1);
+        let denied = hook.decide(&create("a", "second", "GitLab", " MAIN")).unwrap();
+        assert!(!denied.allowed);
+        assert!(
+            denied
+                .message
+                .starts_with("instanceName \"MAIN\" is already used by GitLab connection a/first; choose another"),
+            "{}",
+            denied.message
+        );
+        assert!(
+            denied
+                .message
+                .contains("a/first was admitted 0s ago and is not visible to the operator yet")
+        );
+        // the same object again (a retried request) is fine; other providers and namespaces too
+        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(hook.decide(&create("a", "gh", "GitHub", "main")).unwrap().allowed);
+        assert!(hook.decide(&create("b", "first", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn dry_run_reserves_nothing() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        let dry = request("CREATE", "a", "first", spec_json("GitLab", "main"), None, true);
+        assert!(hook.decide(&dry).unwrap().allowed);
+        assert_eq!(hook.live_reservations(), 0);
+        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn reservations_expire() {
+        let hook = webhook(UniquenessScope::Namespace, Duration::from_millis(50));
+        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(!hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(hook.live_reservations(), 0);
+        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn the_index_supersedes_a_reservation_for_good() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        let first = stored("a", "first", ProviderKind::GitLab, "main", 1);
+        hook.index().apply(&first);
+        assert_eq!(hook.live_reservations(), 0);
+        let denied = hook.decide(&create("a", "second", "GitLab", "main")).unwrap();
+        assert!(!denied.allowed);
+        assert!(
+            !denied.message.contains("admitted"),
+            "the index answers now: {}",
+            denied.message
+        );
+        // once the index forgot the deleted holder, the name is free: the reservation is gone
+        hook.index().delete(&first);
+        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn an_update_taking_a_name_reserves_it_until_the_index_shows_the_update() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        hook.index().apply(&stored("a", "one", ProviderKind::GitLab, "x", 3));
+        hook.index().apply(&stored("a", "two", ProviderKind::GitLab, "y", 1));
+        let rename = request(
+            "UPDATE",
+            "a",
+            "one",
+            spec_json("GitLab", "z"),
+            Some((spec_json("GitLab", "x"), 3)),
+            false,
+        );
+        assert!(hook.decide(&rename).unwrap().allowed);
+        assert_eq!(hook.live_reservations(), 1, "the index still shows the old name");
+        let racing = request(
+            "UPDATE",
+            "a",
+            "two",
+            spec_json("GitLab", "z"),
+            Some((spec_json("GitLab", "y"), 1)),
+            false,
+        );
+        let denied = hook.decide(&racing).unwrap();
+        assert!(
+            denied.message.contains("already used by GitLab connection a/one"),
+            "{}",
+            denied.message
+        );
+        // the watch delivers the update: the index answers from now on
+        hook.index().apply(&stored("a", "one", ProviderKind::GitLab, "z", 4));
+        assert_eq!(hook.live_reservations(), 0);
+        let denied = hook.decide(&racing).unwrap();
+        assert!(
+            denied.message.contains("already used by GitLab connection a/one"),
+            "{}",
+            denied.message
+        );
+        // and "x" is free again
+        let back = request(
+            "UPDATE",
+            "a",
+            "two",
+            spec_json("GitLab", "x"),
+            Some((spec_json("GitLab", "y"), 1)),
+            false,
+        );
+        assert!(hook.decide(&back).unwrap().allowed);
+    }
+
+    #[test]
+    fn taking_another_name_releases_the_previous_reservation() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        // the create is retried with another name before the watch delivered the first one
+        assert!(hook.decide(&create("a", "first", "GitLab", "other")).unwrap().allowed);
+        assert_eq!(hook.live_reservations(), 1);
+        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn concurrent_creates_of_one_name_admit_exactly_one() {
+        let hook = webhook(UniquenessScope::Cluster, DEFAULT_RESERVATION_TTL);
+        let allowed: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..32)
+                .map(|i| {
+                    let hook = &hook;
+                    s.spawn(move || {
+                        let ns = format!("ns-{}", i % 4);
+                        let name = format!("conn-{i}");
+                        let decision = hook.decide(&create(&ns, &name, "AzureDevOps", "dev1")).unwrap();
+                        decision.allowed.then(|| format!("{ns}/{name}"))
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(allowed.len(), 1, "{allowed:?}");
+    }
+
+    #[test]
+    fn updates_that_leave_the_spec_alone_always_pass() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        // stored before the rules were tightened: an invalid URL and a duplicate
+        hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
+        let bad = json!({"provider": "GitLab", "instanceName": "x", "url": "ftp://x", "tokenSecretRef": {"name": "p"}});
+        let relabel = request("UPDATE", "a", "young", bad.clone(), Some((bad, 1)), false);
+        let decision = hook.decide(&relabel).unwrap();
+        assert!(decision.allowed);
+        assert!(
+            decision
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("existing problem: spec.url")),
+            "{decision:?}"
+        );
+        // an unparseable stored spec, too
+        let broken = json!({"provider": "Gitlab"});
+        let decision = hook
+            .decide(&request("UPDATE", "a", "b", broken.clone(), Some((broken, 1)), false))
+            .unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.warnings.len(), 1);
+    }
+
+    #[test]
+    fn not_synced_means_no_uniqueness_answer() {
+        let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
+        index.expect_partitions(1);
+        let hook = Webhook::new(index.clone(), Arc::new(Metrics::new()), CertStore::new());
+        assert!(matches!(
+            hook.decide(&create("a", "x", "GitLab", "main")),
+            Err(Rejection::NotReady(_))
+        ));
+        // what is wrong regardless of other connections is still said
+        let bad = hook.decide(&create("a", "x", "GitLab", " ")).unwrap();
+        assert!(!bad.allowed);
+        index.partition_synced(None);
+        assert!(hook.decide(&create("a", "x", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn problems_and_duplicate_are_said_together() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
+        let mut spec = spec_json("GitLab", "x");
+        spec["verifyInterval"] = json!("10s");
+        let decision = hook.decide(&request("CREATE", "a", "new", spec, None, false)).unwrap();
+        assert!(!decision.allowed);
+        assert_eq!(
+            decision.message,
+            "spec.verifyInterval \"10s\" is shorter than the minimum of 1m; instanceName \"x\" is already used by \
+             GitLab connection a/old; choose another instanceName (names are compared ignoring case and surrounding \
+             spaces)"
+        );
+        assert_eq!(hook.live_reservations(), 0, "a denied create reserves nothing");
+    }
 }
