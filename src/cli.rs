@@ -18,11 +18,14 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinition YAML.
     Crd,
+    /// Check GitProviderConnection manifests offline: what the admission webhook would deny.
+    Check(crate::check::CheckArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check(args) => crate::check::run_check(&args),
         Command::Crd => match crate::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
