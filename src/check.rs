@@ -345,7 +345,7 @@ impl Checker {
         let (name, named) = match (text_of("name"), text_of("generateName")) {
             (Some(name), _) => (name, true),
             (None, Some(prefix)) => (format!("{prefix}*"), true),
-            (None, None) => (format!("({subject})"), false),
+            (None, None) => (format!("<no name, {subject}>"), false),
         };
         let key = ObjectKey::new(namespace, name);
         let who = key.to_string();
@@ -378,6 +378,9 @@ impl Checker {
                 subject: who.clone(),
                 message: warning,
             });
+        }
+        if !named {
+            return; // it cannot be applied, so it holds no name
         }
         let claim = Claim::of(&spec);
         let holders = &self.holders;
