@@ -36,7 +36,7 @@ pub enum Command {
     /// Verify one token without a cluster and print the resulting status as JSON.
     Verify(VerifyArgs),
     /// Report every GitProviderConnection in YAML files or folders that admission would deny.
-    Check(CheckArgs),
+    Check(crate::check::CheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -125,19 +125,6 @@ pub struct VerifyArgs {
     pub token_expiry_warning: Duration,
 }
 
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// YAML files or folders (searched recursively).
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
-    /// Namespace of objects that name none.
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
-    /// Where instance names must be unique.
-    #[arg(long, value_enum, default_value = "namespace")]
-    pub uniqueness_scope: UniquenessScope,
-}
-
 fn parse_provider(text: &str) -> Result<ProviderKind, String> {
     ProviderKind::parse_loose(text).ok_or_else(|| {
         let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
@@ -164,6 +151,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check(args) => crate::check::run_check(&args),
         Command::Crd => match crate::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -176,10 +164,6 @@ pub fn main() -> ExitCode {
         },
         Command::Run(args) => run_command(args),
         Command::Verify(args) => verify_command(args),
-        Command::Check(_) => {
-            eprintln!("error: `check` is not available in this build yet");
-            ExitCode::from(2)
-        }
     }
 }
 

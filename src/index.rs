@@ -294,6 +294,15 @@ impl ConnectionIndex {
             .cloned()
     }
 
+    /// The instance key and generation the index holds for `key`, when it has seen it (the
+    /// admission webhook retires its reservations with it).
+    pub fn claim_of(&self, key: &ObjectKey) -> Option<(InstanceKey, Option<i64>)> {
+        self.read()
+            .by_object
+            .get(key)
+            .map(|e| (e.instance.clone(), e.generation))
+    }
+
     /// Connections that read the given Secret or ConfigMap.
     pub fn referencing(&self, kind: RefKind, namespace: &str, name: &str) -> Vec<ObjectKey> {
         let probe = RefKey {

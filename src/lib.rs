@@ -1,8 +1,10 @@
 //! gitprovider-operator: Git provider connections as Kubernetes resources, verified against
 //! each provider's real API.
 
+pub mod admission;
 pub mod api;
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod duration;
