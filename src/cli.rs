@@ -1,11 +1,12 @@
 //! The command line: `run`, `crd`, `verify`, `check`.
 
 use crate::api::ProviderKind;
+use crate::certs::CertSettings;
 use crate::controller::Settings;
 use crate::duration::parse_flag_duration;
 use crate::index::UniquenessScope;
 use crate::leader::LeaseSettings;
-use crate::operator::{OperatorConfig, run};
+use crate::operator::{OperatorConfig, WebhookCerts, run};
 use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
 use crate::providers::{Target, parse_base_url, provider};
 use crate::status::{StatusContext, next_status};
@@ -62,6 +63,16 @@ pub struct RunArgs {
     /// PEM private key of the webhook (reloaded when the file changes).
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// Issue the webhook certificate itself and keep it in this Secret (in the leader-election
+    /// namespace); the alternative to --tls-cert-file/--tls-key-file.
+    #[arg(long, conflicts_with = "tls_cert_file", requires = "webhook_service")]
+    pub webhook_cert_secret: Option<String>,
+    /// ValidatingWebhookConfiguration whose caBundle receives the self-issued CA.
+    #[arg(long, requires = "webhook_cert_secret")]
+    pub webhook_configuration: Option<String>,
+    /// Service in front of the webhook (names the self-issued certificate is valid for).
+    #[arg(long, requires = "webhook_cert_secret")]
+    pub webhook_service: Option<String>,
     /// Port of /metrics, /healthz and /readyz.
     #[arg(long, default_value_t = 8080)]
     pub metrics_port: u16,
@@ -193,6 +204,18 @@ fn run_command(args: RunArgs) -> ExitCode {
             )
         }),
         identity,
+        webhook_addr: SocketAddr::new(args.bind_address, args.webhook_port),
+        webhook_certs: match (args.tls_cert_file, args.tls_key_file, args.webhook_cert_secret) {
+            (Some(cert), Some(key), _) => WebhookCerts::Files { cert, key },
+            (_, _, Some(secret_name)) => WebhookCerts::SelfManaged(CertSettings {
+                namespace: args.leader_election_namespace.clone(),
+                secret_name,
+                webhook_configuration: args.webhook_configuration,
+                service_name: args.webhook_service.unwrap_or_default(),
+                check_interval: Duration::from_secs(60),
+            }),
+            _ => WebhookCerts::Disabled,
+        },
     };
     let result = match runtime() {
         Ok(rt) => rt.block_on(run(config)),

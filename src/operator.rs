@@ -1,6 +1,8 @@
 //! `gitprovider-operator run`: wires the shared watch, the controller (leader only), the health
 //! and metrics server, and leader election, and shuts them down cleanly on SIGTERM.
 
+use crate::admission::{CertStore, Webhook};
+use crate::certs::{CertManager, CertSettings};
 use crate::controller::{self, Context, Settings};
 use crate::feed::Feed;
 use crate::health::{self, ReadinessCheck};
@@ -11,6 +13,7 @@ use crate::providers::http::{HttpClient, HttpConfig};
 use kube::Client;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,12 +29,31 @@ pub struct OperatorConfig {
     pub http: HttpConfig,
     pub leader_election: Option<LeaseSettings>,
     pub identity: String,
+    pub webhook_addr: SocketAddr,
+    pub webhook_certs: WebhookCerts,
 }
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum WebhookCerts {
+    /// No certificate configured: the webhook is not served (the controller still heals
+    /// duplicates).
+    Disabled,
+    /// PEM files, reloaded when they change (cert-manager or any other issuer).
+    Files { cert: PathBuf, key: PathBuf },
+    /// Issued and renewed by the operator itself, shared by all replicas through a Secret.
+    SelfManaged(CertSettings),
+}
+
+/// How often certificate files are checked for rotation.
+const CERT_FILE_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot reach the Kubernetes API (KUBECONFIG or in-cluster config): {0}")]
     Client(#[source] kube::Error),
+    #[error("cannot load the webhook certificate: {0}")]
+    Certificate(#[from] crate::admission::CertError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -94,13 +116,63 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             addr: config.metrics_addr,
             source,
         })?;
-    let readiness_index = index.clone();
-    let ready: ReadinessCheck = Arc::new(move || {
-        if readiness_index.is_synced() {
-            Ok(())
-        } else {
-            Err("GitProviderConnections not listed yet".to_owned())
+    // The webhook answers on every replica, leader or not, from the shared index.
+    let webhook = match &config.webhook_certs {
+        WebhookCerts::Disabled => {
+            tracing::warn!(
+                "no webhook certificate configured (--tls-cert-file or --webhook-cert-secret): admission webhook disabled"
+            );
+            None
         }
+        WebhookCerts::Files { cert, key } => {
+            let certs = CertStore::new();
+            certs.load_files(cert, key)?;
+            tokio::spawn(certs.clone().watch_files(cert.clone(), key.clone(), CERT_FILE_POLL));
+            Some(Webhook::new(index.clone(), metrics.clone(), certs))
+        }
+        WebhookCerts::SelfManaged(settings) => {
+            let certs = CertStore::new();
+            let sink = certs.clone();
+            let manager = CertManager::new(client.clone(), settings.clone());
+            tokio::spawn(manager.run(
+                move |cert| {
+                    if let Err(error) = sink.set(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()) {
+                        tracing::error!(%error, "cannot install the issued webhook certificate");
+                    }
+                },
+                shutdown_rx.clone(),
+            ));
+            Some(Webhook::new(index.clone(), metrics.clone(), certs))
+        }
+    };
+    let webhook_task = match &webhook {
+        Some(webhook) => {
+            let listener = tokio::net::TcpListener::bind(config.webhook_addr)
+                .await
+                .map_err(|source| RunError::Listen {
+                    addr: config.webhook_addr,
+                    source,
+                })?;
+            tracing::info!(addr = %config.webhook_addr, "serving the admission webhook (POST /validate)");
+            Some(tokio::spawn(crate::admission::serve(
+                listener,
+                webhook.clone(),
+                on_shutdown(shutdown_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+
+    let readiness_index = index.clone();
+    let readiness_webhook = webhook.clone();
+    let ready: ReadinessCheck = Arc::new(move || {
+        if !readiness_index.is_synced() {
+            return Err("GitProviderConnections not listed yet".to_owned());
+        }
+        if readiness_webhook.as_ref().is_some_and(|w| !w.is_ready()) {
+            return Err("the webhook certificate is not loaded yet".to_owned());
+        }
+        Ok(())
     });
     let health_task = tokio::spawn(health::serve(
         listener,
@@ -156,6 +228,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), health_task).await;
+    if let Some(task) = webhook_task {
+        let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    }
     feed_task.abort();
     tracing::info!("stopped");
     Ok(())
