@@ -322,11 +322,11 @@ impl Checker {
                     format!("kind {kind:?} is not a kind of {GROUP}; did you mean GitProviderConnection?"),
                 );
             }
-        } else if kind == "List" || (kind.ends_with("List") && api_version == "v1") {
-            if let Some(items) = object.get("items").and_then(Value::as_array) {
-                for (i, item) in items.iter().enumerate() {
-                    self.value(path, &format!("{subject} item {}", i + 1), item);
-                }
+        } else if (kind == "List" || (kind.ends_with("List") && api_version == "v1"))
+            && let Some(items) = object.get("items").and_then(Value::as_array)
+        {
+            for (i, item) in items.iter().enumerate() {
+                self.value(path, &format!("{subject} item {}", i + 1), item);
             }
         }
     }

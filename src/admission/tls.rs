@@ -133,7 +133,9 @@ impl CertStore {
     /// retried at the next tick while the previous certificate keeps serving). Runs until
     /// dropped: spawn it.
     pub async fn watch_files(self: Arc<Self>, cert: PathBuf, key: PathBuf, every: Duration) {
-        let mut last: Option<(Vec<u8>, Vec<u8>)> = read_pair(&cert, &key).ok();
+        // Compared with nothing at first, so that a change between the initial load and this
+        // task's start is not missed (installing the same certificate again is harmless).
+        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
         let mut last_error: Option<String> = None;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,7 +158,9 @@ impl CertStore {
             }
             match self.set(&pair.0, &pair.1) {
                 Ok(()) => {
-                    tracing::info!(cert = %cert.display(), "webhook certificate reloaded");
+                    if last.is_some() {
+                        tracing::info!(cert = %cert.display(), "webhook certificate reloaded");
+                    }
                     last = Some(pair);
                     last_error = None;
                 }
@@ -253,14 +257,14 @@ mod tests {
         std::fs::write(&key_path, &key).unwrap();
         let store = CertStore::new();
         store.load_files(&cert_path, &key_path).unwrap();
+        // a half-written pair does not replace the good certificate
+        let (cert2, key2) = self_signed("b.example");
+        std::fs::write(&cert_path, &cert2).unwrap();
         let watcher = tokio::spawn(store.clone().watch_files(
             cert_path.clone(),
             key_path.clone(),
             Duration::from_millis(20),
         ));
-        // a half-written pair does not replace the good certificate
-        let (cert2, key2) = self_signed("b.example");
-        std::fs::write(&cert_path, &cert2).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(store.generation(), 1);
         std::fs::write(&key_path, &key2).unwrap();

@@ -20,7 +20,8 @@
 //!   allowed and the others are denied naming it. The index supersedes a reservation as soon as it
 //!   shows the reserved object (for an UPDATE: with the reserved name or a newer generation), after
 //!   which the index alone answers. A connection holds at most one reservation: taking another name
-//!   releases the previous one.
+//!   releases the previous one. A create by `generateName` (no name yet) is checked against the
+//!   index and the reservations but reserves nothing, since it has no identity to reserve for.
 //! - **What still slips through** is healed behind the door by the controller, which marks the
 //!   younger of two holders `DuplicateInstanceName` (the older keeps the name, by creationTimestamp
 //!   then uid). That covers: several webhook replicas (reservations are per process), a restart
