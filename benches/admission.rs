@@ -23,7 +23,7 @@ const PARALLELISM: usize = 32;
 
 fn body(i: usize, run: &str) -> (Value, bool) {
     let ns = format!("ns-{}", i % NAMESPACES);
-    let duplicate = i % 2 == 0;
+    let duplicate = i.is_multiple_of(2);
     let instance = if duplicate {
         // the name of an indexed connection of this namespace
         let held = (i / 2 % (CONNECTIONS / NAMESPACES)) * NAMESPACES + i % NAMESPACES;
