@@ -1,18 +1,24 @@
-//! Admission latency: `cargo bench --bench admission` (release mode).
+//! Admission latency: `cargo bench --bench admission` (release mode), in process.
 //!
 //! Builds an index of 10,000 connections across 100 namespaces, then sends reviews over HTTPS
 //! keep-alive to the real server, half of them duplicates of indexed names (denied) and half new
-//! names (allowed), first one at a time, then 32 at a time. Prints p50/p99 and reviews/s, and the
-//! in-process decision time for reference.
+//! names (allowed), first one at a time, then 32 at a time. Prints p50/p99 and reviews/s, the
+//! same for the floor (a minimal rustls server answering a fixed AdmissionReview: TLS + HTTP +
+//! JSON) on the same runtime, the ratio of the two, and the in-process decision time for
+//! reference. `cargo bench --bench scale` measures the operator binary itself.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/floor.rs"]
+mod floor;
+#[path = "support/load.rs"]
+mod load;
 
 use common::{Server, TestPki, client, review, spec, stored};
 use gitprovider_operator::api::ProviderKind;
 use gitprovider_operator::index::UniquenessScope;
+use load::{Shot, Stats};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NAMESPACES: usize = 100;
@@ -43,39 +49,6 @@ fn body(i: usize, run: &str) -> (Value, bool) {
     (body, !duplicate)
 }
 
-async fn one(client: &reqwest::Client, url: &str, body: &Value, expect_allowed: bool) -> Duration {
-    let started = Instant::now();
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let took = started.elapsed();
-    let answer: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(
-        answer["response"]["allowed"].as_bool(),
-        Some(expect_allowed),
-        "{answer}"
-    );
-    took
-}
-
-fn report(label: &str, mut samples: Vec<Duration>, wall: Duration) {
-    samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).saturating_sub(1)];
-    println!(
-        "{label:<28} n={:<5} p50={:>8.3?} p99={:>8.3?} max={:>8.3?} {:>8.0} reviews/s",
-        samples.len(),
-        pct(0.50),
-        pct(0.99),
-        samples.last().unwrap(),
-        samples.len() as f64 / wall.as_secs_f64()
-    );
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,57 +69,60 @@ fn main() {
         assert_eq!(server.index.len(), CONNECTIONS);
         let url = server.url();
         let client = client(&pki.ca_pem);
-
-        // warm-up: handshakes, allocations
-        for i in 0..200 {
-            let (body, allowed) = body(i, "warm");
-            one(&client, &url, &body, allowed).await;
-        }
-
-        let started = Instant::now();
-        let mut samples = Vec::with_capacity(SEQUENTIAL);
-        for i in 0..SEQUENTIAL {
-            let (body, allowed) = body(i, "seq");
-            samples.push(one(&client, &url, &body, allowed).await);
-        }
-        report("HTTPS sequential (1 conn)", samples, started.elapsed());
-
-        let client = Arc::new(client);
-        // open the 32 keep-alive connections before measuring
-        let warm: Vec<_> = (0..PARALLELISM)
-            .map(|t| {
-                let (client, url) = (client.clone(), url.clone());
-                tokio::spawn(async move {
-                    for k in 0..10 {
-                        let (body, allowed) = body(1_000_000 + t * 10 + k, "warm");
-                        one(&client, &url, &body, allowed).await;
+        let shots = |run: &str, range: std::ops::Range<usize>, check: bool| -> Vec<Shot> {
+            range
+                .map(|i| {
+                    let (body, allowed) = body(i, run);
+                    Shot {
+                        body: serde_json::to_vec(&body).unwrap(),
+                        expect_allowed: check.then_some(allowed),
                     }
                 })
-            })
-            .collect();
-        for task in warm {
-            task.await.unwrap();
+                .collect()
+        };
+
+        let floor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let floor_url = format!("https://localhost:{}/validate", floor_listener.local_addr().unwrap().port());
+        let floor_task = tokio::spawn(floor::serve(
+            floor_listener,
+            floor::server_config(&pki.cert_pem, &pki.key_pem),
+        ));
+
+        let mut results: Vec<(String, Stats, Stats)> = Vec::new();
+        for (label, target, check) in [("webhook", &url, true), ("floor", &floor_url, false)] {
+            let client = client.clone();
+            let seq = load::sequential(
+                &client,
+                target,
+                &shots(&format!("warm-{label}"), 0..200, check),
+                &shots(&format!("seq-{label}"), 0..SEQUENTIAL, check),
+            )
+            .await;
+            println!("{}", seq.line(&format!("{label} HTTPS sequential (1 conn)")));
+            // a fresh client: its own 32 keep-alive connections, opened by the warm-up
+            let client = common::client(&pki.ca_pem);
+            let par = load::concurrent(
+                &client,
+                target,
+                &shots(&format!("pwarm-{label}"), 1_000_000..1_000_000 + PARALLELISM * 10, check),
+                &shots(&format!("par-{label}"), 0..CONCURRENT, check),
+                PARALLELISM,
+            )
+            .await;
+            println!("{}", par.line(&format!("{label} HTTPS {PARALLELISM} concurrent")));
+            results.push((label.to_owned(), seq, par));
         }
-        let started = Instant::now();
-        let per_task = CONCURRENT / PARALLELISM;
-        let tasks: Vec<_> = (0..PARALLELISM)
-            .map(|t| {
-                let (client, url) = (client.clone(), url.clone());
-                tokio::spawn(async move {
-                    let mut samples = Vec::with_capacity(per_task);
-                    for k in 0..per_task {
-                        let (body, allowed) = body(t * per_task + k, "par");
-                        samples.push(one(&client, &url, &body, allowed).await);
-                    }
-                    samples
-                })
-            })
-            .collect();
-        let mut samples = Vec::with_capacity(CONCURRENT);
-        for task in tasks {
-            samples.extend(task.await.unwrap());
-        }
-        report(&format!("HTTPS {PARALLELISM} concurrent"), samples, started.elapsed());
+        let (webhook, floor) = (&results[0], &results[1]);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        println!(
+            "webhook / floor: sequential p50 {:.2}x p99 {:.2}x; concurrent p50 {:.2}x p99 {:.2}x, throughput {:.2}x",
+            ratio(webhook.1.p50, floor.1.p50),
+            ratio(webhook.1.p99, floor.1.p99),
+            ratio(webhook.2.p50, floor.2.p50),
+            ratio(webhook.2.p99, floor.2.p99),
+            webhook.2.per_second / floor.2.per_second,
+        );
+        floor_task.abort();
 
         // the decision alone, without HTTP and TLS
         let started = Instant::now();
@@ -159,7 +135,7 @@ fn main() {
             samples.push(t.elapsed());
             assert_eq!(answer.response.unwrap().allowed, allowed);
         }
-        report("in-process review_body", samples, started.elapsed());
+        println!("{}", Stats::of(samples, started.elapsed()).line("in-process review_body"));
         println!(
             "index: {CONNECTIONS} connections in {NAMESPACES} namespaces; live reservations at the end: {}",
             server.webhook.live_reservations()

@@ -92,13 +92,37 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Mutex<Vec<RecordedRequest>>>,
+    bodies: bool,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new(true)
+    }
 }
 
 impl Recorder {
-    pub fn push(&self, r: RecordedRequest) {
+    /// `bodies`: whether request and response bodies are kept (else they are recorded empty).
+    pub fn new(bodies: bool) -> Recorder {
+        Recorder {
+            inner: Arc::default(),
+            bodies,
+        }
+    }
+
+    /// Whether bodies are kept.
+    pub fn keeps_bodies(&self) -> bool {
+        self.bodies
+    }
+
+    pub fn push(&self, mut r: RecordedRequest) {
+        if !self.bodies {
+            r.body = Vec::new();
+            r.response_body = Vec::new();
+        }
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).push(r);
     }
 

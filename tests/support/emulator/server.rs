@@ -230,7 +230,7 @@ async fn record(
 ) -> Response<Body> {
     let status = resp.status().as_u16();
     // Buffer non-streaming responses so the record holds their bodies too.
-    let (resp, response_body) = if streaming {
+    let (resp, response_body) = if streaming || !ctx.recorder.keeps_bodies() {
         (resp, Vec::new())
     } else {
         let (parts, b) = resp.into_parts();

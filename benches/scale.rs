@@ -1,0 +1,1277 @@
+//! The operator at scale: `cargo bench --bench scale -- [--sizes 1000,10000] [--runs 3] ...`
+//! (see `BENCHMARKS.md` for the flags and the figures).
+//!
+//! Everything that concerns the operator process is measured on the real binary
+//! (`target/release/gitprovider-operator`, built by `cargo bench`), started as a child process
+//! whose KUBECONFIG points at the Kubernetes API emulator running in this process, with
+//! `GitHub` Enterprise Server stand-ins here too that answer `GET /api/v3/user` after a fixed
+//! delay (one request per verification). For each size N (connections, in 100 namespaces,
+//! each with its own token Secret) and each run:
+//!
+//! 1. **Verification**: four scenarios, each on a fresh cluster: one instance with the
+//!    per-host cap off at `--max-concurrent-verifications` 32 and 256, and 64 instances with
+//!    the default `--max-in-flight-per-host 8` at 32 and 256. Time from `/readyz` 200 to the
+//!    last status write (all Ready), against the ideal N × requests/verification × latency ÷
+//!    concurrency; status writes per connection from the emulator's record.
+//! 2. **Steady state** (64 instances, defaults): API requests and writes over a window after
+//!    convergence at the default 1h interval; optionally (`--interval-window`) a run at the
+//!    minimum interval of 1m to see each connection written once per interval and never between.
+//! 3. **Admission**: on the same operator (its index holds the N connections), reviews over HTTPS
+//!    keep-alive, half duplicates: sequential and 32 concurrent clients; the same against the
+//!    floor (a minimal rustls server answering a fixed AdmissionReview, in its own process).
+//! 4. **Memory**: peak RSS (VmHWM) of the operator after a restart with N connections and their
+//!    Secrets, then after a restart with N unrelated Secrets of 50 KiB more; start-up to
+//!    `/readyz` 200 for both.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/floor.rs"]
+mod floor;
+#[path = "support/load.rs"]
+mod load;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use futures::StreamExt;
+use gitprovider_operator::api::GitProviderConnection;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use load::{Shot, Stats};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use support::emulator::{Emulator, EmulatorOptions};
+
+const NAMESPACES: usize = 100;
+const PROVIDER_DELAY: Duration = Duration::from_millis(50);
+const TOKEN: &str = "ghp_benchmark0123456789";
+const ADMISSION_SEQUENTIAL: usize = 2_000;
+const ADMISSION_CONCURRENT: usize = 4_000;
+const ADMISSION_PARALLELISM: usize = 32;
+
+// ---- command line ---------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Options {
+    sizes: Vec<usize>,
+    runs: usize,
+    /// Scenario indexes to run (all by default).
+    scenarios: Vec<usize>,
+    admission: bool,
+    memory: bool,
+    /// Seconds of observation at the default interval after convergence (0: skip).
+    steady_window: u64,
+    /// Seconds of observation at verifyInterval 1m (0: skip); run at the smallest size only.
+    interval_window: u64,
+    blob_kib: usize,
+    report: Option<PathBuf>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--scenarios 0,1,2,3]\n\
+         \x20      [--no-admission] [--no-memory] [--steady-window SECS] [--interval-window SECS]\n\
+         \x20      [--blob-kib 50] [--report DIR]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_options(args: &[String]) -> Options {
+    let mut options = Options {
+        sizes: vec![1_000, 10_000],
+        runs: 3,
+        scenarios: (0..SCENARIOS.len()).collect(),
+        admission: true,
+        memory: true,
+        steady_window: 20,
+        interval_window: 0,
+        blob_kib: 50,
+        report: None,
+    };
+    let list = |v: &str| -> Vec<usize> {
+        v.split(',')
+            .map(|x| x.trim().replace('_', "").parse().unwrap_or_else(|_| usage()))
+            .collect()
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--bench" => {}
+            "--sizes" => options.sizes = list(&value()),
+            "--runs" => options.runs = value().parse().unwrap_or_else(|_| usage()),
+            "--scenarios" => options.scenarios = list(&value()),
+            "--no-admission" => options.admission = false,
+            "--no-memory" => options.memory = false,
+            "--steady-window" => options.steady_window = value().parse().unwrap_or_else(|_| usage()),
+            "--interval-window" => options.interval_window = value().parse().unwrap_or_else(|_| usage()),
+            "--blob-kib" => options.blob_kib = value().parse().unwrap_or_else(|_| usage()),
+            "--report" => options.report = Some(PathBuf::from(value())),
+            _ => usage(),
+        }
+    }
+    options
+}
+
+// ---- scenarios ------------------------------------------------------------------------
+
+struct Scenario {
+    label: &'static str,
+    hosts: usize,
+    concurrency: u16,
+    /// `None`: the default (8).
+    per_host: Option<usize>,
+}
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        label: "1 instance, c=32, per-host cap off",
+        hosts: 1,
+        concurrency: 32,
+        per_host: Some(0),
+    },
+    Scenario {
+        label: "1 instance, c=256, per-host cap off",
+        hosts: 1,
+        concurrency: 256,
+        per_host: Some(0),
+    },
+    Scenario {
+        label: "64 instances, c=32, per-host 8 (defaults)",
+        hosts: 64,
+        concurrency: 32,
+        per_host: None,
+    },
+    Scenario {
+        label: "64 instances, c=256, per-host 8",
+        hosts: 64,
+        concurrency: 256,
+        per_host: None,
+    },
+];
+/// The scenario with the default flags: steady state, admission and memory run on it.
+const DEFAULTS: usize = 2;
+
+// ---- fixed-latency provider -----------------------------------------------------------
+
+/// GitHub Enterprise Server stand-ins over plain HTTP: every request waits `delay`, then
+/// `GET .../user` answers a user with an e-mail and the `repo` scope (so verification is one
+/// request). Requests are counted.
+struct Providers {
+    addrs: Vec<SocketAddr>,
+    requests: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Providers {
+    async fn start(hosts: usize, delay: Duration) -> Providers {
+        let requests = Arc::new(AtomicU64::new(0));
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..hosts {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(listener.local_addr().unwrap());
+            let requests = requests.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let requests = requests.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                            let requests = requests.clone();
+                            async move {
+                                requests.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(delay).await;
+                                Ok::<_, std::convert::Infallible>(provider_answer(request.uri().path()))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .await;
+                    });
+                }
+            }));
+        }
+        Providers { addrs, requests, tasks }
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Providers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn provider_answer(path: &str) -> Response<axum::body::Body> {
+    let (status, body) = if path.ends_with("/user") {
+        (
+            200,
+            r#"{"login":"bench","id":1,"name":"Bench User","email":"bench@example.com"}"#,
+        )
+    } else {
+        (404, r#"{"message":"Not Found"}"#)
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-oauth-scopes", "repo, user")
+        .header("x-github-enterprise-version", "3.14.0")
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+// ---- the cluster ----------------------------------------------------------------------
+
+fn ns_of(i: usize) -> String {
+    format!("ns-{}", i % NAMESPACES)
+}
+
+async fn start_emulator(n: usize) -> Emulator {
+    let emulator = Emulator::start(EmulatorOptions {
+        // like etcd's minutes of history: a paginated list must survive the writes meanwhile
+        watch_history: 200_000 + 10 * n,
+        record_bodies: false,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .expect("emulator");
+    emulator
+        .apply_yaml_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/gitproviderconnections.yaml"
+        )))
+        .await
+        .expect("CRD");
+    emulator
+}
+
+async fn create_all<K, F>(client: &kube::Client, n: usize, parallel: usize, make: F)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    F: Fn(usize) -> K,
+{
+    futures::stream::iter((0..n).map(|i| {
+        let object = make(i);
+        let api: Api<K> = Api::namespaced(client.clone(), &ns_of(i));
+        async move {
+            let mut tries = 0;
+            loop {
+                match api.create(&PostParams::default(), &object).await {
+                    Ok(_) => break,
+                    Err(error) if tries < 5 => {
+                        tries += 1;
+                        eprintln!("create failed ({error}); retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(error) => panic!("cannot create: {error}"),
+                }
+            }
+        }
+    }))
+    .buffer_unordered(parallel)
+    .collect::<Vec<()>>()
+    .await;
+}
+
+fn token_secret(i: usize) -> Secret {
+    use base64::Engine as _;
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("pat-{i}"), "namespace": ns_of(i)},
+        "type": "Opaque",
+        "data": {"token": base64::engine::general_purpose::STANDARD.encode(TOKEN)},
+    }))
+    .unwrap()
+}
+
+fn connection(i: usize, hosts: &[SocketAddr], interval: &str) -> GitProviderConnection {
+    serde_json::from_value(json!({
+        "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
+        "metadata": {"name": format!("conn-{i}"), "namespace": ns_of(i)},
+        "spec": {
+            "provider": "GitHub",
+            "instanceName": format!("inst-{i}"),
+            "url": format!("http://{}", hosts[i % hosts.len()]),
+            "tokenSecretRef": {"name": format!("pat-{i}")},
+            "verifyInterval": interval,
+        },
+    }))
+    .unwrap()
+}
+
+/// An unrelated Secret of `blob` bytes (base64 in the API, like any Secret data).
+fn blob_secret(i: usize, blob: &str) -> Secret {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("unrelated-{i}"), "namespace": ns_of(i)},
+        "type": "Opaque",
+        "data": {"blob": blob},
+    }))
+    .unwrap()
+}
+
+async fn seed(emulator: &Emulator, n: usize, hosts: &[SocketAddr], interval: &str) -> Duration {
+    let started = Instant::now();
+    let client = emulator.client().await;
+    create_all(&client, n, 64, token_secret).await;
+    create_all(&client, n, 64, |i| connection(i, hosts, interval)).await;
+    started.elapsed()
+}
+
+fn ready_count(emulator: &Emulator, n: usize) -> usize {
+    (0..n)
+        .filter(|&i| {
+            emulator
+                .object(
+                    "gitprovider.dev",
+                    "gitproviderconnections",
+                    &ns_of(i),
+                    &format!("conn-{i}"),
+                )
+                .is_some_and(|o| {
+                    o["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+        })
+        .count()
+}
+
+fn status_writes(emulator: &Emulator) -> usize {
+    emulator.count(|r| r.is_status_write() && r.succeeded())
+}
+
+// ---- the operator process -------------------------------------------------------------
+
+struct Pki {
+    ca_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+    cert_pem: String,
+    key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = common::TestPki::new("bench-webhook-ca");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &pki.cert_pem).unwrap();
+        std::fs::write(&key, &pki.key_pem).unwrap();
+        Pki {
+            ca_pem: pki.ca_pem,
+            cert,
+            key,
+            cert_pem: pki.cert_pem,
+            key_pem: pki.key_pem,
+            _dir: dir,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Operator {
+    child: Child,
+    metrics_port: u16,
+    webhook_port: u16,
+    spawned: Instant,
+    /// When `/readyz` first answered 200 (wall clock, to compare with the emulator's record).
+    ready_at: Option<SystemTime>,
+    ready_after: Option<Duration>,
+}
+
+impl Operator {
+    fn start(kubeconfig: &Path, pki: &Pki, flags: &[String], log: &Path) -> Operator {
+        let metrics_port = free_port();
+        let webhook_port = free_port();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"))
+            .arg("run")
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .args(["--webhook-port", &webhook_port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&pki.cert)
+            .arg("--tls-key-file")
+            .arg(&pki.key)
+            .args(flags)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("operator starts");
+        Operator {
+            child,
+            metrics_port,
+            webhook_port,
+            spawned: Instant::now(),
+            ready_at: None,
+            ready_after: None,
+        }
+    }
+
+    async fn wait_ready(&mut self, http: &reqwest::Client) -> Duration {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status() == 200
+            {
+                let after = self.spawned.elapsed();
+                self.ready_at = Some(SystemTime::now());
+                self.ready_after = Some(after);
+                return after;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the operator exited: {status}");
+            }
+            assert!(
+                self.spawned.elapsed() < Duration::from_secs(300),
+                "the operator is not ready after 300 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A field of /proc/PID/status in KiB (VmHWM: peak RSS; VmRSS: current).
+    fn proc_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) used so far.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Waits until `count()` reaches `target`; false on time-out.
+async fn wait_until(mut count: impl FnMut() -> usize, target: usize, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while count() < target {
+        if started.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    true
+}
+
+// ---- results --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default)]
+struct Verify {
+    /// `/readyz` 200 to the last status write.
+    from_ready: f64,
+    /// Process start to the last status write.
+    from_start: f64,
+    ideal: f64,
+    requests_per_verification: f64,
+    writes_min: usize,
+    writes_max: usize,
+    ready: usize,
+    converged: bool,
+    startup: f64,
+    peak_rss_mib: f64,
+    cpu_secs: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RunResult {
+    n: usize,
+    seed_secs: f64,
+    verify: Vec<(usize, Verify)>,
+    steady_writes: Option<usize>,
+    steady_requests: Option<usize>,
+    steady_window: u64,
+    admission: Option<[Stats; 4]>,
+    rss_restart_mib: Option<f64>,
+    rss_restart_blobs_mib: Option<f64>,
+    startup_restart: Option<f64>,
+    startup_restart_blobs: Option<f64>,
+    interval: Option<IntervalCheck>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct IntervalCheck {
+    window: u64,
+    writes: usize,
+    writes_per_connection_per_interval: f64,
+    min_gap_secs: f64,
+    other_writes: usize,
+}
+
+// ---- phases ---------------------------------------------------------------------------
+
+fn operator_flags(scenario: &Scenario) -> Vec<String> {
+    let mut flags = vec![
+        "--max-concurrent-verifications".to_owned(),
+        scenario.concurrency.to_string(),
+    ];
+    if let Some(per_host) = scenario.per_host {
+        flags.push("--max-in-flight-per-host".to_owned());
+        flags.push(per_host.to_string());
+    }
+    flags
+}
+
+/// Starts the operator on `emulator` and waits until `target` status writes more than now were
+/// made and every connection is Ready; returns the figures and the running operator.
+async fn converge(
+    emulator: &Emulator,
+    providers: &Providers,
+    pki: &Pki,
+    flags: &[String],
+    n: usize,
+    ideal: f64,
+    log: &Path,
+) -> (Verify, Operator) {
+    let http = reqwest::Client::new();
+    let writes_before = status_writes(emulator);
+    let requests_before = providers.requests();
+    let started_wall = SystemTime::now();
+    let mut operator = Operator::start(emulator.kubeconfig_path(), pki, flags, log);
+    let startup = operator.wait_ready(&http).await;
+    let timeout = Duration::from_secs_f64(ideal * 20.0 + 120.0);
+    let converged = wait_until(|| status_writes(emulator), writes_before + n, timeout).await;
+    // Let anything still in flight land before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.time >= started_wall && r.is_status_write() && r.succeeded())
+        .collect();
+    let mut per_connection: HashMap<(String, String), usize> = HashMap::new();
+    let mut last = started_wall;
+    for r in &records {
+        let t = r.target.as_ref().unwrap();
+        *per_connection
+            .entry((t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default()))
+            .or_default() += 1;
+        last = last.max(r.time);
+    }
+    let since = |t: SystemTime| last.duration_since(t).unwrap_or_default().as_secs_f64();
+    let verify = Verify {
+        from_ready: since(operator.ready_at.unwrap()),
+        from_start: since(started_wall),
+        ideal,
+        requests_per_verification: (providers.requests() - requests_before) as f64 / n as f64,
+        writes_min: if per_connection.len() < n {
+            0
+        } else {
+            per_connection.values().copied().min().unwrap_or(0)
+        },
+        writes_max: per_connection.values().copied().max().unwrap_or(0),
+        ready: ready_count(emulator, n),
+        converged,
+        startup: startup.as_secs_f64(),
+        peak_rss_mib: mib(operator.proc_kib("VmHWM")),
+        cpu_secs: operator.cpu().as_secs_f64(),
+    };
+    (verify, operator)
+}
+
+fn admission_shots(n: usize, run: &str, range: std::ops::Range<usize>, check: bool) -> Vec<Shot> {
+    let per_namespace = (n / NAMESPACES).max(1);
+    range
+        .map(|i| {
+            let ns = ns_of(i);
+            let duplicate = i.is_multiple_of(2);
+            let instance = if duplicate {
+                // the name an indexed connection of this namespace holds (any case)
+                let held = (i / 2 % per_namespace) * NAMESPACES + i % NAMESPACES;
+                format!("INST-{held}")
+            } else {
+                format!("new-{run}-{i}")
+            };
+            let body = common::review(
+                &format!("{run}-{i}"),
+                "CREATE",
+                &ns,
+                &format!("review-{run}-{i}"),
+                Some(common::spec("GitHub", &instance, "https://github.example.com")),
+                None,
+                false,
+            );
+            Shot {
+                body: serde_json::to_vec(&body).unwrap(),
+                expect_allowed: check.then_some(!duplicate),
+            }
+        })
+        .collect()
+}
+
+/// Sequential and concurrent series against `url`.
+async fn admission_series(n: usize, label: &str, url: &str, ca_pem: &str, check: bool) -> (Stats, Stats) {
+    let client = common::client(ca_pem);
+    let seq = load::sequential(
+        &client,
+        url,
+        &admission_shots(n, &format!("w{label}"), 0..200, check),
+        &admission_shots(n, &format!("s{label}"), 0..ADMISSION_SEQUENTIAL, check),
+    )
+    .await;
+    let client = common::client(ca_pem);
+    let par = load::concurrent(
+        &client,
+        url,
+        &admission_shots(
+            n,
+            &format!("pw{label}"),
+            0..ADMISSION_PARALLELISM * 10,
+            check,
+        ),
+        &admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check),
+        ADMISSION_PARALLELISM,
+    )
+    .await;
+    (seq, par)
+}
+
+/// Starts the floor server in a child process (this benchmark's own binary) and waits for it.
+fn start_floor(pki: &Pki) -> (Child, u16) {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--floor-server", &port.to_string()])
+        .arg(&pki.cert)
+        .arg(&pki.key)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("floor server starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "floor server not listening");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, port)
+}
+
+fn floor_server_main(port: &str, cert: &str, key: &str) {
+    let cert_pem = std::fs::read_to_string(cert).unwrap();
+    let key_pem = std::fs::read_to_string(key).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .await
+            .unwrap();
+        floor::serve(listener, floor::server_config(&cert_pem, &key_pem)).await;
+    });
+}
+
+async fn steady_window(emulator: &Emulator, seconds: u64) -> (usize, usize) {
+    // events and the last writes settle first
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = SystemTime::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let records: Vec<_> = emulator.requests().into_iter().filter(|r| r.time >= from).collect();
+    let writes = records.iter().filter(|r| r.is_write()).count();
+    let requests = records.len();
+    (writes, requests)
+}
+
+async fn interval_check(n: usize, window: u64, pki: &Pki, dir: &Path) -> IntervalCheck {
+    let scenario = &SCENARIOS[DEFAULTS];
+    let providers = Providers::start(scenario.hosts, PROVIDER_DELAY).await;
+    let emulator = start_emulator(n).await;
+    seed(&emulator, n, &providers.addrs, "1m").await;
+    let ideal = n as f64 * PROVIDER_DELAY.as_secs_f64() / f64::from(scenario.concurrency);
+    let (_, operator) = converge(
+        &emulator,
+        &providers,
+        pki,
+        &operator_flags(scenario),
+        n,
+        ideal,
+        &dir.join("operator-interval.log"),
+    )
+    .await;
+    let from = SystemTime::now();
+    tokio::time::sleep(Duration::from_secs(window)).await;
+    let records: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.time >= from && r.is_write())
+        .collect();
+    operator.stop();
+    let all_records = emulator.requests();
+    let mut times: HashMap<String, Vec<SystemTime>> = HashMap::new();
+    for r in all_records.iter().filter(|r| r.is_status_write() && r.succeeded()) {
+        let t = r.target.as_ref().unwrap();
+        times
+            .entry(format!("{:?}/{:?}", t.namespace, t.name))
+            .or_default()
+            .push(r.time);
+    }
+    let min_gap = times
+        .values()
+        .flat_map(|ts| {
+            ts.windows(2)
+                .map(|w| w[1].duration_since(w[0]).unwrap_or_default().as_secs_f64())
+                .collect::<Vec<_>>()
+        })
+        .fold(f64::INFINITY, f64::min);
+    let status = records.iter().filter(|r| r.is_status_write()).count();
+    IntervalCheck {
+        window,
+        writes: status,
+        writes_per_connection_per_interval: status as f64 / n as f64 / (window as f64 / 60.0),
+        min_gap_secs: min_gap,
+        other_writes: records.len() - status,
+    }
+}
+
+async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path) -> RunResult {
+    let mut result = RunResult {
+        n,
+        steady_window: options.steady_window,
+        ..RunResult::default()
+    };
+    for &s in &options.scenarios {
+        let scenario = &SCENARIOS[s];
+        let providers = Providers::start(scenario.hosts, PROVIDER_DELAY).await;
+        let emulator = start_emulator(n).await;
+        let seeded = seed(&emulator, n, &providers.addrs, "1h").await;
+        result.seed_secs = seeded.as_secs_f64();
+        let ideal = n as f64 * PROVIDER_DELAY.as_secs_f64() / f64::from(scenario.concurrency);
+        let flags = operator_flags(scenario);
+        let log = dir.join(format!("operator-{n}-{run}-{s}.log"));
+        let (verify, operator) = converge(&emulator, &providers, pki, &flags, n, ideal, &log).await;
+        println!(
+            "  N={n} run {run} [{}] ready in {:.2}s from /readyz ({:.2}s from start; ideal {:.2}s, {:.2}x), \
+             {:.2} provider requests/verification, status writes/connection {}..{}, {}/{n} Ready, \
+             start-up {:.0} ms, peak RSS {:.1} MiB, CPU {:.1}s{}",
+            scenario.label,
+            verify.from_ready,
+            verify.from_start,
+            verify.ideal,
+            verify.from_ready / verify.ideal,
+            verify.requests_per_verification,
+            verify.writes_min,
+            verify.writes_max,
+            verify.ready,
+            verify.startup * 1000.0,
+            verify.peak_rss_mib,
+            verify.cpu_secs,
+            if verify.converged { "" } else { " (TIMED OUT)" }
+        );
+        result.verify.push((s, verify));
+        if s != DEFAULTS {
+            operator.stop();
+            continue;
+        }
+
+        if options.steady_window > 0 {
+            let (writes, requests) = steady_window(&emulator, options.steady_window).await;
+            println!(
+                "  N={n} run {run} steady state: {writes} writes, {requests} requests in {} s after convergence",
+                options.steady_window
+            );
+            result.steady_writes = Some(writes);
+            result.steady_requests = Some(requests);
+        }
+
+        if options.admission {
+            let url = format!("https://localhost:{}/validate", operator.webhook_port);
+            let (seq, par) = admission_series(n, "op", &url, &pki.ca_pem, true).await;
+            let (mut floor, floor_port) = start_floor(pki);
+            let floor_url = format!("https://localhost:{floor_port}/validate");
+            let (fseq, fpar) = admission_series(n, "fl", &floor_url, &pki.ca_pem, false).await;
+            let _ = floor.kill();
+            let _ = floor.wait();
+            println!("  N={n} run {run} {}", seq.line("admission operator sequential"));
+            println!("  N={n} run {run} {}", par.line("admission operator 32 concurrent"));
+            println!("  N={n} run {run} {}", fseq.line("admission floor sequential"));
+            println!("  N={n} run {run} {}", fpar.line("admission floor 32 concurrent"));
+            result.admission = Some([seq, par, fseq, fpar]);
+        }
+        operator.stop();
+
+        if options.memory {
+            // A restart with the same objects, then with N unrelated 50 KiB Secrets more.
+            let (again, operator) = converge(
+                &emulator,
+                &providers,
+                pki,
+                &flags,
+                n,
+                ideal,
+                &dir.join(format!("operator-{n}-{run}-restart.log")),
+            )
+            .await;
+            operator.stop();
+            use base64::Engine as _;
+            let raw: Vec<u8> = (0..options.blob_kib * 1024).map(|_| fastrand::u8(..)).collect();
+            let blob = base64::engine::general_purpose::STANDARD.encode(raw);
+            let client = emulator.client().await;
+            let started = Instant::now();
+            create_all(&client, n, 16, |i| blob_secret(i, &blob)).await;
+            let blobs_secs = started.elapsed().as_secs_f64();
+            let (with_blobs, operator) = converge(
+                &emulator,
+                &providers,
+                pki,
+                &flags,
+                n,
+                ideal,
+                &dir.join(format!("operator-{n}-{run}-blobs.log")),
+            )
+            .await;
+            operator.stop();
+            println!(
+                "  N={n} run {run} memory: peak RSS after restart {:.1} MiB (start-up {:.0} ms, all verified again \
+                 in {:.2}s), with {n} unrelated {} KiB Secrets (created in {blobs_secs:.1}s) {:.1} MiB (start-up \
+                 {:.0} ms, {:.2}s): {:+.1}%",
+                again.peak_rss_mib,
+                again.startup * 1000.0,
+                again.from_ready,
+                options.blob_kib,
+                with_blobs.peak_rss_mib,
+                with_blobs.startup * 1000.0,
+                with_blobs.from_ready,
+                (with_blobs.peak_rss_mib / again.peak_rss_mib - 1.0) * 100.0
+            );
+            result.rss_restart_mib = Some(again.peak_rss_mib);
+            result.rss_restart_blobs_mib = Some(with_blobs.peak_rss_mib);
+            result.startup_restart = Some(again.startup);
+            result.startup_restart_blobs = Some(with_blobs.startup);
+        }
+    }
+    result
+}
+
+// ---- aggregation and report -----------------------------------------------------------
+
+/// Median and spread (min–max) of a series.
+#[derive(Clone, Copy, Debug)]
+struct Agg {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn agg(values: impl IntoIterator<Item = f64>) -> Option<Agg> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some(Agg {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+        n: v.len(),
+    })
+}
+
+fn fmt_agg(a: Option<Agg>, digits: usize, unit: &str) -> String {
+    match a {
+        None => "–".to_owned(),
+        Some(a) if a.n == 1 => format!("{:.*}{unit}", digits, a.median),
+        Some(a) => format!("{:.*}{unit} ({:.*}–{:.*})", digits, a.median, digits, a.min, digits, a.max),
+    }
+}
+
+struct Report {
+    markdown: String,
+    /// (series label, points (N, median)) per panel.
+    panels: Vec<(String, String, Vec<(String, Vec<(usize, f64)>)>)>,
+}
+
+fn report(results: &[RunResult], options: &Options) -> Report {
+    let mut md = String::new();
+    let mut sizes: Vec<usize> = results.iter().map(|r| r.n).collect();
+    sizes.dedup();
+    let runs_of = |n: usize| results.iter().filter(move |r| r.n == n);
+    let verify_of = |n: usize, s: usize| {
+        runs_of(n)
+            .flat_map(move |r| r.verify.iter().filter(move |(i, _)| *i == s).map(|(_, v)| v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut verify_series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    let _ = writeln!(
+        md,
+        "### Verification (fixed 50 ms per provider answer; time from `/readyz` to the last status write)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| N | scenario | runs | ideal | all Ready after (median, min–max) | ÷ ideal | from process start | requests/verification | status writes/connection | Ready | peak RSS | operator CPU |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for &s in &options.scenarios {
+        let mut points = Vec::new();
+        for &n in &sizes {
+            let v = verify_of(n, s);
+            if v.is_empty() {
+                continue;
+            }
+            let ratio = agg(v.iter().map(|v| v.from_ready / v.ideal));
+            if let Some(r) = ratio {
+                points.push((n, r.median));
+            }
+            let _ = writeln!(
+                md,
+                "| {n} | {} | {} | {:.2} s | {} | {} | {} | {} | {}–{} | {}/{n} | {} | {} |",
+                SCENARIOS[s].label,
+                v.len(),
+                v[0].ideal,
+                fmt_agg(agg(v.iter().map(|v| v.from_ready)), 2, " s"),
+                fmt_agg(ratio, 2, "×"),
+                fmt_agg(agg(v.iter().map(|v| v.from_start)), 2, " s"),
+                fmt_agg(agg(v.iter().map(|v| v.requests_per_verification)), 2, ""),
+                v.iter().map(|v| v.writes_min).min().unwrap_or(0),
+                v.iter().map(|v| v.writes_max).max().unwrap_or(0),
+                v.iter().map(|v| v.ready).min().unwrap_or(0),
+                fmt_agg(agg(v.iter().map(|v| v.peak_rss_mib)), 1, " MiB"),
+                fmt_agg(agg(v.iter().map(|v| v.cpu_secs)), 1, " s"),
+            );
+        }
+        verify_series.push((SCENARIOS[s].label.to_owned(), points));
+    }
+
+    let mut admission_series: Vec<(String, Vec<(usize, f64)>)> = vec![
+        ("operator p99, sequential".into(), Vec::new()),
+        ("operator p99, 32 concurrent".into(), Vec::new()),
+        ("floor p99, sequential".into(), Vec::new()),
+        ("floor p99, 32 concurrent".into(), Vec::new()),
+    ];
+    if options.admission {
+        let _ = writeln!(
+            md,
+            "\n### Admission (operator binary vs floor: rustls + hyper + serde_json answering a fixed review)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| N | series | runs | operator p50 | operator p99 | operator reviews/s | floor p50 | floor p99 | floor reviews/s | p50 ÷ floor | p99 ÷ floor | throughput ÷ floor |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for &n in &sizes {
+            let a: Vec<[Stats; 4]> = runs_of(n).filter_map(|r| r.admission).collect();
+            if a.is_empty() {
+                continue;
+            }
+            for (k, label) in [(0usize, "sequential (1 connection)"), (1, "32 concurrent clients")] {
+                let us = |d: Duration| d.as_secs_f64() * 1e6;
+                let op = k;
+                let fl = k + 2;
+                admission_series[op].1.push((n, agg(a.iter().map(|x| us(x[op].p99))).unwrap().median));
+                admission_series[fl].1.push((n, agg(a.iter().map(|x| us(x[fl].p99))).unwrap().median));
+                let _ = writeln!(
+                    md,
+                    "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    a.len(),
+                    fmt_agg(agg(a.iter().map(|x| us(x[op].p50))), 0, " µs"),
+                    fmt_agg(agg(a.iter().map(|x| us(x[op].p99))), 0, " µs"),
+                    fmt_agg(agg(a.iter().map(|x| x[op].per_second)), 0, ""),
+                    fmt_agg(agg(a.iter().map(|x| us(x[fl].p50))), 0, " µs"),
+                    fmt_agg(agg(a.iter().map(|x| us(x[fl].p99))), 0, " µs"),
+                    fmt_agg(agg(a.iter().map(|x| x[fl].per_second)), 0, ""),
+                    fmt_agg(agg(a.iter().map(|x| x[op].p50.as_secs_f64() / x[fl].p50.as_secs_f64())), 2, "×"),
+                    fmt_agg(agg(a.iter().map(|x| x[op].p99.as_secs_f64() / x[fl].p99.as_secs_f64())), 2, "×"),
+                    fmt_agg(agg(a.iter().map(|x| x[op].per_second / x[fl].per_second)), 2, "×"),
+                );
+            }
+        }
+    }
+
+    let mut memory_series: Vec<(String, Vec<(usize, f64)>)> = vec![
+        ("first verification".into(), Vec::new()),
+        ("restart".into(), Vec::new()),
+        ("restart + unrelated Secrets".into(), Vec::new()),
+    ];
+    let _ = writeln!(md, "\n### Memory, start-up and steady state (64 instances, default flags)\n");
+    let _ = writeln!(
+        md,
+        "| N | runs | peak RSS, first verification | peak RSS after restart | … with N unrelated {} KiB Secrets | growth | start-up to /readyz (first) | (restart) | (with Secrets) | writes in {} s after convergence | requests in that window |",
+        options.blob_kib, options.steady_window
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        let runs: Vec<&RunResult> = runs_of(n).collect();
+        let first = verify_of(n, DEFAULTS);
+        if first.is_empty() {
+            continue;
+        }
+        let first_rss = agg(first.iter().map(|v| v.peak_rss_mib));
+        let restart = agg(runs.iter().filter_map(|r| r.rss_restart_mib));
+        let blobs = agg(runs.iter().filter_map(|r| r.rss_restart_blobs_mib));
+        if let Some(a) = first_rss {
+            memory_series[0].1.push((n, a.median));
+        }
+        if let Some(a) = restart {
+            memory_series[1].1.push((n, a.median));
+        }
+        if let Some(a) = blobs {
+            memory_series[2].1.push((n, a.median));
+        }
+        let growth = agg(runs.iter().filter_map(|r| {
+            Some((r.rss_restart_blobs_mib? / r.rss_restart_mib? - 1.0) * 100.0)
+        }));
+        let _ = writeln!(
+            md,
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            runs.len(),
+            fmt_agg(first_rss, 1, " MiB"),
+            fmt_agg(restart, 1, " MiB"),
+            fmt_agg(blobs, 1, " MiB"),
+            fmt_agg(growth, 1, " %"),
+            fmt_agg(agg(first.iter().map(|v| v.startup * 1000.0)), 0, " ms"),
+            fmt_agg(agg(runs.iter().filter_map(|r| r.startup_restart.map(|s| s * 1000.0))), 0, " ms"),
+            fmt_agg(agg(runs.iter().filter_map(|r| r.startup_restart_blobs.map(|s| s * 1000.0))), 0, " ms"),
+            fmt_agg(agg(runs.iter().filter_map(|r| r.steady_writes.map(|w| w as f64))), 0, ""),
+            fmt_agg(agg(runs.iter().filter_map(|r| r.steady_requests.map(|w| w as f64))), 0, ""),
+        );
+    }
+    for r in results {
+        if let Some(c) = &r.interval {
+            let _ = writeln!(
+                md,
+                "\nAt `verifyInterval: 1m`, N={}: {} status writes in {} s = {:.3} per connection per interval \
+                 (→ {:.3} per connection per hour at the default 1h); shortest gap between two status writes of one \
+                 connection {:.1} s (the interval −10% jitter is 54 s); other writes in the window: {}.",
+                r.n,
+                c.writes,
+                c.window,
+                c.writes_per_connection_per_interval,
+                c.writes_per_connection_per_interval,
+                c.min_gap_secs,
+                c.other_writes
+            );
+        }
+    }
+    Report {
+        markdown: md,
+        panels: vec![
+            (
+                "Verification: time ÷ ideal".into(),
+                "×".into(),
+                verify_series,
+            ),
+            (
+                "Admission p99 (µs)".into(),
+                "µs".into(),
+                admission_series,
+            ),
+            ("Peak RSS (MiB)".into(), "MiB".into(), memory_series),
+        ],
+    }
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Three panels, N on a log axis, one polyline per series (medians).
+fn svg(panels: &[(String, String, Vec<(String, Vec<(usize, f64)>)>)], sizes: &[usize]) -> String {
+    const W: f64 = 330.0;
+    const H: f64 = 230.0;
+    const LEFT: f64 = 50.0;
+    const TOP: f64 = 28.0;
+    const PW: f64 = 250.0;
+    const PH: f64 = 130.0;
+    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut out = String::new();
+    let width = W * panels.len() as f64;
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif" font-size="10">"#,
+        H + 70.0
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let (lo, hi) = (
+        (*sizes.iter().min().unwrap_or(&1) as f64).log10(),
+        (*sizes.iter().max().unwrap_or(&10) as f64).log10(),
+    );
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    for (p, (title, _unit, series)) in panels.iter().enumerate() {
+        let x0 = p as f64 * W + LEFT;
+        let ymax = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter().map(|(_, y)| *y))
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.15;
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="16" font-size="12" font-weight="bold">{}</text>"#,
+            x0,
+            xml(title)
+        );
+        let _ = writeln!(
+            out,
+            r##"<rect x="{x0}" y="{TOP}" width="{PW}" height="{PH}" fill="none" stroke="#999"/>"##
+        );
+        for k in 0..=4 {
+            let v = ymax * k as f64 / 4.0;
+            let y = TOP + PH - PH * k as f64 / 4.0;
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x0}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                x0 + PW,
+                x0 - 4.0,
+                y + 3.0,
+                if ymax < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") }
+            );
+        }
+        for &n in sizes {
+            let x = x0 + 10.0 + (PW - 20.0) * ((n as f64).log10() - lo) / span;
+            let _ = writeln!(
+                out,
+                r#"<text x="{x:.1}" y="{}" text-anchor="middle">{n}</text>"#,
+                TOP + PH + 12.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle">connections (log scale)</text>"#,
+            x0 + PW / 2.0,
+            TOP + PH + 24.0
+        );
+        for (s, (label, points)) in series.iter().enumerate() {
+            let color = COLORS[s % COLORS.len()];
+            let coords: Vec<(f64, f64)> = points
+                .iter()
+                .map(|(n, y)| {
+                    (
+                        x0 + 10.0 + (PW - 20.0) * ((*n as f64).log10() - lo) / span,
+                        TOP + PH - PH * y / ymax,
+                    )
+                })
+                .collect();
+            let path: Vec<String> = coords.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#,
+                path.join(" ")
+            );
+            for (x, y) in &coords {
+                let _ = writeln!(out, r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{color}"/>"#);
+            }
+            let ly = TOP + PH + 38.0 + 11.0 * s as f64;
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x0}" y="{}" width="10" height="3" fill="{color}"/><text x="{}" y="{ly}">{}</text>"#,
+                ly - 4.0,
+                x0 + 14.0,
+                xml(label)
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+// ---- main -----------------------------------------------------------------------------
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--floor-server") {
+        if args.len() != 4 {
+            usage();
+        }
+        floor_server_main(&args[1], &args[2], &args[3]);
+        return;
+    }
+    let options = parse_options(&args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::Builder::new().prefix("scale-bench-").tempdir().unwrap();
+    println!(
+        "scale benchmark: sizes {:?}, {} run(s), scenarios {:?}; operator logs in {}",
+        options.sizes,
+        options.runs,
+        options.scenarios,
+        dir.path().display()
+    );
+    let pki = Pki::new();
+    let _ = (&pki.cert_pem, &pki.key_pem);
+    let mut results = Vec::new();
+    runtime.block_on(async {
+        for &n in &options.sizes {
+            for run in 1..=options.runs {
+                let mut result = one_run(n, run, &options, &pki, dir.path()).await;
+                if run == 1 && options.interval_window > 0 && n == *options.sizes.iter().min().unwrap() {
+                    let check = interval_check(n, options.interval_window, &pki, dir.path()).await;
+                    println!("  N={n} interval check: {check:?}");
+                    result.interval = Some(check);
+                }
+                results.push(result);
+            }
+        }
+    });
+    let report = report(&results, &options);
+    println!("\n{}", report.markdown);
+    if let Some(out) = &options.report {
+        std::fs::create_dir_all(out).unwrap();
+        std::fs::write(out.join("scale-results.md"), &report.markdown).unwrap();
+        let mut sizes = options.sizes.clone();
+        sizes.sort();
+        std::fs::write(out.join("scale.svg"), svg(&report.panels, &sizes)).unwrap();
+        println!("wrote {} and {}", out.join("scale-results.md").display(), out.join("scale.svg").display());
+    }
+    // keep the logs when asked to look at them
+    if std::env::var_os("SCALE_KEEP_LOGS").is_some() {
+        let kept = dir.keep();
+        println!("operator logs kept in {}", kept.display());
+    }
+}
