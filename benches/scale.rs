@@ -41,7 +41,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use load::{Shot, Stats};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -533,7 +533,6 @@ struct RunResult {
     verify: Vec<(usize, Verify)>,
     steady_writes: Option<usize>,
     steady_requests: Option<usize>,
-    steady_window: u64,
     admission: Option<[Stats; 4]>,
     rss_restart_mib: Option<f64>,
     rss_restart_blobs_mib: Option<f64>,
@@ -776,7 +775,6 @@ async fn interval_check(n: usize, window: u64, pki: &Pki, dir: &Path) -> Interva
 async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path) -> RunResult {
     let mut result = RunResult {
         n,
-        steady_window: options.steady_window,
         ..RunResult::default()
     };
     for &s in &options.scenarios {
