@@ -191,9 +191,12 @@ async fn tls_needs_the_ca_or_an_explicit_skip() {
     assert!(String::from_utf8_lossy(&skipped.stderr).contains("verification is disabled"));
 }
 
+/// Arguments, environment, and what stderr must mention.
+type UsageCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn usage_errors_exit_two_with_a_message() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[UsageCase] = &[
         (
             &["--provider", "gitlab", "--url", "https://gitlab.example.com"],
             &[],
