@@ -5,7 +5,7 @@
 mod pki;
 
 use gitprovider_operator::admission::{CertStore, Webhook, serve};
-use gitprovider_operator::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind, TokenSecretRef};
+use gitprovider_operator::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind};
 use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
 use gitprovider_operator::metrics::Metrics;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -60,19 +60,7 @@ pub fn client_h2(ca_pem: &str) -> reqwest::Client {
 pub fn stored(ns: &str, name: &str, provider: ProviderKind, instance: &str, created: i64) -> GitProviderConnection {
     let mut c = GitProviderConnection::new(
         name,
-        GitProviderConnectionSpec {
-            provider,
-            instance_name: instance.into(),
-            url: "https://git.example.com".into(),
-            token_secret_ref: TokenSecretRef {
-                name: format!("{name}-pat"),
-                key: "token".into(),
-            },
-            username: None,
-            tls: None,
-            verify_interval: "1h".into(),
-            suspend: false,
-        },
+        GitProviderConnectionSpec::new(provider, instance, "https://git.example.com", format!("{name}-pat")),
     );
     c.metadata.namespace = Some(ns.into());
     c.metadata.uid = Some(format!("uid-{ns}-{name}"));
