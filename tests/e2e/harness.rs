@@ -168,14 +168,14 @@ impl Operator {
                         last_failure = format!("{why}\n{logs}");
                         continue;
                     }
-                    panic!("operator {} did not come up: {why}\n--- its output ---\n{logs}", spec.name);
+                    panic!(
+                        "operator {} did not come up: {why}\n--- its output ---\n{logs}",
+                        spec.name
+                    );
                 }
             }
         }
-        panic!(
-            "operator {} could not bind its ports: {last_failure}",
-            spec.name
-        );
+        panic!("operator {} could not bind its ports: {last_failure}", spec.name);
     }
 
     fn spawn(kubeconfig: &Path, spec: &OperatorSpec, metrics_port: u16, webhook_port: u16) -> Operator {
@@ -204,7 +204,10 @@ impl Operator {
         ] {
             command.env_remove(proxy);
         }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the operator binary starts");
         let output = Output::default();
         let pumps = vec![
@@ -391,7 +394,10 @@ impl WebhookPki {
     pub fn new() -> WebhookPki {
         let ca = TestCa::new("gitprovider-operator e2e webhook CA").expect("CA");
         let cert = ca.issue(&["127.0.0.1", "localhost"]).expect("webhook certificate");
-        let dir = tempfile::Builder::new().prefix("gpo-e2e-tls-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("gpo-e2e-tls-")
+            .tempdir()
+            .expect("temp dir");
         let cert_file = dir.path().join("tls.crt");
         let key_file = dir.path().join("tls.key");
         std::fs::write(&cert_file, &cert.cert_pem).expect("write certificate");
@@ -507,7 +513,14 @@ impl Cluster {
     }
 
     /// A connection to the fake GitLab; `extra` is merged into the spec.
-    pub fn connection(&self, ns: &str, name: &str, instance: &str, secret: &str, extra: Value) -> GitProviderConnection {
+    pub fn connection(
+        &self,
+        ns: &str,
+        name: &str,
+        instance: &str,
+        secret: &str,
+        extra: Value,
+    ) -> GitProviderConnection {
         let mut spec = json!({
             "provider": "GitLab",
             "instanceName": instance,
@@ -535,7 +548,14 @@ impl Cluster {
         self.connections(ns).create(&PostParams::default(), &conn).await
     }
 
-    pub async fn create(&self, ns: &str, name: &str, instance: &str, secret: &str, extra: Value) -> GitProviderConnection {
+    pub async fn create(
+        &self,
+        ns: &str,
+        name: &str,
+        instance: &str,
+        secret: &str,
+        extra: Value,
+    ) -> GitProviderConnection {
         match self.try_create(ns, name, instance, secret, extra).await {
             Ok(conn) => conn,
             Err(e) => panic!("create {ns}/{name}: {e}"),
@@ -600,9 +620,9 @@ impl Cluster {
             .items
             .into_iter()
             .filter(|e| {
-                e.regarding
-                    .as_ref()
-                    .is_some_and(|r| r.kind.as_deref() == Some("GitProviderConnection") && r.name.as_deref() == Some(name))
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("GitProviderConnection") && r.name.as_deref() == Some(name)
+                })
             })
             .collect()
     }
