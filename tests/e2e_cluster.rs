@@ -78,6 +78,7 @@ struct TestNamespace {
 impl TestNamespace {
     async fn new(test: &str, labels: Value) -> TestNamespace {
         let client = client().await;
+        wait_for_webhook_ca(&client).await;
         let name = format!("gpo-e2e-{test}-{:06x}", fastrand::u32(..0x100_0000));
         let namespace: Namespace = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Namespace",
@@ -192,6 +193,28 @@ async fn webhook_configuration(client: &Client) -> ValidatingWebhookConfiguratio
         .unwrap_or_else(|| {
             panic!("no ValidatingWebhookConfiguration has the webhook {WEBHOOK_NAME}: is the chart installed?")
         })
+}
+
+/// Waits until the operator has injected its CA into the webhook configuration: before that,
+/// with failurePolicy Fail, the API server cannot call the webhook and refuses every create.
+async fn wait_for_webhook_ca(client: &Client) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let config = webhook_configuration(client).await;
+        let injected = config
+            .webhooks
+            .iter()
+            .flatten()
+            .filter(|w| w.name == WEBHOOK_NAME)
+            .all(|w| w.client_config.ca_bundle.as_ref().is_some_and(|b| !b.0.is_empty()));
+        if injected {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("the operator did not inject its CA into the webhook configuration within {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Sets the namespaceSelector of the chart's webhook (read-modify-replace, retried on conflict:
@@ -309,6 +332,7 @@ async fn crd_and_webhook_are_installed() {
     );
 
     // The operator injected its CA into the webhook configuration (self-managed certificates).
+    wait_for_webhook_ca(&client).await;
     let config = webhook_configuration(&client).await;
     let webhook = config
         .webhooks
