@@ -106,6 +106,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("token_source").required(true).args(["token_file", "token_env"])))]
 pub struct VerifyArgs {
     /// GitLab, Bitbucket, AzureDevOps, GitHub or Gitea (any case).
     #[arg(long, value_parser = parse_provider)]
@@ -114,7 +115,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub url: String,
     /// File holding the token.
-    #[arg(long, conflicts_with = "token_env", required_unless_present = "token_env")]
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Environment variable holding the token.
     #[arg(long)]
