@@ -592,10 +592,45 @@ async fn metrics_health_and_readiness() {
     assert_eq!(code, 200);
 }
 
-/// 11. SIGTERM: a clean exit with status 0, the Lease given back.
+/// Sends SIGTERM and expects exit status 0 within a bound; returns the operator's output.
+async fn terminate(op: &mut Operator) -> String {
+    let started = Instant::now();
+    op.sigterm();
+    let status = op
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{}: no exit within 15 s of SIGTERM\n{}", op.name, op.logs()));
+    eprintln!("{} exited {:?} after SIGTERM with {status}", op.name, started.elapsed());
+    assert!(status.success(), "{}: exit status {status}\n{}", op.name, op.logs());
+    let logs = op.logs();
+    assert!(logs.contains("termination signal received"), "{logs}");
+    assert!(logs.contains("controller stopped"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    assert_eq!(op.output().stdout(), "", "logs go to stderr; nothing on stdout");
+    assert!(op.get("/healthz").await.is_err(), "the metrics port is closed");
+    logs
+}
+
+/// 11. SIGTERM: a clean exit with status 0, with and without leader election (the Lease is
+/// given back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly() {
     let c = Cluster::start().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+
+    // Without leader election: the replica leads by itself.
+    let mut solo = c.operator("solo").await;
+    solo.wait_ready().await;
+    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "first", "Verified").await;
+    let logs = terminate(&mut solo).await;
+    assert_eq!(
+        logs.matches("starting the controller").count(),
+        1,
+        "one term of leadership"
+    );
+
+    // With leader election.
     let mut op = c
         .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).args([
             "--leader-elect",
@@ -607,33 +642,19 @@ async fn sigterm_exits_cleanly() {
         .await;
     op.wait_ready().await;
     c.install_webhook(&op.webhook_url(), "Fail").await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "second", "Verified").await;
     assert_eq!(
         c.lease_holder("gitprovider-system", "gpo-e2e").await.as_deref(),
         Some("gpo-0")
     );
-
-    let started = Instant::now();
-    op.sigterm();
-    let status = op
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("no exit within 15 s of SIGTERM\n{}", op.logs()));
-    eprintln!("exited {:?} after SIGTERM with {status}", started.elapsed());
-    assert!(status.success(), "exit status {status}\n{}", op.logs());
-    let logs = op.logs();
-    assert!(logs.contains("termination signal received"), "{logs}");
+    let logs = terminate(&mut op).await;
     assert!(logs.contains("released leadership"), "{logs}");
-    assert!(logs.contains("stopped"), "{logs}");
-    assert_eq!(op.output().stdout(), "", "logs go to stderr; nothing on stdout");
     assert_eq!(
         c.lease_holder("gitprovider-system", "gpo-e2e").await,
         None,
         "the Lease was given back"
     );
-    assert!(op.get("/healthz").await.is_err(), "the metrics port is closed");
 }
 
 /// 12. Two replicas with leader election: one reconciles, both answer admission, and the
