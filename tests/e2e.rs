@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::emulator::EmulatorOptions;
-use support::fake_providers::{FakeGitLab, Fault};
+use support::fake_providers::{FakeGitLab, Fault, TokenSpec};
 
 const NS: &str = "team-a";
 const OTHER_NS: &str = "team-b";
@@ -394,50 +394,63 @@ async fn spec_changes_are_reverified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspended_connections_never_call_the_provider() {
     let (c, _op) = setup().await;
-    let suspended_token = "glpat-e2e-suspended-19ad";
-    c.gitlab
-        .add_token(suspended_token, support::fake_providers::TokenSpec::user("sam"));
-    c.put_secret(NS, "paused-pat", suspended_token).await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "paused", "paused", "paused-pat", json!({"suspend": true}))
-        .await;
+    // The suspended connection has a GitLab of its own, so that any call it makes shows.
+    let its_gitlab = FakeGitLab::start().await;
+    let (first, second) = ("glpat-e2e-shared-19ad", "glpat-e2e-shared-2b7e");
+    for token in [first, second] {
+        its_gitlab.add_token(token, TokenSpec::user("sam"));
+        c.gitlab.add_token(token, TokenSpec::user("sam"));
+    }
+    c.put_secret(NS, "shared-pat", first).await;
+    c.create(
+        NS,
+        "paused",
+        "paused",
+        "shared-pat",
+        json!({"suspend": true, "url": its_gitlab.url().as_str()}),
+    )
+    .await;
     let conn = c.wait_reason(NS, "paused", "Suspended").await;
     assert_eq!(ready(&conn).status, "Unknown");
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(1));
 
-    // A change of its Secret does not wake it up. A connection that is not suspended,
-    // created after the change, is the barrier: once it is verified, the suspended one has
-    // had its chance to (wrongly) call GitLab.
-    c.put_secret(NS, "paused-pat", suspended_token).await;
-    c.create(NS, "active", "active", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "active", "Verified").await;
-    let presented_by_paused = |c: &Cluster| {
-        c.gitlab
+    // Another connection shares the Secret: when it has been re-verified with the rotated
+    // token, the suspended one has been told about the rotation too, and must not have called.
+    c.create(NS, "watcher", "watcher", "shared-pat", json!({})).await;
+    c.wait_reason(NS, "watcher", "Verified").await;
+    c.put_secret(NS, "shared-pat", second).await;
+    eventually("the watcher verified the rotated token", WAIT, || async {
+        let seen = c
+            .gitlab
             .requests()
             .iter()
-            .filter(|r| r.header("private-token") == Some(suspended_token))
-            .count()
-    };
-    assert_eq!(
-        presented_by_paused(&c),
-        0,
-        "the suspended connection never called GitLab"
+            .any(|r| r.header("private-token") == Some(second));
+        if seen { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+    c.wait_reason(NS, "watcher", "Verified").await;
+    assert!(
+        its_gitlab.requests().is_empty(),
+        "the suspended connection called GitLab: {:?}",
+        its_gitlab.requests()
     );
     assert_eq!(
         ready(&c.connections(NS).get("paused").await.unwrap()).reason,
         "Suspended"
     );
 
-    // Suspending a verified one: Suspended, facts kept, no more calls.
-    c.patch_spec(NS, "active", json!({"suspend": true})).await;
-    let conn = c.wait_reason(NS, "active", "Suspended").await;
+    // Suspending a verified one: Suspended for generation 2, what was learned is kept.
+    c.patch_spec(NS, "watcher", json!({"suspend": true})).await;
+    let conn = c.wait_reason(NS, "watcher", "Suspended").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
     assert!(conn.status.as_ref().unwrap().authenticated_user.is_some());
 
-    // Resuming verifies at once.
+    // Resuming verifies at once, with the current token.
     c.patch_spec(NS, "paused", json!({"suspend": false})).await;
     let conn = c.wait_reason(NS, "paused", "Verified").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
-    assert!(presented_by_paused(&c) > 0);
+    let calls = its_gitlab.requests();
+    assert!(!calls.is_empty() && calls.iter().all(|r| r.header("private-token") == Some(second)));
 }
 
 /// 9. Once converged, unchanged objects get no status writes (and no Events) for 30 s, even
@@ -592,10 +605,45 @@ async fn metrics_health_and_readiness() {
     assert_eq!(code, 200);
 }
 
-/// 11. SIGTERM: a clean exit with status 0, the Lease given back.
+/// Sends SIGTERM and expects exit status 0 within a bound; returns the operator's output.
+async fn terminate(op: &mut Operator) -> String {
+    let started = Instant::now();
+    op.sigterm();
+    let status = op
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{}: no exit within 15 s of SIGTERM\n{}", op.name, op.logs()));
+    eprintln!("{} exited {:?} after SIGTERM with {status}", op.name, started.elapsed());
+    assert!(status.success(), "{}: exit status {status}\n{}", op.name, op.logs());
+    let logs = op.logs();
+    assert!(logs.contains("termination signal received"), "{logs}");
+    assert!(logs.contains("controller stopped"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    assert_eq!(op.output().stdout(), "", "logs go to stderr; nothing on stdout");
+    assert!(op.get("/healthz").await.is_err(), "the metrics port is closed");
+    logs
+}
+
+/// 11. SIGTERM: a clean exit with status 0, with and without leader election (the Lease is
+/// given back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly() {
     let c = Cluster::start().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+
+    // Without leader election: the replica leads by itself.
+    let mut solo = c.operator("solo").await;
+    solo.wait_ready().await;
+    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "first", "Verified").await;
+    let logs = terminate(&mut solo).await;
+    assert_eq!(
+        logs.matches("starting the controller").count(),
+        1,
+        "one term of leadership"
+    );
+
+    // With leader election.
     let mut op = c
         .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).args([
             "--leader-elect",
@@ -607,33 +655,19 @@ async fn sigterm_exits_cleanly() {
         .await;
     op.wait_ready().await;
     c.install_webhook(&op.webhook_url(), "Fail").await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "second", "Verified").await;
     assert_eq!(
         c.lease_holder("gitprovider-system", "gpo-e2e").await.as_deref(),
         Some("gpo-0")
     );
-
-    let started = Instant::now();
-    op.sigterm();
-    let status = op
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("no exit within 15 s of SIGTERM\n{}", op.logs()));
-    eprintln!("exited {:?} after SIGTERM with {status}", started.elapsed());
-    assert!(status.success(), "exit status {status}\n{}", op.logs());
-    let logs = op.logs();
-    assert!(logs.contains("termination signal received"), "{logs}");
+    let logs = terminate(&mut op).await;
     assert!(logs.contains("released leadership"), "{logs}");
-    assert!(logs.contains("stopped"), "{logs}");
-    assert_eq!(op.output().stdout(), "", "logs go to stderr; nothing on stdout");
     assert_eq!(
         c.lease_holder("gitprovider-system", "gpo-e2e").await,
         None,
         "the Lease was given back"
     );
-    assert!(op.get("/healthz").await.is_err(), "the metrics port is closed");
 }
 
 /// 12. Two replicas with leader election: one reconciles, both answer admission, and the
