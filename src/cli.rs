@@ -213,7 +213,8 @@ fn run_command(args: RunArgs) -> ExitCode {
                 secret_name,
                 webhook_configuration: args.webhook_configuration,
                 service_name: args.webhook_service.unwrap_or_default(),
-                check_interval: Duration::from_secs(60),
+                // Cheap (two GETs); short so a webhook configuration created later gets its CA soon.
+                check_interval: Duration::from_secs(15),
             }),
             _ => WebhookCerts::Disabled,
         },
