@@ -100,6 +100,31 @@ pub struct GitProviderConnectionSpec {
     pub suspend: bool,
 }
 
+impl GitProviderConnectionSpec {
+    /// A spec with the defaults the CRD applies: Secret key `token`, interval 1h, not
+    /// suspended, no username or TLS settings.
+    pub fn new(
+        provider: ProviderKind,
+        instance_name: impl Into<String>,
+        url: impl Into<String>,
+        token_secret: impl Into<String>,
+    ) -> GitProviderConnectionSpec {
+        GitProviderConnectionSpec {
+            provider,
+            instance_name: instance_name.into(),
+            url: url.into(),
+            token_secret_ref: TokenSecretRef {
+                name: token_secret.into(),
+                key: default_token_key(),
+            },
+            username: None,
+            tls: None,
+            verify_interval: default_verify_interval(),
+            suspend: false,
+        }
+    }
+}
+
 fn default_verify_interval() -> String {
     "1h".to_owned()
 }

@@ -106,6 +106,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("token_source").required(true).args(["token_file", "token_env"])))]
 pub struct VerifyArgs {
     /// GitLab, Bitbucket, AzureDevOps, GitHub or Gitea (any case).
     #[arg(long, value_parser = parse_provider)]
@@ -114,7 +115,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub url: String,
     /// File holding the token.
-    #[arg(long, conflicts_with = "token_env", required_unless_present = "token_env")]
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Environment variable holding the token.
     #[arg(long)]
@@ -212,7 +213,8 @@ fn run_command(args: RunArgs) -> ExitCode {
                 secret_name,
                 webhook_configuration: args.webhook_configuration,
                 service_name: args.webhook_service.unwrap_or_default(),
-                check_interval: Duration::from_secs(60),
+                // Cheap (two GETs); short so a webhook configuration created later gets its CA soon.
+                check_interval: Duration::from_secs(15),
             }),
             _ => WebhookCerts::Disabled,
         },

@@ -15,12 +15,14 @@ use crate::index::{ConnectionIndex, Effect, ObjectKey};
 use crate::metrics::Metrics;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
-use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
+use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The shared watch; see the module documentation.
 pub struct Feed {
@@ -115,7 +117,14 @@ impl Feed {
         self.index.expect_partitions(namespaces.len());
         let partitions = namespaces.into_iter().map(|namespace| {
             let api = scoped_api::<GitProviderConnection>(&client, namespace.as_deref());
-            let events = watcher(api, watcher::Config::default()).default_backoff();
+            // managedFields and kubectl's last-applied copy are never read; dropping them keeps
+            // the store small (they are often larger than the spec itself).
+            let events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|conn| {
+                    conn.managed_fields_mut().clear();
+                    conn.annotations_mut().remove(LAST_APPLIED);
+                });
             self.clone().run_partition(namespace, events)
         });
         futures::future::join_all(partitions).await;

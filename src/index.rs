@@ -363,7 +363,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{GitProviderConnectionSpec, TokenSecretRef};
+    use crate::api::GitProviderConnectionSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     pub(crate) fn conn(
@@ -375,19 +375,7 @@ mod tests {
     ) -> GitProviderConnection {
         let mut c = GitProviderConnection::new(
             name,
-            GitProviderConnectionSpec {
-                provider,
-                instance_name: instance.into(),
-                url: "https://git.example.com".into(),
-                token_secret_ref: TokenSecretRef {
-                    name: format!("{name}-pat"),
-                    key: "token".into(),
-                },
-                username: None,
-                tls: None,
-                verify_interval: "1h".into(),
-                suspend: false,
-            },
+            GitProviderConnectionSpec::new(provider, instance, "https://git.example.com", format!("{name}-pat")),
         );
         c.metadata.namespace = Some(ns.into());
         c.metadata.uid = Some(format!("uid-{name}"));

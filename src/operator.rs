@@ -183,10 +183,22 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
 
     let (leading_tx, leading_rx) = watch::channel(config.leader_election.is_none());
-    let election_task = config.leader_election.clone().map(|settings| {
-        tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "campaigning for leadership");
-        tokio::spawn(LeaderElector::new(client.clone(), settings).run(leading_tx, shutdown_rx.clone()))
-    });
+    // Without an election this replica always leads. The sender must then live as long as the
+    // loop below: once it is dropped, `wait_for(|l| !*l)` fails at once and ends every term
+    // of the controller as soon as it starts.
+    let mut _always_leading = None;
+    let election_task = match config.leader_election.clone() {
+        Some(settings) => {
+            tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "campaigning for leadership");
+            Some(tokio::spawn(
+                LeaderElector::new(client.clone(), settings).run(leading_tx, shutdown_rx.clone()),
+            ))
+        }
+        None => {
+            _always_leading = Some(leading_tx);
+            None
+        }
+    };
 
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -204,9 +216,15 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let mut leading = leading_rx.clone();
     let mut shutdown = shutdown_rx.clone();
     loop {
-        tokio::select! {
-            _ = leading.wait_for(|l| *l) => {}
-            _ = shutdown.wait_for(|s| *s) => break,
+        let leads = tokio::select! {
+            result = leading.wait_for(|l| *l) => result.is_ok(),
+            _ = shutdown.wait_for(|s| *s) => false,
+        };
+        if !leads {
+            // Shutting down, or the election ended without this replica leading: it cannot
+            // lead any more, so wait for the end rather than spin.
+            let _ = shutdown.wait_for(|s| *s).await;
+            break;
         }
         if *shutdown.borrow() {
             break;

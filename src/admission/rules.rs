@@ -412,24 +412,12 @@ pub fn check_unique<H: Holders + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CaBundleKind, CaBundleRef, GitProviderConnection, TlsSpec, TokenSecretRef};
+    use crate::api::{CaBundleKind, CaBundleRef, GitProviderConnection, TlsSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
     fn spec(provider: ProviderKind, instance: &str, url: &str) -> GitProviderConnectionSpec {
-        GitProviderConnectionSpec {
-            provider,
-            instance_name: instance.into(),
-            url: url.into(),
-            token_secret_ref: TokenSecretRef {
-                name: "pat".into(),
-                key: "token".into(),
-            },
-            username: None,
-            tls: None,
-            verify_interval: "1h".into(),
-            suspend: false,
-        }
+        GitProviderConnectionSpec::new(provider, instance, url, "pat")
     }
 
     fn good() -> GitProviderConnectionSpec {

@@ -603,7 +603,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{GitProviderConnectionSpec, ProviderKind, TokenSecretRef};
+    use crate::api::{GitProviderConnectionSpec, ProviderKind};
     use crate::index::UniquenessScope;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::{Value, json};
@@ -660,19 +660,7 @@ mod tests {
     fn stored(ns: &str, name: &str, provider: ProviderKind, instance: &str, generation: i64) -> GitProviderConnection {
         let mut c = GitProviderConnection::new(
             name,
-            GitProviderConnectionSpec {
-                provider,
-                instance_name: instance.into(),
-                url: "https://git.example.com".into(),
-                token_secret_ref: TokenSecretRef {
-                    name: "pat".into(),
-                    key: "token".into(),
-                },
-                username: None,
-                tls: None,
-                verify_interval: "1h".into(),
-                suspend: false,
-            },
+            GitProviderConnectionSpec::new(provider, instance, "https://git.example.com", "pat"),
         );
         c.metadata.namespace = Some(ns.into());
         c.metadata.uid = Some(format!("uid-{name}"));

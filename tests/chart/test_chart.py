@@ -246,6 +246,7 @@ def test_default_args():
         "--log-format", "json",
         "--leader-elect=true",
         "--leader-election-namespace", "$(POD_NAMESPACE)",
+        "--leader-election-id", FULLNAME,
         "--webhook-cert-secret", f"{FULLNAME}-webhook-tls",
         "--webhook-configuration", FULLNAME,
         "--webhook-service", f"{FULLNAME}-webhook",
@@ -265,6 +266,7 @@ def test_args_follow_values(scenario):
     assert flags.get("--namespace", []) == merged["watchNamespaces"]
     assert flags["--leader-elect"] == [str(merged["leaderElection"]["enabled"]).lower()]
     assert flags["--leader-election-namespace"] == ["$(POD_NAMESPACE)"]
+    assert flags["--leader-election-id"] == [FULLNAME]
     cert_manager = merged["webhook"]["certManager"]["enabled"]
     if cert_manager:
         assert flags["--tls-cert-file"] == ["/tls/tls.crt"]

@@ -4,6 +4,7 @@ binary the chart runs. Docker is not available here, so the build runs on the ho
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import re
 import shlex
@@ -14,7 +15,11 @@ import pytest
 from conftest import CHART_DIR, ROOT, container, parse_args, render, SCENARIOS
 
 DOCKERFILE = ROOT / "Dockerfile"
-BINARY = ROOT / "target" / "release" / "gitprovider-operator"
+# Where cargo puts it: CARGO_TARGET_DIR when set (CI caches, other checkouts), else ./target.
+TARGET_DIR = Path(os.environ["CARGO_TARGET_DIR"]) if os.environ.get("CARGO_TARGET_DIR") else ROOT / "target"
+if not TARGET_DIR.is_absolute():
+    TARGET_DIR = ROOT / TARGET_DIR
+BINARY = TARGET_DIR / "release" / "gitprovider-operator"
 
 
 def _instructions() -> list[tuple[str, str]]:

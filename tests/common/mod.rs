@@ -1,8 +1,11 @@
 //! Helpers shared by the webhook tests and the admission benchmark.
 #![allow(dead_code)]
 
+#[path = "../support/pki.rs"]
+mod pki;
+
 use gitprovider_operator::admission::{CertStore, Webhook, serve};
-use gitprovider_operator::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind, TokenSecretRef};
+use gitprovider_operator::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind};
 use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
 use gitprovider_operator::metrics::Metrics;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,45 +23,19 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn new(ca_name: &str) -> TestPki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, ca_name.to_owned());
-        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("webhook signed by {ca_name}"));
-        let cert = params.signed_by(&key, &ca).unwrap();
+        let ca = pki::TestCa::new(ca_name).expect("test CA");
+        let leaf = ca.issue(&["localhost", "127.0.0.1"]).expect("webhook certificate");
         TestPki {
-            ca_pem: ca.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            ca_pem: ca.cert_pem().to_owned(),
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
         }
     }
 }
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A rustls client configuration trusting only `ca_pem`.
 pub fn client_tls(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = pki::client_config_trusting(ca_pem.as_bytes()).expect("a CA to trust");
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }
@@ -83,19 +60,7 @@ pub fn client_h2(ca_pem: &str) -> reqwest::Client {
 pub fn stored(ns: &str, name: &str, provider: ProviderKind, instance: &str, created: i64) -> GitProviderConnection {
     let mut c = GitProviderConnection::new(
         name,
-        GitProviderConnectionSpec {
-            provider,
-            instance_name: instance.into(),
-            url: "https://git.example.com".into(),
-            token_secret_ref: TokenSecretRef {
-                name: format!("{name}-pat"),
-                key: "token".into(),
-            },
-            username: None,
-            tls: None,
-            verify_interval: "1h".into(),
-            suspend: false,
-        },
+        GitProviderConnectionSpec::new(provider, instance, "https://git.example.com", format!("{name}-pat")),
     );
     c.metadata.namespace = Some(ns.into());
     c.metadata.uid = Some(format!("uid-{ns}-{name}"));

@@ -4,3 +4,4 @@
 
 pub mod emulator;
 pub mod fake_providers;
+pub mod pki;

@@ -143,8 +143,10 @@ impl Emulator {
     /// Starts serving HTTPS on 127.0.0.1 (a free port), with a fresh CA and a serving
     /// certificate for `127.0.0.1` and `localhost`, and writes a kubeconfig for it.
     pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
-        let ca = tls::TestCa::new("kube-apiserver-emulator-ca")?;
-        let serving = ca.issue(&["127.0.0.1", "localhost", "kubernetes.default.svc"])?;
+        let ca = tls::TestCa::new("kube-apiserver-emulator-ca").map_err(EmulatorError::Tls)?;
+        let serving = ca
+            .issue(&["127.0.0.1", "localhost", "kubernetes.default.svc"])
+            .map_err(EmulatorError::Tls)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let token = opts.token.clone().unwrap_or_else(|| util::random_token(32));
@@ -179,7 +181,8 @@ impl Emulator {
         )?;
 
         let (shutdown, rx) = signal::channel(false);
-        tokio::spawn(server::serve(listener, serving.server_config()?, ctx.clone(), rx));
+        let tls = serving.server_config().map_err(EmulatorError::Tls)?;
+        tokio::spawn(server::serve(listener, tls, ctx.clone(), rx));
         Ok(Emulator {
             addr,
             ca_pem: ca.cert_pem().to_owned(),

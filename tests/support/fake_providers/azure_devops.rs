@@ -46,6 +46,7 @@ struct AppState {
     settings: Arc<Mutex<Settings>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeAzureDevOps {
     server: FakeServer,
     state: AppState,
@@ -83,14 +84,6 @@ impl FakeAzureDevOps {
         }
     }
 
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
-    }
-
     /// `url()` followed by a collection or organization path, e.g. `/tfs/DefaultCollection`.
     pub fn collection_url(&self, path: &str) -> Url {
         Url::parse(&format!("{}{}", self.url().as_str().trim_end_matches('/'), path)).unwrap()
@@ -106,14 +99,6 @@ impl FakeAzureDevOps {
 
     pub fn set_max_api_version(&self, version: f32) {
         self.state.settings.lock().unwrap().max_api_version = version;
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
     }
 }
 
@@ -241,4 +226,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         "The controller for path was not found or does not implement IController.",
         "HttpException",
     )
+}
+
+impl std::ops::Deref for FakeAzureDevOps {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
+    }
 }

@@ -40,6 +40,7 @@ struct ServerState {
     ignore_credentials: Arc<Mutex<bool>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeBitbucketServer {
     server: FakeServer,
     state: ServerState,
@@ -59,14 +60,6 @@ impl FakeBitbucketServer {
         }
     }
 
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
-    }
-
     pub fn add_token(&self, token: &str, spec: TokenSpec) {
         self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
     }
@@ -78,14 +71,6 @@ impl FakeBitbucketServer {
     /// Answer as if a proxy had removed the `Authorization` header.
     pub fn ignore_credentials(&self, ignore: bool) {
         *self.state.ignore_credentials.lock().unwrap() = ignore;
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
     }
 }
 
@@ -230,6 +215,7 @@ struct CloudState {
     scopes_header: Arc<Mutex<bool>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeBitbucketCloud {
     server: FakeServer,
     state: CloudState,
@@ -248,15 +234,6 @@ impl FakeBitbucketCloud {
         }
     }
 
-    /// The stand-in for `https://api.bitbucket.org`.
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
-    }
-
     /// `spec.email` is the Atlassian account e-mail the Basic credentials must name.
     pub fn add_token(&self, token: &str, spec: TokenSpec) {
         self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
@@ -265,14 +242,6 @@ impl FakeBitbucketCloud {
     /// Send `X-OAuth-Scopes` (as for OAuth access tokens).
     pub fn send_scopes_header(&self, send: bool) {
         *self.state.scopes_header.lock().unwrap() = send;
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
     }
 }
 
@@ -353,4 +322,20 @@ async fn handle_cloud(State(state): State<CloudState>, request: Request) -> Resp
             .insert("x-oauth-scopes", scopes.join(", ").parse().unwrap());
     }
     response
+}
+
+impl std::ops::Deref for FakeBitbucketServer {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
+    }
+}
+
+impl std::ops::Deref for FakeBitbucketCloud {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
+    }
 }

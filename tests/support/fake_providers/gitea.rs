@@ -23,6 +23,7 @@ struct AppState {
     version: Arc<Mutex<String>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeGitea {
     server: FakeServer,
     state: AppState,
@@ -41,28 +42,12 @@ impl FakeGitea {
         }
     }
 
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
-    }
-
     pub fn add_token(&self, token: &str, spec: TokenSpec) {
         self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
     }
 
     pub fn set_version(&self, version: &str) {
         *self.state.version.lock().unwrap() = version.to_owned();
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
     }
 }
 
@@ -128,5 +113,13 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             StatusCode::NOT_FOUND,
             json!({"message": "Not Found", "url": format!("{base}/api/swagger")}),
         ),
+    }
+}
+
+impl std::ops::Deref for FakeGitea {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
     }
 }

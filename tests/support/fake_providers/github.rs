@@ -29,6 +29,7 @@ struct AppState {
     rate_limited: Arc<Mutex<bool>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeGitHub {
     server: FakeServer,
     state: AppState,
@@ -58,14 +59,6 @@ impl FakeGitHub {
         }
     }
 
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
-    }
-
     pub fn add_token(&self, token: &str, spec: TokenSpec) {
         self.state.tokens.lock().unwrap().insert(token.to_owned(), spec);
     }
@@ -73,18 +66,6 @@ impl FakeGitHub {
     /// Every authenticated request answers 403 with an exhausted primary rate limit.
     pub fn exhaust_rate_limit(&self, exhausted: bool) {
         *self.state.rate_limited.lock().unwrap() = exhausted;
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
-    }
-
-    pub fn server(&self) -> &FakeServer {
-        &self.server
     }
 }
 
@@ -205,5 +186,13 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             ),
         },
         _ => answer(&state, StatusCode::NOT_FOUND, headers, not_found),
+    }
+}
+
+impl std::ops::Deref for FakeGitHub {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
     }
 }

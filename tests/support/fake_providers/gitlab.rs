@@ -29,6 +29,7 @@ struct AppState {
     settings: Arc<Mutex<Settings>>,
 }
 
+/// Dereferences to its [`FakeServer`]: `url()`, `https_url()`, `requests()`, `fault()`.
 pub struct FakeGitLab {
     server: FakeServer,
     state: AppState,
@@ -48,14 +49,6 @@ impl FakeGitLab {
             server: FakeServer::start(app).await,
             state,
         }
-    }
-
-    pub fn url(&self) -> Url {
-        self.server.url()
-    }
-
-    pub fn https_url(&self) -> Url {
-        self.server.https_url()
     }
 
     pub fn add_token(&self, token: &str, spec: TokenSpec) {
@@ -79,18 +72,6 @@ impl FakeGitLab {
     /// `false`: `/personal_access_tokens/self` answers 404, as GitLab before 15.5 does.
     pub fn set_self_endpoint(&self, available: bool) {
         self.state.settings.lock().unwrap().no_self_endpoint = !available;
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    pub fn fault(&self, path_prefix: Option<&str>, fault: Fault, times: Option<usize>) {
-        self.server.fault(path_prefix, fault, times);
-    }
-
-    pub fn server(&self) -> &FakeServer {
-        &self.server
     }
 }
 
@@ -172,5 +153,13 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             None => not_found(),
         },
         _ => not_found(),
+    }
+}
+
+impl std::ops::Deref for FakeGitLab {
+    type Target = FakeServer;
+
+    fn deref(&self) -> &FakeServer {
+        &self.server
     }
 }

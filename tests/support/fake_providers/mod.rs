@@ -59,35 +59,14 @@ pub struct Pki {
 pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "gitprovider-operator test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA certificate");
-
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned()])
-                .expect("leaf params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf certificate");
-
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("protocol versions")
-                .with_no_client_auth()
-                .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
-                .expect("server certificate");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let ca = super::pki::TestCa::new("gitprovider-operator test CA").expect("test CA");
+        let leaf = ca
+            .issue(&["127.0.0.1", "::1", "localhost"])
+            .expect("test server certificate");
         Pki {
-            ca_pem: ca.pem(),
-            leaf_pem: leaf.pem(),
-            server_config: Arc::new(config),
+            ca_pem: ca.cert_pem().to_owned(),
+            leaf_pem: leaf.cert_pem.clone(),
+            server_config: leaf.server_config().expect("test server TLS configuration"),
         }
     })
 }

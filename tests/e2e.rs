@@ -1,0 +1,931 @@
+//! End to end without a cluster: the real `gitprovider-operator run` binary as a child process,
+//! against the Kubernetes API emulator (`tests/support/emulator`) and a local GitLab
+//! (`tests/support/fake_providers`), with the admission webhook wired in through a
+//! ValidatingWebhookConfiguration the emulator calls over HTTPS.
+//!
+//! Each test has its own emulator, GitLab and operator process(es) on their own ports, so they
+//! run in parallel. Every wait is bounded (see `harness::eventually`); the only long wait is
+//! the 30 s of `no_status_writes_once_converged`.
+
+mod support;
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use gitprovider_operator::api::{GitProviderConnection, TOKEN_EXPIRING_SOON};
+use harness::{
+    Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port, webhook_configuration,
+};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::emulator::EmulatorOptions;
+use support::fake_providers::{FakeGitLab, Fault, TokenSpec};
+
+const NS: &str = "team-a";
+const OTHER_NS: &str = "team-b";
+/// Nothing listens on port 1 of the loopback address: connections are refused (a free port
+/// chosen now could be taken by a parallel test later).
+const UNREACHABLE: &str = "http://127.0.0.1:1";
+const CONNECTIONS_PATH: &str = "/apis/gitprovider.dev/v1alpha1/namespaces/team-a/gitproviderconnections";
+
+/// An emulator with the CRD, a GitLab, one operator serving the webhook (file certificates)
+/// and the webhook configuration pointing at it with failurePolicy Fail.
+async fn setup() -> (Cluster, Operator) {
+    let cluster = Cluster::start().await;
+    let operator = cluster.operator("gpo-0").await;
+    operator.wait_ready().await;
+    cluster.install_webhook(&operator.webhook_url(), "Fail").await;
+    (cluster, operator)
+}
+
+fn ready(conn: &GitProviderConnection) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conn.ready_condition().expect("a Ready condition")
+}
+
+fn gauge(ns: &str, name: &str, value: u8) -> String {
+    format!(r#"gitprovider_connection_ready{{namespace="{ns}",name="{name}",provider="GitLab"}} {value}"#)
+}
+
+/// 1. A Secret and a connection: Verified, with what GitLab revealed, for the current generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_and_connection_become_verified() {
+    let (c, _op) = setup().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    let created = c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(NS, "gitlab-main", "Verified").await;
+
+    let status = conn.status.clone().expect("status");
+    let condition = ready(&conn);
+    assert_eq!(condition.status, "True");
+    assert_eq!(condition.message, "authenticated as jdoe on GitLab 17.5.1-ee");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(status.observed_generation, conn.metadata.generation);
+    assert_eq!(condition.observed_generation, conn.metadata.generation);
+    let user = status.authenticated_user.expect("authenticatedUser");
+    assert_eq!(user.username.as_deref(), Some("jdoe"));
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
+    assert_eq!(status.server_version.as_deref(), Some("17.5.1-ee"));
+    assert_eq!(
+        status.token_scopes,
+        Some(vec!["read_api".to_owned(), "read_repository".to_owned()])
+    );
+    assert!(status.last_verified_time.is_some());
+    let expiring = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == TOKEN_EXPIRING_SOON)
+        .expect("TokenExpiringSoon");
+    assert_eq!(
+        (expiring.status.as_str(), expiring.reason.as_str()),
+        ("False", "TokenValid")
+    );
+
+    // The transition is an Event from this replica.
+    let events = eventually("a Verified event", WAIT, || async {
+        let events = c.events_for(NS, "gitlab-main").await;
+        if events.iter().any(|e| e.reason.as_deref() == Some("Verified")) {
+            Ok(events)
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+    let event = events.iter().find(|e| e.reason.as_deref() == Some("Verified")).unwrap();
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    assert_eq!(event.reporting_controller.as_deref(), Some("gitprovider-operator"));
+    assert_eq!(event.reporting_instance.as_deref(), Some("gpo-0"));
+
+    // GitLab saw the token in its documented header.
+    assert!(
+        c.gitlab
+            .requests()
+            .iter()
+            .any(|r| r.header("private-token") == Some(TOKEN))
+    );
+}
+
+/// 2. A missing Secret is SecretNotFound; creating it verifies the connection within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_secret_then_created_becomes_verified() {
+    let (c, _op) = setup().await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(NS, "gitlab-main", "SecretNotFound").await;
+    let condition = ready(&conn);
+    assert_eq!(condition.status, "False");
+    assert!(
+        condition.message.contains("gitlab-pat") && condition.message.contains(NS),
+        "{}",
+        condition.message
+    );
+    assert!(c.gitlab.requests().is_empty(), "nothing to verify without a token");
+
+    let started = Instant::now();
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    let conn = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    eprintln!("Verified {:?} after the Secret was created", started.elapsed());
+    assert_eq!(ready(&conn).status, "True");
+}
+
+/// 3. Rotating the token to a revoked one is Unauthorized within seconds; rotating back heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_to_a_revoked_token_and_back() {
+    let (c, _op) = setup().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let verified = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    let verified_at = ready(&verified).last_transition_time.clone();
+
+    let started = Instant::now();
+    c.put_secret(NS, "gitlab-pat", REVOKED).await;
+    let revoked = c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    eprintln!("Unauthorized {:?} after the rotation", started.elapsed());
+    let condition = ready(&revoked);
+    assert_eq!(condition.status, "False");
+    assert!(condition.message.contains("revoked"), "{}", condition.message);
+    assert!(condition.last_transition_time >= verified_at);
+    assert!(
+        revoked.status.as_ref().unwrap().authenticated_user.is_none(),
+        "facts of the old token are gone"
+    );
+    assert!(
+        c.gitlab
+            .requests()
+            .iter()
+            .any(|r| r.header("private-token") == Some(REVOKED)),
+        "the new token was presented"
+    );
+
+    let started = Instant::now();
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    eprintln!("Verified again {:?} after the rotation back", started.elapsed());
+
+    // Each change of Ready is an Event: Verified, Unauthorized (a Warning), Verified.
+    eventually("Events for both transitions", WAIT, || async {
+        let events = c.events_for(NS, "gitlab-main").await;
+        let warning = events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Unauthorized") && e.type_.as_deref() == Some("Warning"));
+        let normal = events.iter().any(|e| e.reason.as_deref() == Some("Verified"));
+        if warning && normal {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+}
+
+/// 4. Admission: a duplicate is denied naming the holder; another namespace or provider is
+/// fine; an `http://` URL comes back with a Warning header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_denies_duplicates_and_warns_about_http() {
+    let (c, _op) = setup().await;
+
+    // Created through a raw request to see the response headers: allowed, with a warning.
+    let body = serde_json::to_value(c.connection(NS, "older", "main", "pat", json!({}))).unwrap();
+    let (code, warnings, created) = c.raw("POST", CONNECTIONS_PATH, &body).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("299 ") && w.contains("spec.url uses http://")),
+        "a Warning header about http://: {warnings:?}"
+    );
+
+    // The same name, differently spelled, in the same namespace and provider: denied.
+    let denied = api_error(c.try_create(NS, "dup", "  MAIN ", "pat", json!({})).await);
+    assert!(
+        denied.message.contains("team-a/older"),
+        "the holder is named: {}",
+        denied.message
+    );
+    assert!(denied.message.contains("denied the request"), "{}", denied.message);
+    assert!((400..500).contains(&denied.code), "{denied:?}");
+    // The emulator's record shows the denied create, with the same message.
+    let record = c.emulator.requests();
+    let denied_request = record
+        .iter()
+        .find(|r| r.verb() == "create" && r.body_text().contains("\"dup\""))
+        .expect("the denied create is recorded");
+    assert!(!denied_request.succeeded());
+    assert!(denied_request.mentions("team-a/older"));
+    assert!(
+        c.connections(NS).get_opt("dup").await.unwrap().is_none(),
+        "nothing was stored"
+    );
+
+    // Another namespace, another provider: allowed.
+    c.create(OTHER_NS, "older", "main", "pat", json!({})).await;
+    c.create(NS, "gitea-main", "main", "pat", json!({"provider": "Gitea"}))
+        .await;
+
+    // An update that keeps its own name is fine; one that takes a held name is not.
+    c.patch_spec(NS, "older", json!({"verifyInterval": "2h"})).await;
+    c.create(NS, "other", "other", "pat", json!({})).await;
+    let denied = api_error(
+        c.connections(NS)
+            .patch(
+                "other",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&json!({"spec": {"instanceName": "Main"}})),
+            )
+            .await,
+    );
+    assert!(denied.message.contains("team-a/older"), "{}", denied.message);
+}
+
+/// 5. Duplicates that got past admission are healed: the younger is DuplicateInstanceName
+/// naming the holder, and becomes Verified when the holder goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_past_admission_heal_when_the_holder_goes() {
+    let c = Cluster::start().await;
+    let op = c.operator("gpo-0").await;
+    op.wait_ready().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+
+    // No webhook configuration yet: nothing stops the duplicate.
+    c.create(NS, "older", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "older", "Verified").await;
+    // creationTimestamp has second precision: make the order unambiguous.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.create(NS, "younger", " Main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(NS, "younger", "DuplicateInstanceName").await;
+    let message = &ready(&conn).message;
+    assert!(message.contains("team-a/older"), "the holder is named: {message}");
+    assert_eq!(ready(&conn).status, "False");
+    // The holder keeps its name.
+    assert_eq!(ready(&c.connections(NS).get("older").await.unwrap()).reason, "Verified");
+
+    // A webhook that cannot be reached, with failurePolicy Ignore: admitted all the same.
+    c.install_webhook("https://127.0.0.1:1/validate", "Ignore").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.create(NS, "youngest", "MAIN", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(NS, "youngest", "DuplicateInstanceName").await;
+    assert!(
+        ready(&conn).message.contains("team-a/older"),
+        "{}",
+        ready(&conn).message
+    );
+
+    // The holder goes: the next oldest takes the name and is verified at once.
+    let started = Instant::now();
+    c.connections(NS)
+        .delete("older", &DeleteParams::default())
+        .await
+        .unwrap();
+    c.wait_reason(NS, "younger", "Verified").await;
+    eprintln!(
+        "the younger was Verified {:?} after the holder was deleted",
+        started.elapsed()
+    );
+    let conn = c.wait_reason(NS, "youngest", "DuplicateInstanceName").await;
+    assert!(
+        ready(&conn).message.contains("team-a/younger"),
+        "now held by the younger: {}",
+        ready(&conn).message
+    );
+}
+
+/// 6. Dropped watches and 410 Gone on resumption: the operator still reacts to Secret changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reacts_to_secret_changes_after_dropped_watches_and_410() {
+    let (c, mut op) = setup().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+
+    // The operator watches connections, Secrets and ConfigMaps (leader) at least.
+    let watches = eventually("the operator's watches are open", WAIT, || async {
+        let open = c.emulator.open_watches();
+        if open >= 3 {
+            Ok(open)
+        } else {
+            Err(format!("{open} open"))
+        }
+    })
+    .await;
+
+    // Every resumption of a dropped watch gets 410 Gone: the operator must relist.
+    let lists = |c: &Cluster| c.emulator.count(|r| r.verb() == "list");
+    let lists_before = lists(&c);
+    let faults = c.emulator.faults();
+    faults.gone_on_next_watches(watches);
+    let dropped = faults.drop_all_watches();
+    assert!(dropped >= 3, "{dropped} watches dropped");
+    eventually("the watches are back", WAIT, || async {
+        let open = c.emulator.open_watches();
+        if open >= watches {
+            Ok(())
+        } else {
+            Err(format!("{open} of {watches} open"))
+        }
+    })
+    .await;
+    assert!(lists(&c) > lists_before, "the 410s forced relists");
+
+    c.put_secret(NS, "gitlab-pat", REVOKED).await;
+    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+
+    // Dropped again, and the change made while no watch is open.
+    faults.gone_on_next_watches(watches);
+    faults.drop_all_watches();
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+
+    // And connection changes are still seen too.
+    faults.drop_all_watches();
+    c.patch_spec(NS, "gitlab-main", json!({"suspend": true})).await;
+    c.wait_reason(NS, "gitlab-main", "Suspended").await;
+    assert!(op.exited().is_none(), "the operator is still running");
+}
+
+/// 7. A spec change is re-verified and observedGeneration follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_changes_are_reverified() {
+    let (c, _op) = setup().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.put_secret(NS, "revoked-pat", REVOKED).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let first = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    assert_eq!(first.status.as_ref().unwrap().observed_generation, Some(1));
+    let verifications = c.gitlab.requests().len();
+
+    // A change that keeps the outcome: verified again for generation 2.
+    let patched = c.patch_spec(NS, "gitlab-main", json!({"verifyInterval": "2h"})).await;
+    assert_eq!(patched.metadata.generation, Some(2));
+    let conn = c
+        .wait_status(NS, "gitlab-main", "Verified", |c| {
+            c.status.as_ref().is_some_and(|s| s.observed_generation == Some(2))
+        })
+        .await;
+    assert_eq!(ready(&conn).observed_generation, Some(2));
+    assert!(
+        c.gitlab.requests().len() > verifications,
+        "the new spec was verified against GitLab"
+    );
+
+    // A change of the Secret reference: the other token is revoked.
+    c.patch_spec(NS, "gitlab-main", json!({"tokenSecretRef": {"name": "revoked-pat"}}))
+        .await;
+    let conn = c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(3));
+    assert_eq!(ready(&conn).observed_generation, Some(3));
+
+    // A URL nobody answers: Unreachable, generation 4.
+    c.patch_spec(
+        NS,
+        "gitlab-main",
+        json!({"url": UNREACHABLE, "tokenSecretRef": {"name": "gitlab-pat"}}),
+    )
+    .await;
+    let conn = c.wait_reason(NS, "gitlab-main", "Unreachable").await;
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(4));
+}
+
+/// 8. Suspended connections are Suspended and never reach the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_connections_never_call_the_provider() {
+    let (c, _op) = setup().await;
+    // The suspended connection has a GitLab of its own, so that any call it makes shows.
+    let its_gitlab = FakeGitLab::start().await;
+    let (first, second) = ("glpat-e2e-shared-19ad", "glpat-e2e-shared-2b7e");
+    for token in [first, second] {
+        its_gitlab.add_token(token, TokenSpec::user("sam"));
+        c.gitlab.add_token(token, TokenSpec::user("sam"));
+    }
+    c.put_secret(NS, "shared-pat", first).await;
+    c.create(
+        NS,
+        "paused",
+        "paused",
+        "shared-pat",
+        json!({"suspend": true, "url": its_gitlab.url().as_str()}),
+    )
+    .await;
+    let conn = c.wait_reason(NS, "paused", "Suspended").await;
+    assert_eq!(ready(&conn).status, "Unknown");
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(1));
+
+    // Another connection shares the Secret: when it has been re-verified with the rotated
+    // token, the suspended one has been told about the rotation too, and must not have called.
+    c.create(NS, "watcher", "watcher", "shared-pat", json!({})).await;
+    c.wait_reason(NS, "watcher", "Verified").await;
+    c.put_secret(NS, "shared-pat", second).await;
+    eventually("the watcher verified the rotated token", WAIT, || async {
+        let seen = c
+            .gitlab
+            .requests()
+            .iter()
+            .any(|r| r.header("private-token") == Some(second));
+        if seen { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+    c.wait_reason(NS, "watcher", "Verified").await;
+    assert!(
+        its_gitlab.requests().is_empty(),
+        "the suspended connection called GitLab: {:?}",
+        its_gitlab.requests()
+    );
+    assert_eq!(
+        ready(&c.connections(NS).get("paused").await.unwrap()).reason,
+        "Suspended"
+    );
+
+    // Suspending a verified one: Suspended for generation 2, what was learned is kept.
+    c.patch_spec(NS, "watcher", json!({"suspend": true})).await;
+    let conn = c.wait_reason(NS, "watcher", "Suspended").await;
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
+    assert!(conn.status.as_ref().unwrap().authenticated_user.is_some());
+
+    // Resuming verifies at once, with the current token.
+    c.patch_spec(NS, "paused", json!({"suspend": false})).await;
+    let conn = c.wait_reason(NS, "paused", "Verified").await;
+    assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
+    let calls = its_gitlab.requests();
+    assert!(!calls.is_empty() && calls.iter().all(|r| r.header("private-token") == Some(second)));
+}
+
+/// 9. Once converged, unchanged objects get no status writes (and no Events) for 30 s, even
+/// while transient failures are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_status_writes_once_converged() {
+    let c = Cluster::start().await;
+    let mut op = c.operator("gpo-0").await;
+    op.wait_ready().await;
+    let failing = FakeGitLab::start().await;
+    failing.fault(None, Fault::status(503), None);
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.put_secret(NS, "revoked-pat", REVOKED).await;
+
+    c.create(NS, "ok", "ok", "gitlab-pat", json!({})).await;
+    c.create(NS, "revoked", "revoked", "revoked-pat", json!({})).await;
+    c.create(NS, "no-secret", "no-secret", "missing-pat", json!({})).await;
+    c.create(NS, "paused", "paused", "gitlab-pat", json!({"suspend": true}))
+        .await;
+    c.create(NS, "down", "down", "gitlab-pat", json!({"url": UNREACHABLE}))
+        .await;
+    c.create(
+        NS,
+        "failing",
+        "failing",
+        "gitlab-pat",
+        json!({"url": failing.url().as_str()}),
+    )
+    .await;
+    c.wait_reason(NS, "ok", "Verified").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.create(NS, "dup", "OK", "gitlab-pat", json!({})).await;
+    // The webhook is wired in once the duplicate exists (it would deny it).
+    c.install_webhook(&op.webhook_url(), "Fail").await;
+
+    for (name, reason) in [
+        ("ok", "Verified"),
+        ("revoked", "Unauthorized"),
+        ("no-secret", "SecretNotFound"),
+        ("paused", "Suspended"),
+        ("down", "Unreachable"),
+        ("failing", "ProviderError"),
+        ("dup", "DuplicateInstanceName"),
+    ] {
+        c.wait_reason(NS, name, reason).await;
+    }
+    // Converged: every connection has its first status and Event.
+    eventually("one Event per connection", WAIT, || async {
+        let writes = c.event_writes();
+        if writes >= 7 {
+            Ok(())
+        } else {
+            Err(format!("{writes} event writes"))
+        }
+    })
+    .await;
+
+    let status_writes = c.status_writes(None);
+    let event_writes = c.event_writes();
+    let failing_calls = failing.requests().len();
+    let per_connection: Vec<(&str, usize)> = ["ok", "revoked", "no-secret", "paused", "down", "failing", "dup"]
+        .into_iter()
+        .map(|n| (n, c.status_writes(Some(n))))
+        .collect();
+
+    // The one long wait of the suite: absence of writes can only be seen over time.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    let after: Vec<(&str, usize)> = per_connection
+        .iter()
+        .map(|(n, _)| (*n, c.status_writes(Some(n))))
+        .collect();
+    assert_eq!(after, per_connection, "no status writes on unchanged objects for 30 s");
+    assert_eq!(c.status_writes(None), status_writes);
+    assert_eq!(c.event_writes(), event_writes, "no Events without a transition");
+    assert!(
+        failing.requests().len() > failing_calls,
+        "the transient failure was retried meanwhile ({failing_calls} calls before, {} after)",
+        failing.requests().len()
+    );
+    assert!(op.exited().is_none(), "the operator is still running");
+}
+
+/// 10. `/metrics`, `/healthz` and `/readyz` (503 until the first list, then 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness() {
+    let c = Cluster::start().await;
+    // Listing connections fails until told otherwise: the operator is alive but not ready.
+    c.emulator.faults().fail_next_matching(usize::MAX, 500, |_, _, target| {
+        target.is_some_and(|t| t.resource == "gitproviderconnections" && t.verb == "list")
+    });
+    let op = c.operator("gpo-0").await;
+    let (code, body) = op.get("/healthz").await.unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, body) = op.get("/readyz").await.unwrap();
+    assert_eq!(code, 503, "not ready before the first list: {body}");
+    assert!(body.contains("not ready"), "{body}");
+    c.emulator.faults().clear();
+    op.wait_ready().await;
+    c.install_webhook(&op.webhook_url(), "Fail").await;
+
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    let metrics = eventually("the ready gauge at 1", WAIT, || async {
+        let text = op.metrics().await;
+        if text.contains(&gauge(NS, "gitlab-main", 1)) {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    assert!(metrics.contains("# EOF"), "OpenMetrics text");
+    let expiry = "2099-01-31T00:00:00Z".parse::<jiff::Timestamp>().unwrap().as_second();
+    let expiry_line = format!(
+        r#"gitprovider_token_expiry_timestamp_seconds{{namespace="team-a",name="gitlab-main",provider="GitLab"}} {expiry}"#
+    );
+    assert!(
+        metrics.contains(&expiry_line),
+        "the token expiry is exported:\n{metrics}"
+    );
+
+    // Not ready any more: the gauge follows.
+    c.put_secret(NS, "gitlab-pat", REVOKED).await;
+    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    eventually("the ready gauge at 0", WAIT, || async {
+        let text = op.metrics().await;
+        if text.contains(&gauge(NS, "gitlab-main", 0)) {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+
+    // Deleted: forgotten.
+    c.connections(NS)
+        .delete("gitlab-main", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the gauge is gone", WAIT, || async {
+        let text = op.metrics().await;
+        if text.contains(r#"name="gitlab-main""#) && text.contains("gitprovider_connection_ready{") {
+            Err(text)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let (code, _) = op.get("/readyz").await.unwrap();
+    assert_eq!(code, 200);
+}
+
+/// Sends SIGTERM and expects exit status 0 within a bound; returns the operator's output.
+async fn terminate(op: &mut Operator) -> String {
+    let started = Instant::now();
+    op.sigterm();
+    let status = op
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{}: no exit within 15 s of SIGTERM\n{}", op.name, op.logs()));
+    eprintln!("{} exited {:?} after SIGTERM with {status}", op.name, started.elapsed());
+    assert!(status.success(), "{}: exit status {status}\n{}", op.name, op.logs());
+    let logs = op.logs();
+    assert!(logs.contains("termination signal received"), "{logs}");
+    assert!(logs.contains("controller stopped"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    assert_eq!(op.output().stdout(), "", "logs go to stderr; nothing on stdout");
+    assert!(op.get("/healthz").await.is_err(), "the metrics port is closed");
+    logs
+}
+
+/// 11. SIGTERM: a clean exit with status 0, with and without leader election (the Lease is
+/// given back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_cleanly() {
+    let c = Cluster::start().await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+
+    // Without leader election: the replica leads by itself.
+    let mut solo = c.operator("solo").await;
+    solo.wait_ready().await;
+    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "first", "Verified").await;
+    let logs = terminate(&mut solo).await;
+    assert_eq!(
+        logs.matches("starting the controller").count(),
+        1,
+        "one term of leadership"
+    );
+
+    // With leader election.
+    let mut op = c
+        .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).args([
+            "--leader-elect",
+            "--leader-election-namespace",
+            "gitprovider-system",
+            "--leader-election-id",
+            "gpo-e2e",
+        ]))
+        .await;
+    op.wait_ready().await;
+    c.install_webhook(&op.webhook_url(), "Fail").await;
+    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "second", "Verified").await;
+    assert_eq!(
+        c.lease_holder("gitprovider-system", "gpo-e2e").await.as_deref(),
+        Some("gpo-0")
+    );
+    let logs = terminate(&mut op).await;
+    assert!(logs.contains("released leadership"), "{logs}");
+    assert_eq!(
+        c.lease_holder("gitprovider-system", "gpo-e2e").await,
+        None,
+        "the Lease was given back"
+    );
+}
+
+/// 12. Two replicas with leader election: one reconciles, both answer admission, and the
+/// other takes over when the leader is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_takeover() {
+    let c = Cluster::start().await;
+    let election = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        "gitprovider-system",
+        "--leader-election-id",
+        "gpo-e2e",
+    ];
+    let spec = |name: &str| OperatorSpec::new(name).args(c.pki.args()).args(election);
+    let mut a = c.operator_with(spec("replica-a")).await;
+    eventually("replica-a holds the Lease", WAIT, || async {
+        match c.lease_holder("gitprovider-system", "gpo-e2e").await {
+            Some(h) if h == "replica-a" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let b = c.operator_with(spec("replica-b")).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    b.wait_log("following").await;
+    // Admission goes to the follower: every replica answers the webhook.
+    c.install_webhook(&b.webhook_url(), "Fail").await;
+
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "first", "Verified").await;
+    assert_eq!(a.logs().matches("starting the controller").count(), 1, "{}", a.logs());
+    assert!(!b.logs().contains("starting the controller"), "{}", b.logs());
+    let events = c.events_for(NS, "first").await;
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reporting_instance.as_deref() == Some("replica-a")),
+        "only the leader records events: {events:?}"
+    );
+    assert!(a.metrics().await.contains(&gauge(NS, "first", 1)));
+    assert!(
+        !b.metrics().await.contains("gitprovider_connection_ready{"),
+        "the follower reconciles nothing"
+    );
+    // The follower's webhook denies a duplicate from its own index.
+    let denied = api_error(c.try_create(NS, "first-again", "FIRST", "gitlab-pat", json!({})).await);
+    assert!(denied.message.contains("team-a/first"), "{}", denied.message);
+
+    // The leader stops: the follower takes over.
+    let started = Instant::now();
+    a.sigterm();
+    let status = a.wait_exit(Duration::from_secs(15)).await.expect("the leader exits");
+    assert!(status.success(), "{status}");
+    eventually("replica-b holds the Lease", WAIT, || async {
+        match c.lease_holder("gitprovider-system", "gpo-e2e").await {
+            Some(h) if h == "replica-b" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    b.wait_log("starting the controller").await;
+    eprintln!(
+        "replica-b took over {:?} after SIGTERM to the leader",
+        started.elapsed()
+    );
+
+    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "second", "Verified").await;
+    let events = c.events_for(NS, "second").await;
+    assert!(
+        !events.is_empty()
+            && events
+                .iter()
+                .all(|e| e.reporting_instance.as_deref() == Some("replica-b")),
+        "{events:?}"
+    );
+    assert!(b.metrics().await.contains(&gauge(NS, "second", 1)));
+}
+
+/// 13. The token never shows: not in the operator's output at RUST_LOG=debug, not in an Event,
+/// not in anything but Secret traffic of the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_leaks() {
+    let (c, op) = setup().await;
+    let unknown = "glpat-e2e-unknown-4c7d20ee";
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(NS, "gitlab-pat", unknown).await;
+    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    c.put_secret(NS, "gitlab-pat", REVOKED).await;
+    c.wait_status(NS, "gitlab-main", "Unauthorized", |c| {
+        ready(c).message.contains("revoked")
+    })
+    .await;
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    let metrics = op.metrics().await;
+    let events: Vec<String> = c
+        .events_for(NS, "gitlab-main")
+        .await
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    // Verified, Unauthorized (twice, as a series), Verified again (a series of the first).
+    assert!(events.len() >= 2, "{events:?}");
+
+    for token in [TOKEN, unknown, REVOKED] {
+        // The needles work: GitLab got the token, the API carried it in Secret bodies.
+        assert!(
+            c.gitlab
+                .requests()
+                .iter()
+                .any(|r| r.header("private-token") == Some(token))
+        );
+        assert!(!c.emulator.requests_mentioning(&b64(token)).is_empty());
+        for needle in [token.to_owned(), b64(token)] {
+            let logs = op.logs();
+            assert!(!logs.contains(&needle), "{needle} in the operator's output");
+            assert!(!metrics.contains(&needle), "{needle} in /metrics");
+            assert!(events.iter().all(|e| !e.contains(&needle)), "{needle} in an Event");
+            let leaks = c.non_secret_requests_mentioning(&needle);
+            assert!(
+                leaks.is_empty(),
+                "{needle} in non-Secret API traffic: {:?}",
+                leaks
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    assert!(
+        op.logs().lines().count() > 50,
+        "debug logging was on (else the check proves little)"
+    );
+}
+
+/// The certificate `addr` serves, verified against `ca_pem` for `server_name` (DER).
+async fn served_certificate(addr: SocketAddr, ca_pem: &[u8], server_name: &str) -> Vec<u8> {
+    let config = support::emulator::tls::client_config_trusting(ca_pem).expect("CA bundle");
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the webhook");
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).expect("server name");
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with {addr} as {server_name}: {e}"));
+    let (_, session) = tls.get_ref();
+    session.peer_certificates().expect("a certificate")[0].as_ref().to_vec()
+}
+
+/// 14. Self-managed webhook certificates: the Secret is created once, the caBundle injected,
+/// admission works through the Service, and both replicas serve the same certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_managed_webhook_certificates() {
+    use rustls_pki_types::pem::PemObject;
+    const SYSTEM: &str = "gitprovider-system";
+    let webhook_port = free_port();
+    let mut options = EmulatorOptions::default();
+    options.service_endpoints.insert(
+        (SYSTEM.to_owned(), "gpo-webhook".to_owned()),
+        SocketAddr::from(([127, 0, 0, 1], webhook_port)),
+    );
+    let c = Cluster::start_with(options).await;
+    let configs: Api<ValidatingWebhookConfiguration> = Api::all(c.client.clone());
+    configs
+        .create(
+            &PostParams::default(),
+            &webhook_configuration(
+                "gpo",
+                json!({"service": {"namespace": SYSTEM, "name": "gpo-webhook", "path": "/validate"}}),
+                "Fail",
+            ),
+        )
+        .await
+        .unwrap();
+
+    let args = [
+        "--webhook-cert-secret",
+        "gpo-webhook-tls",
+        "--webhook-configuration",
+        "gpo",
+        "--webhook-service",
+        "gpo-webhook",
+        "--leader-election-namespace",
+        SYSTEM,
+        "--leader-elect",
+    ];
+    // Both replicas start together and race for the Secret.
+    let (a, b) = tokio::join!(
+        c.operator_with(OperatorSpec::new("replica-a").args(args).webhook_port(webhook_port)),
+        c.operator_with(OperatorSpec::new("replica-b").args(args)),
+    );
+    a.wait_ready().await;
+    b.wait_ready().await;
+
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), SYSTEM);
+    let secret = secrets.get("gpo-webhook-tls").await.expect("the certificate Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.clone().expect("data");
+    let ca_pem = data.get("ca.crt").expect("ca.crt").0.clone();
+    let cert_pem = data.get("tls.crt").expect("tls.crt").0.clone();
+    assert!(data.contains_key("tls.key"));
+    let successful_creates = c.emulator.count(|r| {
+        r.verb() == "create"
+            && r.succeeded()
+            && r.target
+                .as_ref()
+                .is_some_and(|t| t.resource == "secrets" && t.namespace.as_deref() == Some(SYSTEM))
+            && r.body_text().contains("gpo-webhook-tls")
+    });
+    assert_eq!(successful_creates, 1, "one replica created the Secret");
+
+    // The CA went into the webhook configuration.
+    eventually("caBundle injected", WAIT, || async {
+        let config = configs.get("gpo").await.map_err(|e| e.to_string())?;
+        let bundle = config.webhooks.unwrap_or_default()[0].client_config.ca_bundle.clone();
+        match bundle {
+            Some(b) if b.0 == ca_pem => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Both replicas serve the Secret's certificate, valid for the Service name.
+    let expected = rustls_pki_types::CertificateDer::from_pem_slice(&cert_pem)
+        .expect("tls.crt")
+        .as_ref()
+        .to_vec();
+    for op in [&a, &b] {
+        let served = served_certificate(op.webhook_addr, &ca_pem, "gpo-webhook.gitprovider-system.svc").await;
+        assert_eq!(served, expected, "{} serves the shared certificate", op.name);
+    }
+
+    // Admission through the Service: a duplicate is denied.
+    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    let denied = api_error(c.try_create(NS, "gitlab-again", "Main", "gitlab-pat", json!({})).await);
+    assert!(denied.message.contains("team-a/gitlab-main"), "{}", denied.message);
+    assert!(
+        denied
+            .message
+            .contains("validate.gitproviderconnections.gitprovider.dev"),
+        "denied by the webhook: {}",
+        denied.message
+    );
+    // The key never left the Secret.
+    let key = String::from_utf8(data.get("tls.key").unwrap().0.clone()).unwrap();
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for op in [&a, &b] {
+        assert!(!op.logs().contains(key_body.get(..40).unwrap_or(&key_body)));
+    }
+}
