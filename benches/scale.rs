@@ -416,7 +416,20 @@ impl Operator {
         let metrics_port = free_port();
         let webhook_port = free_port();
         let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"))
+        // SCALE_OPERATOR_WRAPPER="valgrind --tool=massif ..." runs the operator under a profiler.
+        let wrapper: Vec<String> = std::env::var("SCALE_OPERATOR_WRAPPER")
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let binary = env!("CARGO_BIN_EXE_gitprovider-operator");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("run")
             .args(["--bind-address", "127.0.0.1"])
             .args(["--metrics-port", &metrics_port.to_string()])
@@ -485,7 +498,18 @@ impl Operator {
         Duration::from_millis(ticks * 10)
     }
 
+    /// SIGTERM (a profiler wrapping the operator writes its output then), SIGKILL after 30 s.
     fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

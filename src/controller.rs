@@ -89,7 +89,11 @@ pub struct Context {
     pub client: Client,
     pub http: HttpClient,
     pub index: Arc<ConnectionIndex>,
-    pub recorder: Recorder,
+    /// Who records Events. A `Recorder` is made per Event: kube's keeps every Event it published
+    /// for minutes (to turn repeats into a series), ~2.4 KB per connection whose Ready moved,
+    /// and scans that cache on each publish; Events here mark Ready transitions only, so the
+    /// series aggregation is not worth 24 MB at 10,000 connections.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     hosts: HostLimiter,
@@ -107,7 +111,7 @@ impl Context {
         reporter: Reporter,
     ) -> Context {
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             http,
             index,
@@ -400,7 +404,8 @@ async fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verific
         action: "Verify".to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(error) = recorder.publish(&event, &conn.object_ref(&())).await {
         // An Event is a courtesy; the status already says it.
         tracing::warn!(connection = %ObjectKey::of(conn), %error, "cannot record an event");
     }

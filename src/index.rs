@@ -9,7 +9,7 @@
 
 use crate::api::{CaBundleKind, GitProviderConnection, ProviderKind};
 use kube::ResourceExt;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -125,7 +125,10 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     by_object: HashMap<ObjectKey, Entry>,
-    by_instance: HashMap<InstanceKey, BTreeSet<Holder>>,
+    /// Holders of each instance name, oldest first. A sorted `Vec` rather than a `BTreeSet`:
+    /// nearly every name has one holder, and a B-tree node costs ~900 bytes where a one-element
+    /// `Vec` costs the holder itself (9 MB less at 10,000 connections).
+    by_instance: HashMap<InstanceKey, Vec<Holder>>,
     by_ref: HashMap<RefKey, HashSet<ObjectKey>>,
     partitions_expected: usize,
     partitions_synced: HashSet<Option<String>>,
@@ -330,10 +333,10 @@ impl Inner {
     }
 
     fn insert(&mut self, key: ObjectKey, entry: Entry) {
-        self.by_instance
-            .entry(entry.instance.clone())
-            .or_default()
-            .insert(entry.holder.clone());
+        let holders = self.by_instance.entry(entry.instance.clone()).or_default();
+        if let Err(at) = holders.binary_search(&entry.holder) {
+            holders.insert(at, entry.holder.clone());
+        }
         for r in &entry.refs {
             self.by_ref.entry(r.clone()).or_default().insert(key.clone());
         }
@@ -343,7 +346,9 @@ impl Inner {
     fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
         let entry = self.by_object.remove(key)?;
         if let Some(set) = self.by_instance.get_mut(&entry.instance) {
-            set.remove(&entry.holder);
+            if let Ok(at) = set.binary_search(&entry.holder) {
+                set.remove(at);
+            }
             if set.is_empty() {
                 self.by_instance.remove(&entry.instance);
             }
