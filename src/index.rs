@@ -333,7 +333,10 @@ impl Inner {
     }
 
     fn insert(&mut self, key: ObjectKey, entry: Entry) {
-        let holders = self.by_instance.entry(entry.instance.clone()).or_default();
+        let holders = self
+            .by_instance
+            .entry(entry.instance.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         if let Err(at) = holders.binary_search(&entry.holder) {
             holders.insert(at, entry.holder.clone());
         }
