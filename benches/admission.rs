@@ -82,7 +82,10 @@ fn main() {
         };
 
         let floor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let floor_url = format!("https://localhost:{}/validate", floor_listener.local_addr().unwrap().port());
+        let floor_url = format!(
+            "https://localhost:{}/validate",
+            floor_listener.local_addr().unwrap().port()
+        );
         let floor_task = tokio::spawn(floor::serve(
             floor_listener,
             floor::server_config(&pki.cert_pem, &pki.key_pem),
@@ -104,7 +107,11 @@ fn main() {
             let par = load::concurrent(
                 &client,
                 target,
-                &shots(&format!("pwarm-{label}"), 1_000_000..1_000_000 + PARALLELISM * 10, check),
+                &shots(
+                    &format!("pwarm-{label}"),
+                    1_000_000..1_000_000 + PARALLELISM * 10,
+                    check,
+                ),
                 &shots(&format!("par-{label}"), 0..CONCURRENT, check),
                 PARALLELISM,
             )
@@ -135,7 +142,10 @@ fn main() {
             samples.push(t.elapsed());
             assert_eq!(answer.response.unwrap().allowed, allowed);
         }
-        println!("{}", Stats::of(samples, started.elapsed()).line("in-process review_body"));
+        println!(
+            "{}",
+            Stats::of(samples, started.elapsed()).line("in-process review_body")
+        );
         println!(
             "index: {CONNECTIONS} connections in {NAMESPACES} namespaces; live reservations at the end: {}",
             server.webhook.live_reservations()

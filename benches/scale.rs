@@ -23,6 +23,8 @@
 //!    Secrets, then after a restart with N unrelated Secrets of 50 KiB more; start-up to
 //!    `/readyz` 200 for both.
 
+// `common` (webhook helpers) and `support` (emulator) both include the test PKI module.
+#[allow(clippy::duplicate_mod)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/floor.rs"]
@@ -65,6 +67,8 @@ const ADMISSION_PARALLELISM: usize = 32;
 struct Options {
     sizes: Vec<usize>,
     runs: usize,
+    /// Runs for particular sizes (`--runs-for 50000=1`), overriding `runs`.
+    runs_for: HashMap<usize, usize>,
     /// Scenario indexes to run (all by default).
     scenarios: Vec<usize>,
     admission: bool,
@@ -79,7 +83,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--scenarios 0,1,2,3]\n\
+        "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--runs-for 50000=1]\n\
+         \x20      [--scenarios 0,1,2,3]\n\
          \x20      [--no-admission] [--no-memory] [--steady-window SECS] [--interval-window SECS]\n\
          \x20      [--blob-kib 50] [--report DIR]"
     );
@@ -90,6 +95,7 @@ fn parse_options(args: &[String]) -> Options {
     let mut options = Options {
         sizes: vec![1_000, 10_000],
         runs: 3,
+        runs_for: HashMap::new(),
         scenarios: (0..SCENARIOS.len()).collect(),
         admission: true,
         memory: true,
@@ -110,6 +116,14 @@ fn parse_options(args: &[String]) -> Options {
             "--bench" => {}
             "--sizes" => options.sizes = list(&value()),
             "--runs" => options.runs = value().parse().unwrap_or_else(|_| usage()),
+            "--runs-for" => {
+                let v = value();
+                let (size, runs) = v.split_once('=').unwrap_or_else(|| usage());
+                options.runs_for.insert(
+                    size.replace('_', "").parse().unwrap_or_else(|_| usage()),
+                    runs.parse().unwrap_or_else(|_| usage()),
+                );
+            }
             "--scenarios" => options.scenarios = list(&value()),
             "--no-admission" => options.admission = false,
             "--no-memory" => options.memory = false,
@@ -441,6 +455,7 @@ impl Operator {
             .args(flags)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
+            .envs(std::env::var("SCALE_OPERATOR_RUST_LOG").map(|v| ("RUST_LOG", v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -490,12 +505,7 @@ impl Operator {
 
     /// CPU time (user + system) used so far.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        cpu_of(&self.child.id().to_string())
     }
 
     /// SIGTERM (a profiler wrapping the operator writes its output then), SIGKILL after 30 s.
@@ -513,6 +523,16 @@ impl Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user + system) of a process (`self` for this one), from /proc (100 ticks/s).
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -548,6 +568,8 @@ struct Verify {
     startup: f64,
     peak_rss_mib: f64,
     cpu_secs: f64,
+    /// CPU of this process (API emulator, provider stand-ins) from start to convergence.
+    harness_cpu_secs: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -603,10 +625,13 @@ async fn converge(
     let writes_before = status_writes(emulator);
     let requests_before = providers.requests();
     let started_wall = SystemTime::now();
+    let harness_cpu = cpu_of("self");
     let mut operator = Operator::start(emulator.kubeconfig_path(), pki, flags, log);
     let startup = operator.wait_ready(&http).await;
     let timeout = Duration::from_secs_f64(ideal * 20.0 + 120.0);
     let converged = wait_until(|| status_writes(emulator), writes_before + n, timeout).await;
+    let harness_cpu = cpu_of("self").saturating_sub(harness_cpu);
+    let operator_cpu = operator.cpu();
     // Let anything still in flight land before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let records: Vec<_> = emulator
@@ -619,7 +644,10 @@ async fn converge(
     for r in &records {
         let t = r.target.as_ref().unwrap();
         *per_connection
-            .entry((t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default()))
+            .entry((
+                t.namespace.clone().unwrap_or_default(),
+                t.name.clone().unwrap_or_default(),
+            ))
             .or_default() += 1;
         last = last.max(r.time);
     }
@@ -639,7 +667,8 @@ async fn converge(
         converged,
         startup: startup.as_secs_f64(),
         peak_rss_mib: mib(operator.proc_kib("VmHWM")),
-        cpu_secs: operator.cpu().as_secs_f64(),
+        cpu_secs: operator_cpu.as_secs_f64(),
+        harness_cpu_secs: harness_cpu.as_secs_f64(),
     };
     (verify, operator)
 }
@@ -688,12 +717,7 @@ async fn admission_series(n: usize, label: &str, url: &str, ca_pem: &str, check:
     let par = load::concurrent(
         &client,
         url,
-        &admission_shots(
-            n,
-            &format!("pw{label}"),
-            0..ADMISSION_PARALLELISM * 10,
-            check,
-        ),
+        &admission_shots(n, &format!("pw{label}"), 0..ADMISSION_PARALLELISM * 10, check),
         &admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check),
         ADMISSION_PARALLELISM,
     )
@@ -713,7 +737,10 @@ fn start_floor(pki: &Pki) -> (Child, u16) {
         .expect("floor server starts");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "floor server not listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "floor server not listening"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     (child, port)
@@ -814,7 +841,7 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         println!(
             "  N={n} run {run} [{}] ready in {:.2}s from /readyz ({:.2}s from start; ideal {:.2}s, {:.2}x), \
              {:.2} provider requests/verification, status writes/connection {}..{}, {}/{n} Ready, \
-             start-up {:.0} ms, peak RSS {:.1} MiB, CPU {:.1}s{}",
+             start-up {:.0} ms, peak RSS {:.1} MiB, CPU {:.1}s (harness {:.1}s; seeded in {:.1}s){}",
             scenario.label,
             verify.from_ready,
             verify.from_start,
@@ -827,6 +854,8 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
             verify.startup * 1000.0,
             verify.peak_rss_mib,
             verify.cpu_secs,
+            verify.harness_cpu_secs,
+            seeded.as_secs_f64(),
             if verify.converged { "" } else { " (TIMED OUT)" }
         );
         result.verify.push((s, verify));
@@ -948,14 +977,22 @@ fn fmt_agg(a: Option<Agg>, digits: usize, unit: &str) -> String {
     match a {
         None => "–".to_owned(),
         Some(a) if a.n == 1 => format!("{:.*}{unit}", digits, a.median),
-        Some(a) => format!("{:.*}{unit} ({:.*}–{:.*})", digits, a.median, digits, a.min, digits, a.max),
+        Some(a) => format!(
+            "{:.*}{unit} ({:.*}–{:.*})",
+            digits, a.median, digits, a.min, digits, a.max
+        ),
     }
 }
+
+/// A series: its label and (N, median) points.
+type Series = (String, Vec<(usize, f64)>);
+/// A plot panel: title, unit, series.
+type Panel = (String, String, Vec<Series>);
 
 struct Report {
     markdown: String,
     /// (series label, points (N, median)) per panel.
-    panels: Vec<(String, String, Vec<(String, Vec<(usize, f64)>)>)>,
+    panels: Vec<Panel>,
 }
 
 fn report(results: &[RunResult], options: &Options) -> Report {
@@ -975,9 +1012,9 @@ fn report(results: &[RunResult], options: &Options) -> Report {
     );
     let _ = writeln!(
         md,
-        "| N | scenario | runs | ideal | all Ready after (median, min–max) | ÷ ideal | from process start | requests/verification | status writes/connection | Ready | peak RSS | operator CPU |"
+        "| N | scenario | runs | ideal | all Ready after (median, min–max) | ÷ ideal | from process start | requests/verification | status writes/connection | Ready | peak RSS | operator CPU | harness CPU (API emulator, providers) |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &s in &options.scenarios {
         let mut points = Vec::new();
         for &n in &sizes {
@@ -991,7 +1028,7 @@ fn report(results: &[RunResult], options: &Options) -> Report {
             }
             let _ = writeln!(
                 md,
-                "| {n} | {} | {} | {:.2} s | {} | {} | {} | {} | {}–{} | {}/{n} | {} | {} |",
+                "| {n} | {} | {} | {:.2} s | {} | {} | {} | {} | {}–{} | {}/{n} | {} | {} | {} |",
                 SCENARIOS[s].label,
                 v.len(),
                 v[0].ideal,
@@ -1004,6 +1041,7 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                 v.iter().map(|v| v.ready).min().unwrap_or(0),
                 fmt_agg(agg(v.iter().map(|v| v.peak_rss_mib)), 1, " MiB"),
                 fmt_agg(agg(v.iter().map(|v| v.cpu_secs)), 1, " s"),
+                fmt_agg(agg(v.iter().map(|v| v.harness_cpu_secs)), 1, " s"),
             );
         }
         verify_series.push((SCENARIOS[s].label.to_owned(), points));
@@ -1034,8 +1072,12 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                 let us = |d: Duration| d.as_secs_f64() * 1e6;
                 let op = k;
                 let fl = k + 2;
-                admission_series[op].1.push((n, agg(a.iter().map(|x| us(x[op].p99))).unwrap().median));
-                admission_series[fl].1.push((n, agg(a.iter().map(|x| us(x[fl].p99))).unwrap().median));
+                admission_series[op]
+                    .1
+                    .push((n, agg(a.iter().map(|x| us(x[op].p99))).unwrap().median));
+                admission_series[fl]
+                    .1
+                    .push((n, agg(a.iter().map(|x| us(x[fl].p99))).unwrap().median));
                 let _ = writeln!(
                     md,
                     "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1046,8 +1088,16 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p50))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p99))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| x[fl].per_second)), 0, ""),
-                    fmt_agg(agg(a.iter().map(|x| x[op].p50.as_secs_f64() / x[fl].p50.as_secs_f64())), 2, "×"),
-                    fmt_agg(agg(a.iter().map(|x| x[op].p99.as_secs_f64() / x[fl].p99.as_secs_f64())), 2, "×"),
+                    fmt_agg(
+                        agg(a.iter().map(|x| x[op].p50.as_secs_f64() / x[fl].p50.as_secs_f64())),
+                        2,
+                        "×"
+                    ),
+                    fmt_agg(
+                        agg(a.iter().map(|x| x[op].p99.as_secs_f64() / x[fl].p99.as_secs_f64())),
+                        2,
+                        "×"
+                    ),
                     fmt_agg(agg(a.iter().map(|x| x[op].per_second / x[fl].per_second)), 2, "×"),
                 );
             }
@@ -1059,7 +1109,10 @@ fn report(results: &[RunResult], options: &Options) -> Report {
         ("restart".into(), Vec::new()),
         ("restart + unrelated Secrets".into(), Vec::new()),
     ];
-    let _ = writeln!(md, "\n### Memory, start-up and steady state (64 instances, default flags)\n");
+    let _ = writeln!(
+        md,
+        "\n### Memory, start-up and steady state (64 instances, default flags)\n"
+    );
     let _ = writeln!(
         md,
         "| N | runs | peak RSS, first verification | peak RSS after restart | … with N unrelated {} KiB Secrets | growth | start-up to /readyz (first) | (restart) | (with Secrets) | writes in {} s after convergence | requests in that window |",
@@ -1084,9 +1137,9 @@ fn report(results: &[RunResult], options: &Options) -> Report {
         if let Some(a) = blobs {
             memory_series[2].1.push((n, a.median));
         }
-        let growth = agg(runs.iter().filter_map(|r| {
-            Some((r.rss_restart_blobs_mib? / r.rss_restart_mib? - 1.0) * 100.0)
-        }));
+        let growth = agg(runs
+            .iter()
+            .filter_map(|r| Some((r.rss_restart_blobs_mib? / r.rss_restart_mib? - 1.0) * 100.0)));
         let _ = writeln!(
             md,
             "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1096,10 +1149,26 @@ fn report(results: &[RunResult], options: &Options) -> Report {
             fmt_agg(blobs, 1, " MiB"),
             fmt_agg(growth, 1, " %"),
             fmt_agg(agg(first.iter().map(|v| v.startup * 1000.0)), 0, " ms"),
-            fmt_agg(agg(runs.iter().filter_map(|r| r.startup_restart.map(|s| s * 1000.0))), 0, " ms"),
-            fmt_agg(agg(runs.iter().filter_map(|r| r.startup_restart_blobs.map(|s| s * 1000.0))), 0, " ms"),
-            fmt_agg(agg(runs.iter().filter_map(|r| r.steady_writes.map(|w| w as f64))), 0, ""),
-            fmt_agg(agg(runs.iter().filter_map(|r| r.steady_requests.map(|w| w as f64))), 0, ""),
+            fmt_agg(
+                agg(runs.iter().filter_map(|r| r.startup_restart.map(|s| s * 1000.0))),
+                0,
+                " ms"
+            ),
+            fmt_agg(
+                agg(runs.iter().filter_map(|r| r.startup_restart_blobs.map(|s| s * 1000.0))),
+                0,
+                " ms"
+            ),
+            fmt_agg(
+                agg(runs.iter().filter_map(|r| r.steady_writes.map(|w| w as f64))),
+                0,
+                ""
+            ),
+            fmt_agg(
+                agg(runs.iter().filter_map(|r| r.steady_requests.map(|w| w as f64))),
+                0,
+                ""
+            ),
         );
     }
     for r in results {
@@ -1122,16 +1191,8 @@ fn report(results: &[RunResult], options: &Options) -> Report {
     Report {
         markdown: md,
         panels: vec![
-            (
-                "Verification: time ÷ ideal".into(),
-                "×".into(),
-                verify_series,
-            ),
-            (
-                "Admission p99 (µs)".into(),
-                "µs".into(),
-                admission_series,
-            ),
+            ("Verification: time ÷ ideal".into(), "×".into(), verify_series),
+            ("Admission p99 (µs)".into(), "µs".into(), admission_series),
             ("Peak RSS (MiB)".into(), "MiB".into(), memory_series),
         ],
     }
@@ -1142,7 +1203,7 @@ fn xml(text: &str) -> String {
 }
 
 /// Three panels, N on a log axis, one polyline per series (medians).
-fn svg(panels: &[(String, String, Vec<(String, Vec<(usize, f64)>)>)], sizes: &[usize]) -> String {
+fn svg(panels: &[Panel], sizes: &[usize]) -> String {
     const W: f64 = 330.0;
     const H: f64 = 230.0;
     const LEFT: f64 = 50.0;
@@ -1190,7 +1251,11 @@ fn svg(panels: &[(String, String, Vec<(String, Vec<(usize, f64)>)>)], sizes: &[u
                 x0 + PW,
                 x0 - 4.0,
                 y + 3.0,
-                if ymax < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") }
+                if ymax < 10.0 {
+                    format!("{v:.2}")
+                } else {
+                    format!("{v:.0}")
+                }
             );
         }
         for &n in sizes {
@@ -1270,7 +1335,7 @@ fn main() {
     let mut results = Vec::new();
     runtime.block_on(async {
         for &n in &options.sizes {
-            for run in 1..=options.runs {
+            for run in 1..=options.runs_for.get(&n).copied().unwrap_or(options.runs) {
                 let mut result = one_run(n, run, &options, &pki, dir.path()).await;
                 if run == 1 && options.interval_window > 0 && n == *options.sizes.iter().min().unwrap() {
                     let check = interval_check(n, options.interval_window, &pki, dir.path()).await;
@@ -1289,7 +1354,11 @@ fn main() {
         let mut sizes = options.sizes.clone();
         sizes.sort();
         std::fs::write(out.join("scale.svg"), svg(&report.panels, &sizes)).unwrap();
-        println!("wrote {} and {}", out.join("scale-results.md").display(), out.join("scale.svg").display());
+        println!(
+            "wrote {} and {}",
+            out.join("scale-results.md").display(),
+            out.join("scale.svg").display()
+        );
     }
     // keep the logs when asked to look at them
     if std::env::var_os("SCALE_KEEP_LOGS").is_some() {

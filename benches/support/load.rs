@@ -56,11 +56,7 @@ async fn one(client: &reqwest::Client, url: &str, shot: &Shot) -> Duration {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     if let Some(expected) = shot.expect_allowed {
         let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON answer");
-        assert_eq!(
-            answer["response"]["allowed"].as_bool(),
-            Some(expected),
-            "{answer}"
-        );
+        assert_eq!(answer["response"]["allowed"].as_bool(), Some(expected), "{answer}");
     }
     took
 }
