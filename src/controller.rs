@@ -30,6 +30,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     hosts: HostLimiter,
+    /// Whether the Secret and ConfigMap watches of the current [`run`] have finished (or failed)
+    /// their first list; see [`ListGate`].
+    references_listed: AtomicBool,
     /// Consecutive transient failures per connection, for the backoff.
     failures: Mutex<HashMap<ObjectKey, u32>>,
 }
@@ -117,6 +121,7 @@ impl Context {
             index,
             metrics,
             hosts: HostLimiter::new(settings.max_in_flight_per_host),
+            references_listed: AtomicBool::new(false),
             settings,
             failures: Mutex::new(HashMap::new()),
         }
@@ -334,6 +339,13 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
     if !ctx.index.is_synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    // Nor verify before the first list of Secrets and ConfigMaps is in: that list names every
+    // referenced Secret once more, and a connection verified before its Secret is listed would
+    // be verified (and its status written) a second time. Waiting lets the scheduler merge the
+    // two requests into one.
+    if !ctx.references_listed.load(Ordering::Acquire) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let _slot = match parse_base_url(&conn.spec.url) {
         Ok(url) => match ctx.hosts.try_acquire(&host_key(&url)) {
             Ok(slot) => slot,
@@ -468,6 +480,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let index = ctx.index.clone();
+    ctx.references_listed.store(false, Ordering::Release);
+    let gate = Arc::new(ListGate {
+        remaining: AtomicUsize::new(2 * namespaces.len()),
+        ctx: ctx.clone(),
+    });
     let mut queues = vec![feed.subscribe().map(Ok).boxed()];
     for namespace in &namespaces {
         // Metadata only: the operator never holds other people's Secret data in memory.
@@ -477,14 +494,17 @@ pub async fn run(
         queues.push(referenced_by(
             index.clone(),
             RefKind::Secret,
+            gate.clone(),
             watcher(secrets, config.clone()),
         ));
         queues.push(referenced_by(
             index.clone(),
             RefKind::ConfigMap,
+            gate.clone(),
             watcher(configmaps, config),
         ));
     }
+    drop(gate);
     let queue = futures::stream::select_all(queues).take_until(shutdown);
     let config = ApplierConfig::default().concurrency(ctx.settings.max_concurrent_verifications);
     applier(
@@ -518,21 +538,40 @@ where
 
 type Queue = futures::stream::BoxStream<'static, Result<ObjectRef<GitProviderConnection>, watcher::Error>>;
 
+/// Opens [`Context::references_listed`] once every Secret and ConfigMap watch of a [`run`] has
+/// finished its first list, or failed (so that a watch the operator may not make, e.g. for
+/// lack of RBAC, does not stop verification).
+struct ListGate {
+    remaining: AtomicUsize,
+    ctx: Arc<Context>,
+}
+
+impl ListGate {
+    fn one_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ctx.references_listed.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Maps Secret or ConfigMap metadata events to the connections that reference the object.
 fn referenced_by<K>(
     index: Arc<ConnectionIndex>,
     kind: RefKind,
+    gate: Arc<ListGate>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> Queue
 where
     K: Resource + Send + 'static,
 {
+    let mut first_list = Some(gate);
     events
         .default_backoff()
-        .touched_objects()
         .map(move |result| {
             let refs: Vec<Result<ObjectRef<GitProviderConnection>, watcher::Error>> = match result {
-                Ok(object) => {
+                Ok(
+                    watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object),
+                ) => {
                     let namespace = object.meta().namespace.clone().unwrap_or_default();
                     let name = object.meta().name.clone().unwrap_or_default();
                     index
@@ -541,8 +580,18 @@ where
                         .map(|key| Ok(ObjectRef::new(&key.name).within(&key.namespace)))
                         .collect()
                 }
+                Ok(watcher::Event::Init) => Vec::new(),
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(gate) = first_list.take() {
+                        gate.one_done();
+                    }
+                    Vec::new()
+                }
                 Err(error) => {
                     tracing::warn!(%error, ?kind, "watch of referenced objects failed; retrying");
+                    if let Some(gate) = first_list.take() {
+                        gate.one_done();
+                    }
                     Vec::new()
                 }
             };
