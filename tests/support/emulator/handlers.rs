@@ -297,11 +297,22 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     };
     drop(st);
 
+    let unfiltered = q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty();
     let mut selected: Vec<Value> = Vec::new();
+    // Objects past the page that are only counted (for remainingItemCount), never copied: a
+    // page of a large collection must not cost a copy of the whole rest of it.
+    let mut counted_beyond = 0usize;
     for o in objects {
         let key = (meta_str(&o, "namespace").to_owned(), meta_str(&o, "name").to_owned());
         if start_after.as_ref().is_some_and(|s| key <= *s) {
             continue;
+        }
+        if limit.is_some_and(|limit| selected.len() > limit) {
+            if unfiltered {
+                counted_beyond += 1;
+                continue;
+            }
+            break; // no remainingItemCount with selectors: one object past the page is enough
         }
         let view = from_storage(&t.def, &t.ver.name, &o);
         if labels.matches(&labels_of(&view)) && fields.matches(&view) {
@@ -313,7 +324,7 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     if let Some(limit) = limit
         && selected.len() > limit
     {
-        let remaining = selected.len() - limit;
+        let remaining = selected.len() - limit + counted_beyond;
         selected.truncate(limit);
         let last = selected
             .last()
@@ -321,7 +332,7 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         if let Some((lns, lname)) = last {
             meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
         }
-        if q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty() {
+        if unfiltered {
             meta.insert("remainingItemCount".into(), json!(remaining));
         }
     }
