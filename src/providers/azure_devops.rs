@@ -31,7 +31,7 @@
 //! carries it).
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::{Facts, Provider, Target, Verification, join, non_empty};
+use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
@@ -172,13 +172,9 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         user: "",
         token: &target.token,
     };
-    let base = target.base_url.as_str().trim_end_matches('/').to_owned();
-    let get = |path: &'static str| {
-        let base = base.clone();
-        async move {
-            let url = join(&base, path)?;
-            http.get(&url, auth, &target.tls).await
-        }
+    let get = |path: &'static str| async move {
+        let url = target.endpoint(path)?;
+        http.get(&url, auth, &target.tls).await
     };
     let mut facts = Facts {
         deployment: Some(AzureDevOps.deployment(&target.base_url)),

@@ -187,13 +187,9 @@ fn path_segment(text: &str) -> String {
 
 async fn verify_server(http: &HttpClient, target: &Target) -> Verification {
     let auth = Auth::Bearer(&target.token);
-    let base = target.base_url.as_str().trim_end_matches('/').to_owned();
-    let get = |path: String| {
-        let base = base.clone();
-        async move {
-            let url = join(&base, &path)?;
-            http.get(&url, auth, &target.tls).await
-        }
+    let get = |path: String| async move {
+        let url = target.endpoint(&path)?;
+        http.get(&url, auth, &target.tls).await
     };
     let mut facts = Facts {
         deployment: Some(Deployment::SelfHosted),

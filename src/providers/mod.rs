@@ -28,11 +28,7 @@ pub struct Target {
 impl Target {
     /// `base_url` joined with an API path (`path` starts with `/`).
     pub fn endpoint(&self, path: &str) -> Result<Url, HttpError> {
-        let joined = format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path);
-        Url::parse(&joined).map_err(|e| HttpError::InvalidUrl {
-            url: joined,
-            reason: e.to_string(),
-        })
+        join(self.base_url.as_str(), path)
     }
 }
 
