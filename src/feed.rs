@@ -29,18 +29,31 @@ pub struct Feed {
     index: Arc<ConnectionIndex>,
     metrics: Arc<Metrics>,
     store: Store<GitProviderConnection>,
-    writer: Mutex<Writer<GitProviderConnection>>,
+    writer: Mutex<StoreWriter>,
     subscriber: Mutex<Option<mpsc::UnboundedSender<ObjectRef<GitProviderConnection>>>>,
+}
+
+/// The reflector store's writer. Until every partition has listed once, objects go to the
+/// writer's init buffer, which becomes the store (and marks it ready) in one swap: the store is
+/// built once, not copied onto itself, which at 10,000 connections would hold a second copy of
+/// every object at the moment of start-up.
+struct StoreWriter {
+    writer: Writer<GitProviderConnection>,
+    initializing: bool,
 }
 
 impl Feed {
     pub fn new(index: Arc<ConnectionIndex>, metrics: Arc<Metrics>) -> Arc<Feed> {
-        let (store, writer) = reflector::store();
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
         Arc::new(Feed {
             index,
             metrics,
             store,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(StoreWriter {
+                writer,
+                initializing: true,
+            }),
             subscriber: Mutex::new(None),
         })
     }
@@ -80,36 +93,54 @@ impl Feed {
         }
     }
 
-    fn apply(&self, conn: &GitProviderConnection) {
-        self.writer_apply(&Event::Apply(conn.clone()));
-        let effect = self.index.apply(conn);
-        self.notify(effect);
-    }
-
-    fn delete(&self, conn: &GitProviderConnection) {
-        self.writer_apply(&Event::Delete(conn.clone()));
-        let effect = self.index.delete(conn);
-        self.metrics
-            .connection_deleted(&ObjectKey::of(conn), conn.spec.provider);
-        self.notify(effect);
-    }
-
-    /// The store's readiness (which the applier waits for) comes from a relist of the whole
-    /// store; partitions are listed separately, so once all are, relist the store onto itself.
-    fn mark_store_ready(&self) {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.apply_watcher_event(&Event::Init);
-        for conn in self.store.state() {
-            writer.apply_watcher_event(&Event::InitApply(conn.as_ref().clone()));
+    fn apply(&self, conn: GitProviderConnection) {
+        let effect = self.index.apply(&conn);
+        {
+            let mut store = self.lock_writer();
+            let event = if store.initializing {
+                Event::InitApply(conn)
+            } else {
+                Event::Apply(conn)
+            };
+            store.writer.apply_watcher_event(&event);
         }
-        writer.apply_watcher_event(&Event::InitDone);
+        self.notify(effect);
     }
 
-    fn writer_apply(&self, event: &Event<GitProviderConnection>) {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply_watcher_event(event);
+    /// Forgets a connection: index, metrics and store.
+    fn delete(&self, key: &ObjectKey) {
+        let Some((provider, effect)) = self.index.remove(key) else {
+            return;
+        };
+        self.metrics.connection_deleted(key, provider);
+        {
+            let mut store = self.lock_writer();
+            // While initializing, the object may sit in the init buffer, which cannot be edited;
+            // mark_store_ready drops what the index no longer holds.
+            if !store.initializing
+                && let Some(gone) = self.store.get(&object_ref(key))
+            {
+                store.writer.apply_watcher_event(&Event::Delete(gone.as_ref().clone()));
+            }
+        }
+        self.notify(effect);
+    }
+
+    /// Every partition has listed once: the init buffer becomes the store, which marks it
+    /// ready (the applier waits for that).
+    fn mark_store_ready(&self) {
+        let mut store = self.lock_writer();
+        store.writer.apply_watcher_event(&Event::InitDone);
+        store.initializing = false;
+        for conn in self.store.state() {
+            if !self.index.contains(&ObjectKey::of(&conn)) {
+                store.writer.apply_watcher_event(&Event::Delete(conn.as_ref().clone()));
+            }
+        }
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, StoreWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Watches every partition until the process ends.
@@ -139,20 +170,18 @@ impl Feed {
         let mut listed: Option<HashSet<ObjectKey>> = None;
         while let Some(event) = events.next().await {
             match event {
-                Ok(Event::Apply(conn)) => self.apply(&conn),
-                Ok(Event::Delete(conn)) => self.delete(&conn),
+                Ok(Event::Apply(conn)) => self.apply(conn),
+                Ok(Event::Delete(conn)) => self.delete(&ObjectKey::of(&conn)),
                 Ok(Event::Init) => listed = Some(HashSet::new()),
                 Ok(Event::InitApply(conn)) => {
                     listed.get_or_insert_with(HashSet::new).insert(ObjectKey::of(&conn));
-                    self.apply(&conn);
+                    self.apply(conn);
                 }
                 Ok(Event::InitDone) => {
                     let seen = listed.take().unwrap_or_default();
                     for key in self.index.keys_in(partition.as_deref()) {
-                        if !seen.contains(&key)
-                            && let Some(gone) = self.store.get(&object_ref(&key))
-                        {
-                            self.delete(&gone);
+                        if !seen.contains(&key) {
+                            self.delete(&key);
                         }
                     }
                     let was_synced = self.index.is_synced();
@@ -170,4 +199,67 @@ impl Feed {
 
 fn object_ref(key: &ObjectKey) -> ObjectRef<GitProviderConnection> {
     ObjectRef::new(&key.name).within(&key.namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GitProviderConnectionSpec, ProviderKind};
+    use crate::index::UniquenessScope;
+
+    fn conn(namespace: &str, name: &str) -> GitProviderConnection {
+        let spec = GitProviderConnectionSpec::new(ProviderKind::GitLab, name, "https://git.example.com", "pat");
+        let mut conn = GitProviderConnection::new(name, spec);
+        conn.metadata.namespace = Some(namespace.into());
+        conn.metadata.generation = Some(1);
+        conn
+    }
+
+    fn names(store: &Store<GitProviderConnection>) -> Vec<String> {
+        let mut names: Vec<String> = store.state().iter().map(|c| ObjectKey::of(c).to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_store_is_built_once_every_partition_has_listed() {
+        let feed = Feed::new(
+            Arc::new(ConnectionIndex::new(UniquenessScope::Namespace)),
+            Arc::new(Metrics::new()),
+        );
+        feed.index().expect_partitions(2);
+        // Partition a lists, then keeps watching while b is still listing: a2 is deleted and
+        // a3 created in that window.
+        let a = futures::stream::iter([
+            Event::Init,
+            Event::InitApply(conn("a", "a1")),
+            Event::InitApply(conn("a", "a2")),
+            Event::InitDone,
+            Event::Delete(conn("a", "a2")),
+            Event::Apply(conn("a", "a3")),
+        ]);
+        feed.clone().run_partition(Some("a".into()), a.map(Ok)).await;
+        let store = feed.store();
+        assert!(store.is_empty(), "not ready (nor filled) before every partition listed");
+        assert_eq!(feed.index().len(), 2);
+
+        let b = futures::stream::iter([Event::Init, Event::InitApply(conn("b", "b1")), Event::InitDone]);
+        feed.clone().run_partition(Some("b".into()), b.map(Ok)).await;
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.wait_until_ready())
+            .await
+            .expect("ready once both partitions listed")
+            .expect("writer alive");
+        assert_eq!(names(&store), ["a/a1", "a/a3", "b/b1"]);
+
+        // After that, events go to the store directly, and a relist drops what it no longer has.
+        let relist = futures::stream::iter([
+            Event::Apply(conn("b", "b2")),
+            Event::Init,
+            Event::InitApply(conn("b", "b2")),
+            Event::InitDone,
+        ]);
+        feed.clone().run_partition(Some("b".into()), relist.map(Ok)).await;
+        assert_eq!(names(&store), ["a/a1", "a/a3", "b/b2"]);
+        assert_eq!(feed.index().len(), 3);
+    }
 }

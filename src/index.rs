@@ -10,7 +10,7 @@
 use crate::api::{CaBundleKind, GitProviderConnection, ProviderKind};
 use kube::ResourceExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where instance names must be unique.
@@ -107,29 +107,94 @@ pub enum RefKind {
     ConfigMap,
 }
 
+/// Shared text: the index keeps each namespace once (interned) and each name once, however
+/// many of its tables refer to it. At 10,000 connections the per-table `String` copies were
+/// ~4 MB of the index's ~12 MB.
+type Text = Arc<str>;
+
+/// [`ObjectKey`] as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    namespace: Text,
+    name: Text,
+}
+
+impl Key {
+    fn public(&self) -> ObjectKey {
+        ObjectKey::new(&*self.namespace, &*self.name)
+    }
+}
+
+/// [`InstanceKey`] as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Instance {
+    scope: Option<Text>,
+    provider: ProviderKind,
+    name: Text,
+}
+
+impl Instance {
+    fn public(&self) -> InstanceKey {
+        InstanceKey {
+            scope: self.scope.as_deref().map(str::to_owned),
+            provider: self.provider,
+            name: self.name.to_string(),
+        }
+    }
+}
+
+/// [`Holder`] as stored; same order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Held {
+    created: i64,
+    uid: Text,
+    key: Key,
+}
+
+impl Held {
+    fn public(&self) -> Holder {
+        Holder {
+            created: self.created,
+            uid: self.uid.to_string(),
+            key: self.key.public(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RefKey {
     kind: RefKind,
-    namespace: String,
-    name: String,
+    namespace: Text,
+    name: Text,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     generation: Option<i64>,
-    instance: InstanceKey,
-    holder: Holder,
-    refs: Vec<RefKey>,
+    provider: ProviderKind,
+    instance: Instance,
+    holder: Held,
+    token: RefKey,
+    /// Rare, so boxed: it would otherwise widen every entry of the table.
+    ca: Option<Box<RefKey>>,
+}
+
+impl Entry {
+    fn refs(&self) -> impl Iterator<Item = &RefKey> {
+        std::iter::once(&self.token).chain(self.ca.as_deref())
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    by_object: HashMap<ObjectKey, Entry>,
+    namespaces: HashSet<Text>,
+    by_object: HashMap<Key, Entry>,
     /// Holders of each instance name, oldest first. A sorted `Vec` rather than a `BTreeSet`:
     /// nearly every name has one holder, and a B-tree node costs ~900 bytes where a one-element
     /// `Vec` costs the holder itself (9 MB less at 10,000 connections).
-    by_instance: HashMap<InstanceKey, Vec<Holder>>,
-    by_ref: HashMap<RefKey, HashSet<ObjectKey>>,
+    by_instance: HashMap<Instance, Vec<Held>>,
+    /// Connections reading each Secret/ConfigMap; nearly always one.
+    by_ref: HashMap<RefKey, Vec<Key>>,
     partitions_expected: usize,
     partitions_synced: HashSet<Option<String>>,
 }
@@ -183,68 +248,54 @@ impl ConnectionIndex {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn entry_for(&self, conn: &GitProviderConnection) -> (ObjectKey, Entry) {
-        let key = ObjectKey::of(conn);
-        let spec = &conn.spec;
-        let mut refs = vec![RefKey {
-            kind: RefKind::Secret,
-            namespace: key.namespace.clone(),
-            name: spec.token_secret_ref.name.clone(),
-        }];
-        if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca_bundle_ref.as_ref()) {
-            refs.push(RefKey {
-                kind: match ca.kind {
-                    CaBundleKind::ConfigMap => RefKind::ConfigMap,
-                    CaBundleKind::Secret => RefKind::Secret,
-                },
-                namespace: key.namespace.clone(),
-                name: ca.name.clone(),
-            });
-        }
-        let entry = Entry {
-            generation: conn.metadata.generation,
-            instance: InstanceKey::new(self.scope, &key.namespace, spec.provider, &spec.instance_name),
-            holder: Holder::of(conn),
-            refs,
-        };
-        (key, entry)
-    }
-
     /// A connection was created or changed.
     pub fn apply(&self, conn: &GitProviderConnection) -> Effect {
-        let (key, entry) = self.entry_for(conn);
         let mut inner = self.write();
+        let (key, entry) = inner.entry_for(self.scope, conn);
         let mut groups = vec![entry.instance.clone()];
         if let Some(previous) = inner.by_object.get(&key)
             && previous.instance != entry.instance
         {
             groups.push(previous.instance.clone());
         }
-        let holders_before: Vec<Option<Holder>> = groups.iter().map(|g| inner.holder(g)).collect();
+        let holders_before: Vec<Option<Key>> = groups.iter().map(|g| inner.holder_key(g)).collect();
         let previous = inner.remove(&key);
         let spec_changed = previous.as_ref().is_none_or(|p| p.generation != entry.generation);
         inner.insert(key.clone(), entry);
         let mut effect = Effect::default();
         if spec_changed {
-            effect.reconcile.push(key.clone());
+            effect.reconcile.push(key.public());
         }
         for (group, before) in groups.iter().zip(holders_before) {
-            if inner.holder(group) != before {
+            if inner.holder_key(group) != before {
                 inner.members(group, &key, &mut effect.reconcile);
             }
         }
         effect
     }
 
-    /// A connection was deleted.
-    pub fn delete(&self, conn: &GitProviderConnection) -> Effect {
-        let key = ObjectKey::of(conn);
+    /// A connection was deleted: its provider (for the caller's bookkeeping) and whom that
+    /// wakes, or `None` when the index did not hold it.
+    pub fn remove(&self, key: &ObjectKey) -> Option<(ProviderKind, Effect)> {
         let mut inner = self.write();
+        let key = inner.find_key(&key.namespace, &key.name)?;
+        let previous = inner.remove(&key)?;
         let mut effect = Effect::default();
-        if let Some(previous) = inner.remove(&key) {
-            inner.members(&previous.instance, &key, &mut effect.reconcile);
-        }
-        effect
+        inner.members(&previous.instance, &key, &mut effect.reconcile);
+        Some((previous.provider, effect))
+    }
+
+    /// A connection was deleted: whom that wakes.
+    pub fn delete(&self, conn: &GitProviderConnection) -> Effect {
+        self.remove(&ObjectKey::of(conn)).map(|(_, effect)| effect).unwrap_or_default()
+    }
+
+    /// True when the index holds the connection.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        let inner = self.read();
+        inner
+            .find_key(&key.namespace, &key.name)
+            .is_some_and(|k| inner.by_object.contains_key(&k))
     }
 
     /// The keys of all indexed connections in `namespace` (all when `None`).
@@ -252,8 +303,8 @@ impl ConnectionIndex {
         self.read()
             .by_object
             .keys()
-            .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
-            .cloned()
+            .filter(|k| namespace.is_none_or(|ns| &*k.namespace == ns))
+            .map(Key::public)
             .collect()
     }
 
@@ -281,58 +332,140 @@ impl ConnectionIndex {
         let key = ObjectKey::of(conn);
         let instance = InstanceKey::new(self.scope, &key.namespace, conn.spec.provider, &conn.spec.instance_name);
         let inner = self.read();
-        let holder = inner.holder(&instance)?;
+        let holder = inner.holders(&instance)?.first()?;
         // An object the index has not seen yet is younger than anything it has.
-        (holder.key != key).then_some(holder)
+        (*holder.key.namespace != *key.namespace || *holder.key.name != *key.name).then(|| holder.public())
     }
 
     /// The oldest connection other than `exclude` holding `instance` (for admission).
     pub fn holder_other_than(&self, instance: &InstanceKey, exclude: &ObjectKey) -> Option<Holder> {
         let inner = self.read();
         inner
-            .by_instance
-            .get(instance)?
+            .holders(instance)?
             .iter()
-            .find(|h| &h.key != exclude)
-            .cloned()
+            .find(|h| *h.key.namespace != *exclude.namespace || *h.key.name != *exclude.name)
+            .map(Held::public)
     }
 
     /// The instance key and generation the index holds for `key`, when it has seen it (the
     /// admission webhook retires its reservations with it).
     pub fn claim_of(&self, key: &ObjectKey) -> Option<(InstanceKey, Option<i64>)> {
-        self.read()
+        let inner = self.read();
+        let key = inner.find_key(&key.namespace, &key.name)?;
+        inner
             .by_object
-            .get(key)
-            .map(|e| (e.instance.clone(), e.generation))
+            .get(&key)
+            .map(|e| (e.instance.public(), e.generation))
     }
 
     /// Connections that read the given Secret or ConfigMap.
     pub fn referencing(&self, kind: RefKind, namespace: &str, name: &str) -> Vec<ObjectKey> {
+        let inner = self.read();
+        let Some(namespace) = inner.namespaces.get(namespace).cloned() else {
+            return Vec::new();
+        };
         let probe = RefKey {
             kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            namespace,
+            name: name.into(),
         };
-        self.read()
+        inner
             .by_ref
             .get(&probe)
-            .map(|set| set.iter().cloned().collect())
+            .map(|keys| keys.iter().map(Key::public).collect())
             .unwrap_or_default()
     }
 }
 
 impl Inner {
-    fn holder(&self, instance: &InstanceKey) -> Option<Holder> {
-        self.by_instance.get(instance).and_then(|set| set.first().cloned())
+    /// The interned copy of a namespace, added when new. Namespaces are never forgotten: there
+    /// are few, and a deleted one usually comes back.
+    fn intern(&mut self, namespace: &str) -> Text {
+        if let Some(known) = self.namespaces.get(namespace) {
+            return known.clone();
+        }
+        let text: Text = namespace.into();
+        self.namespaces.insert(text.clone());
+        text
     }
 
-    fn members(&self, instance: &InstanceKey, except: &ObjectKey, out: &mut Vec<ObjectKey>) {
+    /// The stored form of a key, or `None` when its namespace was never seen (then the index
+    /// cannot hold it).
+    fn find_key(&self, namespace: &str, name: &str) -> Option<Key> {
+        Some(Key {
+            namespace: self.namespaces.get(namespace)?.clone(),
+            name: name.into(),
+        })
+    }
+
+    fn entry_for(&mut self, scope: UniquenessScope, conn: &GitProviderConnection) -> (Key, Entry) {
+        let public = ObjectKey::of(conn);
+        let namespace = self.intern(&public.namespace);
+        let key = Key {
+            namespace: namespace.clone(),
+            name: public.name.into(),
+        };
+        let spec = &conn.spec;
+        let ca = spec.tls.as_ref().and_then(|t| t.ca_bundle_ref.as_ref()).map(|ca| {
+            Box::new(RefKey {
+                kind: match ca.kind {
+                    CaBundleKind::ConfigMap => RefKind::ConfigMap,
+                    CaBundleKind::Secret => RefKind::Secret,
+                },
+                namespace: namespace.clone(),
+                name: ca.name.as_str().into(),
+            })
+        });
+        let holder = Holder::of(conn);
+        let entry = Entry {
+            generation: conn.metadata.generation,
+            provider: spec.provider,
+            instance: Instance {
+                scope: match scope {
+                    UniquenessScope::Namespace => Some(namespace.clone()),
+                    UniquenessScope::Cluster => None,
+                },
+                provider: spec.provider,
+                name: normalize_instance_name(&spec.instance_name).into(),
+            },
+            holder: Held {
+                created: holder.created,
+                uid: holder.uid.into(),
+                key: key.clone(),
+            },
+            token: RefKey {
+                kind: RefKind::Secret,
+                namespace,
+                name: spec.token_secret_ref.name.as_str().into(),
+            },
+            ca,
+        };
+        (key, entry)
+    }
+
+    fn holders(&self, instance: &InstanceKey) -> Option<&Vec<Held>> {
+        let scope = match &instance.scope {
+            Some(namespace) => Some(self.namespaces.get(namespace.as_str())?.clone()),
+            None => None,
+        };
+        self.by_instance.get(&Instance {
+            scope,
+            provider: instance.provider,
+            name: instance.name.as_str().into(),
+        })
+    }
+
+    fn holder_key(&self, instance: &Instance) -> Option<Key> {
+        self.by_instance.get(instance).and_then(|set| set.first()).map(|h| h.key.clone())
+    }
+
+    fn members(&self, instance: &Instance, except: &Key, out: &mut Vec<ObjectKey>) {
         if let Some(set) = self.by_instance.get(instance) {
-            out.extend(set.iter().filter(|h| &h.key != except).map(|h| h.key.clone()));
+            out.extend(set.iter().filter(|h| &h.key != except).map(|h| h.key.public()));
         }
     }
 
-    fn insert(&mut self, key: ObjectKey, entry: Entry) {
+    fn insert(&mut self, key: Key, entry: Entry) {
         let holders = self
             .by_instance
             .entry(entry.instance.clone())
@@ -340,13 +473,19 @@ impl Inner {
         if let Err(at) = holders.binary_search(&entry.holder) {
             holders.insert(at, entry.holder.clone());
         }
-        for r in &entry.refs {
-            self.by_ref.entry(r.clone()).or_default().insert(key.clone());
+        for r in entry.refs() {
+            let readers = self
+                .by_ref
+                .entry(r.clone())
+                .or_insert_with(|| Vec::with_capacity(1));
+            if !readers.contains(&key) {
+                readers.push(key.clone());
+            }
         }
         self.by_object.insert(key, entry);
     }
 
-    fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.by_object.remove(key)?;
         if let Some(set) = self.by_instance.get_mut(&entry.instance) {
             if let Ok(at) = set.binary_search(&entry.holder) {
@@ -356,10 +495,10 @@ impl Inner {
                 self.by_instance.remove(&entry.instance);
             }
         }
-        for r in &entry.refs {
-            if let Some(set) = self.by_ref.get_mut(r) {
-                set.remove(key);
-                if set.is_empty() {
+        for r in entry.refs() {
+            if let Some(readers) = self.by_ref.get_mut(r) {
+                readers.retain(|k| k != key);
+                if readers.is_empty() {
                     self.by_ref.remove(r);
                 }
             }
@@ -448,7 +587,7 @@ mod tests {
         index.apply(&older);
         let effect = index.apply(&younger);
         assert_eq!(effect.reconcile, vec![ObjectKey::new("a", "young")]);
-        let effect = index.delete(&older);
+        let effect = index.remove(&ObjectKey::of(&older)).map(|(_, e)| e).unwrap_or_default();
         assert_eq!(effect.reconcile, vec![ObjectKey::new("a", "young")]);
         assert_eq!(index.duplicate_holder(&younger), None);
     }
@@ -499,7 +638,7 @@ mod tests {
             index.referencing(RefKind::Secret, "b", "shared").is_empty(),
             "never across namespaces"
         );
-        index.delete(&two);
+        index.remove(&ObjectKey::of(&two));
         assert_eq!(
             index.referencing(RefKind::Secret, "a", "shared"),
             vec![ObjectKey::new("a", "one")]
