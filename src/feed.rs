@@ -18,11 +18,9 @@ use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The shared watch; see the module documentation.
 pub struct Feed {
@@ -148,14 +146,9 @@ impl Feed {
         self.index.expect_partitions(namespaces.len());
         let partitions = namespaces.into_iter().map(|namespace| {
             let api = scoped_api::<GitProviderConnection>(&client, namespace.as_deref());
-            // managedFields and kubectl's last-applied copy are never read; dropping them keeps
-            // the store small (they are often larger than the spec itself).
             let events = watcher(api, watcher::Config::default())
                 .default_backoff()
-                .modify(|conn| {
-                    conn.managed_fields_mut().clear();
-                    conn.annotations_mut().remove(LAST_APPLIED);
-                });
+                .modify(slim);
             self.clone().run_partition(namespace, events)
         });
         futures::future::join_all(partitions).await;
@@ -197,6 +190,17 @@ impl Feed {
     }
 }
 
+/// Only name, namespace, uid, resourceVersion, generation, creation time, spec and status are
+/// read; managedFields, annotations (kubectl's and GitOps tools' copies of the manifest), labels
+/// and owner references are dropped from the cached copy, which keeps the store small. Cached
+/// objects are never written back (the status goes by merge patch), so nothing is lost.
+fn slim(conn: &mut GitProviderConnection) {
+    conn.metadata.managed_fields = None;
+    conn.metadata.annotations = None;
+    conn.metadata.labels = None;
+    conn.metadata.owner_references = None;
+}
+
 fn object_ref(key: &ObjectKey) -> ObjectRef<GitProviderConnection> {
     ObjectRef::new(&key.name).within(&key.namespace)
 }
@@ -219,6 +223,35 @@ mod tests {
         let mut names: Vec<String> = store.state().iter().map(|c| ObjectKey::of(c).to_string()).collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn cached_copies_keep_what_the_controller_reads() {
+        let mut full: GitProviderConnection = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
+            "metadata": {
+                "name": "c", "namespace": "n", "uid": "u-1", "resourceVersion": "7", "generation": 3,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app.kubernetes.io/instance": "x"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u-2"}]
+            },
+            "spec": {"provider": "GitLab", "instanceName": "x", "url": "https://g", "tokenSecretRef": {"name": "s"}},
+            "status": {"observedGeneration": 3, "user": "alice"}
+        }))
+        .unwrap();
+        let before = full.clone();
+        slim(&mut full);
+        assert_eq!(full.spec, before.spec);
+        assert_eq!(full.status, before.status);
+        assert_eq!(full.metadata.uid, before.metadata.uid);
+        assert_eq!(full.metadata.resource_version, before.metadata.resource_version);
+        assert_eq!(full.metadata.generation, before.metadata.generation);
+        assert_eq!(full.metadata.creation_timestamp, before.metadata.creation_timestamp);
+        assert_eq!(ObjectKey::of(&full), ObjectKey::of(&before));
+        assert!(full.metadata.labels.is_none() && full.metadata.annotations.is_none());
+        assert!(full.metadata.managed_fields.is_none() && full.metadata.owner_references.is_none());
     }
 
     #[tokio::test]

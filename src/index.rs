@@ -168,20 +168,35 @@ struct RefKey {
     name: Text,
 }
 
+/// One connection as the index keeps it, kept narrow: it is the value of the largest table.
 #[derive(Debug)]
 struct Entry {
     generation: Option<i64>,
-    provider: ProviderKind,
     instance: Instance,
-    holder: Held,
-    token: RefKey,
+    created: i64,
+    uid: Text,
+    /// The token Secret's name (same namespace).
+    token: Text,
     /// Rare, so boxed: it would otherwise widen every entry of the table.
     ca: Option<Box<RefKey>>,
 }
 
 impl Entry {
-    fn refs(&self) -> impl Iterator<Item = &RefKey> {
-        std::iter::once(&self.token).chain(self.ca.as_deref())
+    fn holder(&self, key: &Key) -> Held {
+        Held {
+            created: self.created,
+            uid: self.uid.clone(),
+            key: key.clone(),
+        }
+    }
+
+    fn refs(&self, key: &Key) -> impl Iterator<Item = RefKey> {
+        let token = RefKey {
+            kind: RefKind::Secret,
+            namespace: key.namespace.clone(),
+            name: self.token.clone(),
+        };
+        std::iter::once(token).chain(self.ca.as_deref().cloned())
     }
 }
 
@@ -282,7 +297,7 @@ impl ConnectionIndex {
         let previous = inner.remove(&key)?;
         let mut effect = Effect::default();
         inner.members(&previous.instance, &key, &mut effect.reconcile);
-        Some((previous.provider, effect))
+        Some((previous.instance.provider, effect))
     }
 
     /// A connection was deleted: whom that wakes.
@@ -419,25 +434,17 @@ impl Inner {
         let holder = Holder::of(conn);
         let entry = Entry {
             generation: conn.metadata.generation,
-            provider: spec.provider,
             instance: Instance {
                 scope: match scope {
-                    UniquenessScope::Namespace => Some(namespace.clone()),
+                    UniquenessScope::Namespace => Some(namespace),
                     UniquenessScope::Cluster => None,
                 },
                 provider: spec.provider,
                 name: normalize_instance_name(&spec.instance_name).into(),
             },
-            holder: Held {
-                created: holder.created,
-                uid: holder.uid.into(),
-                key: key.clone(),
-            },
-            token: RefKey {
-                kind: RefKind::Secret,
-                namespace,
-                name: spec.token_secret_ref.name.as_str().into(),
-            },
+            created: holder.created,
+            uid: holder.uid.into(),
+            token: spec.token_secret_ref.name.as_str().into(),
             ca,
         };
         (key, entry)
@@ -466,18 +473,16 @@ impl Inner {
     }
 
     fn insert(&mut self, key: Key, entry: Entry) {
+        let holder = entry.holder(&key);
         let holders = self
             .by_instance
             .entry(entry.instance.clone())
             .or_insert_with(|| Vec::with_capacity(1));
-        if let Err(at) = holders.binary_search(&entry.holder) {
-            holders.insert(at, entry.holder.clone());
+        if let Err(at) = holders.binary_search(&holder) {
+            holders.insert(at, holder);
         }
-        for r in entry.refs() {
-            let readers = self
-                .by_ref
-                .entry(r.clone())
-                .or_insert_with(|| Vec::with_capacity(1));
+        for r in entry.refs(&key) {
+            let readers = self.by_ref.entry(r).or_insert_with(|| Vec::with_capacity(1));
             if !readers.contains(&key) {
                 readers.push(key.clone());
             }
@@ -488,18 +493,18 @@ impl Inner {
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.by_object.remove(key)?;
         if let Some(set) = self.by_instance.get_mut(&entry.instance) {
-            if let Ok(at) = set.binary_search(&entry.holder) {
+            if let Ok(at) = set.binary_search(&entry.holder(key)) {
                 set.remove(at);
             }
             if set.is_empty() {
                 self.by_instance.remove(&entry.instance);
             }
         }
-        for r in entry.refs() {
-            if let Some(readers) = self.by_ref.get_mut(r) {
+        for r in entry.refs(key) {
+            if let Some(readers) = self.by_ref.get_mut(&r) {
                 readers.retain(|k| k != key);
                 if readers.is_empty() {
-                    self.by_ref.remove(r);
+                    self.by_ref.remove(&r);
                 }
             }
         }

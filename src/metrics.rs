@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,10 +27,11 @@ struct ProviderLabels {
     provider: &'static str,
 }
 
+/// Shared text, so that the two per-connection families hold one copy of each name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
-    namespace: String,
-    name: String,
+    namespace: Arc<str>,
+    name: Arc<str>,
     provider: &'static str,
 }
 
@@ -156,8 +158,8 @@ impl Metrics {
 
     fn labels(key: &ObjectKey, provider: ProviderKind) -> ConnectionLabels {
         ConnectionLabels {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.as_str().into(),
+            name: key.name.as_str().into(),
             provider: provider.as_str(),
         }
     }
