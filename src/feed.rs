@@ -15,10 +15,10 @@ use crate::index::{ConnectionIndex, Effect, ObjectKey};
 use crate::metrics::Metrics;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
+use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
-use kube::Client;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -146,9 +146,7 @@ impl Feed {
         self.index.expect_partitions(namespaces.len());
         let partitions = namespaces.into_iter().map(|namespace| {
             let api = scoped_api::<GitProviderConnection>(&client, namespace.as_deref());
-            let events = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(slim);
+            let events = watcher(api, watcher::Config::default()).default_backoff().modify(slim);
             self.clone().run_partition(namespace, events)
         });
         futures::future::join_all(partitions).await;

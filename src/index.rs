@@ -10,8 +10,8 @@
 use crate::api::{CaBundleKind, GitProviderConnection, ProviderKind};
 use kube::ResourceExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Where instance names must be unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -302,7 +302,9 @@ impl ConnectionIndex {
 
     /// A connection was deleted: whom that wakes.
     pub fn delete(&self, conn: &GitProviderConnection) -> Effect {
-        self.remove(&ObjectKey::of(conn)).map(|(_, effect)| effect).unwrap_or_default()
+        self.remove(&ObjectKey::of(conn))
+            .map(|(_, effect)| effect)
+            .unwrap_or_default()
     }
 
     /// True when the index holds the connection.
@@ -367,10 +369,7 @@ impl ConnectionIndex {
     pub fn claim_of(&self, key: &ObjectKey) -> Option<(InstanceKey, Option<i64>)> {
         let inner = self.read();
         let key = inner.find_key(&key.namespace, &key.name)?;
-        inner
-            .by_object
-            .get(&key)
-            .map(|e| (e.instance.public(), e.generation))
+        inner.by_object.get(&key).map(|e| (e.instance.public(), e.generation))
     }
 
     /// Connections that read the given Secret or ConfigMap.
@@ -463,7 +462,10 @@ impl Inner {
     }
 
     fn holder_key(&self, instance: &Instance) -> Option<Key> {
-        self.by_instance.get(instance).and_then(|set| set.first()).map(|h| h.key.clone())
+        self.by_instance
+            .get(instance)
+            .and_then(|set| set.first())
+            .map(|h| h.key.clone())
     }
 
     fn members(&self, instance: &Instance, except: &Key, out: &mut Vec<ObjectKey>) {
