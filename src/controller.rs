@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use url::Url;
 
 /// Name under which the operator writes status and records events.
 pub const FIELD_MANAGER: &str = "gitprovider-operator";
@@ -157,7 +158,12 @@ impl Evaluation {
 
 /// Decides the Ready reason of a connection, asking the provider only when everything local is
 /// in order. This is where every Ready reason except the provider's own is decided.
-pub async fn evaluate(conn: &GitProviderConnection, ctx: &Context) -> Result<Evaluation, Error> {
+/// `base_url` is `spec.url` parsed by [`parse_base_url`] (the caller needs it too).
+pub async fn evaluate(
+    conn: &GitProviderConnection,
+    ctx: &Context,
+    base_url: Result<Url, String>,
+) -> Result<Evaluation, Error> {
     let spec = &conn.spec;
     let namespace = conn.namespace().unwrap_or_default();
     if spec.suspend {
@@ -177,7 +183,7 @@ pub async fn evaluate(conn: &GitProviderConnection, ctx: &Context) -> Result<Eva
             ),
         ));
     }
-    let base_url = match parse_base_url(&spec.url) {
+    let base_url = match base_url {
         Ok(url) => url,
         Err(message) => return Ok(Evaluation::local(ReadyReason::InvalidSpec, message)),
     };
@@ -346,15 +352,16 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
     if !ctx.references_listed.load(Ordering::Acquire) {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let _slot = match parse_base_url(&conn.spec.url) {
-        Ok(url) => match ctx.hosts.try_acquire(&host_key(&url)) {
+    let base_url = parse_base_url(&conn.spec.url);
+    let _slot = match &base_url {
+        Ok(url) => match ctx.hosts.try_acquire(&host_key(url)) {
             Ok(slot) => slot,
             // The instance already has its share in flight: look again shortly, holding nothing.
             Err(Busy) => return Ok(Action::requeue(Duration::from_millis(100 + fastrand::u64(..400)))),
         },
         Err(_) => None,
     };
-    let evaluation = evaluate(conn, ctx).await?;
+    let evaluation = evaluate(conn, ctx, base_url).await?;
     let reason = evaluation.verification.reason;
     let previous = conn.status.as_ref();
     let status = next_status(

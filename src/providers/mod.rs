@@ -196,8 +196,10 @@ pub fn parse_base_url(raw: &str) -> Result<Url, String> {
     if url.fragment().is_some() {
         return Err(format!("url {raw:?} must not contain a fragment"));
     }
-    let trimmed = url.as_str().trim_end_matches('/').to_owned();
-    Url::parse(&trimmed).map_err(|e| format!("url {raw:?} is not a valid URL: {e}"))
+    let mut url = url;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
 }
 
 #[cfg(test)]
