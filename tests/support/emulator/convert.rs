@@ -37,8 +37,13 @@ fn rename(obj: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>
 pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
     match def.behaviour {
         Kind::EventsV1Event => {
-            let mut v = rename(&obj, EVENT_FIELDS.iter().copied());
+            let mut v = obj;
             if let Value::Object(m) = &mut v {
+                for (from, to) in EVENT_FIELDS {
+                    if let Some(x) = m.remove(*from) {
+                        m.insert((*to).to_owned(), x);
+                    }
+                }
                 m.insert("apiVersion".into(), json!("v1"));
                 m.insert("kind".into(), json!("Event"));
             }

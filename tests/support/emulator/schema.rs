@@ -3,6 +3,8 @@
 //! non-nullable fields, apply defaults, then validate. Not evaluated: `pattern` (no regex
 //! engine here), `x-kubernetes-validations` (CEL), `oneOf`/`anyOf`/`allOf`/`not`.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value};
 
 use super::error::FieldError;
@@ -20,9 +22,17 @@ pub struct Outcome {
 pub fn process(schema: &Value, obj: &mut Value) -> Outcome {
     let mut out = Outcome::default();
     if let Value::Object(map) = obj {
-        process_object(schema, map, "", &mut out, true);
+        process_object(schema, map, &mut String::new(), &mut out, true);
     }
     out
+}
+
+/// Appends `.key` (or `key` at the root) to the path being walked; undo with `truncate`.
+fn push_field(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -37,34 +47,35 @@ fn flag(schema: &Value, name: &str) -> bool {
     schema.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out: &mut Outcome, root: bool) {
+// The path is a buffer extended and truncated while walking (no string per visited field).
+fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &mut String, out: &mut Outcome, root: bool) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields") || additional == Some(&Value::Bool(true));
     let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
 
     // 1. Prune fields the schema does not declare.
-    let keys: Vec<String> = map.keys().cloned().collect();
-    for k in &keys {
-        if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-            continue;
-        }
-        let known = props.is_some_and(|p| p.contains_key(k)) || additional.is_some_and(Value::is_object);
-        if !known && !preserve {
-            map.remove(k);
-            out.unknown.push(join(path, k));
+    let known = |k: &str| {
+        (embedded && matches!(k, "apiVersion" | "kind" | "metadata"))
+            || preserve
+            || props.is_some_and(|p| p.contains_key(k))
+            || additional.is_some_and(Value::is_object)
+    };
+    if !map.keys().all(|k| known(k)) {
+        let unknown: Vec<String> = map.keys().filter(|k| !known(k)).cloned().collect();
+        for k in unknown {
+            map.remove(&k);
+            out.unknown.push(join(path, &k));
         }
     }
 
     // 2. Nulls of non-nullable fields are dropped (and may then be defaulted).
-    for k in &keys {
-        if map.get(k).is_some_and(Value::is_null) {
+    map.retain(|k, v| {
+        !(v.is_null() && {
             let sub = props.and_then(|p| p.get(k)).or(additional.filter(|a| a.is_object()));
-            if sub.is_some_and(|s| !flag(s, "nullable")) {
-                map.remove(k);
-            }
-        }
-    }
+            sub.is_some_and(|s| !flag(s, "nullable"))
+        })
+    });
 
     // 3. Defaults for absent properties.
     if let Some(props) = props {
@@ -84,7 +95,10 @@ fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out:
         }
         let sub = props.and_then(|p| p.get(k)).or(additional.filter(|a| a.is_object()));
         if let Some(sub) = sub {
-            process_value(sub, v, &join(path, k), out);
+            let len = path.len();
+            push_field(path, k);
+            process_value(sub, v, path, out);
+            path.truncate(len);
         }
     }
 
@@ -99,13 +113,13 @@ fn process_object(schema: &Value, map: &mut Map<String, Value>, path: &str, out:
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && map.len() as u64 > max
     {
-        out.errors.push(FieldError::too_many(path, map.len(), max));
+        out.errors.push(FieldError::too_many(path.as_str(), map.len(), max));
     }
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && (map.len() as u64) < min
     {
         out.errors.push(FieldError::invalid(
-            path,
+            path.as_str(),
             &Value::from(map.len()),
             &format!("{path} in body should have at least {min} properties"),
         ));
@@ -133,7 +147,7 @@ fn type_error(path: &str, v: &Value, want: &str) -> FieldError {
     )
 }
 
-fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
+fn process_value(schema: &Value, v: &mut Value, path: &mut String, out: &mut Outcome) {
     if v.is_null() {
         if !flag(schema, "nullable")
             && let Some(t) = schema.get("type").and_then(Value::as_str)
@@ -153,9 +167,13 @@ fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
         ("object", Value::Object(map)) => process_object(schema, map, path, out, false),
         ("array", Value::Array(items)) => {
             if let Some(item_schema) = schema.get("items") {
+                let len = path.len();
                 for (i, item) in items.iter_mut().enumerate() {
-                    process_value(item_schema, item, &format!("{path}[{i}]"), out);
+                    path.truncate(len);
+                    let _ = write!(path, "[{i}]");
+                    process_value(item_schema, item, path, out);
                 }
+                path.truncate(len);
             }
             check_array(schema, items, path, out);
         }
@@ -180,7 +198,7 @@ fn process_value(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(v)
     {
-        out.errors.push(FieldError::not_supported(path, v, allowed));
+        out.errors.push(FieldError::not_supported(path.as_str(), v, allowed));
     }
 }
 
@@ -286,10 +304,12 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Outcome) {
                         .collect(),
                 )
             };
+            // Same key: the same value (or absence) for every key field.
+            let same_key = |a: &Value, b: &Value| keys.iter().all(|k| a.get(*k) == b.get(*k));
             for (i, item) in items.iter().enumerate() {
-                let key = key_of(item);
-                if items[..i].iter().any(|prev| key_of(prev) == key) {
-                    out.errors.push(FieldError::duplicate(format!("{path}[{i}]"), &key));
+                if items[..i].iter().any(|prev| same_key(prev, item)) {
+                    out.errors
+                        .push(FieldError::duplicate(format!("{path}[{i}]"), &key_of(item)));
                 }
             }
         }
