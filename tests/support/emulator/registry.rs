@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::error::GroupResource;
+use super::schema::Schema;
 
 /// Where a resource's objects live. Usually the resource itself; `events.k8s.io/v1` events are
 /// stored as core `v1` events (one storage, two API views), as in the real apiserver.
@@ -45,9 +46,9 @@ pub enum Kind {
 pub struct VersionDef {
     pub name: String,
     pub status_subresource: bool,
-    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation);
-    /// shared, so that a request's copy of its resource's definition costs no schema copy.
-    pub schema: Option<Arc<Value>>,
+    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation),
+    /// read once; shared, so that a request's copy of its resource's definition costs nothing.
+    pub schema: Option<Arc<Schema>>,
     /// Extra field selectors (CRD `selectableFields`), as dotted paths.
     pub selectable_fields: Vec<String>,
 }
@@ -307,7 +308,9 @@ impl Registry {
             versions.push(VersionDef {
                 name,
                 status_subresource: v.pointer("/subresources/status").is_some(),
-                schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .map(|s| Arc::new(Schema::compile(s))),
                 selectable_fields: v
                     .get("selectableFields")
                     .and_then(Value::as_array)
