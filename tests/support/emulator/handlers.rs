@@ -655,7 +655,7 @@ fn spec_changed(t: &Target<'_>, a: &Value, b: &Value) -> bool {
         return a != b;
     };
     let counted =
-        |k: &str| !matches!(k, "metadata" | "apiVersion" | "kind") && !(t.ver.status_subresource && k == "status");
+        |k: &str| !(matches!(k, "metadata" | "apiVersion" | "kind") || t.ver.status_subresource && k == "status");
     let a_fields = a.iter().filter(|(k, _)| counted(k));
     a_fields.clone().count() != b.keys().filter(|k| counted(k)).count()
         || a_fields.clone().any(|(k, v)| b.get(k) != Some(v))
@@ -1040,7 +1040,7 @@ async fn write_existing(
         let Proposal {
             obj: mut new,
             precondition,
-        } = propose(&current).map_err(fail)?;
+        } = propose(current).map_err(fail)?;
         let pinned = precondition.is_some();
         if let Some(p) = &precondition
             && *p != current_rv.to_string()
