@@ -510,6 +510,163 @@ async fn pagination_is_consistent() {
     assert_eq!(e.code, 400);
 }
 
+/// Every page of a paginated list, each page followed by `between(page number)`; returns
+/// the `(namespace/name, data.n)` of the items and checks the list's invariants on the way.
+async fn list_in_pages<F, Fut>(api: &Api<ConfigMap>, limit: u32, mut between: F) -> Vec<(String, String)>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    let mut rv: Option<String> = None;
+    for page in 0.. {
+        let mut params = ListParams::default().limit(limit);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let list = api.list(&params).await.unwrap();
+        assert!(list.items.len() <= limit as usize);
+        match &rv {
+            None => rv = list.metadata.resource_version.clone(),
+            // Every page is of the same snapshot.
+            Some(first) => assert_eq!(list.metadata.resource_version.as_ref(), Some(first)),
+        }
+        items.extend(list.items.iter().map(|c| {
+            (
+                format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()),
+                c.data.as_ref().and_then(|d| d.get("n")).cloned().unwrap_or_default(),
+            )
+        }));
+        token = list.metadata.continue_.clone();
+        match &token {
+            Some(_) => assert!(list.metadata.remaining_item_count.is_some_and(|r| r > 0)),
+            None => {
+                assert_eq!(list.metadata.remaining_item_count, None);
+                break;
+            }
+        }
+        between(page).await;
+    }
+    items
+}
+
+#[tokio::test]
+async fn paginated_list_of_a_large_collection_is_one_snapshot_despite_writes() {
+    let (_emu, client) = start_with(EmulatorOptions {
+        watch_history: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let namespaces = ["a", "b", "c"];
+    let per_namespace = 120;
+    let mut expected = Vec::new();
+    for ns in namespaces {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        for i in 0..per_namespace {
+            let name = format!("cm-{i:03}");
+            api.create(&PostParams::default(), &cm(&name, &[], &[("n", "0")]))
+                .await
+                .unwrap();
+            expected.push((format!("{ns}/{name}"), "0".to_owned()));
+        }
+    }
+    expected.sort();
+
+    // Between pages: objects on later pages are modified and deleted, new ones appear before
+    // and after the position reached, in every namespace, and a deleted name comes back.
+    // (Whether each write applies does not matter, only that the collection keeps changing.)
+    let write = |page: usize| {
+        let client = client.clone();
+        async move {
+            for ns in namespaces {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+                let later = format!("cm-{:03}", (page * 17 + 60) % per_namespace);
+                let _ = api
+                    .patch(
+                        &later,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"data": {"n": (page + 1).to_string()}})),
+                    )
+                    .await;
+                let gone = format!("cm-{:03}", (per_namespace - 1 + page * 7) % per_namespace);
+                let _ = api.delete(&gone, &DeleteParams::default()).await;
+                if page % 2 == 1 {
+                    let _ = api
+                        .create(&PostParams::default(), &cm(&gone, &[], &[("n", "again")]))
+                        .await;
+                }
+                for name in [
+                    format!("aaa-{page}"),
+                    format!("cm-{:03}-new", page * 10 % per_namespace),
+                    format!("zzz-{page}"),
+                ] {
+                    let _ = api
+                        .create(&PostParams::default(), &cm(&name, &[], &[("n", "new")]))
+                        .await;
+                }
+            }
+        }
+    };
+
+    // Across namespaces.
+    let all: Api<ConfigMap> = Api::all(client.clone());
+    let mut seen = list_in_pages(&all, 25, write).await;
+    seen.sort();
+    assert_eq!(seen, expected);
+
+    // Within one namespace (the others keep changing too).
+    let b: Api<ConfigMap> = Api::namespaced(client.clone(), "b");
+    let before: Vec<(String, String)> = {
+        let mut now: Vec<(String, String)> = b
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    format!("b/{}", c.name_any()),
+                    c.data.as_ref().and_then(|d| d.get("n")).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        now.sort();
+        now
+    };
+    let seen = list_in_pages(&b, 7, |page| write(page + 100)).await;
+    assert_eq!(seen, before, "one snapshot, in key order");
+
+    // A list at an exact older resourceVersion, in pages, is that snapshot too.
+    let first = all.list(&ListParams::default().limit(1)).await.unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    let snapshot: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+        .collect();
+    write(200).await;
+    let mut names = Vec::new();
+    let mut params = ListParams::default()
+        .limit(40)
+        .at(&rv)
+        .matching(kube::api::VersionMatch::Exact);
+    loop {
+        let page = all.list(&params).await.unwrap();
+        assert_eq!(page.metadata.resource_version.as_deref(), Some(rv.as_str()));
+        names.extend(
+            page.iter()
+                .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())),
+        );
+        match page.metadata.continue_ {
+            Some(t) => params = ListParams::default().limit(40).continue_token(&t),
+            None => break,
+        }
+    }
+    assert_eq!(names, snapshot);
+}
+
 #[tokio::test]
 async fn continue_token_expires_with_history() {
     let (_emu, client) = start_with(EmulatorOptions {

@@ -2,6 +2,9 @@
 //! `apiVersion` of the requested version, `events.k8s.io/v1` ⇄ core `v1` events (stored as
 //! the latter), and `meta.k8s.io/v1` `PartialObjectMetadata` for metadata-only clients.
 
+use std::borrow::Cow;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Kind, ResourceDef};
@@ -31,17 +34,49 @@ fn rename(obj: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>
 }
 
 /// The storage form of an object sent to resource `def` (request view → storage).
-pub fn to_storage(def: &ResourceDef, obj: &Value) -> Value {
+pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
     match def.behaviour {
         Kind::EventsV1Event => {
-            let mut v = rename(obj, EVENT_FIELDS.iter().copied());
+            let mut v = obj;
             if let Value::Object(m) = &mut v {
+                for (from, to) in EVENT_FIELDS {
+                    if let Some(x) = m.remove(*from) {
+                        m.insert((*to).to_owned(), x);
+                    }
+                }
                 m.insert("apiVersion".into(), json!("v1"));
                 m.insert("kind".into(), json!("Event"));
             }
             v
         }
-        _ => obj.clone(),
+        _ => obj,
+    }
+}
+
+/// Whether the view of stored `obj` as `def` at `version` is `obj` itself: no field renames,
+/// and it already carries that `apiVersion` and `kind` (the common case, one served version).
+pub fn view_is_stored(def: &ResourceDef, version: &str, obj: &Value) -> bool {
+    if def.behaviour == Kind::EventsV1Event || obj.get("kind").and_then(Value::as_str) != Some(def.kind.as_str()) {
+        return false;
+    }
+    let Some(av) = obj.get("apiVersion").and_then(Value::as_str) else {
+        return false;
+    };
+    if def.group.is_empty() {
+        av == version
+    } else {
+        av.strip_prefix(def.group.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            == Some(version)
+    }
+}
+
+/// [`from_storage`] without the copy when the view is the stored object itself.
+pub fn view_of<'a>(def: &ResourceDef, version: &str, obj: &'a Value) -> Cow<'a, Value> {
+    if view_is_stored(def, version, obj) {
+        Cow::Borrowed(obj)
+    } else {
+        Cow::Owned(from_storage(def, version, obj))
     }
 }
 
@@ -58,11 +93,19 @@ pub fn from_storage(def: &ResourceDef, version: &str, obj: &Value) -> Value {
     v
 }
 
-/// A `PartialObjectMetadata` holding only the object's metadata.
-pub fn to_partial_metadata(obj: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new())),
-    })
+/// Serialises as the `meta.k8s.io/v1` `PartialObjectMetadata` of an object (its metadata
+/// only), without copying that metadata.
+pub struct PartialMetadataRef<'a>(pub &'a Value);
+
+impl Serialize for PartialMetadataRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        m.serialize_entry("kind", "PartialObjectMetadata")?;
+        match self.0.get("metadata") {
+            Some(meta) => m.serialize_entry("metadata", meta)?,
+            None => m.serialize_entry("metadata", &Map::new())?,
+        }
+        m.end()
+    }
 }

@@ -3,17 +3,19 @@
 //! resourceVersions, generation, status subresources, finalizers, dry runs, schemas and
 //! admission.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Response;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::admission::{self, Attributes, Operation};
-use super::convert::{from_storage, to_partial_metadata, to_storage};
+use super::convert::{PartialMetadataRef, from_storage, to_storage, view_of};
 use super::error::{ApiError, FieldError};
-use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_response, negotiate, verb_of};
+use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
 use super::patch::{self, PatchKind};
 use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
 use super::schema;
@@ -37,15 +39,20 @@ pub struct Req<'a> {
     pub body: &'a [u8],
 }
 
-/// A successful answer: status, body, warnings.
+/// A successful answer: status, body (JSON text), warnings.
 struct Answer {
     code: u16,
-    body: Value,
+    body: Vec<u8>,
     warnings: Vec<String>,
 }
 
 impl Answer {
     fn new(code: u16, body: Value) -> Self {
+        Self::json(code, serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// An answer whose body is already serialised.
+    fn json(code: u16, body: Vec<u8>) -> Self {
         Self {
             code,
             body,
@@ -56,7 +63,7 @@ impl Answer {
 
 /// Resolved target of a resource request.
 struct Target<'a> {
-    def: ResourceDef,
+    def: Arc<ResourceDef>,
     ver: VersionDef,
     ns: Option<String>,
     name: Option<&'a str>,
@@ -73,21 +80,19 @@ impl Target<'_> {
         ApiError::not_found(&self.def.group_resource(), name)
     }
 
-    /// The stored object as this request sees it (version, kind; metadata-only if asked).
-    fn render(&self, stored: &Value) -> Value {
-        let v = from_storage(&self.def, &self.ver.name, stored);
-        match self.view {
-            View::Full => v,
-            View::Metadata => to_partial_metadata(&v),
-        }
+    /// The stored object as this request sees it (version, kind; metadata-only if asked),
+    /// serialised; no copy of the object when its view is the stored form.
+    fn render(&self, stored: &Value) -> Vec<u8> {
+        self.render_view(&view_of(&self.def, &self.ver.name, stored))
     }
 
-    /// An object in request view (not stored), rendered for the response.
-    fn render_view(&self, view: Value) -> Value {
+    /// An object in request view, serialised for the response.
+    fn render_view(&self, view: &Value) -> Vec<u8> {
         match self.view {
-            View::Full => view,
-            View::Metadata => to_partial_metadata(&view),
+            View::Full => serde_json::to_vec(view),
+            View::Metadata => serde_json::to_vec(&PartialMetadataRef(view)),
         }
+        .unwrap_or_default()
     }
 }
 
@@ -165,7 +170,7 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
         "deletecollection" => delete_collection(ctx, &t, req).await,
         _ => Err(fail(ApiError::method_not_allowed())),
     }?;
-    let mut resp = json_response(answer.code, &answer.body);
+    let mut resp = json_bytes_response(answer.code, answer.body);
     add_warnings(&mut resp, &answer.warnings);
     Ok(resp)
 }
@@ -174,11 +179,9 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
 
 fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
     let name = t.name.unwrap_or("");
-    let st = ctx.store.lock();
-    let obj = st
-        .get(&t.def.storage, t.ns_key(), name)
-        .ok_or_else(|| fail(t.not_found(name)))?;
-    Ok(Answer::new(200, t.render(&obj)))
+    let obj = ctx.store.lock().get(&t.def.storage, t.ns_key(), name);
+    let obj = obj.ok_or_else(|| fail(t.not_found(name)))?;
+    Ok(Answer::json(200, t.render(&obj)))
 }
 
 fn selectors(t: &Target<'_>, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -234,7 +237,12 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ))
     };
-    let (snapshot_rv, objects, start_after) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
+    let unfiltered = q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty();
+    // Without selectors the page and one more object (is there a next page?) are copied out
+    // of the store, the rest only counted (remainingItemCount): a page of a large collection
+    // must not cost a copy of the whole rest of it. With selectors every candidate is needed.
+    let max = limit.filter(|_| unfiltered).map(|l| l + 1);
+    let (snapshot_rv, page) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
         if rv_param.is_some_and(|r| r != "0") {
             return Err(fail(list_options_invalid(
                 "resourceVersion",
@@ -242,7 +250,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             )));
         }
         let (rv, key) = decode_continue(token).map_err(fail)?;
-        (rv, st.snapshot_at(&t.def.storage, ns, rv).map_err(too_old)?, Some(key))
+        (
+            rv,
+            st.page_at(&t.def.storage, ns, rv, Some(&key), max).map_err(too_old)?,
+        )
     } else {
         let requested = match rv_param {
             None => None,
@@ -270,17 +281,20 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
                 if rv > current {
                     return Err(fail(too_large(rv, current)));
                 }
-                let objs = st.snapshot_at(&t.def.storage, ns, rv).map_err(|_| {
+                let page = st.page_at(&t.def.storage, ns, rv, None, max).map_err(|_| {
                     fail(ApiError::expired(
                         "The resourceVersion for the provided list is too old.",
                     ))
                 })?;
-                (rv, objs, None)
+                (rv, page)
             }
             (Some("NotOlderThan") | None, Some(rv)) if rv > current => {
                 return Err(fail(too_large(rv, current)));
             }
-            (Some("NotOlderThan") | None, _) => (current, st.list(&t.def.storage, ns), None),
+            (Some("NotOlderThan") | None, _) => (
+                current,
+                st.page_at(&t.def.storage, ns, current, None, max).map_err(too_old)?,
+            ),
             (Some(other), _) => {
                 return Err(fail(ApiError::invalid(
                     "ListOptions",
@@ -297,16 +311,9 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     };
     drop(st);
 
-    let unfiltered = q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty();
-    let mut selected: Vec<Value> = Vec::new();
-    // Objects past the page that are only counted (for remainingItemCount), never copied: a
-    // page of a large collection must not cost a copy of the whole rest of it.
-    let mut counted_beyond = 0usize;
-    for o in objects {
-        let key = (meta_str(&o, "namespace").to_owned(), meta_str(&o, "name").to_owned());
-        if start_after.as_ref().is_some_and(|s| key <= *s) {
-            continue;
-        }
+    let mut selected: Vec<Cow<'_, Value>> = Vec::new();
+    let mut counted_beyond = page.more;
+    for o in &page.objects {
         if limit.is_some_and(|limit| selected.len() > limit) {
             if unfiltered {
                 counted_beyond += 1;
@@ -314,8 +321,8 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             }
             break; // no remainingItemCount with selectors: one object past the page is enough
         }
-        let view = from_storage(&t.def, &t.ver.name, &o);
-        if labels.matches(&labels_of(&view)) && fields.matches(&view) {
+        let view = view_of(&t.def, &t.ver.name, o);
+        if (labels.is_empty() || labels.matches(&labels_of(&view))) && fields.matches(&view) {
             selected.push(view);
         }
     }
@@ -336,33 +343,78 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             meta.insert("remainingItemCount".into(), json!(remaining));
         }
     }
-    let body = match t.view {
-        View::Metadata => json!({
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": meta,
-            "items": selected.iter().map(to_partial_metadata).collect::<Vec<_>>(),
-        }),
-        View::Full => {
-            // Lists of built-in types carry no apiVersion/kind per item (typed lists upstream);
-            // lists of custom resources do (unstructured lists).
-            if t.def.behaviour != Kind::Custom {
-                for item in &mut selected {
-                    if let Value::Object(m) = item {
-                        m.remove("apiVersion");
-                        m.remove("kind");
-                    }
-                }
-            }
-            json!({
-                "kind": format!("{}List", t.def.kind),
-                "apiVersion": t.def.api_version(&t.ver.name),
-                "metadata": meta,
-                "items": selected,
-            })
-        }
+    let (kind, api_version) = match t.view {
+        View::Metadata => ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned()),
+        View::Full => (format!("{}List", t.def.kind), t.def.api_version(&t.ver.name)),
     };
-    Ok(Answer::new(200, body))
+    let body = ListBody {
+        kind: &kind,
+        api_version: &api_version,
+        metadata: &meta,
+        items: &selected,
+        view: t.view,
+        // Lists of built-in types carry no apiVersion/kind per item (typed lists upstream);
+        // lists of custom resources do (unstructured lists).
+        typed: t.def.behaviour != Kind::Custom,
+    };
+    Ok(Answer::json(200, serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// A list response, serialised straight from the (mostly borrowed) items.
+struct ListBody<'a> {
+    kind: &'a str,
+    api_version: &'a str,
+    metadata: &'a Map<String, Value>,
+    items: &'a [Cow<'a, Value>],
+    view: View,
+    typed: bool,
+}
+
+impl Serialize for ListBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("apiVersion", self.api_version)?;
+        m.serialize_entry("items", &ListItems(self))?;
+        m.serialize_entry("kind", self.kind)?;
+        m.serialize_entry("metadata", self.metadata)?;
+        m.end()
+    }
+}
+
+struct ListItems<'a>(&'a ListBody<'a>);
+
+impl Serialize for ListItems<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let body = self.0;
+        let mut seq = s.serialize_seq(Some(body.items.len()))?;
+        for item in body.items {
+            match (body.view, item.as_ref()) {
+                (View::Metadata, v) => seq.serialize_element(&PartialMetadataRef(v))?,
+                (View::Full, Value::Object(fields)) if body.typed => {
+                    seq.serialize_element(&WithoutType(fields))?;
+                }
+                (View::Full, v) => seq.serialize_element(v)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// An object without its `apiVersion` and `kind`.
+struct WithoutType<'a>(&'a Map<String, Value>);
+
+impl Serialize for WithoutType<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self
+            .0
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind"));
+        let mut m = s.serialize_map(Some(fields.clone().count()))?;
+        for (k, v) in fields {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
 
 fn too_large(rv: u64, current: u64) -> ApiError {
@@ -596,19 +648,37 @@ fn validate(
     }
 }
 
-/// Everything outside `metadata` (and `status`, when it has its own subresource): the part
-/// whose change bumps `metadata.generation`.
-fn spec_part(t: &Target<'_>, obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Value::Object(m) = &mut v {
-        m.remove("metadata");
-        m.remove("apiVersion");
-        m.remove("kind");
-        if t.ver.status_subresource {
-            m.remove("status");
+/// Whether anything outside `metadata` (and `status`, when it has its own subresource)
+/// differs: the change that bumps `metadata.generation`.
+fn spec_changed(t: &Target<'_>, a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a != b;
+    };
+    let counted =
+        |k: &str| !(matches!(k, "metadata" | "apiVersion" | "kind") || t.ver.status_subresource && k == "status");
+    let a_fields = a.iter().filter(|(k, _)| counted(k));
+    a_fields.clone().count() != b.keys().filter(|k| counted(k)).count()
+        || a_fields.clone().any(|(k, v)| b.get(k) != Some(v))
+}
+
+/// Makes `new` equal to `current` except for `status` (what a write to the status
+/// subresource may change), copying only the fields that differ.
+fn reset_all_but_status(new: &mut Value, current: &Value) {
+    let (Value::Object(n), Value::Object(c)) = (&mut *new, current) else {
+        let status = new.get("status").cloned();
+        *new = current.clone();
+        match status {
+            Some(s) => ensure_object(new).insert("status".into(), s),
+            None => ensure_object(new).remove("status"),
+        };
+        return;
+    };
+    n.retain(|k, _| k == "status" || c.contains_key(k));
+    for (k, v) in c {
+        if k != "status" && n.get(k) != Some(v) {
+            n.insert(k.clone(), v.clone());
         }
     }
-    v
 }
 
 fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
@@ -776,7 +846,7 @@ async fn create_object(
     }
 
     if dry_run {
-        let mut a = Answer::new(201, t.render_view(obj));
+        let mut a = Answer::json(201, t.render_view(&obj));
         a.warnings = warnings;
         return Ok(a);
     }
@@ -795,14 +865,14 @@ async fn create_object(
         )));
     }
     let stored = st
-        .create(&t.def.storage, to_storage(&t.def, &obj))
+        .create(&t.def.storage, to_storage(&t.def, obj))
         .map_err(|e| match e {
             WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
             _ => fail(ApiError::internal("unexpected storage error")),
         })?;
     sync_crd(&mut st, &t.def, Some(&stored), None);
     drop(st);
-    let mut a = Answer::new(201, t.render(&stored));
+    let mut a = Answer::json(201, t.render(&stored));
     a.warnings = warnings;
     Ok(a)
 }
@@ -965,11 +1035,12 @@ async fn write_existing(
             .get(&t.def.storage, t.ns_key(), name)
             .ok_or_else(|| fail(t.not_found(name)))?;
         let current_rv = rv_of(&stored);
-        let current = from_storage(&t.def, &t.ver.name, &stored);
+        let current = view_of(&t.def, &t.ver.name, &stored);
+        let current: &Value = &current;
         let Proposal {
             obj: mut new,
             precondition,
-        } = propose(&current).map_err(fail)?;
+        } = propose(current).map_err(fail)?;
         let pinned = precondition.is_some();
         if let Some(p) = &precondition
             && *p != current_rv.to_string()
@@ -981,7 +1052,7 @@ async fn write_existing(
 
         // System-owned metadata comes from the stored object.
         {
-            let cur_meta = current.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let cur_meta = current.get("metadata");
             let meta = metadata_mut(&mut new);
             for f in [
                 "uid",
@@ -991,7 +1062,7 @@ async fn write_existing(
                 "resourceVersion",
                 "generation",
             ] {
-                match cur_meta.get(f) {
+                match cur_meta.and_then(|m| m.get(f)) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
                 };
@@ -1001,12 +1072,7 @@ async fn write_existing(
         }
         if t.sub == Some("status") {
             // A status write changes status only (upstream statusStrategy.PrepareForUpdate).
-            let status = new.get("status").cloned();
-            new = current.clone();
-            match status {
-                Some(s) => ensure_object(&mut new).insert("status".into(), s),
-                None => ensure_object(&mut new).remove("status"),
-            };
+            reset_all_but_status(&mut new, current);
         } else if t.ver.status_subresource {
             // ... and writes to the main resource leave status alone.
             match current.get("status") {
@@ -1014,12 +1080,12 @@ async fn write_existing(
                 None => ensure_object(&mut new).remove("status"),
             };
         }
-        strategy::prepare_update(&t.def, &current, &mut new);
+        strategy::prepare_update(&t.def, current, &mut new);
         let mut warnings = {
             let st = ctx.store.lock();
-            validate(t, q, &mut new, Some(&current), &st.registry).map_err(fail)?
+            validate(t, q, &mut new, Some(current), &st.registry).map_err(fail)?
         };
-        if t.def.tracks_generation() && spec_part(t, &new) != spec_part(t, &current) {
+        if t.def.tracks_generation() && spec_changed(t, &new, current) {
             let g = current
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -1036,7 +1102,7 @@ async fn write_existing(
             name,
             namespace: t.ns.as_deref(),
             object: Some(&new),
-            old_object: Some(&current),
+            old_object: Some(current),
             dry_run,
             options: options(opts_kind, q, dry_run),
             namespace_labels: ns_labels,
@@ -1050,8 +1116,8 @@ async fn write_existing(
         }
 
         // A no-op write stores nothing, bumps nothing and notifies nobody.
-        if new == current {
-            let mut a = Answer::new(200, t.render_view(current));
+        if new == *current {
+            let mut a = Answer::json(200, t.render_view(current));
             a.warnings = warnings;
             return Ok(a);
         }
@@ -1061,7 +1127,7 @@ async fn write_existing(
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty);
         if dry_run {
-            let mut a = Answer::new(200, t.render_view(new));
+            let mut a = Answer::json(200, t.render_view(&new));
             a.warnings = warnings;
             return Ok(a);
         }
@@ -1073,10 +1139,10 @@ async fn write_existing(
                 t.ns_key(),
                 name,
                 Some(current_rv),
-                Some(to_storage(&t.def, &new)),
+                Some(to_storage(&t.def, new)),
             )
         } else {
-            st.update(&t.def.storage, to_storage(&t.def, &new), current_rv)
+            st.update(&t.def.storage, to_storage(&t.def, new), current_rv)
         };
         match result {
             Ok(stored) => {
@@ -1087,7 +1153,7 @@ async fn write_existing(
                     sync_crd(&mut st, &t.def, Some(&stored), None);
                 }
                 drop(st);
-                let mut a = Answer::new(200, t.render(&stored));
+                let mut a = Answer::json(200, t.render(&stored));
                 a.warnings = warnings;
                 return Ok(a);
             }
@@ -1202,7 +1268,7 @@ async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
                     reap_namespaces(&mut st);
                 }
                 drop(st);
-                let mut a = Answer::new(200, t.render(&obj));
+                let mut a = Answer::json(200, t.render(&obj));
                 a.warnings = warnings;
                 return Ok(a);
             }
@@ -1248,7 +1314,7 @@ fn begin_delete(
         .defs()
         .iter()
         .find(|d| d.storage == *storage)
-        .is_some_and(ResourceDef::tracks_generation);
+        .is_some_and(|d| d.tracks_generation());
     let meta = metadata_mut(&mut obj);
     meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
     meta.insert("deletionGracePeriodSeconds".into(), json!(0));

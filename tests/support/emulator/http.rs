@@ -88,6 +88,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str], registry: &Registry
 }
 
 fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned(); // nothing to decode (a `+` in a path is literal)
+    }
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -188,7 +191,11 @@ pub fn negotiate(accept: Option<&str>) -> Result<View, ApiError> {
 
 /// A JSON response.
 pub fn json_response(status: u16, body: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON response from serialised JSON.
+pub fn json_bytes_response(status: u16, bytes: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()

@@ -314,6 +314,12 @@ impl Emulator {
         self.ctx.recorder.count(pred)
     }
 
+    /// How many recorded requests from index `from` on satisfy `pred`, and how many requests
+    /// are recorded: [`count`](Self::count) as the record grows, each request looked at once.
+    pub fn count_since(&self, from: usize, pred: impl Fn(&RecordedRequest) -> bool) -> (usize, usize) {
+        self.ctx.recorder.count_since(from, pred)
+    }
+
     /// Recorded requests that mention `needle` in their request or response body.
     pub fn requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
         self.requests().into_iter().filter(|r| r.mentions(needle)).collect()

@@ -134,6 +134,15 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// How many records from index `from` on satisfy `pred`, and how many records there are:
+    /// for counting as the record grows without going over it all again (`from` = the
+    /// previous length; the record only grows until cleared).
+    pub fn count_since(&self, from: usize, pred: impl Fn(&RecordedRequest) -> bool) -> (usize, usize) {
+        let all = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let matching = all.get(from..).map_or(0, |new| new.iter().filter(|r| pred(r)).count());
+        (matching, all.len())
+    }
+
     pub fn count(&self, pred: impl Fn(&RecordedRequest) -> bool) -> usize {
         self.inner
             .lock()

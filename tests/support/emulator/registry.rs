@@ -1,9 +1,12 @@
 //! What the emulator serves: built-in resource types plus the ones `CustomResourceDefinition`
 //! objects define. Discovery, routing, validation and storage all consult this.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::error::GroupResource;
+use super::schema::Schema;
 
 /// Where a resource's objects live. Usually the resource itself; `events.k8s.io/v1` events are
 /// stored as core `v1` events (one storage, two API views), as in the real apiserver.
@@ -43,8 +46,9 @@ pub enum Kind {
 pub struct VersionDef {
     pub name: String,
     pub status_subresource: bool,
-    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation).
-    pub schema: Option<Value>,
+    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation),
+    /// read once; shared, so that a request's copy of its resource's definition costs nothing.
+    pub schema: Option<Arc<Schema>>,
     /// Extra field selectors (CRD `selectableFields`), as dotted paths.
     pub selectable_fields: Vec<String>,
 }
@@ -169,10 +173,10 @@ fn builtin(
     }
 }
 
-/// All served resource types.
+/// All served resource types (shared: every request holds the definition it addresses).
 #[derive(Clone, Debug)]
 pub struct Registry {
-    defs: Vec<ResourceDef>,
+    defs: Vec<Arc<ResourceDef>>,
 }
 
 impl Registry {
@@ -244,16 +248,19 @@ impl Registry {
                     &[],
                     Kind::ValidatingWebhookConfiguration,
                 ),
-            ],
+            ]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         }
     }
 
-    pub fn defs(&self) -> &[ResourceDef] {
+    pub fn defs(&self) -> &[Arc<ResourceDef>] {
         &self.defs
     }
 
     /// The resource served at `group/version/plural`, with that version.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<(&ResourceDef, &VersionDef)> {
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<(&Arc<ResourceDef>, &VersionDef)> {
         self.defs
             .iter()
             .find(|d| d.group == group && d.plural == plural)
@@ -266,7 +273,7 @@ impl Registry {
         self.defs
             .iter()
             .find(|d| d.group == group && d.kind == kind)
-            .and_then(|d| d.version(version).map(|v| (d, v)))
+            .and_then(|d| d.version(version).map(|v| (&**d, v)))
     }
 
     /// The resource defined by the CRD object `crd`, or why it defines none.
@@ -301,7 +308,9 @@ impl Registry {
             versions.push(VersionDef {
                 name,
                 status_subresource: v.pointer("/subresources/status").is_some(),
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .map(|s| Arc::new(Schema::compile(s))),
                 selectable_fields: v
                     .get("selectableFields")
                     .and_then(Value::as_array)
@@ -336,7 +345,7 @@ impl Registry {
     pub fn upsert_custom(&mut self, def: ResourceDef) {
         self.defs
             .retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
-        self.defs.push(def);
+        self.defs.push(Arc::new(def));
     }
 
     pub fn remove_custom(&mut self, group: &str, plural: &str) {

@@ -55,6 +55,11 @@ pub struct LabelSelector {
 }
 
 impl LabelSelector {
+    /// The empty selector (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.reqs.iter().all(|r| r.matches(labels))
     }
@@ -306,6 +311,11 @@ impl FieldSelector {
             reqs.push((field.to_owned(), eq, value.trim().to_owned()));
         }
         Ok(Self { reqs })
+    }
+
+    /// The empty selector (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
     }
 
     pub fn matches(&self, obj: &Value) -> bool {

@@ -86,6 +86,31 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
+/// What the server and the record need of a request's headers (rather than a copy of them).
+struct Headers {
+    content_type: Option<String>,
+    accept: Option<String>,
+    user_agent: Option<String>,
+    /// The `Authorization` header carries the bearer token.
+    authorized: bool,
+}
+
+impl Headers {
+    fn of(h: &HeaderMap, token: &str) -> Self {
+        let authorized = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| t == token);
+        Self {
+            content_type: header_str(h, header::CONTENT_TYPE),
+            accept: header_str(h, header::ACCEPT),
+            user_agent: header_str(h, header::USER_AGENT),
+            authorized,
+        }
+    }
+}
+
 async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let stall = ctx.faults.stall_duration();
     if !stall.is_zero() {
@@ -95,9 +120,9 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let raw_query = req.uri().query().unwrap_or("").to_owned();
-    let headers = req.headers().clone();
-    let content_type = header_str(&headers, header::CONTENT_TYPE);
-    let accept = header_str(&headers, header::ACCEPT);
+    let headers = Headers::of(req.headers(), &ctx.settings.token);
+    let content_type = headers.content_type.clone();
+    let accept = headers.accept.clone();
     let body = match axum::body::to_bytes(Body::new(req.into_body()), ctx.settings.max_body).await {
         Ok(b) => b.to_vec(),
         Err(_) => {
@@ -112,7 +137,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 &method,
                 &path,
                 &raw_query,
-                &headers,
+                headers,
                 Vec::new(),
                 None,
                 resp,
@@ -130,9 +155,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let is_watch = target.as_ref().is_some_and(|t| t.verb == "watch");
 
     let public = matches!(route, Route::Version | Route::Health);
-    let authorized =
-        header_str(&headers, header::AUTHORIZATION).is_some_and(|a| a == format!("Bearer {}", ctx.settings.token));
-    let resp = if !public && !authorized {
+    let resp = if !public && !headers.authorized {
         error_response(&ApiError::unauthorized())
     } else if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
         error_response(&err)
@@ -149,7 +172,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         .await
     };
     record(
-        ctx, time, &method, &path, &raw_query, &headers, body, target, resp, is_watch,
+        ctx, time, &method, &path, &raw_query, headers, body, target, resp, is_watch,
     )
     .await
 }
@@ -222,7 +245,7 @@ async fn record(
     method: &str,
     path: &str,
     query: &str,
-    headers: &HeaderMap,
+    headers: Headers,
     body: Vec<u8>,
     target: Option<super::record::Target>,
     resp: Response<Body>,
@@ -241,9 +264,9 @@ async fn record(
         method: method.to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
-        content_type: header_str(headers, header::CONTENT_TYPE),
-        accept: header_str(headers, header::ACCEPT),
-        user_agent: header_str(headers, header::USER_AGENT),
+        content_type: headers.content_type,
+        accept: headers.accept,
+        user_agent: headers.user_agent,
         body,
         status,
         response_body,

@@ -5,6 +5,7 @@
 //! that orders writes, so no watcher can miss or reorder an event.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
@@ -43,6 +44,14 @@ pub enum WriteError {
     AlreadyExists,
     /// The stored object's resourceVersion is not the expected one.
     Conflict,
+}
+
+/// Part of a collection, see [`State::page_at`].
+#[derive(Debug, Default)]
+pub struct Page {
+    pub objects: Vec<Arc<Value>>,
+    /// Objects after the page (counted, not copied).
+    pub more: usize,
 }
 
 /// A requested resourceVersion is older than the history window.
@@ -142,34 +151,88 @@ impl State {
         out
     }
 
-    /// The collection as it was at `rv`, rebuilt by undoing the newer history entries.
-    pub fn snapshot_at(&self, storage: &StorageKey, ns: Option<&str>, rv: u64) -> Result<Vec<Arc<Value>>, TooOld> {
+    /// One page of a collection as it was at `rv` (optionally within one namespace): the
+    /// objects with keys after `after` (from the first when `None`), in key order, at most
+    /// `max` of them, and how many more there are. Costs the page plus a walk over the keys
+    /// past it (only counted), plus the history newer than `rv`: never a copy of the
+    /// collection, so that listing a large collection page by page is linear.
+    pub fn page_at(
+        &self,
+        storage: &StorageKey,
+        ns: Option<&str>,
+        rv: u64,
+        after: Option<&ObjKey>,
+        max: Option<usize>,
+    ) -> Result<Page, TooOld> {
         if rv < self.compacted {
             return Err(TooOld {
                 oldest: self.compacted + 1,
             });
         }
-        let mut objs: BTreeMap<ObjKey, Arc<Value>> = self.collections.get(storage).cloned().unwrap_or_default();
+        // The state at `rv` of every key written since (None: absent then). Walking from the
+        // newest record back, the oldest write after `rv` has the final say.
+        let mut changed: BTreeMap<ObjKey, Option<Arc<Value>>> = BTreeMap::new();
         for rec in self.history.iter().rev().take_while(|r| r.rv > rv) {
-            if rec.storage != *storage {
+            if rec.storage != *storage || ns.is_some_and(|n| n != rec.namespace) {
                 continue;
             }
             let key = (rec.namespace.clone(), meta_str(&rec.object, "name").to_owned());
             match (rec.kind, &rec.old) {
                 (EventType::Added, _) => {
-                    objs.remove(&key);
+                    changed.insert(key, None);
                 }
                 (EventType::Modified | EventType::Deleted, Some(old)) => {
-                    objs.insert(key, old.clone());
+                    changed.insert(key, Some(old.clone()));
                 }
                 (_, None) => {}
             }
         }
-        Ok(objs
-            .into_iter()
-            .filter(|((n, _), _)| ns.is_none_or(|want| want == n))
-            .map(|(_, v)| v)
-            .collect())
+        let lower: Bound<ObjKey> = match (after, ns) {
+            (Some(a), Some(n)) if a.0.as_str() < n => Bound::Included((n.to_owned(), String::new())),
+            (Some(a), _) => Bound::Excluded(a.clone()),
+            (None, Some(n)) => Bound::Included((n.to_owned(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let empty = BTreeMap::new();
+        let coll = self.collections.get(storage).unwrap_or(&empty);
+        let mut now = coll.range((lower.clone(), Bound::Unbounded)).peekable();
+        let mut then = changed.range((lower, Bound::Unbounded)).peekable();
+        let mut page = Page::default();
+        loop {
+            // Merge the current objects with the changed keys (which override them).
+            let (key, obj) = match (now.peek(), then.peek()) {
+                (None, None) => break,
+                (Some((nk, _)), Some((tk, _))) if nk == tk => {
+                    now.next();
+                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, v.as_ref())
+                }
+                (Some((nk, _)), Some((tk, _))) if tk < nk => {
+                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, v.as_ref())
+                }
+                (Some(_), _) => {
+                    let (k, v) = now.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, Some(v))
+                }
+                (None, Some(_)) => {
+                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, v.as_ref())
+                }
+            };
+            if ns.is_some_and(|n| key.0.as_str() > n) {
+                break;
+            }
+            let Some(obj) = obj else {
+                continue; // absent at `rv`
+            };
+            if max.is_none_or(|m| page.objects.len() < m) {
+                page.objects.push(obj.clone());
+            } else {
+                page.more += 1;
+            }
+        }
+        Ok(page)
     }
 
     /// History entries after `rv` for one collection, or `TooOld` when the window no longer

@@ -16,15 +16,16 @@ pub fn new_uid() -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut uid = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            uid.push('-'); // 8-4-4-4-12 hex digits
+        }
+        uid.push(HEX[usize::from(byte >> 4)] as char);
+        uid.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    uid
 }
 
 /// The suffix `generateName` gets: 5 characters from the apiserver's alphabet (no vowels,

@@ -2,6 +2,7 @@
 //! response, with selector-aware event translation, periodic and pre-timeout BOOKMARKs, the
 //! `k8s.io/initial-events-end` bookmark of streaming lists, and 410 `ERROR` events.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::convert::{from_storage, to_partial_metadata};
+use super::convert::{PartialMetadataRef, view_of};
 use super::error::ApiError;
 use super::http::View;
 use super::registry::ResourceDef;
@@ -18,7 +19,7 @@ use super::store::{EventType, Store, WatchRecord};
 
 /// How one watch presents and filters events.
 pub struct WatchSpec {
-    pub def: ResourceDef,
+    pub def: Arc<ResourceDef>,
     pub version: String,
     pub view: View,
     pub labels: LabelSelector,
@@ -29,22 +30,31 @@ pub struct WatchSpec {
 }
 
 impl WatchSpec {
-    fn present(&self, stored: &Value) -> Value {
-        from_storage(&self.def, &self.version, stored)
+    /// The view of a stored object (borrowed when it is the stored form).
+    fn present<'a>(&self, stored: &'a Value) -> Cow<'a, Value> {
+        view_of(&self.def, &self.version, stored)
     }
 
     fn selected(&self, view: &Value) -> bool {
-        self.labels.matches(&super::util::labels_of(view)) && self.fields.matches(view)
+        (self.labels.is_empty() || self.labels.matches(&super::util::labels_of(view))) && self.fields.matches(view)
     }
 
-    fn line(&self, ty: &str, view: Value) -> Bytes {
-        let object = match self.view {
-            View::Full => view,
-            View::Metadata => to_partial_metadata(&view),
-        };
-        let mut text = serde_json::to_string(&json!({"type": ty, "object": object})).unwrap_or_default();
-        text.push('\n');
-        Bytes::from(text)
+    /// One event line, `{"type":..,"object":..}`, serialised from the borrowed view.
+    fn line(&self, ty: &str, view: &Value) -> Bytes {
+        let mut buf = Vec::with_capacity(512);
+        buf.extend_from_slice(b"{\"type\":");
+        let written = serde_json::to_writer(&mut buf, ty).and_then(|()| {
+            buf.extend_from_slice(b",\"object\":");
+            match self.view {
+                View::Full => serde_json::to_writer(&mut buf, view),
+                View::Metadata => serde_json::to_writer(&mut buf, &PartialMetadataRef(view)),
+            }
+        });
+        if written.is_err() {
+            return Bytes::new();
+        }
+        buf.extend_from_slice(b"}\n");
+        Bytes::from(buf)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -71,19 +81,24 @@ impl WatchSpec {
     fn translate(&self, rec: &WatchRecord) -> Option<Bytes> {
         let now = self.present(&rec.object);
         match rec.kind {
-            EventType::Added => self.selected(&now).then(|| self.line("ADDED", now)),
-            EventType::Deleted => self.selected(&now).then(|| self.line("DELETED", now)),
+            EventType::Added => self.selected(&now).then(|| self.line("ADDED", &now)),
+            EventType::Deleted => self.selected(&now).then(|| self.line("DELETED", &now)),
             EventType::Modified => {
-                let before = rec.old.as_ref().map(|o| self.present(o));
-                let was = before.as_ref().is_some_and(|b| self.selected(b));
+                let unselective = self.labels.is_empty() && self.fields.is_empty();
+                let before = if unselective {
+                    None // every version is selected: the old one is not needed
+                } else {
+                    rec.old.as_ref().map(|o| self.present(o))
+                };
+                let was = unselective || before.as_ref().is_some_and(|b| self.selected(b));
                 match (was, self.selected(&now)) {
-                    (true, true) => Some(self.line("MODIFIED", now)),
-                    (false, true) => Some(self.line("ADDED", now)),
+                    (true, true) => Some(self.line("MODIFIED", &now)),
+                    (false, true) => Some(self.line("ADDED", &now)),
                     (true, false) => {
-                        let mut gone = before.unwrap_or(Value::Null);
+                        let mut gone = before.map(Cow::into_owned).unwrap_or(Value::Null);
                         super::util::metadata_mut(&mut gone)
                             .insert("resourceVersion".into(), json!(rec.rv.to_string()));
-                        Some(self.line("DELETED", gone))
+                        Some(self.line("DELETED", &gone))
                     }
                     (false, false) => None,
                 }
@@ -133,7 +148,7 @@ pub fn stream(
                 for o in objects {
                     let view = spec.present(&o);
                     if spec.selected(&view) {
-                        first.push(spec.line("ADDED", view));
+                        first.push(spec.line("ADDED", &view));
                     }
                 }
                 if initial_end {
