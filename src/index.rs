@@ -265,6 +265,11 @@ impl ConnectionIndex {
 
     /// A connection was created or changed.
     pub fn apply(&self, conn: &GitProviderConnection) -> Effect {
+        // Most events are the controller's own status writes: same object, same generation,
+        // so nothing the index keeps (all of it from the spec, uid and creation time) moved.
+        if conn.metadata.generation.is_some() && self.holds_generation(conn) {
+            return Effect::default();
+        }
         let mut inner = self.write();
         let (key, entry) = inner.entry_for(self.scope, conn);
         let mut groups = vec![entry.instance.clone()];
@@ -287,6 +292,18 @@ impl ConnectionIndex {
             }
         }
         effect
+    }
+
+    fn holds_generation(&self, conn: &GitProviderConnection) -> bool {
+        let inner = self.read();
+        let public = ObjectKey::of(conn);
+        inner
+            .find_key(&public.namespace, &public.name)
+            .and_then(|key| inner.by_object.get(&key))
+            .is_some_and(|entry| {
+                entry.generation == conn.metadata.generation
+                    && conn.metadata.uid.as_deref().is_some_and(|uid| *entry.uid == *uid)
+            })
     }
 
     /// A connection was deleted: its provider (for the caller's bookkeeping) and whom that
