@@ -1,10 +1,10 @@
 //! Where a verification becomes a status: the Ready and TokenExpiringSoon conditions, what the
 //! provider revealed, and whether anything changed enough to be written.
 
-use crate::api::{GitProviderConnectionStatus, READY, ReadyReason, TOKEN_EXPIRING_SOON};
+use crate::api::{Deployment, GitProviderConnectionStatus, READY, ReadyReason, TOKEN_EXPIRING_SOON};
 use crate::providers::{Facts, Verification};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use serde_json::{Map, Value};
+use serde::Serialize;
 use std::time::Duration;
 
 /// Reasons of the TokenExpiringSoon condition.
@@ -153,38 +153,59 @@ pub fn ready_transition(previous: Option<&GitProviderConnectionStatus>, next: &G
 }
 
 /// A JSON merge patch that sets the status to exactly `status`: fields it lacks are nulled, so
-/// facts a new verification did not reveal disappear instead of lingering.
-pub fn status_merge_patch(status: &GitProviderConnectionStatus) -> Value {
-    const TOP: [&str; 8] = [
-        "observedGeneration",
-        "lastVerifiedTime",
-        "authenticatedUser",
-        "serverVersion",
-        "deployment",
-        "tokenScopes",
-        "tokenExpiresAt",
-        "conditions",
-    ];
-    const USER: [&str; 3] = ["username", "displayName", "email"];
-    let mut body = match serde_json::to_value(status) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    for key in TOP {
-        body.entry(key).or_insert(Value::Null);
+/// facts a new verification did not reveal disappear instead of lingering. Typed (every field
+/// written, `None` as `null`) so that the patch is serialised once, straight from the status.
+pub fn status_merge_patch(status: &GitProviderConnectionStatus) -> StatusPatch<'_> {
+    StatusPatch {
+        status: StatusFields {
+            observed_generation: status.observed_generation,
+            last_verified_time: status.last_verified_time.as_ref(),
+            authenticated_user: status.authenticated_user.as_ref().map(|user| UserFields {
+                username: user.username.as_deref(),
+                display_name: user.display_name.as_deref(),
+                email: user.email.as_deref(),
+            }),
+            server_version: status.server_version.as_deref(),
+            deployment: status.deployment,
+            token_scopes: status.token_scopes.as_deref(),
+            token_expires_at: status.token_expires_at.as_ref(),
+            conditions: (!status.conditions.is_empty()).then_some(status.conditions.as_slice()),
+        },
     }
-    if let Some(Value::Object(user)) = body.get_mut("authenticatedUser") {
-        for key in USER {
-            user.entry(key).or_insert(Value::Null);
-        }
-    }
-    serde_json::json!({ "status": body })
+}
+
+/// See [`status_merge_patch`].
+#[derive(Debug, Serialize)]
+pub struct StatusPatch<'a> {
+    status: StatusFields<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFields<'a> {
+    observed_generation: Option<i64>,
+    last_verified_time: Option<&'a Time>,
+    authenticated_user: Option<UserFields<'a>>,
+    server_version: Option<&'a str>,
+    deployment: Option<Deployment>,
+    token_scopes: Option<&'a [String]>,
+    token_expires_at: Option<&'a Time>,
+    conditions: Option<&'a [Condition]>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserFields<'a> {
+    username: Option<&'a str>,
+    display_name: Option<&'a str>,
+    email: Option<&'a str>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{AuthenticatedUser, Deployment};
+    use serde_json::Value;
 
     fn at(text: &str) -> jiff::Timestamp {
         text.parse().unwrap()
@@ -334,12 +355,46 @@ mod tests {
             ctx(None, "2026-11-25T10:00:00Z"),
             &Verification::failed(ReadyReason::Unauthorized, "no"),
         );
-        let patch = status_merge_patch(&failed);
-        assert_eq!(patch["status"]["authenticatedUser"], Value::Null);
-        assert_eq!(patch["status"]["tokenExpiresAt"], Value::Null);
+        let patch = serde_json::to_value(status_merge_patch(&failed)).unwrap();
+        let fields = patch["status"].as_object().unwrap();
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut all = [
+            "observedGeneration",
+            "lastVerifiedTime",
+            "authenticatedUser",
+            "serverVersion",
+            "deployment",
+            "tokenScopes",
+            "tokenExpiresAt",
+            "conditions",
+        ];
+        all.sort_unstable();
+        assert_eq!(names, all, "every field is in the patch");
+        for gone in [
+            "authenticatedUser",
+            "serverVersion",
+            "deployment",
+            "tokenScopes",
+            "tokenExpiresAt",
+        ] {
+            assert_eq!(patch["status"][gone], Value::Null, "{gone}");
+        }
         assert_eq!(patch["status"]["conditions"][0]["reason"], "Unauthorized");
         let ok = next_status(ctx(None, "2026-11-25T10:00:00Z"), &verified(None));
-        let patch = status_merge_patch(&ok);
+        let patch = serde_json::to_value(status_merge_patch(&ok)).unwrap();
         assert_eq!(patch["status"]["authenticatedUser"]["username"], "jdoe");
+        assert_eq!(patch["status"]["lastVerifiedTime"], "2026-11-25T10:00:00Z");
+        // what the patch says, merged into any previous status, is the status itself
+        let user = patch["status"]["authenticatedUser"].as_object().unwrap();
+        assert!(user.contains_key("displayName") && user.contains_key("email"));
+        let mut merged = serde_json::to_value(&failed).unwrap();
+        json_patch::merge(&mut merged, &patch["status"]);
+        assert_eq!(
+            serde_json::from_value::<GitProviderConnectionStatus>(merged).unwrap(),
+            ok
+        );
+        let empty = serde_json::to_value(status_merge_patch(&GitProviderConnectionStatus::default())).unwrap();
+        assert_eq!(empty["status"]["conditions"], Value::Null);
     }
 }
