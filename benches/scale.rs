@@ -72,6 +72,8 @@ struct Options {
     /// Scenario indexes to run (all by default).
     scenarios: Vec<usize>,
     admission: bool,
+    /// Admission rounds per run, alternating which server goes first (operator, floor).
+    admission_rounds: usize,
     memory: bool,
     /// Seconds of observation at the default interval after convergence (0: skip).
     steady_window: u64,
@@ -85,7 +87,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--runs-for 50000=1]\n\
          \x20      [--scenarios 0,1,2,3]\n\
-         \x20      [--no-admission] [--no-memory] [--steady-window SECS] [--interval-window SECS]\n\
+         \x20      [--no-admission] [--admission-rounds 2] [--no-memory] [--steady-window SECS]\n\
+         \x20      [--interval-window SECS]\n\
          \x20      [--blob-kib 50] [--report DIR]"
     );
     std::process::exit(2)
@@ -98,6 +101,7 @@ fn parse_options(args: &[String]) -> Options {
         runs_for: HashMap::new(),
         scenarios: (0..SCENARIOS.len()).collect(),
         admission: true,
+        admission_rounds: 2,
         memory: true,
         steady_window: 20,
         interval_window: 0,
@@ -126,6 +130,9 @@ fn parse_options(args: &[String]) -> Options {
             }
             "--scenarios" => options.scenarios = list(&value()),
             "--no-admission" => options.admission = false,
+            "--admission-rounds" => {
+                options.admission_rounds = value().parse::<usize>().unwrap_or_else(|_| usage()).max(1);
+            }
             "--no-memory" => options.memory = false,
             "--steady-window" => options.steady_window = value().parse().unwrap_or_else(|_| usage()),
             "--interval-window" => options.interval_window = value().parse().unwrap_or_else(|_| usage()),
@@ -456,6 +463,14 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .envs(std::env::var("SCALE_OPERATOR_RUST_LOG").map(|v| ("RUST_LOG", v)))
+            // SCALE_OPERATOR_ENV="TOKIO_WORKER_THREADS=1 MALLOC_ARENA_MAX=1": the operator's only
+            .envs(
+                std::env::var("SCALE_OPERATOR_ENV")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -579,7 +594,9 @@ struct RunResult {
     verify: Vec<(usize, Verify)>,
     steady_writes: Option<usize>,
     steady_requests: Option<usize>,
-    admission: Option<[Stats; 4]>,
+    /// One entry per admission round: operator sequential, operator concurrent, floor
+    /// sequential, floor concurrent.
+    admission: Vec<[Measured; 4]>,
     rss_restart_mib: Option<f64>,
     rss_restart_blobs_mib: Option<f64>,
     startup_restart: Option<f64>,
@@ -595,6 +612,13 @@ struct IntervalCheck {
     min_gap_secs: f64,
     mean_gap_secs: f64,
     other_writes: usize,
+}
+
+/// One admission series and the server's CPU time per review during it (all its threads).
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    stats: Stats,
+    cpu_per_review: Duration,
 }
 
 // ---- phases ---------------------------------------------------------------------------
@@ -704,26 +728,45 @@ fn admission_shots(n: usize, run: &str, range: std::ops::Range<usize>, check: bo
         .collect()
 }
 
-/// Sequential and concurrent series against `url`.
-async fn admission_series(n: usize, label: &str, url: &str, ca_pem: &str, check: bool) -> (Stats, Stats) {
+/// CPU time a process spent running so far, all its threads (ns resolution, from
+/// /proc/PID/task/*/schedstat; threads that ended are not counted).
+fn run_time_of(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// Sequential and concurrent series against `url`, served by process `pid`. `label` makes the
+/// names of the reviews unique (so every allowed create takes a new name).
+async fn admission_series(
+    n: usize,
+    label: &str,
+    url: &str,
+    pid: u32,
+    ca_pem: &str,
+    check: bool,
+) -> (Measured, Measured) {
+    let measured = |stats: Stats, cpu: Duration| Measured {
+        stats,
+        cpu_per_review: cpu / stats.n as u32,
+    };
     let client = common::client(ca_pem);
-    let seq = load::sequential(
-        &client,
-        url,
-        &admission_shots(n, &format!("w{label}"), 0..200, check),
-        &admission_shots(n, &format!("s{label}"), 0..ADMISSION_SEQUENTIAL, check),
-    )
-    .await;
+    let warm = admission_shots(n, &format!("w{label}"), 0..200, check);
+    let shots = admission_shots(n, &format!("s{label}"), 0..ADMISSION_SEQUENTIAL, check);
+    let (seq, cpu) = load::sequential_with(&client, url, &warm, &shots, || run_time_of(pid)).await;
+    let seq = measured(seq, cpu);
     let client = common::client(ca_pem);
-    let par = load::concurrent(
-        &client,
-        url,
-        &admission_shots(n, &format!("pw{label}"), 0..ADMISSION_PARALLELISM * 10, check),
-        &admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check),
-        ADMISSION_PARALLELISM,
-    )
-    .await;
-    (seq, par)
+    let warm = admission_shots(n, &format!("pw{label}"), 0..ADMISSION_PARALLELISM * 10, check);
+    let shots = admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check);
+    let (par, cpu) =
+        load::concurrent_with(&client, url, &warm, &shots, ADMISSION_PARALLELISM, || run_time_of(pid)).await;
+    (seq, measured(par, cpu))
 }
 
 /// Starts the floor server in a child process (this benchmark's own binary) and waits for it.
@@ -880,18 +923,44 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         }
 
         if options.admission {
+            // Both servers run (idle) during every series; the rounds alternate which one goes
+            // first, so that neither always meets the other's after-effects (or the operator's
+            // last work after convergence).
             let url = format!("https://localhost:{}/validate", operator.webhook_port);
-            let (seq, par) = admission_series(n, "op", &url, &pki.ca_pem, true).await;
             let (mut floor, floor_port) = start_floor(pki);
             let floor_url = format!("https://localhost:{floor_port}/validate");
-            let (fseq, fpar) = admission_series(n, "fl", &floor_url, &pki.ca_pem, false).await;
+            let (operator_pid, floor_pid) = (operator.child.id(), floor.id());
+            for round in 1..=options.admission_rounds {
+                let op = |label: String| {
+                    let url = url.clone();
+                    async move { admission_series(n, &label, &url, operator_pid, &pki.ca_pem, true).await }
+                };
+                let fl = |label: String| {
+                    let url = floor_url.clone();
+                    async move { admission_series(n, &label, &url, floor_pid, &pki.ca_pem, false).await }
+                };
+                let ((seq, par), (fseq, fpar)) = if round % 2 == 1 {
+                    let o = op(format!("op{round}")).await;
+                    (o, fl(format!("fl{round}")).await)
+                } else {
+                    let f = fl(format!("fl{round}")).await;
+                    (op(format!("op{round}")).await, f)
+                };
+                let line = |m: &Measured, label: &str| {
+                    format!(
+                        "  N={n} run {run} round {round} {} cpu/review={:>6.1?}",
+                        m.stats.line(label),
+                        m.cpu_per_review
+                    )
+                };
+                println!("{}", line(&seq, "admission operator sequential"));
+                println!("{}", line(&par, "admission operator 32 concurrent"));
+                println!("{}", line(&fseq, "admission floor sequential"));
+                println!("{}", line(&fpar, "admission floor 32 concurrent"));
+                result.admission.push([seq, par, fseq, fpar]);
+            }
             let _ = floor.kill();
             let _ = floor.wait();
-            println!("  N={n} run {run} {}", seq.line("admission operator sequential"));
-            println!("  N={n} run {run} {}", par.line("admission operator 32 concurrent"));
-            println!("  N={n} run {run} {}", fseq.line("admission floor sequential"));
-            println!("  N={n} run {run} {}", fpar.line("admission floor 32 concurrent"));
-            result.admission = Some([seq, par, fseq, fpar]);
         }
         operator.stop();
 
@@ -1065,11 +1134,23 @@ fn report(results: &[RunResult], options: &Options) -> Report {
         );
         let _ = writeln!(
             md,
-            "| N | series | runs | operator p50 | operator p99 | operator reviews/s | floor p50 | floor p99 | floor reviews/s | p50 ÷ floor | p99 ÷ floor | throughput ÷ floor |"
+            "Rounds: {} per run, alternating which server is measured first; both servers run during every \
+             round. Ratios are per round (operator ÷ floor of the same round), then aggregated. CPU/review: \
+             the server process's CPU time (all threads) during the series ÷ reviews.\n",
+            options.admission_rounds
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| N | series | runs × rounds | operator p50 | operator p99 | operator reviews/s | operator CPU/review | floor p50 | floor p99 | floor reviews/s | floor CPU/review | p50 ÷ floor | p99 ÷ floor | throughput ÷ floor |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for &n in &sizes {
-            let a: Vec<[Stats; 4]> = runs_of(n).filter_map(|r| r.admission).collect();
+            let a: Vec<[Stats; 4]> = runs_of(n)
+                .flat_map(|r| r.admission.iter().map(|m| m.map(|m| m.stats)))
+                .collect();
+            let cpu: Vec<[f64; 4]> = runs_of(n)
+                .flat_map(|r| r.admission.iter().map(|m| m.map(|m| m.cpu_per_review.as_secs_f64() * 1e6)))
+                .collect();
             if a.is_empty() {
                 continue;
             }
@@ -1085,14 +1166,16 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                     .push((n, agg(a.iter().map(|x| us(x[fl].p99))).unwrap().median));
                 let _ = writeln!(
                     md,
-                    "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     a.len(),
                     fmt_agg(agg(a.iter().map(|x| us(x[op].p50))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[op].p99))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| x[op].per_second)), 0, ""),
+                    fmt_agg(agg(cpu.iter().map(|x| x[op])), 1, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p50))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p99))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| x[fl].per_second)), 0, ""),
+                    fmt_agg(agg(cpu.iter().map(|x| x[fl])), 1, " µs"),
                     fmt_agg(
                         agg(a.iter().map(|x| x[op].p50.as_secs_f64() / x[fl].p50.as_secs_f64())),
                         2,
