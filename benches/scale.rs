@@ -1149,7 +1149,11 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                 .flat_map(|r| r.admission.iter().map(|m| m.map(|m| m.stats)))
                 .collect();
             let cpu: Vec<[f64; 4]> = runs_of(n)
-                .flat_map(|r| r.admission.iter().map(|m| m.map(|m| m.cpu_per_review.as_secs_f64() * 1e6)))
+                .flat_map(|r| {
+                    r.admission
+                        .iter()
+                        .map(|m| m.map(|m| m.cpu_per_review.as_secs_f64() * 1e6))
+                })
                 .collect();
             if a.is_empty() {
                 continue;

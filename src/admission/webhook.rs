@@ -49,7 +49,7 @@ use hyper_util::server::conn::auto;
 use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,6 +67,11 @@ pub const VALIDATE_PATH: &str = "/validate";
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A sweep of the reservations starts at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Reservations one review looks at while a sweep is in progress: the sweep is spread over the
+/// reviews that follow instead of holding the lock (and every other review) for all of them.
+const SWEEP_STEP: usize = 16;
 
 /// The webhook's state: the live index, metrics, the serving certificate and the reservations.
 pub struct Webhook {
@@ -380,6 +385,11 @@ impl Reservation {
 struct Reservations {
     by_instance: HashMap<InstanceKey, Reservation>,
     by_object: HashMap<ObjectKey, InstanceKey>,
+    /// Every reservation made, in the order the sweep visits them: its instance and when it was
+    /// made. An entry whose reservation was replaced or dropped since is discarded when visited.
+    queue: VecDeque<(InstanceKey, Instant)>,
+    /// Entries of `queue` the sweep in progress has yet to visit (0: none in progress).
+    sweep_left: usize,
     last_sweep: Option<Instant>,
 }
 
@@ -408,6 +418,7 @@ impl Reservations {
             self.by_instance.remove(&previous);
         }
         self.by_object.insert(reservation.holder.clone(), instance.clone());
+        self.queue.push_back((instance.clone(), reservation.at));
         let holder = reservation.holder.clone();
         if let Some(displaced) = self.by_instance.insert(instance.clone(), reservation)
             && displaced.holder != holder
@@ -432,20 +443,42 @@ impl Reservations {
         }
     }
 
-    /// Drops expired and superseded reservations, at most once a second.
+    /// Drops expired and superseded reservations: a sweep over all of them starts at most once
+    /// a second and looks at [`SWEEP_STEP`] of them per call until it has seen each once. Each
+    /// look asks the index, so a sweep done at once would stall every review for as long as
+    /// there are reservations (milliseconds, with thousands of creates in the last TTL).
     fn sweep(&mut self, now: Instant, ttl: Duration, index: &ConnectionIndex) {
-        if self
-            .last_sweep
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return;
+        if self.sweep_left == 0 {
+            if self
+                .last_sweep
+                .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_EVERY)
+            {
+                return;
+            }
+            self.last_sweep = Some(now);
+            self.sweep_left = self.queue.len();
         }
-        self.last_sweep = Some(now);
-        self.by_instance
-            .retain(|instance, r| now.saturating_duration_since(r.at) < ttl && !r.superseded(instance, index));
-        let by_instance = &self.by_instance;
-        self.by_object
-            .retain(|key, instance| by_instance.get(instance).is_some_and(|r| &r.holder == key));
+        for _ in 0..SWEEP_STEP {
+            if self.sweep_left == 0 {
+                break;
+            }
+            self.sweep_left -= 1;
+            let Some((instance, at)) = self.queue.pop_front() else {
+                self.sweep_left = 0;
+                break;
+            };
+            let Some(r) = self.by_instance.get(&instance).filter(|r| r.at == at) else {
+                // dropped, or replaced by a reservation that has its own entry
+                continue;
+            };
+            if now.saturating_duration_since(r.at) < ttl && !r.superseded(&instance, index) {
+                self.queue.push_back((instance, at));
+            } else if let Some(r) = self.by_instance.remove(&instance)
+                && self.by_object.get(&r.holder) == Some(&instance)
+            {
+                self.by_object.remove(&r.holder);
+            }
+        }
     }
 }
 
@@ -736,6 +769,45 @@ mod tests {
         // once the index forgot the deleted holder, the name is free: the reservation is gone
         hook.index().delete(&first);
         assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    #[test]
+    fn the_sweep_is_spread_over_reviews_and_drops_superseded_reservations() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        let count = SWEEP_STEP * 5 + 3;
+        for i in 0..count {
+            let name = format!("c{i}");
+            assert!(hook.decide(&create("a", &name, "GitLab", &name)).unwrap().allowed);
+        }
+        // the watch delivers every one of them; then one is deleted again
+        for i in 0..count {
+            let name = format!("c{i}");
+            hook.index().apply(&stored("a", &name, ProviderKind::GitLab, &name, 1));
+        }
+        hook.index().delete(&stored("a", "c0", ProviderKind::GitLab, "c0", 1));
+        let later = Instant::now() + SWEEP_EVERY * 2;
+        let mut calls = 0;
+        loop {
+            let mut reservations = hook.reservations();
+            let before = reservations.by_instance.len();
+            reservations.sweep(later, DEFAULT_RESERVATION_TTL, hook.index());
+            assert!(before - reservations.by_instance.len() <= SWEEP_STEP);
+            calls += 1;
+            if reservations.sweep_left == 0 {
+                break;
+            }
+        }
+        assert_eq!(calls, count.div_ceil(SWEEP_STEP));
+        let reservations = hook.reservations();
+        // c0's reservation was not superseded (the index forgot it) and stays until it expires
+        assert_eq!(reservations.by_instance.len(), 1);
+        assert_eq!(reservations.by_object.len(), 1);
+        assert_eq!(reservations.queue.len(), 1);
+        drop(reservations);
+        assert!(!hook.decide(&create("a", "other", "GitLab", "c0")).unwrap().allowed);
+        // the others' reservations are gone for good: deleted later, their names are free
+        hook.index().delete(&stored("a", "c1", ProviderKind::GitLab, "c1", 1));
+        assert!(hook.decide(&create("a", "other", "GitLab", "c1")).unwrap().allowed);
     }
 
     #[test]
