@@ -74,6 +74,9 @@ struct Options {
     admission: bool,
     /// Admission rounds per run, alternating which server goes first (operator, floor).
     admission_rounds: usize,
+    /// Also measure the webhook alone: the product's server and index holding the same N
+    /// connections, in a process of its own without the controller (like the floor).
+    webhook_alone: bool,
     memory: bool,
     /// Seconds of observation at the default interval after convergence (0: skip).
     steady_window: u64,
@@ -87,7 +90,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--runs-for 50000=1]\n\
          \x20      [--scenarios 0,1,2,3]\n\
-         \x20      [--no-admission] [--admission-rounds 2] [--no-memory] [--steady-window SECS]\n\
+         \x20      [--no-admission] [--admission-rounds 2] [--webhook-alone] [--no-memory] [--steady-window SECS]\n\
          \x20      [--interval-window SECS]\n\
          \x20      [--blob-kib 50] [--report DIR]"
     );
@@ -102,6 +105,7 @@ fn parse_options(args: &[String]) -> Options {
         scenarios: (0..SCENARIOS.len()).collect(),
         admission: true,
         admission_rounds: 2,
+        webhook_alone: false,
         memory: true,
         steady_window: 20,
         interval_window: 0,
@@ -130,6 +134,7 @@ fn parse_options(args: &[String]) -> Options {
             }
             "--scenarios" => options.scenarios = list(&value()),
             "--no-admission" => options.admission = false,
+            "--webhook-alone" => options.webhook_alone = true,
             "--admission-rounds" => {
                 options.admission_rounds = value().parse::<usize>().unwrap_or_else(|_| usage()).max(1);
             }
@@ -597,6 +602,8 @@ struct RunResult {
     /// One entry per admission round: operator sequential, operator concurrent, floor
     /// sequential, floor concurrent.
     admission: Vec<[Measured; 4]>,
+    /// With `--webhook-alone`, per round: the webhook alone sequential and concurrent.
+    alone: Vec<[Measured; 2]>,
     rss_restart_mib: Option<f64>,
     rss_restart_blobs_mib: Option<f64>,
     startup_restart: Option<f64>,
@@ -771,11 +778,21 @@ async fn admission_series(
 
 /// Starts the floor server in a child process (this benchmark's own binary) and waits for it.
 fn start_floor(pki: &Pki) -> (Child, u16) {
+    start_server(pki, "--floor-server", &[])
+}
+
+/// Starts the webhook alone (index of `n` connections) in a child process and waits for it.
+fn start_webhook_alone(pki: &Pki, n: usize) -> (Child, u16) {
+    start_server(pki, "--webhook-server", &[n.to_string()])
+}
+
+fn start_server(pki: &Pki, mode: &str, extra: &[String]) -> (Child, u16) {
     let port = free_port();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--floor-server", &port.to_string()])
+        .args([mode, &port.to_string()])
         .arg(&pki.cert)
         .arg(&pki.key)
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("floor server starts");
@@ -802,6 +819,42 @@ fn floor_server_main(port: &str, cert: &str, key: &str) {
             .await
             .unwrap();
         floor::serve(listener, floor::server_config(&cert_pem, &key_pem)).await;
+    });
+}
+
+/// The product's webhook server with an index of the `n` connections the operator would hold,
+/// in a process of its own: what the operator's webhook costs without the rest of the operator.
+fn webhook_server_main(port: &str, cert: &str, key: &str, n: &str) {
+    use gitprovider_operator::admission::{CertStore, Webhook};
+    use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
+    let n: usize = n.parse().unwrap();
+    let certs = CertStore::from_pem(&std::fs::read(cert).unwrap(), &std::fs::read(key).unwrap()).unwrap();
+    let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
+    let host: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    for i in 0..n {
+        let mut c = connection(i, &[host], "1h");
+        c.metadata.uid = Some(format!("uid-{i}"));
+        c.metadata.generation = Some(1);
+        c.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(1_000_000 + i as i64).unwrap(),
+        ));
+        index.apply(&c);
+    }
+    index.partition_synced(None);
+    let webhook = Webhook::new(
+        index,
+        Arc::new(gitprovider_operator::metrics::Metrics::new()),
+        certs,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .await
+            .unwrap();
+        let _ = gitprovider_operator::admission::serve(listener, webhook, std::future::pending()).await;
     });
 }
 
@@ -930,6 +983,11 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
             let (mut floor, floor_port) = start_floor(pki);
             let floor_url = format!("https://localhost:{floor_port}/validate");
             let (operator_pid, floor_pid) = (operator.child.id(), floor.id());
+            let mut alone = options.webhook_alone.then(|| start_webhook_alone(pki, n));
+            let alone_url = alone
+                .as_ref()
+                .map(|(_, port)| format!("https://localhost:{port}/validate"));
+            let alone_pid = alone.as_ref().map(|(child, _)| child.id());
             for round in 1..=options.admission_rounds {
                 let op = |label: String| {
                     let url = url.clone();
@@ -939,12 +997,19 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
                     let url = floor_url.clone();
                     async move { admission_series(n, &label, &url, floor_pid, &pki.ca_pem, false).await }
                 };
-                let ((seq, par), (fseq, fpar)) = if round % 2 == 1 {
+                let al = |label: String| {
+                    let url = alone_url.clone().unwrap_or_default();
+                    async move { admission_series(n, &label, &url, alone_pid.unwrap(), &pki.ca_pem, true).await }
+                };
+                // the webhook alone, when measured, goes between the other two
+                let ((seq, par), (fseq, fpar), a) = if round % 2 == 1 {
                     let o = op(format!("op{round}")).await;
-                    (o, fl(format!("fl{round}")).await)
+                    let a = if alone_pid.is_some() { Some(al(format!("al{round}")).await) } else { None };
+                    (o, fl(format!("fl{round}")).await, a)
                 } else {
                     let f = fl(format!("fl{round}")).await;
-                    (op(format!("op{round}")).await, f)
+                    let a = if alone_pid.is_some() { Some(al(format!("al{round}")).await) } else { None };
+                    (op(format!("op{round}")).await, f, a)
                 };
                 let line = |m: &Measured, label: &str| {
                     format!(
@@ -957,10 +1022,19 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
                 println!("{}", line(&par, "admission operator 32 concurrent"));
                 println!("{}", line(&fseq, "admission floor sequential"));
                 println!("{}", line(&fpar, "admission floor 32 concurrent"));
+                if let Some((aseq, apar)) = a {
+                    println!("{}", line(&aseq, "admission webhook alone sequential"));
+                    println!("{}", line(&apar, "admission webhook alone 32 concurrent"));
+                    result.alone.push([aseq, apar]);
+                }
                 result.admission.push([seq, par, fseq, fpar]);
             }
             let _ = floor.kill();
             let _ = floor.wait();
+            if let Some((child, _)) = alone.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         operator.stop();
 
@@ -1194,6 +1268,58 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                 );
             }
         }
+        if options.webhook_alone {
+            let _ = writeln!(
+                md,
+                "\nThe webhook alone (the product's server and an index of the same N connections, in a process of its \
+                 own without the controller), per round against the operator and the floor of the same round:\n"
+            );
+            let _ = writeln!(
+                md,
+                "| N | series | runs × rounds | alone p50 | alone p99 | alone reviews/s | alone CPU/review | operator p99 ÷ alone | alone p99 ÷ floor | alone p50 ÷ floor |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+            for &n in &sizes {
+                let rounds: Vec<([Measured; 4], [Measured; 2])> = runs_of(n)
+                    .flat_map(|r| r.admission.iter().copied().zip(r.alone.iter().copied()))
+                    .collect();
+                if rounds.is_empty() {
+                    continue;
+                }
+                for (k, label) in [(0usize, "sequential (1 connection)"), (1, "32 concurrent clients")] {
+                    let us = |d: Duration| d.as_secs_f64() * 1e6;
+                    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+                    let _ = writeln!(
+                        md,
+                        "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        rounds.len(),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p50))), 0, " µs"),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p99))), 0, " µs"),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| a[k].stats.per_second)), 0, ""),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(_, a)| us(a[k].cpu_per_review))),
+                            1,
+                            " µs"
+                        ),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(o[k].stats.p99, a[k].stats.p99))),
+                            2,
+                            "×"
+                        ),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(a[k].stats.p99, o[k + 2].stats.p99))),
+                            2,
+                            "×"
+                        ),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(a[k].stats.p50, o[k + 2].stats.p50))),
+                            2,
+                            "×"
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     let mut memory_series: Vec<(String, Vec<(usize, f64)>)> = vec![
@@ -1404,6 +1530,13 @@ fn svg(panels: &[Panel], sizes: &[usize]) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--webhook-server") {
+        if args.len() != 5 {
+            usage();
+        }
+        webhook_server_main(&args[1], &args[2], &args[3], &args[4]);
+        return;
+    }
     if args.first().map(String::as_str) == Some("--floor-server") {
         if args.len() != 4 {
             usage();
