@@ -841,11 +841,7 @@ fn webhook_server_main(port: &str, cert: &str, key: &str, n: &str) {
         index.apply(&c);
     }
     index.partition_synced(None);
-    let webhook = Webhook::new(
-        index,
-        Arc::new(gitprovider_operator::metrics::Metrics::new()),
-        certs,
-    );
+    let webhook = Webhook::new(index, Arc::new(gitprovider_operator::metrics::Metrics::new()), certs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1004,11 +1000,19 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
                 // the webhook alone, when measured, goes between the other two
                 let ((seq, par), (fseq, fpar), a) = if round % 2 == 1 {
                     let o = op(format!("op{round}")).await;
-                    let a = if alone_pid.is_some() { Some(al(format!("al{round}")).await) } else { None };
+                    let a = if alone_pid.is_some() {
+                        Some(al(format!("al{round}")).await)
+                    } else {
+                        None
+                    };
                     (o, fl(format!("fl{round}")).await, a)
                 } else {
                     let f = fl(format!("fl{round}")).await;
-                    let a = if alone_pid.is_some() { Some(al(format!("al{round}")).await) } else { None };
+                    let a = if alone_pid.is_some() {
+                        Some(al(format!("al{round}")).await)
+                    } else {
+                        None
+                    };
                     (op(format!("op{round}")).await, f, a)
                 };
                 let line = |m: &Measured, label: &str| {
@@ -1296,11 +1300,7 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                         fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p50))), 0, " µs"),
                         fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p99))), 0, " µs"),
                         fmt_agg(agg(rounds.iter().map(|(_, a)| a[k].stats.per_second)), 0, ""),
-                        fmt_agg(
-                            agg(rounds.iter().map(|(_, a)| us(a[k].cpu_per_review))),
-                            1,
-                            " µs"
-                        ),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].cpu_per_review))), 1, " µs"),
                         fmt_agg(
                             agg(rounds.iter().map(|(o, a)| ratio(o[k].stats.p99, a[k].stats.p99))),
                             2,
