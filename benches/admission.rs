@@ -16,7 +16,7 @@ mod load;
 
 use common::{Server, TestPki, client, review, spec, stored};
 use gitprovider_operator::api::ProviderKind;
-use gitprovider_operator::index::UniquenessScope;
+use gitprovider_operator::index::{ObjectKey, UniquenessScope};
 use load::{Shot, Stats};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -149,6 +149,28 @@ fn main() {
         println!(
             "index: {CONNECTIONS} connections in {NAMESPACES} namespaces; live reservations at the end: {}",
             server.webhook.live_reservations()
+        );
+
+        // The first review after a pause of more than a second starts a sweep of the
+        // reservations; a sweep done at once (before the change) asked the index about every live
+        // reservation while holding the reservation lock, stalling every review in flight.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let bytes = serde_json::to_vec(&body(1, "sweep").0).unwrap();
+        let started = Instant::now();
+        server.webhook.review_body(&bytes).unwrap();
+        let first = started.elapsed();
+        let live = server.webhook.live_reservations();
+        let keys: Vec<ObjectKey> = (0..live)
+            .map(|i| ObjectKey::new(format!("ns-{}", i % NAMESPACES), format!("conn-x-{i}")))
+            .collect();
+        let started = Instant::now();
+        for key in &keys {
+            std::hint::black_box(server.index.claim_of(key));
+        }
+        println!(
+            "review that starts a sweep: {first:.1?}; one index look-up per live reservation ({live}), as a sweep \
+             done at once made under the lock: {:.1?}",
+            started.elapsed()
         );
         server.stop().await;
     });

@@ -72,6 +72,11 @@ struct Options {
     /// Scenario indexes to run (all by default).
     scenarios: Vec<usize>,
     admission: bool,
+    /// Admission rounds per run, alternating which server goes first (operator, floor).
+    admission_rounds: usize,
+    /// Also measure the webhook alone: the product's server and index holding the same N
+    /// connections, in a process of its own without the controller (like the floor).
+    webhook_alone: bool,
     memory: bool,
     /// Seconds of observation at the default interval after convergence (0: skip).
     steady_window: u64,
@@ -85,7 +90,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--runs-for 50000=1]\n\
          \x20      [--scenarios 0,1,2,3]\n\
-         \x20      [--no-admission] [--no-memory] [--steady-window SECS] [--interval-window SECS]\n\
+         \x20      [--no-admission] [--admission-rounds 2] [--webhook-alone] [--no-memory] [--steady-window SECS]\n\
+         \x20      [--interval-window SECS]\n\
          \x20      [--blob-kib 50] [--report DIR]"
     );
     std::process::exit(2)
@@ -98,6 +104,8 @@ fn parse_options(args: &[String]) -> Options {
         runs_for: HashMap::new(),
         scenarios: (0..SCENARIOS.len()).collect(),
         admission: true,
+        admission_rounds: 2,
+        webhook_alone: false,
         memory: true,
         steady_window: 20,
         interval_window: 0,
@@ -126,6 +134,10 @@ fn parse_options(args: &[String]) -> Options {
             }
             "--scenarios" => options.scenarios = list(&value()),
             "--no-admission" => options.admission = false,
+            "--webhook-alone" => options.webhook_alone = true,
+            "--admission-rounds" => {
+                options.admission_rounds = value().parse::<usize>().unwrap_or_else(|_| usage()).max(1);
+            }
             "--no-memory" => options.memory = false,
             "--steady-window" => options.steady_window = value().parse().unwrap_or_else(|_| usage()),
             "--interval-window" => options.interval_window = value().parse().unwrap_or_else(|_| usage()),
@@ -456,6 +468,14 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .envs(std::env::var("SCALE_OPERATOR_RUST_LOG").map(|v| ("RUST_LOG", v)))
+            // SCALE_OPERATOR_ENV="TOKIO_WORKER_THREADS=1 MALLOC_ARENA_MAX=1": the operator's only
+            .envs(
+                std::env::var("SCALE_OPERATOR_ENV")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -579,7 +599,11 @@ struct RunResult {
     verify: Vec<(usize, Verify)>,
     steady_writes: Option<usize>,
     steady_requests: Option<usize>,
-    admission: Option<[Stats; 4]>,
+    /// One entry per admission round: operator sequential, operator concurrent, floor
+    /// sequential, floor concurrent.
+    admission: Vec<[Measured; 4]>,
+    /// With `--webhook-alone`, per round: the webhook alone sequential and concurrent.
+    alone: Vec<[Measured; 2]>,
     rss_restart_mib: Option<f64>,
     rss_restart_blobs_mib: Option<f64>,
     startup_restart: Option<f64>,
@@ -595,6 +619,13 @@ struct IntervalCheck {
     min_gap_secs: f64,
     mean_gap_secs: f64,
     other_writes: usize,
+}
+
+/// One admission series and the server's CPU time per review during it (all its threads).
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    stats: Stats,
+    cpu_per_review: Duration,
 }
 
 // ---- phases ---------------------------------------------------------------------------
@@ -716,35 +747,64 @@ fn admission_shots(n: usize, run: &str, range: std::ops::Range<usize>, check: bo
         .collect()
 }
 
-/// Sequential and concurrent series against `url`.
-async fn admission_series(n: usize, label: &str, url: &str, ca_pem: &str, check: bool) -> (Stats, Stats) {
+/// CPU time a process spent running so far, all its threads (ns resolution, from
+/// /proc/PID/task/*/schedstat; threads that ended are not counted).
+fn run_time_of(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// Sequential and concurrent series against `url`, served by process `pid`. `label` makes the
+/// names of the reviews unique (so every allowed create takes a new name).
+async fn admission_series(
+    n: usize,
+    label: &str,
+    url: &str,
+    pid: u32,
+    ca_pem: &str,
+    check: bool,
+) -> (Measured, Measured) {
+    let measured = |stats: Stats, cpu: Duration| Measured {
+        stats,
+        cpu_per_review: cpu / stats.n as u32,
+    };
     let client = common::client(ca_pem);
-    let seq = load::sequential(
-        &client,
-        url,
-        &admission_shots(n, &format!("w{label}"), 0..200, check),
-        &admission_shots(n, &format!("s{label}"), 0..ADMISSION_SEQUENTIAL, check),
-    )
-    .await;
+    let warm = admission_shots(n, &format!("w{label}"), 0..200, check);
+    let shots = admission_shots(n, &format!("s{label}"), 0..ADMISSION_SEQUENTIAL, check);
+    let (seq, cpu) = load::sequential_with(&client, url, &warm, &shots, || run_time_of(pid)).await;
+    let seq = measured(seq, cpu);
     let client = common::client(ca_pem);
-    let par = load::concurrent(
-        &client,
-        url,
-        &admission_shots(n, &format!("pw{label}"), 0..ADMISSION_PARALLELISM * 10, check),
-        &admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check),
-        ADMISSION_PARALLELISM,
-    )
-    .await;
-    (seq, par)
+    let warm = admission_shots(n, &format!("pw{label}"), 0..ADMISSION_PARALLELISM * 10, check);
+    let shots = admission_shots(n, &format!("p{label}"), 0..ADMISSION_CONCURRENT, check);
+    let (par, cpu) =
+        load::concurrent_with(&client, url, &warm, &shots, ADMISSION_PARALLELISM, || run_time_of(pid)).await;
+    (seq, measured(par, cpu))
 }
 
 /// Starts the floor server in a child process (this benchmark's own binary) and waits for it.
 fn start_floor(pki: &Pki) -> (Child, u16) {
+    start_server(pki, "--floor-server", &[])
+}
+
+/// Starts the webhook alone (index of `n` connections) in a child process and waits for it.
+fn start_webhook_alone(pki: &Pki, n: usize) -> (Child, u16) {
+    start_server(pki, "--webhook-server", &[n.to_string()])
+}
+
+fn start_server(pki: &Pki, mode: &str, extra: &[String]) -> (Child, u16) {
     let port = free_port();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--floor-server", &port.to_string()])
+        .args([mode, &port.to_string()])
         .arg(&pki.cert)
         .arg(&pki.key)
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("floor server starts");
@@ -771,6 +831,38 @@ fn floor_server_main(port: &str, cert: &str, key: &str) {
             .await
             .unwrap();
         floor::serve(listener, floor::server_config(&cert_pem, &key_pem)).await;
+    });
+}
+
+/// The product's webhook server with an index of the `n` connections the operator would hold,
+/// in a process of its own: what the operator's webhook costs without the rest of the operator.
+fn webhook_server_main(port: &str, cert: &str, key: &str, n: &str) {
+    use gitprovider_operator::admission::{CertStore, Webhook};
+    use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
+    let n: usize = n.parse().unwrap();
+    let certs = CertStore::from_pem(&std::fs::read(cert).unwrap(), &std::fs::read(key).unwrap()).unwrap();
+    let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
+    let host: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    for i in 0..n {
+        let mut c = connection(i, &[host], "1h");
+        c.metadata.uid = Some(format!("uid-{i}"));
+        c.metadata.generation = Some(1);
+        c.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(1_000_000 + i as i64).unwrap(),
+        ));
+        index.apply(&c);
+    }
+    index.partition_synced(None);
+    let webhook = Webhook::new(index, Arc::new(gitprovider_operator::metrics::Metrics::new()), certs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .await
+            .unwrap();
+        let _ = gitprovider_operator::admission::serve(listener, webhook, std::future::pending()).await;
     });
 }
 
@@ -892,18 +984,73 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         }
 
         if options.admission {
+            // Both servers run (idle) during every series; the rounds alternate which one goes
+            // first, so that neither always meets the other's after-effects (or the operator's
+            // last work after convergence).
             let url = format!("https://localhost:{}/validate", operator.webhook_port);
-            let (seq, par) = admission_series(n, "op", &url, &pki.ca_pem, true).await;
             let (mut floor, floor_port) = start_floor(pki);
             let floor_url = format!("https://localhost:{floor_port}/validate");
-            let (fseq, fpar) = admission_series(n, "fl", &floor_url, &pki.ca_pem, false).await;
+            let (operator_pid, floor_pid) = (operator.child.id(), floor.id());
+            let mut alone = options.webhook_alone.then(|| start_webhook_alone(pki, n));
+            let alone_url = alone
+                .as_ref()
+                .map(|(_, port)| format!("https://localhost:{port}/validate"));
+            let alone_pid = alone.as_ref().map(|(child, _)| child.id());
+            for round in 1..=options.admission_rounds {
+                let op = |label: String| {
+                    let url = url.clone();
+                    async move { admission_series(n, &label, &url, operator_pid, &pki.ca_pem, true).await }
+                };
+                let fl = |label: String| {
+                    let url = floor_url.clone();
+                    async move { admission_series(n, &label, &url, floor_pid, &pki.ca_pem, false).await }
+                };
+                let al = |label: String| {
+                    let url = alone_url.clone().unwrap_or_default();
+                    async move { admission_series(n, &label, &url, alone_pid.unwrap(), &pki.ca_pem, true).await }
+                };
+                // the webhook alone, when measured, goes between the other two
+                let ((seq, par), (fseq, fpar), a) = if round % 2 == 1 {
+                    let o = op(format!("op{round}")).await;
+                    let a = if alone_pid.is_some() {
+                        Some(al(format!("al{round}")).await)
+                    } else {
+                        None
+                    };
+                    (o, fl(format!("fl{round}")).await, a)
+                } else {
+                    let f = fl(format!("fl{round}")).await;
+                    let a = if alone_pid.is_some() {
+                        Some(al(format!("al{round}")).await)
+                    } else {
+                        None
+                    };
+                    (op(format!("op{round}")).await, f, a)
+                };
+                let line = |m: &Measured, label: &str| {
+                    format!(
+                        "  N={n} run {run} round {round} {} cpu/review={:>6.1?}",
+                        m.stats.line(label),
+                        m.cpu_per_review
+                    )
+                };
+                println!("{}", line(&seq, "admission operator sequential"));
+                println!("{}", line(&par, "admission operator 32 concurrent"));
+                println!("{}", line(&fseq, "admission floor sequential"));
+                println!("{}", line(&fpar, "admission floor 32 concurrent"));
+                if let Some((aseq, apar)) = a {
+                    println!("{}", line(&aseq, "admission webhook alone sequential"));
+                    println!("{}", line(&apar, "admission webhook alone 32 concurrent"));
+                    result.alone.push([aseq, apar]);
+                }
+                result.admission.push([seq, par, fseq, fpar]);
+            }
             let _ = floor.kill();
             let _ = floor.wait();
-            println!("  N={n} run {run} {}", seq.line("admission operator sequential"));
-            println!("  N={n} run {run} {}", par.line("admission operator 32 concurrent"));
-            println!("  N={n} run {run} {}", fseq.line("admission floor sequential"));
-            println!("  N={n} run {run} {}", fpar.line("admission floor 32 concurrent"));
-            result.admission = Some([seq, par, fseq, fpar]);
+            if let Some((child, _)) = alone.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         operator.stop();
 
@@ -1077,11 +1224,27 @@ fn report(results: &[RunResult], options: &Options) -> Report {
         );
         let _ = writeln!(
             md,
-            "| N | series | runs | operator p50 | operator p99 | operator reviews/s | floor p50 | floor p99 | floor reviews/s | p50 ÷ floor | p99 ÷ floor | throughput ÷ floor |"
+            "Rounds: {} per run, alternating which server is measured first; both servers run during every \
+             round. Ratios are per round (operator ÷ floor of the same round), then aggregated. CPU/review: \
+             the server process's CPU time (all threads) during the series ÷ reviews.\n",
+            options.admission_rounds
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| N | series | runs × rounds | operator p50 | operator p99 | operator reviews/s | operator CPU/review | floor p50 | floor p99 | floor reviews/s | floor CPU/review | p50 ÷ floor | p99 ÷ floor | throughput ÷ floor |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for &n in &sizes {
-            let a: Vec<[Stats; 4]> = runs_of(n).filter_map(|r| r.admission).collect();
+            let a: Vec<[Stats; 4]> = runs_of(n)
+                .flat_map(|r| r.admission.iter().map(|m| m.map(|m| m.stats)))
+                .collect();
+            let cpu: Vec<[f64; 4]> = runs_of(n)
+                .flat_map(|r| {
+                    r.admission
+                        .iter()
+                        .map(|m| m.map(|m| m.cpu_per_review.as_secs_f64() * 1e6))
+                })
+                .collect();
             if a.is_empty() {
                 continue;
             }
@@ -1097,14 +1260,16 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                     .push((n, agg(a.iter().map(|x| us(x[fl].p99))).unwrap().median));
                 let _ = writeln!(
                     md,
-                    "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     a.len(),
                     fmt_agg(agg(a.iter().map(|x| us(x[op].p50))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[op].p99))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| x[op].per_second)), 0, ""),
+                    fmt_agg(agg(cpu.iter().map(|x| x[op])), 1, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p50))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| us(x[fl].p99))), 0, " µs"),
                     fmt_agg(agg(a.iter().map(|x| x[fl].per_second)), 0, ""),
+                    fmt_agg(agg(cpu.iter().map(|x| x[fl])), 1, " µs"),
                     fmt_agg(
                         agg(a.iter().map(|x| x[op].p50.as_secs_f64() / x[fl].p50.as_secs_f64())),
                         2,
@@ -1117,6 +1282,54 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                     ),
                     fmt_agg(agg(a.iter().map(|x| x[op].per_second / x[fl].per_second)), 2, "×"),
                 );
+            }
+        }
+        if options.webhook_alone {
+            let _ = writeln!(
+                md,
+                "\nThe webhook alone (the product's server and an index of the same N connections, in a process of its \
+                 own without the controller), per round against the operator and the floor of the same round:\n"
+            );
+            let _ = writeln!(
+                md,
+                "| N | series | runs × rounds | alone p50 | alone p99 | alone reviews/s | alone CPU/review | operator p99 ÷ alone | alone p99 ÷ floor | alone p50 ÷ floor |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+            for &n in &sizes {
+                let rounds: Vec<([Measured; 4], [Measured; 2])> = runs_of(n)
+                    .flat_map(|r| r.admission.iter().copied().zip(r.alone.iter().copied()))
+                    .collect();
+                if rounds.is_empty() {
+                    continue;
+                }
+                for (k, label) in [(0usize, "sequential (1 connection)"), (1, "32 concurrent clients")] {
+                    let us = |d: Duration| d.as_secs_f64() * 1e6;
+                    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+                    let _ = writeln!(
+                        md,
+                        "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        rounds.len(),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p50))), 0, " µs"),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].stats.p99))), 0, " µs"),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| a[k].stats.per_second)), 0, ""),
+                        fmt_agg(agg(rounds.iter().map(|(_, a)| us(a[k].cpu_per_review))), 1, " µs"),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(o[k].stats.p99, a[k].stats.p99))),
+                            2,
+                            "×"
+                        ),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(a[k].stats.p99, o[k + 2].stats.p99))),
+                            2,
+                            "×"
+                        ),
+                        fmt_agg(
+                            agg(rounds.iter().map(|(o, a)| ratio(a[k].stats.p50, o[k + 2].stats.p50))),
+                            2,
+                            "×"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -1329,6 +1542,13 @@ fn svg(panels: &[Panel], sizes: &[usize]) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--webhook-server") {
+        if args.len() != 5 {
+            usage();
+        }
+        webhook_server_main(&args[1], &args[2], &args[3], &args[4]);
+        return;
+    }
     if args.first().map(String::as_str) == Some("--floor-server") {
         if args.len() != 4 {
             usage();

@@ -54,28 +54,48 @@ async fn one(client: &reqwest::Client, url: &str, shot: &Shot) -> Duration {
     let bytes = response.bytes().await.expect("review answered");
     let took = started.elapsed();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    // Every answer is parsed, checked or not, so that the client does the same work for every
+    // server (in the concurrent series its work delays the other clients' measurements).
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON answer");
+    assert!(answer["response"]["uid"].is_string(), "{answer}");
     if let Some(expected) = shot.expect_allowed {
-        let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON answer");
         assert_eq!(answer["response"]["allowed"].as_bool(), Some(expected), "{answer}");
     }
     took
 }
 
 /// Sends `shots` one after the other on one keep-alive connection (after `warm` unmeasured).
+#[allow(dead_code)] // each bench uses one of the two forms
 pub async fn sequential(client: &reqwest::Client, url: &str, warm: &[Shot], shots: &[Shot]) -> Stats {
+    sequential_with(client, url, warm, shots, || Duration::ZERO).await.0
+}
+
+/// [`sequential`], also returning how much `clock` (say, the server's CPU time) advanced during
+/// the measured part.
+#[allow(dead_code)]
+pub async fn sequential_with(
+    client: &reqwest::Client,
+    url: &str,
+    warm: &[Shot],
+    shots: &[Shot],
+    clock: impl Fn() -> Duration,
+) -> (Stats, Duration) {
     for shot in warm {
         one(client, url, shot).await;
     }
+    let clock_before = clock();
     let started = Instant::now();
     let mut samples = Vec::with_capacity(shots.len());
     for shot in shots {
         samples.push(one(client, url, shot).await);
     }
-    Stats::of(samples, started.elapsed())
+    let wall = started.elapsed();
+    (Stats::of(samples, wall), clock().saturating_sub(clock_before))
 }
 
 /// Sends `shots` from `parallelism` clients at once, each on its own keep-alive connection
 /// (opened by `warm_each` unmeasured reviews per client first).
+#[allow(dead_code)] // each bench uses one of the two forms
 pub async fn concurrent(
     client: &reqwest::Client,
     url: &str,
@@ -83,6 +103,21 @@ pub async fn concurrent(
     shots: &[Shot],
     parallelism: usize,
 ) -> Stats {
+    concurrent_with(client, url, warm, shots, parallelism, || Duration::ZERO)
+        .await
+        .0
+}
+
+/// [`concurrent`], also returning how much `clock` advanced during the measured part.
+#[allow(dead_code)]
+pub async fn concurrent_with(
+    client: &reqwest::Client,
+    url: &str,
+    warm: &[Shot],
+    shots: &[Shot],
+    parallelism: usize,
+    clock: impl Fn() -> Duration,
+) -> (Stats, Duration) {
     let client = Arc::new(client.clone());
     let url: Arc<str> = url.into();
     let spread = |shots: &[Shot]| -> Vec<Vec<Shot>> {
@@ -110,10 +145,12 @@ pub async fn concurrent(
     for task in run(spread(warm)) {
         task.await.expect("warm-up task");
     }
+    let clock_before = clock();
     let started = Instant::now();
     let mut samples = Vec::with_capacity(shots.len());
     for task in run(spread(shots)) {
         samples.extend(task.await.expect("load task"));
     }
-    Stats::of(samples, started.elapsed())
+    let wall = started.elapsed();
+    (Stats::of(samples, wall), clock().saturating_sub(clock_before))
 }

@@ -47,9 +47,12 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use kube::Resource;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use std::collections::HashMap;
+use kube::core::{DynamicObject, GroupVersionKind, Status, TypeMeta};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,6 +70,11 @@ pub const VALIDATE_PATH: &str = "/validate";
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A sweep of the reservations starts at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Reservations one review looks at while a sweep is in progress: the sweep is spread over the
+/// reviews that follow instead of holding the lock (and every other review) for all of them.
+const SWEEP_STEP: usize = 16;
 
 /// The webhook's state: the live index, metrics, the serving certificate and the reservations.
 pub struct Webhook {
@@ -164,23 +172,36 @@ impl Webhook {
     }
 
     /// Answers one review body: the HTTP-free core of `POST /validate`.
+    ///
+    /// The body is read into [`ReviewBody`]: only what a decision reads (the objects' name,
+    /// namespace, generation and `spec`) is kept; the rest of the objects, `userInfo` and the
+    /// options are skipped over without being built (reading them into a typed
+    /// `AdmissionReview<DynamicObject>` cost as much CPU as TLS and HTTP together).
     pub fn review_body(&self, body: &[u8]) -> Result<AdmissionReview<DynamicObject>, Rejection> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        let review: ReviewBody = serde_json::from_slice(body)
             .map_err(|e| Rejection::BadRequest(format!("the body is not an AdmissionReview: {e}")))?;
-        if review.types.kind != "AdmissionReview" || !review.types.api_version.starts_with("admission.k8s.io/") {
+        if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/") {
             return Err(Rejection::BadRequest(format!(
                 "expected kind AdmissionReview of admission.k8s.io/v1, got kind {:?} apiVersion {:?}",
-                review.types.kind, review.types.api_version
+                review.kind, review.api_version
             )));
         }
-        let request: AdmissionRequest<DynamicObject> = review
-            .try_into()
-            .map_err(|_| Rejection::BadRequest("the AdmissionReview has no request".to_owned()))?;
+        let Some(request) = review.request else {
+            return Err(Rejection::BadRequest("the AdmissionReview has no request".to_owned()));
+        };
         let started = Instant::now();
-        let decision = self.decide(&request)?;
+        let decision = self.decide_subject(&request.subject())?;
         self.metrics
             .review_done(operation_name(&request.operation), decision.allowed, started.elapsed());
-        let mut response = AdmissionResponse::from(&request);
+        // What `AdmissionResponse::from(&AdmissionRequest)` makes, without a typed request.
+        let mut response = AdmissionResponse::invalid("");
+        response.types = TypeMeta {
+            api_version: review.api_version,
+            kind: review.kind,
+        };
+        response.uid = request.uid;
+        response.allowed = true;
+        response.result = Status::default();
         if !decision.allowed {
             response = response.deny(decision.message);
         }
@@ -192,7 +213,28 @@ impl Webhook {
 
     /// Decides one request.
     pub fn decide(&self, request: &AdmissionRequest<DynamicObject>) -> Result<Decision, Rejection> {
-        let kind = &request.kind;
+        fn object(o: &DynamicObject) -> ObjectView<'_> {
+            ObjectView {
+                name: o.metadata.name.as_deref(),
+                namespace: o.metadata.namespace.as_deref(),
+                generation: o.metadata.generation,
+                spec: o.data.get("spec"),
+            }
+        }
+        self.decide_subject(&Subject {
+            kind: &request.kind,
+            operation: &request.operation,
+            sub_resource: request.sub_resource.as_deref(),
+            namespace: request.namespace.as_deref(),
+            name: &request.name,
+            dry_run: request.dry_run,
+            object: request.object.as_ref().map(object),
+            old_object: request.old_object.as_ref().map(object),
+        })
+    }
+
+    fn decide_subject(&self, request: &Subject<'_>) -> Result<Decision, Rejection> {
+        let kind = request.kind;
         if kind.group != GROUP || kind.kind != GitProviderConnection::kind(&()) {
             return Ok(Decision::deny(format!(
                 "this webhook only validates {GROUP} GitProviderConnections, not {}; check the rules of the \
@@ -204,7 +246,7 @@ impl Webhook {
             Operation::Create | Operation::Update => {}
             Operation::Delete | Operation::Connect => return Ok(Decision::allow()),
         }
-        if request.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        if request.sub_resource.is_some_and(|s| !s.is_empty()) {
             // status writes (should the configuration ever match them) change no spec
             return Ok(Decision::allow());
         }
@@ -213,27 +255,21 @@ impl Webhook {
         };
         let namespace = request
             .namespace
-            .clone()
             .filter(|ns| !ns.is_empty())
-            .or_else(|| object.metadata.namespace.clone())
+            .or(object.namespace)
             .unwrap_or_default();
-        let name = object
-            .metadata
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| request.name.clone());
+        let name = object.name.filter(|n| !n.is_empty()).unwrap_or(request.name);
         let key = ObjectKey::new(namespace, name);
         let old = match request.operation {
             Operation::Update => request.old_object.as_ref(),
             _ => None,
         };
-        let raw_spec = object.data.get("spec");
+        let raw_spec = object.spec;
 
         // An update that leaves the spec alone (labels, finalizers, deletion) is never blocked:
         // the controller must be able to remove its finalizer from whatever is stored.
         if let Some(old) = old
-            && old.data.get("spec") == raw_spec
+            && old.spec == raw_spec
         {
             let mut decision = Decision::allow();
             match parse_spec(raw_spec) {
@@ -255,7 +291,7 @@ impl Webhook {
         };
         let review = validate_spec(&spec);
         let mut problems = review.problems;
-        let old_spec = old.and_then(|o| parse_spec(o.data.get("spec")).ok());
+        let old_spec = old.and_then(|o| parse_spec(o.spec).ok());
         let claim = Claim::of(&spec);
         let old_claim = old_spec.as_ref().map(Claim::of);
         let scope = self.index.scope();
@@ -317,7 +353,7 @@ impl Webhook {
                                 holder: key.clone(),
                                 at: now,
                                 old_generation: match request.operation {
-                                    Operation::Update => Some(old.and_then(|o| o.metadata.generation)),
+                                    Operation::Update => Some(old.and_then(|o| o.generation)),
                                     _ => None,
                                 },
                             },
@@ -334,6 +370,108 @@ impl Webhook {
             warnings: review.warnings,
         })
     }
+}
+
+/// An AdmissionReview as `review_body` reads it: the envelope, and of the request what a
+/// decision or the answer needs. The fields kube's `AdmissionRequest` requires are required here
+/// too (`resource` and `userInfo` are checked for presence only).
+#[derive(Deserialize)]
+struct ReviewBody {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    request: Option<RequestBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestBody {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(rename = "resource")]
+    _resource: IgnoredAny,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(rename = "userInfo")]
+    _user_info: IgnoredAny,
+    #[serde(default)]
+    object: Option<ObjectBody>,
+    #[serde(default)]
+    old_object: Option<ObjectBody>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+struct ObjectBody {
+    #[serde(default)]
+    metadata: MetadataBody,
+    /// `Some(Value::Null)` for `"spec": null`, as `DynamicObject::data.get("spec")` has it.
+    #[serde(default, deserialize_with = "present")]
+    spec: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct MetadataBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+impl RequestBody {
+    fn subject(&self) -> Subject<'_> {
+        fn object(o: &ObjectBody) -> ObjectView<'_> {
+            ObjectView {
+                name: o.metadata.name.as_deref(),
+                namespace: o.metadata.namespace.as_deref(),
+                generation: o.metadata.generation,
+                spec: o.spec.as_ref(),
+            }
+        }
+        Subject {
+            kind: &self.kind,
+            operation: &self.operation,
+            sub_resource: self.sub_resource.as_deref(),
+            namespace: self.namespace.as_deref(),
+            name: &self.name,
+            dry_run: self.dry_run,
+            object: self.object.as_ref().map(object),
+            old_object: self.old_object.as_ref().map(object),
+        }
+    }
+}
+
+/// What a decision reads from a request, borrowed from a typed `AdmissionRequest` or from a
+/// [`RequestBody`].
+struct Subject<'a> {
+    kind: &'a GroupVersionKind,
+    operation: &'a Operation,
+    sub_resource: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    dry_run: bool,
+    object: Option<ObjectView<'a>>,
+    old_object: Option<ObjectView<'a>>,
+}
+
+struct ObjectView<'a> {
+    name: Option<&'a str>,
+    namespace: Option<&'a str>,
+    generation: Option<i64>,
+    spec: Option<&'a Value>,
 }
 
 fn describe_kind(group: &str, version: &str, kind: &str) -> String {
@@ -380,6 +518,11 @@ impl Reservation {
 struct Reservations {
     by_instance: HashMap<InstanceKey, Reservation>,
     by_object: HashMap<ObjectKey, InstanceKey>,
+    /// Every reservation made, in the order the sweep visits them: its instance and when it was
+    /// made. An entry whose reservation was replaced or dropped since is discarded when visited.
+    queue: VecDeque<(InstanceKey, Instant)>,
+    /// Entries of `queue` the sweep in progress has yet to visit (0: none in progress).
+    sweep_left: usize,
     last_sweep: Option<Instant>,
 }
 
@@ -408,6 +551,7 @@ impl Reservations {
             self.by_instance.remove(&previous);
         }
         self.by_object.insert(reservation.holder.clone(), instance.clone());
+        self.queue.push_back((instance.clone(), reservation.at));
         let holder = reservation.holder.clone();
         if let Some(displaced) = self.by_instance.insert(instance.clone(), reservation)
             && displaced.holder != holder
@@ -432,20 +576,42 @@ impl Reservations {
         }
     }
 
-    /// Drops expired and superseded reservations, at most once a second.
+    /// Drops expired and superseded reservations: a sweep over all of them starts at most once
+    /// a second and looks at [`SWEEP_STEP`] of them per call until it has seen each once. Each
+    /// look asks the index, so a sweep done at once would stall every review for as long as
+    /// there are reservations (milliseconds, with thousands of creates in the last TTL).
     fn sweep(&mut self, now: Instant, ttl: Duration, index: &ConnectionIndex) {
-        if self
-            .last_sweep
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return;
+        if self.sweep_left == 0 {
+            if self
+                .last_sweep
+                .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_EVERY)
+            {
+                return;
+            }
+            self.last_sweep = Some(now);
+            self.sweep_left = self.queue.len();
         }
-        self.last_sweep = Some(now);
-        self.by_instance
-            .retain(|instance, r| now.saturating_duration_since(r.at) < ttl && !r.superseded(instance, index));
-        let by_instance = &self.by_instance;
-        self.by_object
-            .retain(|key, instance| by_instance.get(instance).is_some_and(|r| &r.holder == key));
+        for _ in 0..SWEEP_STEP {
+            if self.sweep_left == 0 {
+                break;
+            }
+            self.sweep_left -= 1;
+            let Some((instance, at)) = self.queue.pop_front() else {
+                self.sweep_left = 0;
+                break;
+            };
+            let Some(r) = self.by_instance.get(&instance).filter(|r| r.at == at) else {
+                // dropped, or replaced by a reservation that has its own entry
+                continue;
+            };
+            if now.saturating_duration_since(r.at) < ttl && !r.superseded(&instance, index) {
+                self.queue.push_back((instance, at));
+            } else if let Some(r) = self.by_instance.remove(&instance)
+                && self.by_object.get(&r.holder) == Some(&instance)
+            {
+                self.by_object.remove(&r.holder);
+            }
+        }
     }
 }
 
@@ -736,6 +902,163 @@ mod tests {
         // once the index forgot the deleted holder, the name is free: the reservation is gone
         hook.index().delete(&first);
         assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+    }
+
+    /// `review_body` as it was before it read a [`ReviewBody`]: through the typed review.
+    fn typed_review_body(hook: &Webhook, body: &[u8]) -> Value {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
+        let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+        let decision = hook.decide(&request).unwrap();
+        let mut response = AdmissionResponse::from(&request);
+        if !decision.allowed {
+            response = response.deny(decision.message);
+        }
+        if !decision.warnings.is_empty() {
+            response.warnings = Some(decision.warnings);
+        }
+        serde_json::to_value(response.into_review()).unwrap()
+    }
+
+    #[test]
+    fn the_lean_body_answers_as_the_typed_review_does() {
+        let review = |op: &str, name: &str, spec: Value, old: Option<Value>, kind: &str, extra: Value| {
+            let object = |spec: Value, generation: i64| {
+                json!({
+                    "apiVersion": "gitprovider.dev/v1alpha1",
+                    "kind": "GitProviderConnection",
+                    "metadata": {"name": name, "namespace": "a", "generation": generation, "uid": "o-1",
+                                 "labels": {"x": "y"}, "managedFields": [{"manager": "kubectl"}]},
+                    "spec": spec,
+                    "status": {"conditions": []},
+                })
+            };
+            let mut request = json!({
+                "uid": format!("u-{name}"),
+                "kind": {"group": "gitprovider.dev", "version": "v1alpha1", "kind": kind},
+                "resource": {"group": "gitprovider.dev", "version": "v1alpha1", "resource": "gitproviderconnections"},
+                "name": name,
+                "namespace": "a",
+                "operation": op,
+                "userInfo": {"username": "tester", "groups": ["system:authenticated"], "extra": {"k": ["v"]}},
+                "object": object(spec, 2),
+                "oldObject": old.map(|spec| object(spec, 1)),
+                "dryRun": false,
+                "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                request[k] = v.clone();
+            }
+            serde_json::to_vec(
+                &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+            )
+            .unwrap()
+        };
+        let gvk = "GitProviderConnection";
+        let mut short = spec_json("GitLab", "x");
+        short["verifyInterval"] = json!("10s");
+        let bodies = [
+            review("CREATE", "new", spec_json("GitLab", "free"), None, gvk, json!({})),
+            review("CREATE", "dup", spec_json("GitLab", " X "), None, gvk, json!({})),
+            review("CREATE", "both", short.clone(), None, gvk, json!({})),
+            review("CREATE", "nul", Value::Null, None, gvk, json!({})),
+            review("CREATE", "bad", json!({"provider": "Gitlab"}), None, gvk, json!({})),
+            review("UPDATE", "old", short.clone(), Some(short), gvk, json!({})),
+            review(
+                "UPDATE",
+                "old",
+                spec_json("GitLab", "y"),
+                Some(spec_json("GitLab", "x")),
+                gvk,
+                json!({}),
+            ),
+            review("DELETE", "old", spec_json("GitLab", "x"), None, gvk, json!({})),
+            review("CREATE", "pod", spec_json("GitLab", "z"), None, "Pod", json!({})),
+            review(
+                "UPDATE",
+                "old",
+                spec_json("GitLab", "q"),
+                Some(spec_json("GitLab", "x")),
+                gvk,
+                json!({"subResource": "status"}),
+            ),
+            review(
+                "CREATE",
+                "dry",
+                spec_json("GitLab", "d"),
+                None,
+                gvk,
+                json!({"dryRun": true}),
+            ),
+            review("CREATE", "", spec_json("GitLab", "g"), None, gvk, json!({"name": ""})),
+        ];
+        // two webhooks with the same index content, so that reservations match as well
+        let (lean, typed) = (
+            webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL),
+            webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL),
+        );
+        for hook in [&lean, &typed] {
+            hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
+        }
+        for body in &bodies {
+            let answer = serde_json::to_value(lean.review_body(body).unwrap()).unwrap();
+            assert_eq!(
+                answer,
+                typed_review_body(&typed, body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(lean.live_reservations(), typed.live_reservations());
+        // what kube's typed review requires, the lean one requires too
+        for missing in ["uid", "kind", "resource", "operation", "userInfo"] {
+            let mut body: Value = serde_json::from_slice(&bodies[0]).unwrap();
+            body["request"].as_object_mut().unwrap().remove(missing);
+            let bytes = serde_json::to_vec(&body).unwrap();
+            assert!(serde_json::from_slice::<AdmissionReview<DynamicObject>>(&bytes).is_err());
+            assert!(
+                matches!(lean.review_body(&bytes), Err(Rejection::BadRequest(m)) if m.contains(missing)),
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sweep_is_spread_over_reviews_and_drops_superseded_reservations() {
+        let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
+        let count = SWEEP_STEP * 5 + 3;
+        for i in 0..count {
+            let name = format!("c{i}");
+            assert!(hook.decide(&create("a", &name, "GitLab", &name)).unwrap().allowed);
+        }
+        // the watch delivers every one of them; then one is deleted again
+        for i in 0..count {
+            let name = format!("c{i}");
+            hook.index().apply(&stored("a", &name, ProviderKind::GitLab, &name, 1));
+        }
+        hook.index().delete(&stored("a", "c0", ProviderKind::GitLab, "c0", 1));
+        let later = Instant::now() + SWEEP_EVERY * 2;
+        let mut calls = 0;
+        loop {
+            let mut reservations = hook.reservations();
+            let before = reservations.by_instance.len();
+            reservations.sweep(later, DEFAULT_RESERVATION_TTL, hook.index());
+            assert!(before - reservations.by_instance.len() <= SWEEP_STEP);
+            calls += 1;
+            if reservations.sweep_left == 0 {
+                break;
+            }
+        }
+        assert_eq!(calls, count.div_ceil(SWEEP_STEP));
+        let reservations = hook.reservations();
+        // c0's reservation was not superseded (the index forgot it) and stays until it expires
+        assert_eq!(reservations.by_instance.len(), 1);
+        assert_eq!(reservations.by_object.len(), 1);
+        assert_eq!(reservations.queue.len(), 1);
+        drop(reservations);
+        assert!(!hook.decide(&create("a", "other", "GitLab", "c0")).unwrap().allowed);
+        // the others' reservations are gone for good: deleted later, their names are free
+        hook.index().delete(&stored("a", "c1", ProviderKind::GitLab, "c1", 1));
+        assert!(hook.decide(&create("a", "other", "GitLab", "c1")).unwrap().allowed);
     }
 
     #[test]
