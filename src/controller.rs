@@ -588,10 +588,30 @@ struct ListGate {
 }
 
 impl ListGate {
-    fn one_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+    /// True for the call that opened the gate.
+    fn one_done(&self) -> bool {
+        let opened = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
+        if opened {
             self.ctx.references_listed.store(true, Ordering::Release);
         }
+        opened
+    }
+}
+
+/// Counts one first list as done. The one that opens the gate queues every connection at once:
+/// the reconciles that came earlier were told to look again in 200 ms, and waiting for that
+/// timer would delay the first verifications for nothing.
+fn open_gate(
+    gate: Option<Arc<ListGate>>,
+    index: &ConnectionIndex,
+) -> Vec<Result<ObjectRef<GitProviderConnection>, watcher::Error>> {
+    match gate {
+        Some(gate) if gate.one_done() => index
+            .keys()
+            .into_iter()
+            .map(|key| Ok(ObjectRef::new(&key.name).within(&key.namespace)))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -622,18 +642,10 @@ where
                         .collect()
                 }
                 Ok(watcher::Event::Init) => Vec::new(),
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(gate) = first_list.take() {
-                        gate.one_done();
-                    }
-                    Vec::new()
-                }
+                Ok(watcher::Event::InitDone) => open_gate(first_list.take(), &index),
                 Err(error) => {
                     tracing::warn!(%error, ?kind, "watch of referenced objects failed; retrying");
-                    if let Some(gate) = first_list.take() {
-                        gate.one_done();
-                    }
-                    Vec::new()
+                    open_gate(first_list.take(), &index)
                 }
             };
             futures::stream::iter(refs)
