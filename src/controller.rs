@@ -12,7 +12,7 @@
 
 use crate::api::{CaBundleKind, GitProviderConnection, GitProviderConnectionStatus, ReadyReason};
 use crate::duration::parse_verify_interval;
-use crate::feed::Feed;
+use crate::feed::{Feed, object_ref};
 use crate::index::{ConnectionIndex, ObjectKey, RefKind};
 use crate::metrics::Metrics;
 use crate::politeness::{Busy, HostLimiter};
@@ -30,7 +30,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
@@ -101,9 +100,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     hosts: HostLimiter,
-    /// Whether the Secret and ConfigMap watches of the current [`run`] have finished (or failed)
-    /// their first list; see [`ListGate`].
-    references_listed: AtomicBool,
     /// Consecutive transient failures per connection, for the backoff.
     failures: Mutex<HashMap<ObjectKey, u32>>,
 }
@@ -124,7 +120,6 @@ impl Context {
             index,
             metrics,
             hosts: HostLimiter::new(settings.max_in_flight_per_host),
-            references_listed: AtomicBool::new(false),
             settings,
             failures: Mutex::new(HashMap::new()),
         }
@@ -377,13 +372,6 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
     if !ctx.index.is_synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    // Nor verify before the first list of Secrets and ConfigMaps is in: that list names every
-    // referenced Secret once more, and a connection verified before its Secret is listed would
-    // be verified (and its status written) a second time. Waiting lets the scheduler merge the
-    // two requests into one.
-    if !ctx.references_listed.load(Ordering::Acquire) {
-        return Ok(Action::requeue(Duration::from_millis(200)));
-    }
     let base_url = parse_base_url(&conn.spec.url);
     let _slot = match &base_url {
         Ok(url) => match ctx.hosts.try_acquire(&host_key(url)) {
@@ -521,32 +509,25 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let index = ctx.index.clone();
-    ctx.references_listed.store(false, Ordering::Release);
-    let gate = Arc::new(ListGate {
-        remaining: AtomicUsize::new(2 * namespaces.len()),
-        ctx: ctx.clone(),
-    });
-    let mut queues = vec![feed.subscribe().map(Ok).boxed()];
+    let mut signals = vec![feed.subscribe().map(Signal::Request).boxed()];
     for namespace in &namespaces {
         // Metadata only: the operator never holds other people's Secret data in memory.
         let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&ctx.client, namespace.as_deref());
         let configmaps: Api<PartialObjectMeta<ConfigMap>> = scoped_api(&ctx.client, namespace.as_deref());
         let config = watcher::Config::default();
-        queues.push(referenced_by(
+        signals.push(referenced_by(
             index.clone(),
             RefKind::Secret,
-            gate.clone(),
             watcher(secrets, config.clone()),
         ));
-        queues.push(referenced_by(
+        signals.push(referenced_by(
             index.clone(),
             RefKind::ConfigMap,
-            gate.clone(),
             watcher(configmaps, config),
         ));
     }
-    drop(gate);
-    let queue = futures::stream::select_all(queues).take_until(shutdown);
+    let lists = signals.len() - 1;
+    let queue = hold_until_listed(futures::stream::select_all(signals), lists, index.clone()).take_until(shutdown);
     let config = ApplierConfig::default().concurrency(ctx.settings.max_concurrent_verifications);
     applier(
         |conn, ctx| Box::pin(reconcile(conn, ctx)),
@@ -577,59 +558,75 @@ where
     }
 }
 
+/// What the controller's input streams say.
+enum Signal {
+    /// Reconcile this connection.
+    Request(ObjectRef<GitProviderConnection>),
+    /// A Secret or ConfigMap watch finished its first list (or failed, so that a watch the
+    /// operator may not make, e.g. for lack of RBAC, does not stop verification).
+    Listed,
+}
+
 type Queue = futures::stream::BoxStream<'static, Result<ObjectRef<GitProviderConnection>, watcher::Error>>;
 
-/// Opens [`Context::references_listed`] once every Secret and ConfigMap watch of a [`run`] has
-/// finished its first list, or failed (so that a watch the operator may not make, e.g. for
-/// lack of RBAC, does not stop verification).
-struct ListGate {
-    remaining: AtomicUsize,
-    ctx: Arc<Context>,
-}
-
-impl ListGate {
-    /// True for the call that opened the gate.
-    fn one_done(&self) -> bool {
-        let opened = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
-        if opened {
-            self.ctx.references_listed.store(true, Ordering::Release);
-        }
-        opened
-    }
-}
-
-/// Counts one first list as done. The one that opens the gate queues every connection at once:
-/// the reconciles that came earlier were told to look again in 200 ms, and waiting for that
-/// timer would delay the first verifications for nothing.
-fn open_gate(
-    gate: Option<Arc<ListGate>>,
-    index: &ConnectionIndex,
-) -> Vec<Result<ObjectRef<GitProviderConnection>, watcher::Error>> {
-    match gate {
-        Some(gate) if gate.one_done() => index
-            .keys()
-            .into_iter()
-            .map(|key| Ok(ObjectRef::new(&key.name).within(&key.namespace)))
-            .collect(),
-        _ => Vec::new(),
-    }
+/// Holds every reconcile request back until each of the `lists` Secret and ConfigMap watches
+/// has listed once, then releases each connection exactly once, and passes requests through
+/// after that. The first list of Secrets names every referenced Secret once more: a connection
+/// verified before it arrived would be verified (and its status written) a second time, and a
+/// request arriving while the first verification runs would be run again after it.
+fn hold_until_listed(
+    signals: impl futures::Stream<Item = Signal> + Send + 'static,
+    lists: usize,
+    index: Arc<ConnectionIndex>,
+) -> Queue {
+    let mut remaining = lists;
+    let mut held = Some(std::collections::HashSet::new());
+    signals
+        .map(move |signal| {
+            let release: Vec<ObjectRef<GitProviderConnection>> = match (signal, held.as_mut()) {
+                (Signal::Request(request), Some(held)) => {
+                    held.insert(request);
+                    Vec::new()
+                }
+                (Signal::Request(request), None) => vec![request],
+                (Signal::Listed, _) => {
+                    remaining = remaining.saturating_sub(1);
+                    match held.take_if(|_| remaining == 0) {
+                        Some(mut held) => {
+                            held.extend(index.keys().iter().map(object_ref));
+                            held.into_iter().collect()
+                        }
+                        None => Vec::new(),
+                    }
+                }
+            };
+            futures::stream::iter(release.into_iter().map(Ok))
+        })
+        .flatten()
+        .boxed()
 }
 
 /// Maps Secret or ConfigMap metadata events to the connections that reference the object.
 fn referenced_by<K>(
     index: Arc<ConnectionIndex>,
     kind: RefKind,
-    gate: Arc<ListGate>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-) -> Queue
+) -> futures::stream::BoxStream<'static, Signal>
 where
     K: Resource + Send + 'static,
 {
-    let mut first_list = Some(gate);
+    let mut listed = false;
     events
         .default_backoff()
         .map(move |result| {
-            let refs: Vec<Result<ObjectRef<GitProviderConnection>, watcher::Error>> = match result {
+            let mut first_list_done = || -> Vec<Signal> {
+                if std::mem::replace(&mut listed, true) {
+                    Vec::new()
+                } else {
+                    vec![Signal::Listed]
+                }
+            };
+            let signals: Vec<Signal> = match result {
                 Ok(
                     watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object),
                 ) => {
@@ -637,18 +634,18 @@ where
                     let name = object.meta().name.clone().unwrap_or_default();
                     index
                         .referencing(kind, &namespace, &name)
-                        .into_iter()
-                        .map(|key| Ok(ObjectRef::new(&key.name).within(&key.namespace)))
+                        .iter()
+                        .map(|key| Signal::Request(object_ref(key)))
                         .collect()
                 }
                 Ok(watcher::Event::Init) => Vec::new(),
-                Ok(watcher::Event::InitDone) => open_gate(first_list.take(), &index),
+                Ok(watcher::Event::InitDone) => first_list_done(),
                 Err(error) => {
                     tracing::warn!(%error, ?kind, "watch of referenced objects failed; retrying");
-                    open_gate(first_list.take(), &index)
+                    first_list_done()
                 }
             };
-            futures::stream::iter(refs)
+            futures::stream::iter(signals)
         })
         .flatten()
         .boxed()
@@ -667,6 +664,35 @@ mod tests {
         .unwrap();
         c.spec.verify_interval = interval.into();
         c
+    }
+
+    #[tokio::test]
+    async fn requests_wait_for_every_first_list_and_then_come_once() {
+        let index = Arc::new(ConnectionIndex::new(crate::index::UniquenessScope::Namespace));
+        index.apply(&conn("1h")); // n/c, known to the index but never requested
+        let request = |name: &str| Signal::Request(ObjectRef::new(name).within("n"));
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut queue = hold_until_listed(rx, 2, index);
+        for signal in [request("a"), request("b"), request("a"), Signal::Listed] {
+            tx.unbounded_send(signal).unwrap();
+        }
+        let nothing_yet = tokio::time::timeout(Duration::from_millis(50), queue.next()).await;
+        assert!(nothing_yet.is_err(), "held until the second list is in");
+
+        tx.unbounded_send(Signal::Listed).unwrap();
+        let mut released = Vec::new();
+        for _ in 0..3 {
+            released.push(queue.next().await.unwrap().unwrap().name);
+        }
+        released.sort();
+        assert_eq!(released, ["a", "b", "c"], "each connection once, the index's too");
+
+        // afterwards requests pass straight through, and later lists change nothing
+        tx.unbounded_send(Signal::Listed).unwrap();
+        tx.unbounded_send(request("a")).unwrap();
+        assert_eq!(queue.next().await.unwrap().unwrap().name, "a");
+        drop(tx);
+        assert!(queue.next().await.is_none());
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn slim(conn: &mut GitProviderConnection) {
     conn.metadata.owner_references = None;
 }
 
-fn object_ref(key: &ObjectKey) -> ObjectRef<GitProviderConnection> {
+pub(crate) fn object_ref(key: &ObjectKey) -> ObjectRef<GitProviderConnection> {
     ObjectRef::new(&key.name).within(&key.namespace)
 }
 
