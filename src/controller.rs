@@ -402,7 +402,7 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
         write_status(conn, ctx, &status).await?;
     }
     if ready_transition(previous, &status) {
-        publish_transition(conn, ctx, &evaluation.verification).await;
+        publish_transition(conn, ctx, &evaluation.verification);
     }
     ctx.metrics.connection_status(key, conn.spec.provider, &status);
 
@@ -433,7 +433,10 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verification: &Verification) {
+/// Records the transition as an Event, off the reconcile's path: the status already says it,
+/// and the verification slot is free one API round trip sooner (with 256 verifications in flight
+/// that round trip was a few ms of each ~55 ms verification).
+fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verification: &Verification) {
     let type_ = match verification.reason.condition_status() {
         "False" => EventType::Warning,
         _ => EventType::Normal,
@@ -446,10 +449,14 @@ async fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verific
         secondary: None,
     };
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    if let Err(error) = recorder.publish(&event, &conn.object_ref(&())).await {
-        // An Event is a courtesy; the status already says it.
-        tracing::warn!(connection = %ObjectKey::of(conn), %error, "cannot record an event");
-    }
+    let reference = conn.object_ref(&());
+    let key = ObjectKey::of(conn);
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            // An Event is a courtesy; the status already says it.
+            tracing::warn!(connection = %key, %error, "cannot record an event");
+        }
+    });
 }
 
 fn truncate(text: &str, max: usize) -> String {

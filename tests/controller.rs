@@ -230,14 +230,25 @@ async fn verified_status_carries_what_gitlab_revealed() {
         ("False", "TokenValid")
     );
 
-    // An Event records the transition, and metrics expose the connection.
-    let events = h.emulator.count(|r| {
-        r.target
-            .as_ref()
-            .is_some_and(|t| t.resource == "events" && t.verb == "create")
-            && r.mentions("Verified")
-    });
-    assert!(events >= 1, "an event for the Ready transition");
+    // An Event records the transition (published beside the reconcile, so it may trail the
+    // status by a moment), and metrics expose the connection.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let events = h.emulator.count(|r| {
+            r.target
+                .as_ref()
+                .is_some_and(|t| t.resource == "events" && t.verb == "create")
+                && r.mentions("Verified")
+        });
+        if events >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event for the Ready transition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         h.metrics
             .encode()

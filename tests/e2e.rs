@@ -703,8 +703,15 @@ async fn two_replicas_one_leader_and_takeover() {
     c.wait_reason(NS, "first", "Verified").await;
     assert_eq!(a.logs().matches("starting the controller").count(), 1, "{}", a.logs());
     assert!(!b.logs().contains("starting the controller"), "{}", b.logs());
-    let events = c.events_for(NS, "first").await;
-    assert!(!events.is_empty());
+    let events = eventually("an Event for first", WAIT, || async {
+        let events = c.events_for(NS, "first").await;
+        if events.is_empty() {
+            Err("none yet".to_owned())
+        } else {
+            Ok(events)
+        }
+    })
+    .await;
     assert!(
         events
             .iter()
@@ -740,7 +747,15 @@ async fn two_replicas_one_leader_and_takeover() {
 
     c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
     c.wait_reason(NS, "second", "Verified").await;
-    let events = c.events_for(NS, "second").await;
+    let events = eventually("an Event for second", WAIT, || async {
+        let events = c.events_for(NS, "second").await;
+        if events.is_empty() {
+            Err("none yet".to_owned())
+        } else {
+            Ok(events)
+        }
+    })
+    .await;
     assert!(
         !events.is_empty()
             && events
