@@ -822,6 +822,17 @@ fn start_server(pki: &Pki, mode: &str, extra: &[String]) -> (Child, u16) {
 fn floor_server_main(port: &str, cert: &str, key: &str) {
     let cert_pem = std::fs::read_to_string(cert).unwrap();
     let key_pem = std::fs::read_to_string(key).unwrap();
+    serve_on_port(port, |listener| {
+        floor::serve(listener, floor::server_config(&cert_pem, &key_pem))
+    });
+}
+
+/// Runs `serve` on a fresh multi-thread runtime, listening on 127.0.0.1:`port`.
+fn serve_on_port<F, Fut>(port: &str, serve: F)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -830,7 +841,7 @@ fn floor_server_main(port: &str, cert: &str, key: &str) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
             .await
             .unwrap();
-        floor::serve(listener, floor::server_config(&cert_pem, &key_pem)).await;
+        serve(listener).await;
     });
 }
 
@@ -854,14 +865,7 @@ fn webhook_server_main(port: &str, cert: &str, key: &str, n: &str) {
     }
     index.partition_synced(None);
     let webhook = Webhook::new(index, Arc::new(gitprovider_operator::metrics::Metrics::new()), certs);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
-            .await
-            .unwrap();
+    serve_on_port(port, |listener| async move {
         let _ = gitprovider_operator::admission::serve(listener, webhook, std::future::pending()).await;
     });
 }

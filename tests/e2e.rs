@@ -703,15 +703,7 @@ async fn two_replicas_one_leader_and_takeover() {
     c.wait_reason(NS, "first", "Verified").await;
     assert_eq!(a.logs().matches("starting the controller").count(), 1, "{}", a.logs());
     assert!(!b.logs().contains("starting the controller"), "{}", b.logs());
-    let events = eventually("an Event for first", WAIT, || async {
-        let events = c.events_for(NS, "first").await;
-        if events.is_empty() {
-            Err("none yet".to_owned())
-        } else {
-            Ok(events)
-        }
-    })
-    .await;
+    let events = some_events(&c, "first").await;
     assert!(
         events
             .iter()
@@ -747,15 +739,7 @@ async fn two_replicas_one_leader_and_takeover() {
 
     c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
     c.wait_reason(NS, "second", "Verified").await;
-    let events = eventually("an Event for second", WAIT, || async {
-        let events = c.events_for(NS, "second").await;
-        if events.is_empty() {
-            Err("none yet".to_owned())
-        } else {
-            Ok(events)
-        }
-    })
-    .await;
+    let events = some_events(&c, "second").await;
     assert!(
         !events.is_empty()
             && events
@@ -943,4 +927,18 @@ async fn self_managed_webhook_certificates() {
     for op in [&a, &b] {
         assert!(!op.logs().contains(key_body.get(..40).unwrap_or(&key_body)));
     }
+}
+
+/// The Events of a connection, once there are any (they are published beside the reconcile, so
+/// they may trail its status by a moment).
+async fn some_events(c: &Cluster, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    eventually(&format!("an Event for {name}"), WAIT, || async {
+        let events = c.events_for(NS, name).await;
+        if events.is_empty() {
+            Err("none yet".to_owned())
+        } else {
+            Ok(events)
+        }
+    })
+    .await
 }
