@@ -18,8 +18,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use support::emulator::{Emulator, EmulatorOptions};
-use support::fake_providers::TokenSpec;
 use support::fake_providers::gitlab::FakeGitLab;
+use support::fake_providers::{TokenSpec, assert_reveals_jane_doe};
 use tokio::sync::watch;
 
 const NS: &str = "team-a";
@@ -40,26 +40,10 @@ impl Harness {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let emulator = Emulator::start(EmulatorOptions::default())
-            .await
-            .expect("emulator starts");
-        emulator
-            .apply_yaml_file(std::path::Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/crds/gitproviderconnections.yaml"
-            )))
-            .await
-            .expect("CRD applies");
+        let emulator = Emulator::start_with_project_crd(EmulatorOptions::default()).await;
         let client = emulator.client().await;
         let gitlab = FakeGitLab::start().await;
-        gitlab.add_token(
-            TOKEN,
-            TokenSpec::user("jdoe")
-                .display_name("Jane Doe")
-                .email("jdoe@example.com")
-                .scopes(["read_api", "read_repository"])
-                .expires_at("2099-01-31T00:00:00Z".parse().unwrap()),
-        );
+        gitlab.add_token(TOKEN, TokenSpec::jane_doe());
         gitlab.add_token("glpat-revoked", TokenSpec::user("jdoe").revoked());
 
         let metrics = Arc::new(Metrics::new());
@@ -209,17 +193,7 @@ async fn verified_status_carries_what_gitlab_revealed() {
     assert_eq!(ready.message, "authenticated as jdoe on GitLab 17.5.1-ee");
     assert_eq!(ready.observed_generation, conn.metadata.generation);
     assert_eq!(status.observed_generation, conn.metadata.generation);
-    let user = status.authenticated_user.unwrap();
-    assert_eq!(user.username.as_deref(), Some("jdoe"));
-    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
-    assert_eq!(status.server_version.as_deref(), Some("17.5.1-ee"));
-    assert_eq!(
-        status.token_scopes,
-        Some(vec!["read_api".to_owned(), "read_repository".to_owned()])
-    );
-    assert_eq!(status.token_expires_at.unwrap().0.to_string(), "2099-01-31T00:00:00Z");
-    assert!(status.last_verified_time.is_some());
+    assert_reveals_jane_doe(&status);
     let expiring = status
         .conditions
         .iter()

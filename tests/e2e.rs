@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::emulator::EmulatorOptions;
-use support::fake_providers::{FakeGitLab, Fault, TokenSpec};
+use support::fake_providers::{FakeGitLab, Fault, TokenSpec, assert_reveals_jane_doe};
 
 const NS: &str = "team-a";
 const OTHER_NS: &str = "team-b";
@@ -67,16 +67,7 @@ async fn secret_and_connection_become_verified() {
     assert_eq!(created.metadata.generation, Some(1));
     assert_eq!(status.observed_generation, conn.metadata.generation);
     assert_eq!(condition.observed_generation, conn.metadata.generation);
-    let user = status.authenticated_user.expect("authenticatedUser");
-    assert_eq!(user.username.as_deref(), Some("jdoe"));
-    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
-    assert_eq!(status.server_version.as_deref(), Some("17.5.1-ee"));
-    assert_eq!(
-        status.token_scopes,
-        Some(vec!["read_api".to_owned(), "read_repository".to_owned()])
-    );
-    assert!(status.last_verified_time.is_some());
+    assert_reveals_jane_doe(&status);
     let expiring = status
         .conditions
         .iter()

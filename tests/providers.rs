@@ -79,14 +79,7 @@ const GL_TOKEN: &str = "glpat-SECRET-aaaaaaaaaaaa";
 #[tokio::test]
 async fn gitlab_verified_with_every_fact() {
     let gitlab = FakeGitLab::start().await;
-    gitlab.add_token(
-        GL_TOKEN,
-        TokenSpec::user("jdoe")
-            .display_name("Jane Doe")
-            .email("jdoe@example.com")
-            .scopes(["read_api", "read_repository"])
-            .expires_at(at("2099-01-31T00:00:00Z")),
-    );
+    gitlab.add_token(GL_TOKEN, TokenSpec::jane_doe());
     let v = verify(
         provider(gitprovider_operator::api::ProviderKind::GitLab),
         &target(&gitlab.url(), GL_TOKEN),

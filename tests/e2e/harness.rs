@@ -439,24 +439,10 @@ impl Cluster {
     }
 
     pub async fn start_with(options: EmulatorOptions) -> Cluster {
-        let emulator = Emulator::start(options).await.expect("emulator starts");
-        emulator
-            .apply_yaml_file(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/crds/gitproviderconnections.yaml"
-            )))
-            .await
-            .expect("the CRD applies");
+        let emulator = Emulator::start_with_project_crd(options).await;
         let client = emulator.client().await;
         let gitlab = FakeGitLab::start().await;
-        gitlab.add_token(
-            TOKEN,
-            TokenSpec::user("jdoe")
-                .display_name("Jane Doe")
-                .email("jdoe@example.com")
-                .scopes(["read_api", "read_repository"])
-                .expires_at("2099-01-31T00:00:00Z".parse().expect("timestamp")),
-        );
+        gitlab.add_token(TOKEN, TokenSpec::jane_doe());
         gitlab.add_token(REVOKED, TokenSpec::user("jdoe").revoked());
         Cluster {
             emulator,

@@ -142,6 +142,19 @@ pub struct Emulator {
 impl Emulator {
     /// Starts serving HTTPS on 127.0.0.1 (a free port), with a fresh CA and a serving
     /// certificate for `127.0.0.1` and `localhost`, and writes a kubeconfig for it.
+    /// [`Emulator::start`], with the project's GitProviderConnection CRD applied.
+    pub async fn start_with_project_crd(opts: EmulatorOptions) -> Emulator {
+        let emulator = Emulator::start(opts).await.expect("emulator starts");
+        emulator
+            .apply_yaml_file(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/crds/gitproviderconnections.yaml"
+            )))
+            .await
+            .expect("the CRD applies");
+        emulator
+    }
+
     pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
         let ca = tls::TestCa::new("kube-apiserver-emulator-ca").map_err(EmulatorError::Tls)?;
         let serving = ca

@@ -96,6 +96,16 @@ pub struct TokenSpec {
 }
 
 impl TokenSpec {
+    /// The valid GitLab token most tests use: jdoe, with a name, an e-mail, two scopes and an
+    /// expiry far away. [`assert_reveals_jane_doe`] checks a status carries all of it.
+    pub fn jane_doe() -> TokenSpec {
+        TokenSpec::user("jdoe")
+            .display_name("Jane Doe")
+            .email("jdoe@example.com")
+            .scopes(["read_api", "read_repository"])
+            .expires_at("2099-01-31T00:00:00Z".parse().expect("timestamp"))
+    }
+
     pub fn user(username: &str) -> TokenSpec {
         TokenSpec {
             username: username.to_owned(),
@@ -452,4 +462,23 @@ pub fn id_of(name: &str) -> u64 {
     name.bytes()
         .fold(7u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)))
         % 1_000_000
+}
+
+/// Asserts that a connection verified with [`TokenSpec::jane_doe`] against the fake GitLab
+/// carries everything GitLab revealed: user, version, scopes, expiry, verification time.
+pub fn assert_reveals_jane_doe(status: &gitprovider_operator::api::GitProviderConnectionStatus) {
+    let user = status.authenticated_user.as_ref().expect("authenticatedUser");
+    assert_eq!(user.username.as_deref(), Some("jdoe"));
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
+    assert_eq!(status.server_version.as_deref(), Some("17.5.1-ee"));
+    assert_eq!(
+        status.token_scopes,
+        Some(vec!["read_api".to_owned(), "read_repository".to_owned()])
+    );
+    assert_eq!(
+        status.token_expires_at.as_ref().map(|t| t.0.to_string()).as_deref(),
+        Some("2099-01-31T00:00:00Z")
+    );
+    assert!(status.last_verified_time.is_some());
 }
