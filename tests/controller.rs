@@ -1,6 +1,6 @@
-//! The controller in-process against the Kubernetes API emulator and a local GitLab that speaks
-//! the documented API over real HTTP: every path of a connection's life, from the status the user
-//! reads.
+//! The controller in-process against a real kube-apiserver (the run's shared control plane,
+//! a namespace per test) and a local GitLab that speaks the documented API over real HTTP:
+//! every path of a connection's life, from the status the user reads.
 
 mod support;
 
@@ -17,17 +17,18 @@ use kube::{Api, Client};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::emulator::{Emulator, EmulatorOptions};
+use support::control_plane::{AuditLog, ControlPlane};
 use support::fake_providers::gitlab::FakeGitLab;
 use support::fake_providers::{TokenSpec, assert_reveals_jane_doe};
 use tokio::sync::watch;
 
-const NS: &str = "team-a";
 const TOKEN: &str = "glpat-valid-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
 
 struct Harness {
-    emulator: Emulator,
+    /// The test's namespace.
+    ns: String,
+    audit: AuditLog,
     client: Client,
     gitlab: FakeGitLab,
     metrics: Arc<Metrics>,
@@ -40,8 +41,10 @@ impl Harness {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let emulator = Emulator::start_with_project_crd(EmulatorOptions::default()).await;
-        let client = emulator.client().await;
+        let plane = ControlPlane::shared();
+        let ns = plane.namespace("team-a");
+        let audit = plane.audit().only_namespaces(std::slice::from_ref(&ns));
+        let client = plane.client().await;
         let gitlab = FakeGitLab::start().await;
         gitlab.add_token(TOKEN, TokenSpec::jane_doe());
         gitlab.add_token("glpat-revoked", TokenSpec::user("jdoe").revoked());
@@ -49,7 +52,7 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
         let feed = Feed::new(index.clone(), metrics.clone());
-        tokio::spawn(feed.clone().run(client.clone(), vec![None]));
+        tokio::spawn(feed.clone().run(client.clone(), vec![Some(ns.clone())]));
         let ctx = Arc::new(Context::new(
             client.clone(),
             HttpClient::new(HttpConfig {
@@ -70,14 +73,15 @@ impl Harness {
             ctx,
             feed.clone(),
             feed.store(),
-            vec![None],
+            vec![Some(ns.clone())],
             async move {
                 let _ = stopped_rx.wait_for(|s| *s).await;
             },
         ));
         drop(stopped);
         Harness {
-            emulator,
+            ns,
+            audit,
             client,
             gitlab,
             metrics,
@@ -86,17 +90,17 @@ impl Harness {
     }
 
     fn connections(&self) -> Api<GitProviderConnection> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     async fn put_secret(&self, name: &str, data: serde_json::Value) {
         let secret: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": self.ns},
             "stringData": data,
         }))
         .unwrap();
@@ -136,7 +140,7 @@ impl Harness {
         }
         let conn: GitProviderConnection = serde_json::from_value(json!({
             "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": self.ns},
             "spec": spec,
         }))
         .unwrap();
@@ -163,7 +167,7 @@ impl Harness {
     }
 
     fn status_writes(&self, name: &str) -> usize {
-        self.emulator.count(|r| {
+        self.audit.count(|r| {
             r.target.as_ref().is_some_and(|t| {
                 t.resource == "gitproviderconnections"
                     && t.subresource.as_deref() == Some("status")
@@ -208,7 +212,7 @@ async fn verified_status_carries_what_gitlab_revealed() {
     // status by a moment), and metrics expose the connection.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let events = h.emulator.count(|r| {
+        let events = h.audit.count(|r| {
             r.target
                 .as_ref()
                 .is_some_and(|t| t.resource == "events" && t.verb == "create")
@@ -226,7 +230,10 @@ async fn verified_status_carries_what_gitlab_revealed() {
     assert!(
         h.metrics
             .encode()
-            .contains(r#"gitprovider_connection_ready{namespace="team-a",name="gitlab-main",provider="GitLab"} 1"#)
+            .contains(&format!(
+                r#"gitprovider_connection_ready{{namespace="{}",name="gitlab-main",provider="GitLab"}} 1"#,
+                h.ns
+            ))
     );
 
     // The token reached GitLab in the documented header, and nowhere in the API traffic.
@@ -237,7 +244,7 @@ async fn verified_status_carries_what_gitlab_revealed() {
             .any(|r| r.header("private-token") == Some(TOKEN))
     );
     assert!(
-        h.emulator
+        h.audit
             .requests_mentioning(TOKEN)
             .iter()
             .all(|r| r.target.as_ref().is_some_and(|t| t.resource == "secrets")),
@@ -254,7 +261,7 @@ async fn missing_secret_then_created_becomes_verified() {
     let ready = conn.ready_condition().unwrap();
     assert_eq!(ready.status, "False");
     assert!(
-        ready.message.contains("gitlab-pat") && ready.message.contains(NS),
+        ready.message.contains("gitlab-pat") && ready.message.contains(&h.ns),
         "{}",
         ready.message
     );
@@ -366,12 +373,12 @@ async fn duplicate_instance_names_heal_when_the_holder_goes() {
     h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
     h.create_connection("older", "Main", "gitlab-pat", json!({})).await;
     h.wait_reason("older", "Verified").await;
-    // The emulator stamps creationTimestamp with second precision; make the order unambiguous.
+    // creationTimestamp has second precision; make the order unambiguous.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     h.create_connection("younger", " main ", "gitlab-pat", json!({})).await;
     let conn = h.wait_reason("younger", "DuplicateInstanceName").await;
     let message = &conn.ready_condition().unwrap().message;
-    assert!(message.contains("team-a/older"), "{message}");
+    assert!(message.contains(&format!("{}/older", h.ns)), "{message}");
     let before = h.gitlab.requests().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.gitlab.requests().len(), before, "the duplicate is not verified");

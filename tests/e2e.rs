@@ -1,11 +1,16 @@
-//! End to end without a cluster: the real `gitprovider-operator run` binary as a child process,
-//! against the Kubernetes API emulator (`tests/support/emulator`) and a local GitLab
+//! End to end: the real `gitprovider-operator run` binary as a child process, against a real
+//! kube-apiserver and etcd on loopback (`tests/support/control_plane`) and a local GitLab
 //! (`tests/support/fake_providers`), with the admission webhook wired in through a
-//! ValidatingWebhookConfiguration the emulator calls over HTTPS.
+//! ValidatingWebhookConfiguration kube-apiserver calls over HTTPS. The operator runs with the
+//! chart's ServiceAccount and RBAC, not as admin: a `forbidden` in its log fails the test.
 //!
-//! Each test has its own emulator, GitLab and operator process(es) on their own ports, so they
-//! run in parallel. Every wait is bounded (see `harness::eventually`); the only long wait is
-//! the 30 s of `no_status_writes_once_converged`.
+//! Each test has namespaces, a GitLab and operator process(es) of its own, so they run in
+//! parallel on the run's shared control plane; a test that restarts kube-apiserver has a
+//! control plane of its own. What a real server cannot do on demand (an injected 500 on a
+//! list) runs on the API emulator (`tests/support/emulator`), in the tests marked so.
+//!
+//! Every wait is bounded (see `harness::eventually`); the only long wait is the 30 s of
+//! `no_status_writes_once_converged`.
 
 mod support;
 
@@ -14,7 +19,7 @@ mod harness;
 
 use gitprovider_operator::api::{GitProviderConnection, TOKEN_EXPIRING_SOON};
 use harness::{
-    Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port, webhook_configuration,
+    Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port,
 };
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
@@ -27,15 +32,12 @@ use std::time::{Duration, Instant};
 use support::emulator::EmulatorOptions;
 use support::fake_providers::{FakeGitLab, Fault, TokenSpec, assert_reveals_jane_doe};
 
-const NS: &str = "team-a";
-const OTHER_NS: &str = "team-b";
 /// Nothing listens on port 1 of the loopback address: connections are refused (a free port
 /// chosen now could be taken by a parallel test later).
 const UNREACHABLE: &str = "http://127.0.0.1:1";
-const CONNECTIONS_PATH: &str = "/apis/gitprovider.dev/v1alpha1/namespaces/team-a/gitproviderconnections";
 
-/// An emulator with the CRD, a GitLab, one operator serving the webhook (file certificates)
-/// and the webhook configuration pointing at it with failurePolicy Fail.
+/// Namespaces on the shared control plane, a GitLab, one operator serving the webhook (file
+/// certificates) and the webhook configuration pointing at it with failurePolicy Fail.
 async fn setup() -> (Cluster, Operator) {
     let cluster = Cluster::start().await;
     let operator = cluster.operator("gpo-0").await;
@@ -56,9 +58,9 @@ fn gauge(ns: &str, name: &str, value: u8) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_and_connection_become_verified() {
     let (c, _op) = setup().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    let created = c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    let conn = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    let created = c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
 
     let status = conn.status.clone().expect("status");
     let condition = ready(&conn);
@@ -80,7 +82,7 @@ async fn secret_and_connection_become_verified() {
 
     // The transition is an Event from this replica.
     let events = eventually("a Verified event", WAIT, || async {
-        let events = c.events_for(NS, "gitlab-main").await;
+        let events = c.events_for(&c.ns, "gitlab-main").await;
         if events.iter().any(|e| e.reason.as_deref() == Some("Verified")) {
             Ok(events)
         } else {
@@ -106,20 +108,20 @@ async fn secret_and_connection_become_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_secret_then_created_becomes_verified() {
     let (c, _op) = setup().await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    let conn = c.wait_reason(NS, "gitlab-main", "SecretNotFound").await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(&c.ns, "gitlab-main", "SecretNotFound").await;
     let condition = ready(&conn);
     assert_eq!(condition.status, "False");
     assert!(
-        condition.message.contains("gitlab-pat") && condition.message.contains(NS),
+        condition.message.contains("gitlab-pat") && condition.message.contains(&c.ns),
         "{}",
         condition.message
     );
     assert!(c.gitlab.requests().is_empty(), "nothing to verify without a token");
 
     let started = Instant::now();
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    let conn = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    let conn = c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     eprintln!("Verified {:?} after the Secret was created", started.elapsed());
     assert_eq!(ready(&conn).status, "True");
 }
@@ -128,14 +130,14 @@ async fn missing_secret_then_created_becomes_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_to_a_revoked_token_and_back() {
     let (c, _op) = setup().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    let verified = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let verified = c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     let verified_at = ready(&verified).last_transition_time.clone();
 
     let started = Instant::now();
-    c.put_secret(NS, "gitlab-pat", REVOKED).await;
-    let revoked = c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    let revoked = c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
     eprintln!("Unauthorized {:?} after the rotation", started.elapsed());
     let condition = ready(&revoked);
     assert_eq!(condition.status, "False");
@@ -154,13 +156,13 @@ async fn rotation_to_a_revoked_token_and_back() {
     );
 
     let started = Instant::now();
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     eprintln!("Verified again {:?} after the rotation back", started.elapsed());
 
     // Each change of Ready is an Event: Verified, Unauthorized (a Warning), Verified.
     eventually("Events for both transitions", WAIT, || async {
-        let events = c.events_for(NS, "gitlab-main").await;
+        let events = c.events_for(&c.ns, "gitlab-main").await;
         let warning = events
             .iter()
             .any(|e| e.reason.as_deref() == Some("Unauthorized") && e.type_.as_deref() == Some("Warning"));
@@ -181,8 +183,9 @@ async fn admission_denies_duplicates_and_warns_about_http() {
     let (c, _op) = setup().await;
 
     // Created through a raw request to see the response headers: allowed, with a warning.
-    let body = serde_json::to_value(c.connection(NS, "older", "main", "pat", json!({}))).unwrap();
-    let (code, warnings, created) = c.raw("POST", CONNECTIONS_PATH, &body).await;
+    let body = serde_json::to_value(c.connection(&c.ns, "older", "main", "pat", json!({}))).unwrap();
+    let path = format!("/apis/gitprovider.dev/v1alpha1/namespaces/{}/gitproviderconnections", c.ns);
+    let (code, warnings, created) = c.raw("POST", &path, &body).await;
     assert_eq!(code, 201, "{created}");
     assert!(
         warnings
@@ -192,37 +195,39 @@ async fn admission_denies_duplicates_and_warns_about_http() {
     );
 
     // The same name, differently spelled, in the same namespace and provider: denied.
-    let denied = api_error(c.try_create(NS, "dup", "  MAIN ", "pat", json!({})).await);
+    let denied = api_error(c.try_create(&c.ns, "dup", "  MAIN ", "pat", json!({})).await);
     assert!(
-        denied.message.contains("team-a/older"),
+        denied.message.contains(&format!("{}/older", c.ns)),
         "the holder is named: {}",
         denied.message
     );
     assert!(denied.message.contains("denied the request"), "{}", denied.message);
     assert!((400..500).contains(&denied.code), "{denied:?}");
-    // The emulator's record shows the denied create, with the same message.
-    let record = c.emulator.requests();
-    let denied_request = record
-        .iter()
-        .find(|r| r.verb() == "create" && r.body_text().contains("\"dup\""))
-        .expect("the denied create is recorded");
+    // The API server's record shows the denied create, with the same message.
+    let denied_request = eventually("the denied create in the audit log", WAIT, || async {
+        c.requests()
+            .into_iter()
+            .find(|r| r.verb() == "create" && r.body_text().contains("\"dup\""))
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
     assert!(!denied_request.succeeded());
-    assert!(denied_request.mentions("team-a/older"));
+    assert!(denied_request.mentions(&format!("{}/older", c.ns)));
     assert!(
-        c.connections(NS).get_opt("dup").await.unwrap().is_none(),
+        c.connections(&c.ns).get_opt("dup").await.unwrap().is_none(),
         "nothing was stored"
     );
 
     // Another namespace, another provider: allowed.
-    c.create(OTHER_NS, "older", "main", "pat", json!({})).await;
-    c.create(NS, "gitea-main", "main", "pat", json!({"provider": "Gitea"}))
+    c.create(&c.other_ns, "older", "main", "pat", json!({})).await;
+    c.create(&c.ns, "gitea-main", "main", "pat", json!({"provider": "Gitea"}))
         .await;
 
     // An update that keeps its own name is fine; one that takes a held name is not.
-    c.patch_spec(NS, "older", json!({"verifyInterval": "2h"})).await;
-    c.create(NS, "other", "other", "pat", json!({})).await;
+    c.patch_spec(&c.ns, "older", json!({"verifyInterval": "2h"})).await;
+    c.create(&c.ns, "other", "other", "pat", json!({})).await;
     let denied = api_error(
-        c.connections(NS)
+        c.connections(&c.ns)
             .patch(
                 "other",
                 &kube::api::PatchParams::default(),
@@ -230,7 +235,7 @@ async fn admission_denies_duplicates_and_warns_about_http() {
             )
             .await,
     );
-    assert!(denied.message.contains("team-a/older"), "{}", denied.message);
+    assert!(denied.message.contains(&format!("{}/older", c.ns)), "{}", denied.message);
 }
 
 /// 5. Duplicates that got past admission are healed: the younger is DuplicateInstanceName
@@ -240,120 +245,143 @@ async fn duplicates_past_admission_heal_when_the_holder_goes() {
     let c = Cluster::start().await;
     let op = c.operator("gpo-0").await;
     op.wait_ready().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
 
     // No webhook configuration yet: nothing stops the duplicate.
-    c.create(NS, "older", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "older", "Verified").await;
+    c.create(&c.ns, "older", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "older", "Verified").await;
     // creationTimestamp has second precision: make the order unambiguous.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    c.create(NS, "younger", " Main", "gitlab-pat", json!({})).await;
-    let conn = c.wait_reason(NS, "younger", "DuplicateInstanceName").await;
+    c.create(&c.ns, "younger", " Main", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(&c.ns, "younger", "DuplicateInstanceName").await;
     let message = &ready(&conn).message;
-    assert!(message.contains("team-a/older"), "the holder is named: {message}");
+    assert!(message.contains(&format!("{}/older", c.ns)), "the holder is named: {message}");
     assert_eq!(ready(&conn).status, "False");
     // The holder keeps its name.
-    assert_eq!(ready(&c.connections(NS).get("older").await.unwrap()).reason, "Verified");
+    assert_eq!(ready(&c.connections(&c.ns).get("older").await.unwrap()).reason, "Verified");
 
     // A webhook that cannot be reached, with failurePolicy Ignore: admitted all the same.
     c.install_webhook("https://127.0.0.1:1/validate", "Ignore").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    c.create(NS, "youngest", "MAIN", "gitlab-pat", json!({})).await;
-    let conn = c.wait_reason(NS, "youngest", "DuplicateInstanceName").await;
+    c.create(&c.ns, "youngest", "MAIN", "gitlab-pat", json!({})).await;
+    let conn = c.wait_reason(&c.ns, "youngest", "DuplicateInstanceName").await;
     assert!(
-        ready(&conn).message.contains("team-a/older"),
+        ready(&conn).message.contains(&format!("{}/older", c.ns)),
         "{}",
         ready(&conn).message
     );
 
     // The holder goes: the next oldest takes the name and is verified at once.
     let started = Instant::now();
-    c.connections(NS)
+    c.connections(&c.ns)
         .delete("older", &DeleteParams::default())
         .await
         .unwrap();
-    c.wait_reason(NS, "younger", "Verified").await;
+    c.wait_reason(&c.ns, "younger", "Verified").await;
     eprintln!(
         "the younger was Verified {:?} after the holder was deleted",
         started.elapsed()
     );
-    let conn = c.wait_reason(NS, "youngest", "DuplicateInstanceName").await;
+    let conn = c.wait_reason(&c.ns, "youngest", "DuplicateInstanceName").await;
     assert!(
-        ready(&conn).message.contains("team-a/younger"),
+        ready(&conn).message.contains(&format!("{}/younger", c.ns)),
         "now held by the younger: {}",
         ready(&conn).message
     );
 }
 
-/// 6. Dropped watches and 410 Gone on resumption: the operator still reacts to Secret changes.
+/// 6. A real `410 Gone`: etcd is compacted past every resourceVersion the operator has seen and
+/// kube-apiserver is restarted (every watch breaks; the new watch cache starts at etcd's
+/// revision), so each resumed watch is refused as too old: the operator relists and still
+/// reacts to Secret and connection changes within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reacts_to_secret_changes_after_dropped_watches_and_410() {
-    let (c, mut op) = setup().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+async fn reacts_to_changes_after_a_real_410_gone() {
+    let mut c = Cluster::start_private().await;
+    let mut op = c.operator("gpo-0").await;
+    op.wait_ready().await;
+    c.install_webhook(&op.webhook_url(), "Fail").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
 
-    // The operator watches connections, Secrets and ConfigMaps (leader) at least.
-    let watches = eventually("the operator's watches are open", WAIT, || async {
-        let open = c.emulator.open_watches();
-        if open >= 3 {
-            Ok(open)
+    let operator_user = c.plane().expect("a real control plane").operator_user();
+    let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
+    let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
+    // Writes the operator does not watch move etcd's revision past everything it has seen.
+    let elsewhere = c.plane().unwrap().namespace("unwatched");
+    for i in 0..3 {
+        c.put_secret(&elsewhere, &format!("filler-{i}"), "x").await;
+    }
+    let plane = c.plane().unwrap();
+    let revision = plane.compact();
+    eprintln!("etcd compacted at revision {revision}");
+    let started = Instant::now();
+    op.tolerate_forbidden_from_now();
+    tokio::task::block_in_place(|| plane.restart_apiserver());
+    eprintln!("kube-apiserver restarted in {:?}", started.elapsed());
+    c.reconnect().await;
+
+    // Each resumed watch was refused: the operator listed again.
+    eventually("the operator relisted after 410 Gone", WAIT, || async {
+        let lists = c.count(|r| r.verb() == "list" && is_operator(r));
+        if lists >= lists_before + 2 {
+            Ok(())
         } else {
-            Err(format!("{open} open"))
+            Err(format!("{lists_before} lists before, {lists} now"))
         }
     })
     .await;
 
-    // Every resumption of a dropped watch gets 410 Gone: the operator must relist.
-    let lists = |c: &Cluster| c.emulator.count(|r| r.verb() == "list");
-    let lists_before = lists(&c);
-    let faults = c.emulator.faults();
+    let started = Instant::now();
+    c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
+    eprintln!("Unauthorized {:?} after the rotation that followed the 410", started.elapsed());
+    c.patch_spec(&c.ns, "gitlab-main", json!({"suspend": true})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Suspended").await;
+    assert!(op.exited().is_none(), "the operator is still running");
+}
+
+/// 6b. Dropped watches whose resumption gets 410 Gone, with a change made while no watch is
+/// open: injected by the emulator, which can drop every watch at once without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_dropped_watches_with_a_change_in_between() {
+    let c = Cluster::start_emulator(EmulatorOptions::default()).await;
+    let op = c.operator("gpo-0").await;
+    op.wait_ready().await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
+    let emulator = c.emulator();
+    // The operator watches connections, Secrets and ConfigMaps (leader) at least.
+    let watches = eventually("the operator's watches are open", WAIT, || async {
+        let open = emulator.open_watches();
+        if open >= 3 { Ok(open) } else { Err(format!("{open} open")) }
+    })
+    .await;
+    let faults = emulator.faults();
     faults.gone_on_next_watches(watches);
     let dropped = faults.drop_all_watches();
     assert!(dropped >= 3, "{dropped} watches dropped");
-    eventually("the watches are back", WAIT, || async {
-        let open = c.emulator.open_watches();
-        if open >= watches {
-            Ok(())
-        } else {
-            Err(format!("{open} of {watches} open"))
-        }
-    })
-    .await;
-    assert!(lists(&c) > lists_before, "the 410s forced relists");
-
-    c.put_secret(NS, "gitlab-pat", REVOKED).await;
-    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
-
-    // Dropped again, and the change made while no watch is open.
-    faults.gone_on_next_watches(watches);
-    faults.drop_all_watches();
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
-
-    // And connection changes are still seen too.
-    faults.drop_all_watches();
-    c.patch_spec(NS, "gitlab-main", json!({"suspend": true})).await;
-    c.wait_reason(NS, "gitlab-main", "Suspended").await;
-    assert!(op.exited().is_none(), "the operator is still running");
+    c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
 }
 
 /// 7. A spec change is re-verified and observedGeneration follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_changes_are_reverified() {
     let (c, _op) = setup().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.put_secret(NS, "revoked-pat", REVOKED).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    let first = c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.put_secret(&c.ns, "revoked-pat", REVOKED).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    let first = c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     assert_eq!(first.status.as_ref().unwrap().observed_generation, Some(1));
     let verifications = c.gitlab.requests().len();
 
     // A change that keeps the outcome: verified again for generation 2.
-    let patched = c.patch_spec(NS, "gitlab-main", json!({"verifyInterval": "2h"})).await;
+    let patched = c.patch_spec(&c.ns, "gitlab-main", json!({"verifyInterval": "2h"})).await;
     assert_eq!(patched.metadata.generation, Some(2));
     let conn = c
-        .wait_status(NS, "gitlab-main", "Verified", |c| {
+        .wait_status(&c.ns, "gitlab-main", "Verified", |c| {
             c.status.as_ref().is_some_and(|s| s.observed_generation == Some(2))
         })
         .await;
@@ -364,20 +392,20 @@ async fn spec_changes_are_reverified() {
     );
 
     // A change of the Secret reference: the other token is revoked.
-    c.patch_spec(NS, "gitlab-main", json!({"tokenSecretRef": {"name": "revoked-pat"}}))
+    c.patch_spec(&c.ns, "gitlab-main", json!({"tokenSecretRef": {"name": "revoked-pat"}}))
         .await;
-    let conn = c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    let conn = c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(3));
     assert_eq!(ready(&conn).observed_generation, Some(3));
 
     // A URL nobody answers: Unreachable, generation 4.
     c.patch_spec(
-        NS,
+        &c.ns,
         "gitlab-main",
         json!({"url": UNREACHABLE, "tokenSecretRef": {"name": "gitlab-pat"}}),
     )
     .await;
-    let conn = c.wait_reason(NS, "gitlab-main", "Unreachable").await;
+    let conn = c.wait_reason(&c.ns, "gitlab-main", "Unreachable").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(4));
 }
 
@@ -392,24 +420,24 @@ async fn suspended_connections_never_call_the_provider() {
         its_gitlab.add_token(token, TokenSpec::user("sam"));
         c.gitlab.add_token(token, TokenSpec::user("sam"));
     }
-    c.put_secret(NS, "shared-pat", first).await;
+    c.put_secret(&c.ns, "shared-pat", first).await;
     c.create(
-        NS,
+        &c.ns,
         "paused",
         "paused",
         "shared-pat",
         json!({"suspend": true, "url": its_gitlab.url().as_str()}),
     )
     .await;
-    let conn = c.wait_reason(NS, "paused", "Suspended").await;
+    let conn = c.wait_reason(&c.ns, "paused", "Suspended").await;
     assert_eq!(ready(&conn).status, "Unknown");
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(1));
 
     // Another connection shares the Secret: when it has been re-verified with the rotated
     // token, the suspended one has been told about the rotation too, and must not have called.
-    c.create(NS, "watcher", "watcher", "shared-pat", json!({})).await;
-    c.wait_reason(NS, "watcher", "Verified").await;
-    c.put_secret(NS, "shared-pat", second).await;
+    c.create(&c.ns, "watcher", "watcher", "shared-pat", json!({})).await;
+    c.wait_reason(&c.ns, "watcher", "Verified").await;
+    c.put_secret(&c.ns, "shared-pat", second).await;
     eventually("the watcher verified the rotated token", WAIT, || async {
         let seen = c
             .gitlab
@@ -419,26 +447,26 @@ async fn suspended_connections_never_call_the_provider() {
         if seen { Ok(()) } else { Err("not yet".to_owned()) }
     })
     .await;
-    c.wait_reason(NS, "watcher", "Verified").await;
+    c.wait_reason(&c.ns, "watcher", "Verified").await;
     assert!(
         its_gitlab.requests().is_empty(),
         "the suspended connection called GitLab: {:?}",
         its_gitlab.requests()
     );
     assert_eq!(
-        ready(&c.connections(NS).get("paused").await.unwrap()).reason,
+        ready(&c.connections(&c.ns).get("paused").await.unwrap()).reason,
         "Suspended"
     );
 
     // Suspending a verified one: Suspended for generation 2, what was learned is kept.
-    c.patch_spec(NS, "watcher", json!({"suspend": true})).await;
-    let conn = c.wait_reason(NS, "watcher", "Suspended").await;
+    c.patch_spec(&c.ns, "watcher", json!({"suspend": true})).await;
+    let conn = c.wait_reason(&c.ns, "watcher", "Suspended").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
     assert!(conn.status.as_ref().unwrap().authenticated_user.is_some());
 
     // Resuming verifies at once, with the current token.
-    c.patch_spec(NS, "paused", json!({"suspend": false})).await;
-    let conn = c.wait_reason(NS, "paused", "Verified").await;
+    c.patch_spec(&c.ns, "paused", json!({"suspend": false})).await;
+    let conn = c.wait_reason(&c.ns, "paused", "Verified").await;
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(2));
     let calls = its_gitlab.requests();
     assert!(!calls.is_empty() && calls.iter().all(|r| r.header("private-token") == Some(second)));
@@ -453,27 +481,27 @@ async fn no_status_writes_once_converged() {
     op.wait_ready().await;
     let failing = FakeGitLab::start().await;
     failing.fault(None, Fault::status(503), None);
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.put_secret(NS, "revoked-pat", REVOKED).await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.put_secret(&c.ns, "revoked-pat", REVOKED).await;
 
-    c.create(NS, "ok", "ok", "gitlab-pat", json!({})).await;
-    c.create(NS, "revoked", "revoked", "revoked-pat", json!({})).await;
-    c.create(NS, "no-secret", "no-secret", "missing-pat", json!({})).await;
-    c.create(NS, "paused", "paused", "gitlab-pat", json!({"suspend": true}))
+    c.create(&c.ns, "ok", "ok", "gitlab-pat", json!({})).await;
+    c.create(&c.ns, "revoked", "revoked", "revoked-pat", json!({})).await;
+    c.create(&c.ns, "no-secret", "no-secret", "missing-pat", json!({})).await;
+    c.create(&c.ns, "paused", "paused", "gitlab-pat", json!({"suspend": true}))
         .await;
-    c.create(NS, "down", "down", "gitlab-pat", json!({"url": UNREACHABLE}))
+    c.create(&c.ns, "down", "down", "gitlab-pat", json!({"url": UNREACHABLE}))
         .await;
     c.create(
-        NS,
+        &c.ns,
         "failing",
         "failing",
         "gitlab-pat",
         json!({"url": failing.url().as_str()}),
     )
     .await;
-    c.wait_reason(NS, "ok", "Verified").await;
+    c.wait_reason(&c.ns, "ok", "Verified").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    c.create(NS, "dup", "OK", "gitlab-pat", json!({})).await;
+    c.create(&c.ns, "dup", "OK", "gitlab-pat", json!({})).await;
     // The webhook is wired in once the duplicate exists (it would deny it).
     c.install_webhook(&op.webhook_url(), "Fail").await;
 
@@ -486,7 +514,7 @@ async fn no_status_writes_once_converged() {
         ("failing", "ProviderError"),
         ("dup", "DuplicateInstanceName"),
     ] {
-        c.wait_reason(NS, name, reason).await;
+        c.wait_reason(&c.ns, name, reason).await;
     }
     // Converged: every connection has its first status and Event.
     eventually("one Event per connection", WAIT, || async {
@@ -525,12 +553,13 @@ async fn no_status_writes_once_converged() {
     assert!(op.exited().is_none(), "the operator is still running");
 }
 
-/// 10. `/metrics`, `/healthz` and `/readyz` (503 until the first list, then 200).
+/// 10. `/healthz` answers at once; `/readyz` is 503 until the first list of connections
+/// succeeded, then 200. The failing list is injected by the emulator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_health_and_readiness() {
-    let c = Cluster::start().await;
+async fn emulator_not_ready_until_the_first_list() {
+    let c = Cluster::start_emulator(EmulatorOptions::default()).await;
     // Listing connections fails until told otherwise: the operator is alive but not ready.
-    c.emulator.faults().fail_next_matching(usize::MAX, 500, |_, _, target| {
+    c.emulator().faults().fail_next_matching(usize::MAX, 500, |_, _, target| {
         target.is_some_and(|t| t.resource == "gitproviderconnections" && t.verb == "list")
     });
     let op = c.operator("gpo-0").await;
@@ -539,16 +568,24 @@ async fn metrics_health_and_readiness() {
     let (code, body) = op.get("/readyz").await.unwrap();
     assert_eq!(code, 503, "not ready before the first list: {body}");
     assert!(body.contains("not ready"), "{body}");
-    c.emulator.faults().clear();
+    c.emulator().faults().clear();
     op.wait_ready().await;
-    c.install_webhook(&op.webhook_url(), "Fail").await;
+}
 
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+/// 10b. `/metrics`: the ready gauge and the token expiry follow the status, and a deleted
+/// connection is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_status() {
+    let (c, op) = setup().await;
+    let (code, body) = op.get("/healthz").await.unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     let metrics = eventually("the ready gauge at 1", WAIT, || async {
         let text = op.metrics().await;
-        if text.contains(&gauge(NS, "gitlab-main", 1)) {
+        if text.contains(&gauge(&c.ns, "gitlab-main", 1)) {
             Ok(text)
         } else {
             Err(text)
@@ -558,7 +595,8 @@ async fn metrics_health_and_readiness() {
     assert!(metrics.contains("# EOF"), "OpenMetrics text");
     let expiry = "2099-01-31T00:00:00Z".parse::<jiff::Timestamp>().unwrap().as_second();
     let expiry_line = format!(
-        r#"gitprovider_token_expiry_timestamp_seconds{{namespace="team-a",name="gitlab-main",provider="GitLab"}} {expiry}"#
+        r#"gitprovider_token_expiry_timestamp_seconds{{namespace="{}",name="gitlab-main",provider="GitLab"}} {expiry}"#,
+        c.ns
     );
     assert!(
         metrics.contains(&expiry_line),
@@ -566,11 +604,11 @@ async fn metrics_health_and_readiness() {
     );
 
     // Not ready any more: the gauge follows.
-    c.put_secret(NS, "gitlab-pat", REVOKED).await;
-    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
+    c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
     eventually("the ready gauge at 0", WAIT, || async {
         let text = op.metrics().await;
-        if text.contains(&gauge(NS, "gitlab-main", 0)) {
+        if text.contains(&gauge(&c.ns, "gitlab-main", 0)) {
             Ok(())
         } else {
             Err(text)
@@ -579,7 +617,7 @@ async fn metrics_health_and_readiness() {
     .await;
 
     // Deleted: forgotten.
-    c.connections(NS)
+    c.connections(&c.ns)
         .delete("gitlab-main", &DeleteParams::default())
         .await
         .unwrap();
@@ -620,13 +658,13 @@ async fn terminate(op: &mut Operator) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly() {
     let c = Cluster::start().await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
 
     // Without leader election: the replica leads by itself.
     let mut solo = c.operator("solo").await;
     solo.wait_ready().await;
-    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "first", "Verified").await;
+    c.create(&c.ns, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "first", "Verified").await;
     let logs = terminate(&mut solo).await;
     assert_eq!(
         logs.matches("starting the controller").count(),
@@ -636,26 +674,20 @@ async fn sigterm_exits_cleanly() {
 
     // With leader election.
     let mut op = c
-        .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).args([
-            "--leader-elect",
-            "--leader-election-namespace",
-            "gitprovider-system",
-            "--leader-election-id",
-            "gpo-e2e",
-        ]))
+        .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).args(c.election_args()))
         .await;
     op.wait_ready().await;
     c.install_webhook(&op.webhook_url(), "Fail").await;
-    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "second", "Verified").await;
+    c.create(&c.ns, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "second", "Verified").await;
     assert_eq!(
-        c.lease_holder("gitprovider-system", "gpo-e2e").await.as_deref(),
+        c.lease_holder(&c.lease_ns, &c.lease_id).await.as_deref(),
         Some("gpo-0")
     );
     let logs = terminate(&mut op).await;
     assert!(logs.contains("released leadership"), "{logs}");
     assert_eq!(
-        c.lease_holder("gitprovider-system", "gpo-e2e").await,
+        c.lease_holder(&c.lease_ns, &c.lease_id).await,
         None,
         "the Lease was given back"
     );
@@ -666,17 +698,10 @@ async fn sigterm_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_leader_and_takeover() {
     let c = Cluster::start().await;
-    let election = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        "gitprovider-system",
-        "--leader-election-id",
-        "gpo-e2e",
-    ];
-    let spec = |name: &str| OperatorSpec::new(name).args(c.pki.args()).args(election);
+    let spec = |name: &str| OperatorSpec::new(name).args(c.pki.args()).args(c.election_args());
     let mut a = c.operator_with(spec("replica-a")).await;
     eventually("replica-a holds the Lease", WAIT, || async {
-        match c.lease_holder("gitprovider-system", "gpo-e2e").await {
+        match c.lease_holder(&c.lease_ns, &c.lease_id).await {
             Some(h) if h == "replica-a" => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -689,9 +714,9 @@ async fn two_replicas_one_leader_and_takeover() {
     // Admission goes to the follower: every replica answers the webhook.
     c.install_webhook(&b.webhook_url(), "Fail").await;
 
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "first", "first", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "first", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "first", "first", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "first", "Verified").await;
     assert_eq!(a.logs().matches("starting the controller").count(), 1, "{}", a.logs());
     assert!(!b.logs().contains("starting the controller"), "{}", b.logs());
     let events = some_events(&c, "first").await;
@@ -701,14 +726,14 @@ async fn two_replicas_one_leader_and_takeover() {
             .all(|e| e.reporting_instance.as_deref() == Some("replica-a")),
         "only the leader records events: {events:?}"
     );
-    assert!(a.metrics().await.contains(&gauge(NS, "first", 1)));
+    assert!(a.metrics().await.contains(&gauge(&c.ns, "first", 1)));
     assert!(
         !b.metrics().await.contains("gitprovider_connection_ready{"),
         "the follower reconciles nothing"
     );
     // The follower's webhook denies a duplicate from its own index.
-    let denied = api_error(c.try_create(NS, "first-again", "FIRST", "gitlab-pat", json!({})).await);
-    assert!(denied.message.contains("team-a/first"), "{}", denied.message);
+    let denied = api_error(c.try_create(&c.ns, "first-again", "FIRST", "gitlab-pat", json!({})).await);
+    assert!(denied.message.contains(&format!("{}/first", c.ns)), "{}", denied.message);
 
     // The leader stops: the follower takes over.
     let started = Instant::now();
@@ -716,7 +741,7 @@ async fn two_replicas_one_leader_and_takeover() {
     let status = a.wait_exit(Duration::from_secs(15)).await.expect("the leader exits");
     assert!(status.success(), "{status}");
     eventually("replica-b holds the Lease", WAIT, || async {
-        match c.lease_holder("gitprovider-system", "gpo-e2e").await {
+        match c.lease_holder(&c.lease_ns, &c.lease_id).await {
             Some(h) if h == "replica-b" => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -728,8 +753,8 @@ async fn two_replicas_one_leader_and_takeover() {
         started.elapsed()
     );
 
-    c.create(NS, "second", "second", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "second", "Verified").await;
+    c.create(&c.ns, "second", "second", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "second", "Verified").await;
     let events = some_events(&c, "second").await;
     assert!(
         !events.is_empty()
@@ -738,7 +763,7 @@ async fn two_replicas_one_leader_and_takeover() {
                 .all(|e| e.reporting_instance.as_deref() == Some("replica-b")),
         "{events:?}"
     );
-    assert!(b.metrics().await.contains(&gauge(NS, "second", 1)));
+    assert!(b.metrics().await.contains(&gauge(&c.ns, "second", 1)));
 }
 
 /// 13. The token never shows: not in the operator's output at RUST_LOG=debug, not in an Event,
@@ -747,21 +772,21 @@ async fn two_replicas_one_leader_and_takeover() {
 async fn the_token_never_leaks() {
     let (c, op) = setup().await;
     let unknown = "glpat-e2e-unknown-4c7d20ee";
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
-    c.put_secret(NS, "gitlab-pat", unknown).await;
-    c.wait_reason(NS, "gitlab-main", "Unauthorized").await;
-    c.put_secret(NS, "gitlab-pat", REVOKED).await;
-    c.wait_status(NS, "gitlab-main", "Unauthorized", |c| {
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", unknown).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
+    c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    c.wait_status(&c.ns, "gitlab-main", "Unauthorized", |c| {
         ready(c).message.contains("revoked")
     })
     .await;
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
     let metrics = op.metrics().await;
     let events: Vec<String> = c
-        .events_for(NS, "gitlab-main")
+        .events_for(&c.ns, "gitlab-main")
         .await
         .iter()
         .map(|e| serde_json::to_string(e).unwrap())
@@ -777,7 +802,7 @@ async fn the_token_never_leaks() {
                 .iter()
                 .any(|r| r.header("private-token") == Some(token))
         );
-        assert!(!c.emulator.requests_mentioning(&b64(token)).is_empty());
+        assert!(!c.requests_mentioning(&b64(token)).is_empty());
         for needle in [token.to_owned(), b64(token)] {
             let logs = op.logs();
             assert!(!logs.contains(&needle), "{needle} in the operator's output");
@@ -816,71 +841,111 @@ async fn served_certificate(addr: SocketAddr, ca_pem: &[u8], server_name: &str) 
     session.peer_certificates().expect("a certificate")[0].as_ref().to_vec()
 }
 
-/// 14. Self-managed webhook certificates: the Secret is created once, the caBundle injected,
-/// admission works through the Service, and both replicas serve the same certificate.
+/// The names the chart gives the self-managed certificate's Secret, the webhook configuration
+/// and the Service (its RBAC allows writing exactly these).
+const CERT_SECRET: &str = "gitprovider-operator-webhook-tls";
+const CONFIGURATION: &str = "gitprovider-operator";
+const SERVICE: &str = "gitprovider-operator-webhook";
+const SYSTEM: &str = support::control_plane::SYSTEM_NAMESPACE;
+
+/// 14. Self-managed webhook certificates on the real server: the Secret is created once, the
+/// caBundle of a real ValidatingWebhookConfiguration is patched, and both replicas serve the
+/// same certificate, valid for the Service name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_managed_webhook_certificates() {
-    use rustls_pki_types::pem::PemObject;
-    const SYSTEM: &str = "gitprovider-system";
+    let c = Cluster::start().await;
+    // What an earlier run on this control plane left behind.
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), SYSTEM);
+    let configs: Api<ValidatingWebhookConfiguration> = Api::all(c.client.clone());
+    let _ = secrets.delete(CERT_SECRET, &DeleteParams::default()).await;
+    let _ = configs.delete(CONFIGURATION, &DeleteParams::default()).await;
+    let (a, b) = self_managed_certificates(&c, free_port()).await;
+    drop((a, b));
+}
+
+/// 14b. The same on the emulator, which routes a webhook's `service` reference to a local
+/// port (no real API server can without a cluster network): admission works through the
+/// Service with the self-issued certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_self_managed_webhook_certificates_through_the_service() {
     let webhook_port = free_port();
     let mut options = EmulatorOptions::default();
     options.service_endpoints.insert(
-        (SYSTEM.to_owned(), "gpo-webhook".to_owned()),
+        (SYSTEM.to_owned(), SERVICE.to_owned()),
         SocketAddr::from(([127, 0, 0, 1], webhook_port)),
     );
-    let c = Cluster::start_with(options).await;
+    let c = Cluster::start_emulator(options).await;
+    let (_a, _b) = self_managed_certificates(&c, webhook_port).await;
+
+    // Admission through the Service: a duplicate is denied.
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
+    c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
+    let denied = api_error(c.try_create(&c.ns, "gitlab-again", "Main", "gitlab-pat", json!({})).await);
+    assert!(denied.message.contains(&format!("{}/gitlab-main", c.ns)), "{}", denied.message);
+    assert!(
+        denied
+            .message
+            .contains("validate.gitproviderconnections.gitprovider.dev"),
+        "denied by the webhook: {}",
+        denied.message
+    );
+}
+
+/// Two replicas issuing the webhook certificate themselves; replica-a listens on `webhook_port`.
+/// Returns the replicas, serving.
+async fn self_managed_certificates(c: &Cluster, webhook_port: u16) -> (Operator, Operator) {
+    use rustls_pki_types::pem::PemObject;
     let configs: Api<ValidatingWebhookConfiguration> = Api::all(c.client.clone());
     configs
         .create(
             &PostParams::default(),
-            &webhook_configuration(
-                "gpo",
-                json!({"service": {"namespace": SYSTEM, "name": "gpo-webhook", "path": "/validate"}}),
+            &c.webhook_configuration(
+                CONFIGURATION,
+                json!({"service": {"namespace": SYSTEM, "name": SERVICE, "path": "/validate"}}),
                 "Fail",
             ),
         )
         .await
         .unwrap();
 
-    let args = [
-        "--webhook-cert-secret",
-        "gpo-webhook-tls",
-        "--webhook-configuration",
-        "gpo",
-        "--webhook-service",
-        "gpo-webhook",
-        "--leader-election-namespace",
-        SYSTEM,
-        "--leader-elect",
+    let mut args = vec![
+        "--webhook-cert-secret".to_owned(),
+        CERT_SECRET.into(),
+        "--webhook-configuration".into(),
+        CONFIGURATION.into(),
+        "--webhook-service".into(),
+        SERVICE.into(),
     ];
+    args.extend(c.election_args());
     // Both replicas start together and race for the Secret.
     let (a, b) = tokio::join!(
-        c.operator_with(OperatorSpec::new("replica-a").args(args).webhook_port(webhook_port)),
+        c.operator_with(OperatorSpec::new("replica-a").args(args.clone()).webhook_port(webhook_port)),
         c.operator_with(OperatorSpec::new("replica-b").args(args)),
     );
     a.wait_ready().await;
     b.wait_ready().await;
 
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), SYSTEM);
-    let secret = secrets.get("gpo-webhook-tls").await.expect("the certificate Secret");
+    let secret = secrets.get(CERT_SECRET).await.expect("the certificate Secret");
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = secret.data.clone().expect("data");
     let ca_pem = data.get("ca.crt").expect("ca.crt").0.clone();
     let cert_pem = data.get("tls.crt").expect("tls.crt").0.clone();
     assert!(data.contains_key("tls.key"));
-    let successful_creates = c.emulator.count(|r| {
+    let successful_creates = c.count(|r| {
         r.verb() == "create"
             && r.succeeded()
             && r.target
                 .as_ref()
                 .is_some_and(|t| t.resource == "secrets" && t.namespace.as_deref() == Some(SYSTEM))
-            && r.body_text().contains("gpo-webhook-tls")
+            && r.body_text().contains(CERT_SECRET)
     });
     assert_eq!(successful_creates, 1, "one replica created the Secret");
 
     // The CA went into the webhook configuration.
     eventually("caBundle injected", WAIT, || async {
-        let config = configs.get("gpo").await.map_err(|e| e.to_string())?;
+        let config = configs.get(CONFIGURATION).await.map_err(|e| e.to_string())?;
         let bundle = config.webhooks.unwrap_or_default()[0].client_config.ca_bundle.clone();
         match bundle {
             Some(b) if b.0 == ca_pem => Ok(()),
@@ -895,36 +960,24 @@ async fn self_managed_webhook_certificates() {
         .as_ref()
         .to_vec();
     for op in [&a, &b] {
-        let served = served_certificate(op.webhook_addr, &ca_pem, "gpo-webhook.gitprovider-system.svc").await;
+        let served = served_certificate(op.webhook_addr, &ca_pem, &format!("{SERVICE}.{SYSTEM}.svc")).await;
         assert_eq!(served, expected, "{} serves the shared certificate", op.name);
     }
 
-    // Admission through the Service: a duplicate is denied.
-    c.put_secret(NS, "gitlab-pat", TOKEN).await;
-    c.create(NS, "gitlab-main", "main", "gitlab-pat", json!({})).await;
-    c.wait_reason(NS, "gitlab-main", "Verified").await;
-    let denied = api_error(c.try_create(NS, "gitlab-again", "Main", "gitlab-pat", json!({})).await);
-    assert!(denied.message.contains("team-a/gitlab-main"), "{}", denied.message);
-    assert!(
-        denied
-            .message
-            .contains("validate.gitproviderconnections.gitprovider.dev"),
-        "denied by the webhook: {}",
-        denied.message
-    );
     // The key never left the Secret.
     let key = String::from_utf8(data.get("tls.key").unwrap().0.clone()).unwrap();
     let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     for op in [&a, &b] {
         assert!(!op.logs().contains(key_body.get(..40).unwrap_or(&key_body)));
     }
+    (a, b)
 }
 
 /// The Events of a connection, once there are any (they are published beside the reconcile, so
 /// they may trail its status by a moment).
 async fn some_events(c: &Cluster, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
     eventually(&format!("an Event for {name}"), WAIT, || async {
-        let events = c.events_for(NS, name).await;
+        let events = c.events_for(&c.ns, name).await;
         if events.is_empty() {
             Err("none yet".to_owned())
         } else {

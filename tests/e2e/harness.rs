@@ -1,18 +1,25 @@
 //! The end-to-end harness: the real `gitprovider-operator` binary as a child process, against
-//! the Kubernetes API emulator and local provider servers.
+//! a real kube-apiserver (or, for injected faults, the API emulator) and local provider servers.
 //!
-//! - [`Operator`] runs `gitprovider-operator run` with `KUBECONFIG` pointing at the emulator,
+//! - [`Operator`] runs `gitprovider-operator run` with `KUBECONFIG` pointing at the API server,
 //!   free ports for metrics and the webhook on 127.0.0.1 and `RUST_LOG=debug`; it captures
 //!   stdout and stderr in buffers (one reader thread per pipe), prints them when the test
 //!   fails, and kills the process when dropped.
-//! - [`Cluster`] is one test's world: an emulator with the CRD applied, a kube client, a fake
-//!   GitLab with known tokens, a throw-away CA and a webhook certificate for 127.0.0.1, and
-//!   helpers for Secrets, connections, the webhook configuration and bounded waits.
+//! - [`Cluster`] is one test's world: two namespaces of its own on the run's shared control
+//!   plane (or a control plane of its own, or an emulator), an admin kube client, the
+//!   operator's kubeconfig (the chart's ServiceAccount), a fake GitLab with known tokens, a
+//!   throw-away CA and a webhook certificate for 127.0.0.1, the API request record (the audit
+//!   log), and helpers for Secrets, connections, the webhook configuration and bounded waits.
 //!
 //! Every wait polls against a deadline; nothing relies on a bare sleep for synchronisation.
 
+// Each test binary that includes the harness uses a part of it.
+#![allow(dead_code)]
+
+use crate::support::control_plane::{AuditLog, ControlPlane, SYSTEM_NAMESPACE, random_suffix};
 use crate::support::emulator::tls::TestCa;
-use crate::support::emulator::{Emulator, EmulatorOptions, RecordedRequest};
+use crate::support::emulator::{Emulator, EmulatorOptions};
+use crate::support::record::RecordedRequest;
 use crate::support::fake_providers::{FakeGitLab, TokenSpec};
 use base64::Engine as _;
 use gitprovider_operator::api::GitProviderConnection;
@@ -40,8 +47,6 @@ pub const REVOKED: &str = "glpat-e2e-revoked-83b1e4";
 /// take well under a second; the margin is for a loaded 2-core machine running tests in
 /// parallel.
 pub const WAIT: Duration = Duration::from_secs(20);
-/// Name of the webhook configuration [`Cluster::install_webhook`] creates.
-pub const WEBHOOK_CONFIGURATION: &str = "gitprovider-operator-e2e";
 
 /// Polls `probe` until it returns `Some`, or panics with `what` and the last observation.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
@@ -149,6 +154,11 @@ pub struct Operator {
     pub webhook_addr: SocketAddr,
     exit: Option<ExitStatus>,
     http: reqwest::Client,
+    /// Whether a `forbidden` answer in its log fails the test (on a real server, where the
+    /// operator runs with the chart's RBAC).
+    pub deny_forbidden: bool,
+    /// How much of its output the `forbidden` check reads (all of it when `None`).
+    forbidden_checked_until: Option<usize>,
 }
 
 impl Operator {
@@ -223,6 +233,8 @@ impl Operator {
             webhook_addr: SocketAddr::from(([127, 0, 0, 1], webhook_port)),
             exit: None,
             http: plain_http_client(),
+            deny_forbidden: false,
+            forbidden_checked_until: None,
         }
     }
 
@@ -328,6 +340,12 @@ impl Operator {
         }
     }
 
+    /// From now on a `forbidden` answer does not fail the test: right after kube-apiserver
+    /// restarts, its RBAC authorizer denies until its informers have synced the bindings.
+    pub fn tolerate_forbidden_from_now(&mut self) {
+        self.forbidden_checked_until = Some(self.output.all().len());
+    }
+
     /// Waits until a log line contains `needle`.
     pub async fn wait_log(&self, needle: &str) {
         eventually(&format!("{} logs {needle:?}", self.name), WAIT, || async {
@@ -350,7 +368,10 @@ impl Drop for Operator {
         for pump in self.pumps.drain(..) {
             let _ = pump.join();
         }
-        if std::thread::panicking() {
+        let all = self.output.all();
+        let checked = self.forbidden_checked_until.map_or(all.as_str(), |n| all.get(..n).unwrap_or(&all));
+        let forbidden = self.deny_forbidden && checked.to_ascii_lowercase().contains("forbidden");
+        if std::thread::panicking() || forbidden {
             eprintln!(
                 "===== operator {} (pid {}) stdout =====\n{}\n===== operator {} stderr =====\n{}\n===== end of operator {} =====",
                 self.name,
@@ -358,6 +379,12 @@ impl Drop for Operator {
                 self.output.stdout(),
                 self.name,
                 self.output.stderr(),
+                self.name
+            );
+        }
+        if forbidden && !std::thread::panicking() {
+            panic!(
+                "operator {}: the API server answered forbidden: the chart's RBAC is not enough",
                 self.name
             );
         }
@@ -425,35 +452,160 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// One test's emulator, client, GitLab and webhook PKI.
+/// Where a test's API server comes from.
+pub enum Backend {
+    /// kube-apiserver + etcd; requests are read from its audit log.
+    Real { plane: Plane, audit: AuditLog },
+    /// The emulator, for what a real server cannot do on demand (injected faults).
+    Emulator(Emulator),
+}
+
+/// The run's shared control plane, or one of a test's own.
+pub enum Plane {
+    Shared(&'static ControlPlane),
+    Private(ControlPlane),
+}
+
+impl std::ops::Deref for Plane {
+    type Target = ControlPlane;
+    fn deref(&self) -> &ControlPlane {
+        match self {
+            Plane::Shared(p) => p,
+            Plane::Private(p) => p,
+        }
+    }
+}
+
+/// One test's API server, namespaces, client, GitLab and webhook PKI.
 pub struct Cluster {
-    pub emulator: Emulator,
+    pub backend: Backend,
     pub client: Client,
     pub gitlab: FakeGitLab,
     pub pki: WebhookPki,
+    /// The test's two namespaces (unique on a shared control plane).
+    pub ns: String,
+    pub other_ns: String,
+    /// Namespace and name of the Lease operators elect a leader through.
+    pub lease_ns: String,
+    pub lease_id: String,
+    /// Name of the ValidatingWebhookConfiguration [`Cluster::install_webhook`] creates.
+    pub webhook_configuration: String,
 }
 
 impl Cluster {
+    /// On the run's shared control plane, in namespaces of its own.
     pub async fn start() -> Cluster {
-        Cluster::start_with(EmulatorOptions::default()).await
+        Cluster::on(Plane::Shared(ControlPlane::shared())).await
     }
 
-    pub async fn start_with(options: EmulatorOptions) -> Cluster {
+    /// On a control plane of its own (for restarting kube-apiserver).
+    pub async fn start_private() -> Cluster {
+        let plane = tokio::task::spawn_blocking(ControlPlane::private)
+            .await
+            .expect("the control plane starts");
+        Cluster::on(Plane::Private(plane)).await
+    }
+
+    async fn on(plane: Plane) -> Cluster {
+        let (ns, other_ns) = (plane.namespace("team-a"), plane.namespace("team-b"));
+        let suffix = random_suffix();
+        let audit = plane
+            .audit()
+            .only_namespaces(&[ns.clone(), other_ns.clone(), SYSTEM_NAMESPACE.to_owned()]);
+        let client = plane.client().await;
+        Cluster::assemble(
+            Backend::Real { plane, audit },
+            client,
+            ns,
+            other_ns,
+            SYSTEM_NAMESPACE.to_owned(),
+            format!("gpo-e2e-{suffix}"),
+            format!("gpo-e2e-{suffix}"),
+        )
+        .await
+    }
+
+    /// On the emulator, with fault injection.
+    pub async fn start_emulator(options: EmulatorOptions) -> Cluster {
         let emulator = Emulator::start_with_project_crd(options).await;
         let client = emulator.client().await;
+        Cluster::assemble(
+            Backend::Emulator(emulator),
+            client,
+            "team-a".into(),
+            "team-b".into(),
+            SYSTEM_NAMESPACE.into(),
+            "gpo-e2e".into(),
+            "gitprovider-operator-e2e".into(),
+        )
+        .await
+    }
+
+    async fn assemble(
+        backend: Backend,
+        client: Client,
+        ns: String,
+        other_ns: String,
+        lease_ns: String,
+        lease_id: String,
+        webhook_configuration: String,
+    ) -> Cluster {
         let gitlab = FakeGitLab::start().await;
         gitlab.add_token(TOKEN, TokenSpec::jane_doe());
         gitlab.add_token(REVOKED, TokenSpec::user("jdoe").revoked());
         Cluster {
-            emulator,
+            backend,
             client,
             gitlab,
             pki: WebhookPki::new(),
+            ns,
+            other_ns,
+            lease_ns,
+            lease_id,
+            webhook_configuration,
         }
     }
 
-    pub fn kubeconfig(&self) -> &Path {
-        self.emulator.kubeconfig_path()
+    /// A new admin client (after kube-apiserver restarted).
+    pub async fn reconnect(&mut self) {
+        if let Some(plane) = self.plane() {
+            self.client = plane.client().await;
+        }
+    }
+
+    /// The control plane, when the backend is real.
+    pub fn plane(&self) -> Option<&ControlPlane> {
+        match &self.backend {
+            Backend::Real { plane, .. } => Some(plane),
+            Backend::Emulator(_) => None,
+        }
+    }
+
+    /// The emulator; panics on a real backend (the test needs a fault only it injects).
+    pub fn emulator(&self) -> &Emulator {
+        match &self.backend {
+            Backend::Emulator(e) => e,
+            Backend::Real { .. } => panic!("this step needs the emulator"),
+        }
+    }
+
+    /// The kubeconfig operators run with: the chart's ServiceAccount on a real server.
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Real { plane, .. } => plane.operator_kubeconfig(),
+            Backend::Emulator(e) => e.kubeconfig_path().to_owned(),
+        }
+    }
+
+    /// `--leader-elect` with the test's Lease.
+    pub fn election_args(&self) -> Vec<String> {
+        vec![
+            "--leader-elect".into(),
+            "--leader-election-namespace".into(),
+            self.lease_ns.clone(),
+            "--leader-election-id".into(),
+            self.lease_id.clone(),
+        ]
     }
 
     /// Starts an operator serving the webhook with the file-based certificate.
@@ -461,8 +613,31 @@ impl Cluster {
         self.operator_with(OperatorSpec::new(name).args(self.pki.args())).await
     }
 
+    /// Starts an operator confined to the test's namespaces.
     pub async fn operator_with(&self, spec: OperatorSpec) -> Operator {
-        Operator::start(self.kubeconfig(), &spec).await
+        let spec = spec.args(["--namespace", &self.ns, "--namespace", &self.other_ns]);
+        let mut operator = Operator::start(&self.operator_kubeconfig(), &spec).await;
+        operator.deny_forbidden = self.plane().is_some();
+        operator
+    }
+
+    /// Every API request of this test so far (the emulator's record, or the audit log).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        match &self.backend {
+            Backend::Real { audit, .. } => audit.requests(),
+            Backend::Emulator(e) => e.requests(),
+        }
+    }
+
+    pub fn count(&self, pred: impl Fn(&RecordedRequest) -> bool) -> usize {
+        match &self.backend {
+            Backend::Real { audit, .. } => audit.count(pred),
+            Backend::Emulator(e) => e.count(pred),
+        }
+    }
+
+    pub fn requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.mentions(needle)).collect()
     }
 
     pub fn connections(&self, ns: &str) -> Api<GitProviderConnection> {
@@ -583,7 +758,7 @@ impl Cluster {
 
     /// Status writes (patch or update of the status subresource) of connections; `name` narrows.
     pub fn status_writes(&self, name: Option<&str>) -> usize {
-        self.emulator.count(|r| {
+        self.count(|r| {
             r.is_status_write()
                 && r.target.as_ref().is_some_and(|t| {
                     t.resource == "gitproviderconnections" && name.is_none_or(|n| t.name.as_deref() == Some(n))
@@ -593,8 +768,7 @@ impl Cluster {
 
     /// Writes of Events (either API).
     pub fn event_writes(&self) -> usize {
-        self.emulator
-            .count(|r| r.is_write() && r.target.as_ref().is_some_and(|t| t.resource == "events"))
+        self.count(|r| r.is_write() && r.target.as_ref().is_some_and(|t| t.resource == "events"))
     }
 
     /// events.k8s.io/v1 Events about connection `ns/name`.
@@ -613,11 +787,12 @@ impl Cluster {
             .collect()
     }
 
-    /// Creates the ValidatingWebhookConfiguration [`WEBHOOK_CONFIGURATION`] for CREATE and
-    /// UPDATE of connections, calling `url` and trusting the test webhook CA.
+    /// Creates the test's ValidatingWebhookConfiguration for CREATE and UPDATE of connections,
+    /// calling `url` and trusting the test webhook CA. On a shared control plane it selects
+    /// only the test's namespaces.
     pub async fn install_webhook(&self, url: &str, failure_policy: &str) {
-        let config = webhook_configuration(
-            WEBHOOK_CONFIGURATION,
+        let config = self.webhook_configuration(
+            &self.webhook_configuration,
             json!({"url": url, "caBundle": b64(&self.pki.ca_pem)}),
             failure_policy,
         );
@@ -662,11 +837,32 @@ impl Cluster {
 
     /// Requests that mention `needle` and are not Secret traffic.
     pub fn non_secret_requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
-        self.emulator
-            .requests_mentioning(needle)
+        self.requests_mentioning(needle)
             .into_iter()
             .filter(|r| r.target.as_ref().is_none_or(|t| t.resource != "secrets"))
             .collect()
+    }
+
+    /// [`webhook_configuration`], selecting only the test's namespaces on a real server (the
+    /// emulator of a test is its own).
+    pub fn webhook_configuration(
+        &self,
+        name: &str,
+        client_config: Value,
+        failure_policy: &str,
+    ) -> ValidatingWebhookConfiguration {
+        let mut config = webhook_configuration(name, client_config, failure_policy);
+        if self.plane().is_some() {
+            let selector = json!({"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In",
+                "values": [self.ns, self.other_ns],
+            }]});
+            for webhook in config.webhooks.iter_mut().flatten() {
+                webhook.namespace_selector = Some(serde_json::from_value(selector.clone()).expect("selector"));
+            }
+        }
+        config
     }
 }
 

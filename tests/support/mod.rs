@@ -2,6 +2,8 @@
 //! not every binary uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod control_plane;
 pub mod emulator;
 pub mod fake_providers;
 pub mod pki;
+pub mod record;

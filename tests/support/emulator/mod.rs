@@ -55,7 +55,7 @@ mod handlers;
 mod http;
 mod kubeconfig;
 mod patch;
-mod record;
+use super::record;
 mod registry;
 mod schema;
 mod selectors;

@@ -267,6 +267,7 @@ async fn record(
         content_type: headers.content_type,
         accept: headers.accept,
         user_agent: headers.user_agent,
+        user: None,
         body,
         status,
         response_body,

@@ -1,4 +1,5 @@
-//! The request record: every request the emulator answered, so tests can assert on what a
+//! The request record: every request an API server answered (the emulator records its own;
+//! kube-apiserver's audit log is read into the same shape), so tests can assert on what a
 //! client sent (how many status writes, whether a secret ever appeared in a body, ...).
 
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     pub accept: Option<String>,
     pub user_agent: Option<String>,
+    /// The authenticated user, where the server reports it (the audit log does).
+    pub user: Option<String>,
     pub body: Vec<u8>,
     /// The response's HTTP status.
     pub status: u16,
