@@ -18,9 +18,7 @@ mod support;
 mod harness;
 
 use gitprovider_operator::api::{GitProviderConnection, TOKEN_EXPIRING_SOON};
-use harness::{
-    Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port,
-};
+use harness::{Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -184,7 +182,10 @@ async fn admission_denies_duplicates_and_warns_about_http() {
 
     // Created through a raw request to see the response headers: allowed, with a warning.
     let body = serde_json::to_value(c.connection(&c.ns, "older", "main", "pat", json!({}))).unwrap();
-    let path = format!("/apis/gitprovider.dev/v1alpha1/namespaces/{}/gitproviderconnections", c.ns);
+    let path = format!(
+        "/apis/gitprovider.dev/v1alpha1/namespaces/{}/gitproviderconnections",
+        c.ns
+    );
     let (code, warnings, created) = c.raw("POST", &path, &body).await;
     assert_eq!(code, 201, "{created}");
     assert!(
@@ -235,7 +236,11 @@ async fn admission_denies_duplicates_and_warns_about_http() {
             )
             .await,
     );
-    assert!(denied.message.contains(&format!("{}/older", c.ns)), "{}", denied.message);
+    assert!(
+        denied.message.contains(&format!("{}/older", c.ns)),
+        "{}",
+        denied.message
+    );
 }
 
 /// 5. Duplicates that got past admission are healed: the younger is DuplicateInstanceName
@@ -255,10 +260,16 @@ async fn duplicates_past_admission_heal_when_the_holder_goes() {
     c.create(&c.ns, "younger", " Main", "gitlab-pat", json!({})).await;
     let conn = c.wait_reason(&c.ns, "younger", "DuplicateInstanceName").await;
     let message = &ready(&conn).message;
-    assert!(message.contains(&format!("{}/older", c.ns)), "the holder is named: {message}");
+    assert!(
+        message.contains(&format!("{}/older", c.ns)),
+        "the holder is named: {message}"
+    );
     assert_eq!(ready(&conn).status, "False");
     // The holder keeps its name.
-    assert_eq!(ready(&c.connections(&c.ns).get("older").await.unwrap()).reason, "Verified");
+    assert_eq!(
+        ready(&c.connections(&c.ns).get("older").await.unwrap()).reason,
+        "Verified"
+    );
 
     // A webhook that cannot be reached, with failurePolicy Ignore: admitted all the same.
     c.install_webhook("https://127.0.0.1:1/validate", "Ignore").await;
@@ -335,7 +346,10 @@ async fn reacts_to_changes_after_a_real_410_gone() {
     let started = Instant::now();
     c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
     c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
-    eprintln!("Unauthorized {:?} after the rotation that followed the 410", started.elapsed());
+    eprintln!(
+        "Unauthorized {:?} after the rotation that followed the 410",
+        started.elapsed()
+    );
     c.patch_spec(&c.ns, "gitlab-main", json!({"suspend": true})).await;
     c.wait_reason(&c.ns, "gitlab-main", "Suspended").await;
     assert!(op.exited().is_none(), "the operator is still running");
@@ -355,7 +369,11 @@ async fn emulator_dropped_watches_with_a_change_in_between() {
     // The operator watches connections, Secrets and ConfigMaps (leader) at least.
     let watches = eventually("the operator's watches are open", WAIT, || async {
         let open = emulator.open_watches();
-        if open >= 3 { Ok(open) } else { Err(format!("{open} open")) }
+        if open >= 3 {
+            Ok(open)
+        } else {
+            Err(format!("{open} open"))
+        }
     })
     .await;
     let faults = emulator.faults();
@@ -378,7 +396,9 @@ async fn spec_changes_are_reverified() {
     let verifications = c.gitlab.requests().len();
 
     // A change that keeps the outcome: verified again for generation 2.
-    let patched = c.patch_spec(&c.ns, "gitlab-main", json!({"verifyInterval": "2h"})).await;
+    let patched = c
+        .patch_spec(&c.ns, "gitlab-main", json!({"verifyInterval": "2h"}))
+        .await;
     assert_eq!(patched.metadata.generation, Some(2));
     let conn = c
         .wait_status(&c.ns, "gitlab-main", "Verified", |c| {
@@ -486,7 +506,8 @@ async fn no_status_writes_once_converged() {
 
     c.create(&c.ns, "ok", "ok", "gitlab-pat", json!({})).await;
     c.create(&c.ns, "revoked", "revoked", "revoked-pat", json!({})).await;
-    c.create(&c.ns, "no-secret", "no-secret", "missing-pat", json!({})).await;
+    c.create(&c.ns, "no-secret", "no-secret", "missing-pat", json!({}))
+        .await;
     c.create(&c.ns, "paused", "paused", "gitlab-pat", json!({"suspend": true}))
         .await;
     c.create(&c.ns, "down", "down", "gitlab-pat", json!({"url": UNREACHABLE}))
@@ -559,9 +580,11 @@ async fn no_status_writes_once_converged() {
 async fn emulator_not_ready_until_the_first_list() {
     let c = Cluster::start_emulator(EmulatorOptions::default()).await;
     // Listing connections fails until told otherwise: the operator is alive but not ready.
-    c.emulator().faults().fail_next_matching(usize::MAX, 500, |_, _, target| {
-        target.is_some_and(|t| t.resource == "gitproviderconnections" && t.verb == "list")
-    });
+    c.emulator()
+        .faults()
+        .fail_next_matching(usize::MAX, 500, |_, _, target| {
+            target.is_some_and(|t| t.resource == "gitproviderconnections" && t.verb == "list")
+        });
     let op = c.operator("gpo-0").await;
     let (code, body) = op.get("/healthz").await.unwrap();
     assert_eq!((code, body.trim()), (200, "ok"));
@@ -680,10 +703,7 @@ async fn sigterm_exits_cleanly() {
     c.install_webhook(&op.webhook_url(), "Fail").await;
     c.create(&c.ns, "second", "second", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "second", "Verified").await;
-    assert_eq!(
-        c.lease_holder(&c.lease_ns, &c.lease_id).await.as_deref(),
-        Some("gpo-0")
-    );
+    assert_eq!(c.lease_holder(&c.lease_ns, &c.lease_id).await.as_deref(), Some("gpo-0"));
     let logs = terminate(&mut op).await;
     assert!(logs.contains("released leadership"), "{logs}");
     assert_eq!(
@@ -732,8 +752,15 @@ async fn two_replicas_one_leader_and_takeover() {
         "the follower reconciles nothing"
     );
     // The follower's webhook denies a duplicate from its own index.
-    let denied = api_error(c.try_create(&c.ns, "first-again", "FIRST", "gitlab-pat", json!({})).await);
-    assert!(denied.message.contains(&format!("{}/first", c.ns)), "{}", denied.message);
+    let denied = api_error(
+        c.try_create(&c.ns, "first-again", "FIRST", "gitlab-pat", json!({}))
+            .await,
+    );
+    assert!(
+        denied.message.contains(&format!("{}/first", c.ns)),
+        "{}",
+        denied.message
+    );
 
     // The leader stops: the follower takes over.
     let started = Instant::now();
@@ -881,8 +908,15 @@ async fn emulator_self_managed_webhook_certificates_through_the_service() {
     c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
     c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
-    let denied = api_error(c.try_create(&c.ns, "gitlab-again", "Main", "gitlab-pat", json!({})).await);
-    assert!(denied.message.contains(&format!("{}/gitlab-main", c.ns)), "{}", denied.message);
+    let denied = api_error(
+        c.try_create(&c.ns, "gitlab-again", "Main", "gitlab-pat", json!({}))
+            .await,
+    );
+    assert!(
+        denied.message.contains(&format!("{}/gitlab-main", c.ns)),
+        "{}",
+        denied.message
+    );
     assert!(
         denied
             .message
@@ -920,7 +954,11 @@ async fn self_managed_certificates(c: &Cluster, webhook_port: u16) -> (Operator,
     args.extend(c.election_args());
     // Both replicas start together and race for the Secret.
     let (a, b) = tokio::join!(
-        c.operator_with(OperatorSpec::new("replica-a").args(args.clone()).webhook_port(webhook_port)),
+        c.operator_with(
+            OperatorSpec::new("replica-a")
+                .args(args.clone())
+                .webhook_port(webhook_port)
+        ),
         c.operator_with(OperatorSpec::new("replica-b").args(args)),
     );
     a.wait_ready().await;

@@ -51,7 +51,10 @@ async fn the_api_server_enforces_the_crd() {
     let plane = ControlPlane::shared();
     let client = plane.client().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = crds.get("gitproviderconnections.gitprovider.dev").await.expect("the CRD");
+    let crd = crds
+        .get("gitproviderconnections.gitprovider.dev")
+        .await
+        .expect("the CRD");
     let established = crd
         .status
         .and_then(|s| s.conditions)
@@ -86,11 +89,31 @@ async fn the_api_server_enforces_the_crd() {
     }
 
     let refused = [
-        ("url", json!("ftp://example.com"), "url must be an absolute http:// or https:// URL with a host"),
-        ("url", json!("example.com/gitlab"), "url must be an absolute http:// or https:// URL with a host"),
-        ("url", json!("https://user:pw@example.com"), "url must not contain user info"),
-        ("url", json!("https://example.com/?private_token=x"), "url must not contain a query"),
-        ("url", json!("https://example.com/#frag"), "url must not contain a fragment"),
+        (
+            "url",
+            json!("ftp://example.com"),
+            "url must be an absolute http:// or https:// URL with a host",
+        ),
+        (
+            "url",
+            json!("example.com/gitlab"),
+            "url must be an absolute http:// or https:// URL with a host",
+        ),
+        (
+            "url",
+            json!("https://user:pw@example.com"),
+            "url must not contain user info",
+        ),
+        (
+            "url",
+            json!("https://example.com/?private_token=x"),
+            "url must not contain a query",
+        ),
+        (
+            "url",
+            json!("https://example.com/#frag"),
+            "url must not contain a fragment",
+        ),
         ("instanceName", json!("   "), "instanceName must not be blank"),
         ("instanceName", json!("x".repeat(64)), "Too long"),
         ("verifyInterval", json!("30s"), "at least 1m"),
@@ -99,8 +122,11 @@ async fn the_api_server_enforces_the_crd() {
     ];
     for (i, (field, value, expected)) in refused.into_iter().enumerate() {
         let status = api_error(
-            api.create(&dry_run, &connection(&ns, &format!("bad-{i}"), with(field, value.clone())))
-                .await,
+            api.create(
+                &dry_run,
+                &connection(&ns, &format!("bad-{i}"), with(field, value.clone())),
+            )
+            .await,
         );
         assert_eq!(status.code, 422, "{field}={value}: {status:?}");
         assert!(
@@ -116,14 +142,22 @@ async fn the_api_server_enforces_the_crd() {
         let mut body = serde_json::to_value(connection(&ns, "raw", base_spec())).expect("JSON");
         body["spec"][field] = value;
         run_with_stdin(
-            plane.kubectl().args(["create", "--dry-run=server", "--validate=strict", "-f", "-"]),
+            plane
+                .kubectl()
+                .args(["create", "--dry-run=server", "--validate=strict", "-f", "-"]),
             &body.to_string(),
         )
     };
     let (ok, output) = raw("provider", json!("Perforce"));
-    assert!(!ok && output.contains("spec.provider: Unsupported value: \"Perforce\""), "{output}");
+    assert!(
+        !ok && output.contains("spec.provider: Unsupported value: \"Perforce\""),
+        "{output}"
+    );
     let (ok, output) = raw("verifyinterval", json!("10s"));
-    assert!(!ok && output.contains("unknown field \"spec.verifyinterval\""), "{output}");
+    assert!(
+        !ok && output.contains("unknown field \"spec.verifyinterval\""),
+        "{output}"
+    );
 }
 
 /// Runs `command` with `stdin`: (success, stdout + stderr).
@@ -157,7 +191,10 @@ fn run_with_stdin(command: &mut std::process::Command, stdin: &str) -> (bool, St
 fn kubectl_explain_describes_every_field() {
     let plane = ControlPlane::shared();
     let spec = plane.kubectl_ok(&["explain", "gpc.spec"]);
-    assert!(spec.contains("KIND:") && spec.contains("GitProviderConnection"), "{spec}");
+    assert!(
+        spec.contains("KIND:") && spec.contains("GitProviderConnection"),
+        "{spec}"
+    );
     let crd: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(Path::new(ROOT).join("crds/gitproviderconnections.yaml")).expect("the CRD"),
     )
@@ -166,7 +203,10 @@ fn kubectl_explain_describes_every_field() {
         .as_object()
         .expect("spec properties");
     for (name, schema) in properties {
-        assert!(spec.contains(name.as_str()), "`kubectl explain gpc.spec` lists {name}:\n{spec}");
+        assert!(
+            spec.contains(name.as_str()),
+            "`kubectl explain gpc.spec` lists {name}:\n{spec}"
+        );
         let description = schema["description"].as_str().expect("a description");
         let first_words: String = description.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
         let flat: String = spec.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -214,7 +254,18 @@ async fn kubectl_get_and_wait() {
     let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAMESPACE", "NAME", "PROVIDER", "INSTANCE", "URL", "READY", "REASON", "USER", "EXPIRES", "AGE"]
+        [
+            "NAMESPACE",
+            "NAME",
+            "PROVIDER",
+            "INSTANCE",
+            "URL",
+            "READY",
+            "REASON",
+            "USER",
+            "EXPIRES",
+            "AGE"
+        ]
     );
     let row: Vec<&str> = lines
         .find(|l| l.starts_with(&format!("{} ", c.ns)))
@@ -241,44 +292,59 @@ async fn kubectl_get_and_wait() {
     assert_eq!(short.trim(), "gitproviderconnection.gitprovider.dev/gitlab-main");
 }
 
-/// The examples are accepted by `kubectl apply --server-side` on a real server with the
-/// webhook registered, and `examples/invalid/` is refused: the URL with a credential by the
-/// CRD's CEL rule, the duplicate by the webhook naming the holder. `kubectl get gpc -A` then
-/// shows what the README's quick start shows.
+/// Stops a `scripts/quickstart` world when dropped.
+struct Quickstart {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Path::new(ROOT).join("scripts/quickstart"))
+            .args(["down", "--dir", &self.dir.display().to_string()])
+            .status();
+    }
+}
+
+/// The README's quick start, as written: `scripts/quickstart up` gives a working operator
+/// (this test's binary) with its webhook on a real control plane; the examples are accepted by
+/// `kubectl apply --server-side`, and `examples/invalid/` is refused: the URL with a
+/// credential by the CRD's CEL rule, the duplicate by the webhook naming the holder.
+/// `kubectl get gpc -A` then shows what the README shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn examples_apply_server_side() {
-    let c = Cluster::start_private().await;
-    let plane = c.plane().expect("a real control plane");
+async fn quickstart_and_the_examples() {
+    let dir = Path::new(ROOT).join(format!(
+        "target/control-planes/quickstart-{}",
+        support::control_plane::random_suffix()
+    ));
+    let quickstart = Quickstart { dir: dir.clone() };
+    let output = std::process::Command::new(Path::new(ROOT).join("scripts/quickstart"))
+        .args(["up", "--dir", &dir.display().to_string()])
+        .env("GPO_BIN", env!("CARGO_BIN_EXE_gitprovider-operator"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/quickstart runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "scripts/quickstart up: {}\n{printed}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains(&format!("export KUBECONFIG={}/kubeconfig", dir.display())),
+        "{printed}"
+    );
+    let plane = ControlPlane::open_existing(&dir);
     for ns in ["team-a", "team-b"] {
         plane.kubectl_ok(&["create", "namespace", ns]);
     }
-    let spec = harness::OperatorSpec::new("gpo-0")
-        .args(c.pki.args())
-        .args(["--namespace", "team-a", "--namespace", "team-b"]);
-    let op = harness::Operator::start(&c.operator_kubeconfig(), &spec).await;
-    op.wait_ready().await;
-    let mut config = harness::webhook_configuration(
-        "gpo-examples",
-        json!({"url": op.webhook_url(), "caBundle": harness::b64(&c.pki.ca_pem)}),
-        "Fail",
-    );
-    for webhook in config.webhooks.iter_mut().flatten() {
-        webhook.namespace_selector = Some(
-            serde_json::from_value(json!({"matchExpressions": [{
-                "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]}))
-            .expect("selector"),
-        );
-    }
-    let configs: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
-        Api::all(c.client.clone());
-    configs
-        .create(&PostParams::default(), &config)
-        .await
-        .expect("the webhook configuration");
 
     let examples = Path::new(ROOT).join("examples");
     let applied = plane.kubectl_ok(&["apply", "--server-side", "-f", &examples.display().to_string()]);
-    assert!(applied.contains("gitproviderconnection.gitprovider.dev/gitlab-dev1 serverside-applied"), "{applied}");
+    assert!(
+        applied.contains("gitproviderconnection.gitprovider.dev/gitlab-dev1 serverside-applied"),
+        "{applied}"
+    );
 
     let invalid = examples.join("invalid");
     let output = plane
@@ -292,7 +358,10 @@ async fn examples_apply_server_side() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(!output.status.success(), "examples/invalid is refused:\n{text}");
-    assert!(text.contains("url must not contain user info"), "CEL refused the credential:\n{text}");
+    assert!(
+        text.contains("url must not contain user info"),
+        "CEL refused the credential:\n{text}"
+    );
     assert!(
         text.contains("denied the request") && text.contains("team-b/gitlab-staging"),
         "the webhook refused the duplicate naming the holder:\n{text}"
@@ -330,6 +399,8 @@ async fn examples_apply_server_side() {
     .await;
     eprintln!("kubectl get gpc -A after applying examples/:\n{table}");
     assert!(table.starts_with("NAMESPACE"), "{table}");
+    drop(quickstart);
+    assert!(!dir.exists(), "scripts/quickstart down removed {}", dir.display());
 }
 
 /// The chart's RBAC under the real authorizer: what the operator needs, and no more.
@@ -351,12 +422,23 @@ fn chart_rbac_is_least_privilege() {
     let allowed: &[&[&str]] = &[
         &["list", "gitproviderconnections.gitprovider.dev", "-A"],
         &["watch", "gitproviderconnections.gitprovider.dev", "-A"],
-        &["patch", "gitproviderconnections.gitprovider.dev", "--subresource=status", "-n", &ns],
+        &[
+            "patch",
+            "gitproviderconnections.gitprovider.dev",
+            "--subresource=status",
+            "-n",
+            &ns,
+        ],
         &["get", "secrets", "-n", &ns],
         &["watch", "configmaps", "-A"],
         &["create", "events.events.k8s.io", "-n", &ns],
         &["update", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
-        &["update", "secrets/gitprovider-operator-webhook-tls", "-n", SYSTEM_NAMESPACE],
+        &[
+            "update",
+            "secrets/gitprovider-operator-webhook-tls",
+            "-n",
+            SYSTEM_NAMESPACE,
+        ],
         &["patch", "validatingwebhookconfigurations/gitprovider-operator"],
     ];
     for args in allowed {
@@ -367,7 +449,12 @@ fn chart_rbac_is_least_privilege() {
         &["update", "secrets", "-n", &ns],
         &["delete", "secrets", "-n", &ns],
         &["update", "secrets/other", "-n", SYSTEM_NAMESPACE],
-        &["delete", "secrets/gitprovider-operator-webhook-tls", "-n", SYSTEM_NAMESPACE],
+        &[
+            "delete",
+            "secrets/gitprovider-operator-webhook-tls",
+            "-n",
+            SYSTEM_NAMESPACE,
+        ],
         &["get", "pods", "-n", &ns],
         &["list", "pods", "-A"],
         &["create", "gitproviderconnections.gitprovider.dev", "-n", &ns],

@@ -19,8 +19,8 @@
 use crate::support::control_plane::{AuditLog, ControlPlane, SYSTEM_NAMESPACE, random_suffix};
 use crate::support::emulator::tls::TestCa;
 use crate::support::emulator::{Emulator, EmulatorOptions};
-use crate::support::record::RecordedRequest;
 use crate::support::fake_providers::{FakeGitLab, TokenSpec};
+use crate::support::record::RecordedRequest;
 use base64::Engine as _;
 use gitprovider_operator::api::GitProviderConnection;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
@@ -369,7 +369,9 @@ impl Drop for Operator {
             let _ = pump.join();
         }
         let all = self.output.all();
-        let checked = self.forbidden_checked_until.map_or(all.as_str(), |n| all.get(..n).unwrap_or(&all));
+        let checked = self
+            .forbidden_checked_until
+            .map_or(all.as_str(), |n| all.get(..n).unwrap_or(&all));
         let forbidden = self.deny_forbidden && checked.to_ascii_lowercase().contains("forbidden");
         if std::thread::panicking() || forbidden {
             eprintln!(

@@ -126,9 +126,14 @@ impl ControlPlane {
         ControlPlane::open(dir, true)
     }
 
+    /// A control plane someone else started in `dir` (e.g. `scripts/quickstart`); not stopped
+    /// when dropped, nothing applied.
+    pub fn open_existing(dir: &Path) -> ControlPlane {
+        ControlPlane::open(dir.to_owned(), false)
+    }
+
     fn open(dir: PathBuf, owned: bool) -> ControlPlane {
-        let text = std::fs::read_to_string(dir.join("env"))
-            .unwrap_or_else(|e| panic!("{}/env: {e}", dir.display()));
+        let text = std::fs::read_to_string(dir.join("env")).unwrap_or_else(|e| panic!("{}/env: {e}", dir.display()));
         let env = text
             .lines()
             .filter_map(|line| line.split_once('='))
@@ -180,7 +185,14 @@ impl ControlPlane {
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.kubectl_path());
         command.env("KUBECONFIG", self.kubeconfig()).stdin(Stdio::null());
-        for proxy in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        for proxy in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
             command.env_remove(proxy);
         }
         command
@@ -218,7 +230,15 @@ impl ControlPlane {
         );
         let mut apply = self.kubectl();
         apply
-            .args(["apply", "--server-side", "--force-conflicts", "--field-manager", "gpo-tests", "-f", "-"])
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager",
+                "gpo-tests",
+                "-f",
+                "-",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
