@@ -227,14 +227,10 @@ async fn verified_status_carries_what_gitlab_revealed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        h.metrics
-            .encode()
-            .contains(&format!(
-                r#"gitprovider_connection_ready{{namespace="{}",name="gitlab-main",provider="GitLab"}} 1"#,
-                h.ns
-            ))
-    );
+    assert!(h.metrics.encode().contains(&format!(
+        r#"gitprovider_connection_ready{{namespace="{}",name="gitlab-main",provider="GitLab"}} 1"#,
+        h.ns
+    )));
 
     // The token reached GitLab in the documented header, and nowhere in the API traffic.
     assert!(

@@ -35,7 +35,12 @@ impl Helm<'_> {
     fn ok(&self, args: &[&str]) -> String {
         let output = self.command(args);
         let text = text(&output);
-        assert!(output.status.success(), "helm {}: {}\n{text}", args.join(" "), output.status);
+        assert!(
+            output.status.success(),
+            "helm {}: {}\n{text}",
+            args.join(" "),
+            output.status
+        );
         text
     }
 
@@ -56,7 +61,10 @@ fn text(output: &Output) -> String {
 }
 
 fn chart() -> String {
-    Path::new(ROOT).join("charts/gitprovider-operator").display().to_string()
+    Path::new(ROOT)
+        .join("charts/gitprovider-operator")
+        .display()
+        .to_string()
 }
 
 /// `kubectl get KIND [NAME] -o json` (in the release namespace unless `cluster`), or `None`
@@ -101,7 +109,14 @@ fn install_upgrade_uninstall() {
     assert!(version.starts_with("v4."), "helm v4: {version}");
     the_values_schema_refuses_bad_values(&helm);
 
-    let installed = helm.ok(&["install", RELEASE, &chart(), "--namespace", NAMESPACE, "--create-namespace"]);
+    let installed = helm.ok(&[
+        "install",
+        RELEASE,
+        &chart(),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+    ]);
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     // The CRD comes from the chart's crds/ folder and is Established.
     plane.kubectl_ok(&[
@@ -120,7 +135,10 @@ fn install_upgrade_uninstall() {
         "one replica: no PodDisruptionBudget"
     );
     let webhook = get(&plane, "validatingwebhookconfiguration", RELEASE, true).expect("the webhook");
-    assert_eq!(webhook["webhooks"][0]["clientConfig"]["service"]["name"], "gitprovider-operator-webhook");
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "gitprovider-operator-webhook"
+    );
 
     // Upgrade to two replicas: a PodDisruptionBudget appears.
     let upgraded = helm.ok(&[
@@ -135,7 +153,10 @@ fn install_upgrade_uninstall() {
     assert!(upgraded.contains("REVISION: 2"), "{upgraded}");
     let deployment = get(&plane, "deployment", RELEASE, false).expect("the Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
-    assert!(get(&plane, "poddisruptionbudget", RELEASE, false).is_some(), "a PodDisruptionBudget");
+    assert!(
+        get(&plane, "poddisruptionbudget", RELEASE, false).is_some(),
+        "a PodDisruptionBudget"
+    );
 
     // Uninstall: the release's objects go, the CRD stays.
     helm.ok(&["uninstall", RELEASE, "--namespace", NAMESPACE]);
@@ -183,7 +204,10 @@ fn the_values_schema_refuses_bad_values(helm: &Helm) {
             "--set",
             value,
         ]);
-        assert!(refused.contains("values don't meet the specifications of the schema"), "{value}: {refused}");
+        assert!(
+            refused.contains("values don't meet the specifications of the schema"),
+            "{value}: {refused}"
+        );
         assert!(refused.contains(expected), "{value}: {refused}");
     }
     let listed = helm.ok(&["list", "--all-namespaces", "-q"]);
