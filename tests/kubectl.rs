@@ -216,9 +216,9 @@ fn kubectl_explain_describes_every_field() {
     assert!(reference.contains("token"), "{reference}");
 }
 
-/// `kubectl get gpc -A` prints exactly the contract's columns; `kubectl wait
-/// --for=condition=Ready` returns once the operator verified the connection; `-o wide` adds
-/// nothing the contract does not allow.
+/// `kubectl apply` shows the webhook's warnings; `kubectl wait --for=condition=Ready` returns
+/// once the operator verified the connection; `kubectl get gpc -A` prints exactly the
+/// contract's columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_and_wait() {
     let c = Cluster::start().await;
@@ -226,8 +226,16 @@ async fn kubectl_get_and_wait() {
     op.wait_ready().await;
     c.install_webhook(&op.webhook_url(), "Fail").await;
     c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
-    c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
     let plane = c.plane().expect("a real control plane");
+    // Created with kubectl: the webhook's warning about http:// reaches the user.
+    let manifest =
+        serde_json::to_string(&c.connection(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({}))).expect("JSON");
+    let (ok, output) = run_with_stdin(plane.kubectl().args(["apply", "-f", "-"]), &manifest);
+    assert!(ok, "kubectl apply: {output}");
+    assert!(
+        output.contains("Warning: spec.url uses http://"),
+        "the webhook's warning is shown by kubectl: {output}"
+    );
     // Started before the connection is Ready: it must wait for the operator, not fail.
     let wait = tokio::task::spawn_blocking({
         let mut command = plane.kubectl();
