@@ -3,16 +3,18 @@
 //!
 //! Everything that concerns the operator process is measured on the real binary
 //! (`target/release/gitprovider-operator`, built by `cargo bench`), started as a child process
-//! whose KUBECONFIG points at the Kubernetes API emulator running in this process, with
-//! `GitHub` Enterprise Server stand-ins here too that answer `GET /api/v3/user` after a fixed
-//! delay (one request per verification). For each size N (connections, in 100 namespaces,
-//! each with its own token Secret) and each run:
+//! whose KUBECONFIG points at the Kubernetes API emulator running in this process (`--api
+//! emulator`, the default) or at a real kube-apiserver + etcd of `scripts/control-plane` (`--api
+//! real`, `benches/support/real_api.rs`), with `GitHub` Enterprise Server stand-ins here that
+//! answer `GET /api/v3/user` after a fixed delay (one request per verification). For each size N
+//! (connections, in 100 namespaces, each with its own token Secret) and each run:
 //!
 //! 1. **Verification**: four scenarios, each on a fresh cluster: one instance with the
 //!    per-host cap off at `--max-concurrent-verifications` 32 and 256, and 64 instances with
 //!    the default `--max-in-flight-per-host 8` at 32 and 256. Time from `/readyz` 200 to the
 //!    last status write (all Ready), against the ideal N × requests/verification × latency ÷
-//!    concurrency; status writes per connection from the emulator's record.
+//!    concurrency; status writes per connection from the emulator's record (real: from the
+//!    audit log, which also times the last status write).
 //! 2. **Steady state** (64 instances, defaults): API requests and writes over a window after
 //!    convergence at the default 1h interval; optionally (`--interval-window`) a run at the
 //!    minimum interval of 1m to see each connection written once per interval and never between.
@@ -31,6 +33,8 @@ mod common;
 mod floor;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/real_api.rs"]
+mod real_api;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -43,6 +47,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use load::{Shot, Stats};
+use real_api::{ApiCall, RealApi, Usage};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -53,6 +58,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use support::emulator::{Emulator, EmulatorOptions};
+use support::record::RecordedRequest;
 
 const NAMESPACES: usize = 100;
 const PROVIDER_DELAY: Duration = Duration::from_millis(50);
@@ -65,6 +71,8 @@ const ADMISSION_PARALLELISM: usize = 32;
 
 #[derive(Debug, Clone)]
 struct Options {
+    /// The API server the operator talks to (`--api emulator|real`).
+    api: ApiKind,
     sizes: Vec<usize>,
     runs: usize,
     /// Runs for particular sizes (`--runs-for 50000=1`), overriding `runs`.
@@ -88,8 +96,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench scale -- [--sizes 1000,10000,50000] [--runs 3] [--runs-for 50000=1]\n\
-         \x20      [--scenarios 0,1,2,3]\n\
+        "usage: cargo bench --bench scale -- [--api emulator|real] [--sizes 1000,10000,50000] [--runs 3]\n\
+         \x20      [--runs-for 50000=1] [--scenarios 0,1,2,3]\n\
          \x20      [--no-admission] [--admission-rounds 2] [--webhook-alone] [--no-memory] [--steady-window SECS]\n\
          \x20      [--interval-window SECS]\n\
          \x20      [--blob-kib 50] [--report DIR]"
@@ -99,6 +107,7 @@ fn usage() -> ! {
 
 fn parse_options(args: &[String]) -> Options {
     let mut options = Options {
+        api: ApiKind::Emulator,
         sizes: vec![1_000, 10_000],
         runs: 3,
         runs_for: HashMap::new(),
@@ -122,6 +131,13 @@ fn parse_options(args: &[String]) -> Options {
         let mut value = || it.next().cloned().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--bench" => {}
+            "--api" => {
+                options.api = match value().as_str() {
+                    "emulator" => ApiKind::Emulator,
+                    "real" => ApiKind::Real,
+                    _ => usage(),
+                }
+            }
             "--sizes" => options.sizes = list(&value()),
             "--runs" => options.runs = value().parse().unwrap_or_else(|_| usage()),
             "--runs-for" => {
@@ -290,7 +306,8 @@ async fn start_emulator(n: usize) -> Emulator {
     emulator
 }
 
-async fn create_all<K, F>(client: &kube::Client, n: usize, parallel: usize, make: F)
+/// Creates `make(0..n)`, `parallel` at a time; returns how many creates were retried.
+async fn create_all<K, F>(client: &kube::Client, n: usize, parallel: usize, make: F) -> usize
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -307,6 +324,8 @@ where
             loop {
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => break,
+                    // a retry of a create that went through
+                    Err(kube::Error::Api(status)) if tries > 0 && status.code == 409 => break,
                     Err(error) if tries < 5 => {
                         tries += 1;
                         eprintln!("create failed ({error}); retrying");
@@ -315,11 +334,14 @@ where
                     Err(error) => panic!("cannot create: {error}"),
                 }
             }
+            tries
         }
     }))
     .buffer_unordered(parallel)
-    .collect::<Vec<()>>()
-    .await;
+    .collect::<Vec<usize>>()
+    .await
+    .into_iter()
+    .sum()
 }
 
 fn token_secret(i: usize) -> Secret {
@@ -359,35 +381,132 @@ fn blob_secret(i: usize, blob: &str) -> Secret {
     .unwrap()
 }
 
-async fn seed(emulator: &Emulator, n: usize, hosts: &[SocketAddr], interval: &str) -> Duration {
+/// The token Secrets, then the connections, 64 creates at a time: time taken, creates retried.
+async fn seed(cluster: &Cluster, n: usize, hosts: &[SocketAddr], interval: &str) -> (Duration, usize) {
     let started = Instant::now();
-    let client = emulator.client().await;
-    create_all(&client, n, 64, token_secret).await;
-    create_all(&client, n, 64, |i| connection(i, hosts, interval)).await;
-    started.elapsed()
+    let client = cluster.client().await;
+    let retried = create_all(&client, n, 64, token_secret).await
+        + create_all(&client, n, 64, |i| connection(i, hosts, interval)).await;
+    (started.elapsed(), retried)
 }
 
-fn ready_count(emulator: &Emulator, n: usize) -> usize {
-    (0..n)
-        .filter(|&i| {
-            emulator
-                .object(
-                    "gitprovider.dev",
-                    "gitproviderconnections",
-                    &ns_of(i),
-                    &format!("conn-{i}"),
-                )
-                .is_some_and(|o| {
-                    o["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiKind {
+    Emulator,
+    Real,
+}
+
+/// The API the operator runs against, fresh for each scenario run: the emulator in this
+/// process, or a control plane of its own (`benches/support/real_api.rs`). Either keeps a record
+/// of the requests the operator sent (the emulator: every request; real: the operator's, from
+/// the audit log), indexed from 0 in the order they were recorded.
+enum Cluster {
+    Emulator(Emulator),
+    Real(RealApi),
+}
+
+impl Cluster {
+    async fn start(api: ApiKind, n: usize) -> Cluster {
+        match api {
+            ApiKind::Emulator => Cluster::Emulator(start_emulator(n).await),
+            ApiKind::Real => {
+                let namespaces: Vec<String> = (0..NAMESPACES).map(ns_of).collect();
+                match RealApi::start(&namespaces).await {
+                    Ok(real) => Cluster::Real(real),
+                    Err(e) => panic!("the control plane did not start: {e}"),
+                }
+            }
+        }
+    }
+
+    /// An admin client.
+    async fn client(&self) -> kube::Client {
+        match self {
+            Cluster::Emulator(emulator) => emulator.client().await,
+            Cluster::Real(real) => real.client(),
+        }
+    }
+
+    fn operator_kubeconfig(&self) -> PathBuf {
+        match self {
+            Cluster::Emulator(emulator) => emulator.kubeconfig_path().to_owned(),
+            Cluster::Real(real) => real.operator_kubeconfig().to_owned(),
+        }
+    }
+
+    /// The length of the record: what is recorded from now on is "since" it.
+    fn mark(&self) -> usize {
+        self.count_since(usize::MAX, |_| false).1
+    }
+
+    /// How many records from index `from` on satisfy `pred`, and the length of the record.
+    fn count_since(&self, from: usize, pred: impl Fn(&ApiCall) -> bool) -> (usize, usize) {
+        match self {
+            Cluster::Emulator(emulator) => emulator.count_since(from, |r| pred(&call_of(r))),
+            Cluster::Real(real) => real.count_from(from, pred),
+        }
+    }
+
+    /// The records from index `from` on.
+    fn calls_since(&self, from: usize) -> Vec<ApiCall> {
+        match self {
+            Cluster::Emulator(emulator) => emulator
+                .requests()
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .map(call_of)
+                .collect(),
+            Cluster::Real(real) => real.calls_from(from),
+        }
+    }
+
+    /// Connections whose Ready condition is True.
+    async fn ready_count(&self, n: usize) -> usize {
+        match self {
+            Cluster::Emulator(emulator) => (0..n)
+                .filter(|&i| {
+                    emulator
+                        .object(
+                            "gitprovider.dev",
+                            "gitproviderconnections",
+                            &ns_of(i),
+                            &format!("conn-{i}"),
+                        )
+                        .is_some_and(|o| {
+                            o["status"]["conditions"]
+                                .as_array()
+                                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                        })
                 })
-        })
-        .count()
+                .count(),
+            Cluster::Real(real) => real.ready_count().await,
+        }
+    }
+
+    /// kube-apiserver's and etcd's CPU and peak RSS so far (real only).
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Cluster::Emulator(_) => None,
+            Cluster::Real(real) => Some(real.usage()),
+        }
+    }
 }
 
-fn status_writes(emulator: &Emulator) -> usize {
-    emulator.count(|r| r.is_status_write() && r.succeeded())
+/// An emulator record in the shape of the real one.
+fn call_of(r: &RecordedRequest) -> ApiCall {
+    let target = r.target.as_ref();
+    ApiCall {
+        at: r.time,
+        latency: None,
+        verb: r.verb().to_owned(),
+        resource: target.map(|t| t.resource.clone()).unwrap_or_default(),
+        subresource: target.and_then(|t| t.subresource.clone()),
+        namespace: target.and_then(|t| t.namespace.clone()),
+        name: target.and_then(|t| t.name.clone()),
+        code: r.status,
+        apf_wait: None,
+    }
 }
 
 // ---- the operator process -------------------------------------------------------------
@@ -515,12 +634,7 @@ impl Operator {
 
     /// A field of /proc/PID/status in KiB (VmHWM: peak RSS; VmRSS: current).
     fn proc_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        proc_kib(self.child.id(), field)
     }
 
     /// CPU time (user + system) used so far.
@@ -543,6 +657,16 @@ impl Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A field of /proc/PID/status in KiB (VmHWM: peak RSS; VmRSS: current); 0 if unreadable.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU time (user + system) of a process (`self` for this one), from /proc (100 ticks/s).
@@ -588,14 +712,38 @@ struct Verify {
     startup: f64,
     peak_rss_mib: f64,
     cpu_secs: f64,
-    /// CPU of this process (API emulator, provider stand-ins) from start to convergence.
+    /// CPU of this process (API emulator, provider stand-ins; real: the stand-ins, the watch and
+    /// the audit log reader) from start to convergence.
     harness_cpu_secs: f64,
+    /// The operator's API requests from its start to convergence.
+    api_requests: usize,
+    /// Of which answered 429 Too Many Requests.
+    throttled: usize,
+    /// Real only: of which queued by priority and fairness (the server noted a queue wait),
+    /// and the longest wait.
+    apf_queued: usize,
+    apf_wait_max_ms: f64,
+    /// Real only: the server's time for a status write (received to response), p50 and p99.
+    status_latency_ms: Option<(f64, f64)>,
+    /// Real only: `/readyz` to the last change the benchmark's own watch saw, and the changes
+    /// per connection it saw (min, max).
+    watch_from_ready: Option<f64>,
+    watch_per_connection: Option<(usize, usize)>,
+    /// Real only: kube-apiserver's and etcd's CPU from start to convergence and their peak RSS.
+    server: Option<Usage>,
+    /// Real only: the operator's requests by kind (`verb resource`), how many, and the server's
+    /// time for them (p50, p99, ms).
+    kinds: Vec<(String, usize, f64, f64)>,
+    /// Where the cluster's record stood when the operator started.
+    mark: usize,
 }
 
 #[derive(Debug, Clone, Default)]
 struct RunResult {
     n: usize,
-    seed_secs: f64,
+    /// Seeding time of each scenario's cluster, and creates retried.
+    seed_secs: Vec<f64>,
+    seed_retries: usize,
     verify: Vec<(usize, Verify)>,
     steady_writes: Option<usize>,
     steady_requests: Option<usize>,
@@ -642,10 +790,11 @@ fn operator_flags(scenario: &Scenario) -> Vec<String> {
     flags
 }
 
-/// Starts the operator on `emulator` and waits until `target` status writes more than now were
-/// made and every connection is Ready; returns the figures and the running operator.
+/// Starts the operator on `cluster` and waits until it made `n` successful status writes (and,
+/// real, until the benchmark's watch saw as many changes); returns the figures and the running
+/// operator.
 async fn converge(
-    emulator: &Emulator,
+    cluster: &Cluster,
     providers: &Providers,
     pki: &Pki,
     flags: &[String],
@@ -654,51 +803,94 @@ async fn converge(
     log: &Path,
 ) -> (Verify, Operator) {
     let http = reqwest::Client::new();
-    let writes_before = status_writes(emulator);
+    let mark = cluster.mark();
     let requests_before = providers.requests();
+    // Real: a watch of the benchmark's own, listed before the operator starts.
+    let clock = match cluster {
+        Cluster::Real(real) => Some(real.watch_clock().await),
+        Cluster::Emulator(_) => None,
+    };
     let started_wall = SystemTime::now();
     let harness_cpu = cpu_of("self");
-    let mut operator = Operator::start(emulator.kubeconfig_path(), pki, flags, log);
+    let server_before = cluster.usage();
+    let mut operator = Operator::start(&cluster.operator_kubeconfig(), pki, flags, log);
     let startup = operator.wait_ready(&http).await;
     let timeout = Duration::from_secs_f64(ideal * 20.0 + 120.0);
     // Counted as the record grows: a count over the whole record every 25 ms would be the
     // benchmark's own CPU (quadratic in N), charged to the harness CPU below.
-    let mut seen = (0, 0); // (records looked at, successful status writes among them)
+    let mut seen = (mark, 0); // (records looked at, successful status writes among them)
     let converged = wait_until(
         || {
-            let (writes, len) = emulator.count_since(seen.0, |r| r.is_status_write() && r.succeeded());
+            let (writes, len) = cluster.count_since(seen.0, |c| c.is_status_write() && c.succeeded());
             seen = (len, seen.1 + writes);
             seen.1
         },
-        writes_before + n,
+        n,
         timeout,
     )
     .await;
     let harness_cpu = cpu_of("self").saturating_sub(harness_cpu);
     let operator_cpu = operator.cpu();
-    // Let anything still in flight land before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let records: Vec<_> = emulator
-        .requests()
-        .into_iter()
-        .filter(|r| r.time >= started_wall && r.is_status_write() && r.succeeded())
-        .collect();
+    let server = cluster.usage().zip(server_before).map(|(after, before)| Usage {
+        apiserver_cpu: after.apiserver_cpu.saturating_sub(before.apiserver_cpu),
+        etcd_cpu: after.etcd_cpu.saturating_sub(before.etcd_cpu),
+        ..after
+    });
+    let watched = match &clock {
+        None => {
+            // Let anything still in flight land before counting.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            None
+        }
+        Some(clock) => {
+            if !clock.wait_changes(seen.1, Duration::from_secs(30)).await {
+                eprintln!("the benchmark's watch saw fewer than {} changes within 30 s", seen.1);
+            }
+            Some(clock.seen(n))
+        }
+    };
+    let calls = cluster.calls_since(mark);
     let mut per_connection: HashMap<(String, String), usize> = HashMap::new();
     let mut last = started_wall;
-    for r in &records {
-        let t = r.target.as_ref().unwrap();
+    let mut latencies = Vec::new();
+    for c in calls.iter().filter(|c| c.is_status_write() && c.succeeded()) {
         *per_connection
             .entry((
-                t.namespace.clone().unwrap_or_default(),
-                t.name.clone().unwrap_or_default(),
+                c.namespace.clone().unwrap_or_default(),
+                c.name.clone().unwrap_or_default(),
             ))
             .or_default() += 1;
-        last = last.max(r.time);
+        last = last.max(c.at);
+        latencies.extend(c.latency);
     }
-    let since = |t: SystemTime| last.duration_since(t).unwrap_or_default().as_secs_f64();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    let queued: Vec<Duration> = calls.iter().filter_map(|c| c.apf_wait).collect();
+    let mut kinds: HashMap<String, Vec<Duration>> = HashMap::new();
+    for c in &calls {
+        if let Some(latency) = c.latency {
+            let resource = match &c.subresource {
+                Some(sub) => format!("{}/{sub}", c.resource),
+                None => c.resource.clone(),
+            };
+            kinds.entry(format!("{} {resource}", c.verb)).or_default().push(latency);
+        }
+    }
+    let mut kinds: Vec<(String, usize, f64, f64)> = kinds
+        .into_iter()
+        .map(|(kind, mut l)| {
+            l.sort();
+            let at = |p: f64| ms(l[((l.len() as f64 * p).ceil() as usize).saturating_sub(1)]);
+            (kind, l.len(), at(0.5), at(0.99))
+        })
+        .collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let ready_at = operator.ready_at.unwrap_or(started_wall);
+    let since = |t: SystemTime| t.duration_since(ready_at).unwrap_or_default().as_secs_f64();
     let verify = Verify {
-        from_ready: since(operator.ready_at.unwrap()),
-        from_start: since(started_wall),
+        from_ready: since(last),
+        from_start: last.duration_since(started_wall).unwrap_or_default().as_secs_f64(),
         ideal,
         requests_per_verification: (providers.requests() - requests_before) as f64 / n as f64,
         writes_min: if per_connection.len() < n {
@@ -707,13 +899,31 @@ async fn converge(
             per_connection.values().copied().min().unwrap_or(0)
         },
         writes_max: per_connection.values().copied().max().unwrap_or(0),
-        ready: ready_count(emulator, n),
+        ready: cluster.ready_count(n).await,
         converged,
         startup: startup.as_secs_f64(),
         peak_rss_mib: mib(operator.proc_kib("VmHWM")),
         cpu_secs: operator_cpu.as_secs_f64(),
         harness_cpu_secs: harness_cpu.as_secs_f64(),
+        api_requests: calls.len(),
+        throttled: calls.iter().filter(|c| c.code == 429).count(),
+        apf_queued: queued.len(),
+        apf_wait_max_ms: queued.iter().copied().max().map_or(0.0, ms),
+        status_latency_ms: (!latencies.is_empty()).then(|| (ms(percentile(0.50)), ms(percentile(0.99)))),
+        watch_from_ready: watched.and_then(|w| w.last).map(since),
+        watch_per_connection: watched.map(|w| (w.min_per_connection, w.max_per_connection)),
+        server,
+        kinds,
+        mark,
     };
+    if let Some(w) = watched
+        && (w.relists > 0 || w.errors > 0)
+    {
+        println!(
+            "  (the benchmark's watch listed again {} times, {} errors)",
+            w.relists, w.errors
+        );
+    }
     (verify, operator)
 }
 
@@ -870,25 +1080,35 @@ fn webhook_server_main(port: &str, cert: &str, key: &str, n: &str) {
     });
 }
 
-async fn steady_window(emulator: &Emulator, seconds: u64) -> (usize, usize) {
-    // events and the last writes settle first
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let from = SystemTime::now();
+/// Writes and requests in a window of `seconds` after convergence (the first verification of the
+/// `n` connections, whose requests the record holds from index `since` on).
+async fn steady_window(cluster: &Cluster, since: usize, n: usize, seconds: u64) -> (usize, usize) {
+    match cluster {
+        // events and the last writes settle first
+        Cluster::Emulator(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        // the Event of every connection's Ready transition is written (at most 60 s)
+        Cluster::Real(_) => {
+            let events = || cluster.count_since(since, |c| c.is_event_write() && c.succeeded()).0;
+            if !wait_until(events, n, Duration::from_secs(60)).await {
+                eprintln!("fewer than {n} Events written within 60 s of convergence");
+            }
+        }
+    }
+    let from = cluster.mark();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let records: Vec<_> = emulator.requests().into_iter().filter(|r| r.time >= from).collect();
-    let writes = records.iter().filter(|r| r.is_write()).count();
-    let requests = records.len();
-    (writes, requests)
+    let calls = cluster.calls_since(from);
+    let writes = calls.iter().filter(|c| c.is_write()).count();
+    (writes, calls.len())
 }
 
-async fn interval_check(n: usize, window: u64, pki: &Pki, dir: &Path) -> IntervalCheck {
+async fn interval_check(api: ApiKind, n: usize, window: u64, pki: &Pki, dir: &Path) -> IntervalCheck {
     let scenario = &SCENARIOS[DEFAULTS];
     let providers = Providers::start(scenario.hosts, PROVIDER_DELAY).await;
-    let emulator = start_emulator(n).await;
-    seed(&emulator, n, &providers.addrs, "1m").await;
+    let cluster = Cluster::start(api, n).await;
+    seed(&cluster, n, &providers.addrs, "1m").await;
     let ideal = n as f64 * PROVIDER_DELAY.as_secs_f64() / f64::from(scenario.concurrency);
     let (_, operator) = converge(
-        &emulator,
+        &cluster,
         &providers,
         pki,
         &operator_flags(scenario),
@@ -897,22 +1117,20 @@ async fn interval_check(n: usize, window: u64, pki: &Pki, dir: &Path) -> Interva
         &dir.join("operator-interval.log"),
     )
     .await;
-    let from = SystemTime::now();
+    let from = cluster.mark();
     tokio::time::sleep(Duration::from_secs(window)).await;
-    let records: Vec<_> = emulator
-        .requests()
-        .into_iter()
-        .filter(|r| r.time >= from && r.is_write())
-        .collect();
+    let records: Vec<_> = cluster.calls_since(from).into_iter().filter(|c| c.is_write()).collect();
     operator.stop();
-    let all_records = emulator.requests();
     let mut times: HashMap<String, Vec<SystemTime>> = HashMap::new();
-    for r in all_records.iter().filter(|r| r.is_status_write() && r.succeeded()) {
-        let t = r.target.as_ref().unwrap();
+    for c in cluster
+        .calls_since(0)
+        .into_iter()
+        .filter(|c| c.is_status_write() && c.succeeded())
+    {
         times
-            .entry(format!("{:?}/{:?}", t.namespace, t.name))
+            .entry(format!("{:?}/{:?}", c.namespace, c.name))
             .or_default()
-            .push(r.time);
+            .push(c.at);
     }
     let gaps: Vec<f64> = times
         .values()
@@ -944,17 +1162,19 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
     for &s in &options.scenarios {
         let scenario = &SCENARIOS[s];
         let providers = Providers::start(scenario.hosts, PROVIDER_DELAY).await;
-        let emulator = start_emulator(n).await;
-        let seeded = seed(&emulator, n, &providers.addrs, "1h").await;
-        result.seed_secs = seeded.as_secs_f64();
+        let cluster = Cluster::start(options.api, n).await;
+        let (seeded, retried) = seed(&cluster, n, &providers.addrs, "1h").await;
+        result.seed_secs.push(seeded.as_secs_f64());
+        result.seed_retries += retried;
         let ideal = n as f64 * PROVIDER_DELAY.as_secs_f64() / f64::from(scenario.concurrency);
         let flags = operator_flags(scenario);
         let log = dir.join(format!("operator-{n}-{run}-{s}.log"));
-        let (verify, operator) = converge(&emulator, &providers, pki, &flags, n, ideal, &log).await;
+        let (verify, operator) = converge(&cluster, &providers, pki, &flags, n, ideal, &log).await;
         println!(
             "  N={n} run {run} [{}] ready in {:.2}s from /readyz ({:.2}s from start; ideal {:.2}s, {:.2}x), \
              {:.2} provider requests/verification, status writes/connection {}..{}, {}/{n} Ready, \
-             start-up {:.0} ms, peak RSS {:.1} MiB, CPU {:.1}s (harness {:.1}s; seeded in {:.1}s){}",
+             start-up {:.0} ms, peak RSS {:.1} MiB, CPU {:.1}s (harness {:.1}s; seeded in {:.1}s, \
+             {retried} creates retried), {} API requests ({} answered 429){}{}",
             scenario.label,
             verify.from_ready,
             verify.from_start,
@@ -969,8 +1189,12 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
             verify.cpu_secs,
             verify.harness_cpu_secs,
             seeded.as_secs_f64(),
+            verify.api_requests,
+            verify.throttled,
+            server_line(&verify),
             if verify.converged { "" } else { " (TIMED OUT)" }
         );
+        let mark = verify.mark;
         result.verify.push((s, verify));
         if s != DEFAULTS {
             operator.stop();
@@ -978,7 +1202,7 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         }
 
         if options.steady_window > 0 {
-            let (writes, requests) = steady_window(&emulator, options.steady_window).await;
+            let (writes, requests) = steady_window(&cluster, mark, n, options.steady_window).await;
             println!(
                 "  N={n} run {run} steady state: {writes} writes, {requests} requests in {} s after convergence",
                 options.steady_window
@@ -1061,7 +1285,7 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         if options.memory {
             // A restart with the same objects, then with N unrelated 50 KiB Secrets more.
             let (again, operator) = converge(
-                &emulator,
+                &cluster,
                 &providers,
                 pki,
                 &flags,
@@ -1074,12 +1298,12 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
             use base64::Engine as _;
             let raw: Vec<u8> = (0..options.blob_kib * 1024).map(|_| fastrand::u8(..)).collect();
             let blob = base64::engine::general_purpose::STANDARD.encode(raw);
-            let client = emulator.client().await;
+            let client = cluster.client().await;
             let started = Instant::now();
             create_all(&client, n, 16, |i| blob_secret(i, &blob)).await;
             let blobs_secs = started.elapsed().as_secs_f64();
             let (with_blobs, operator) = converge(
-                &emulator,
+                &cluster,
                 &providers,
                 pki,
                 &flags,
@@ -1109,6 +1333,47 @@ async fn one_run(n: usize, run: usize, options: &Options, pki: &Pki, dir: &Path)
         }
     }
     result
+}
+
+/// The real API's part of a run's line: the watch, the server's latency, its CPU and RSS.
+fn server_line(v: &Verify) -> String {
+    let mut line = String::new();
+    if let Some(w) = v.watch_from_ready {
+        let (min, max) = v.watch_per_connection.unwrap_or_default();
+        let _ = write!(
+            line,
+            "; seen through a watch {w:.2}s from /readyz (changes/connection {min}..{max})"
+        );
+    }
+    if let Some((p50, p99)) = v.status_latency_ms {
+        let _ = write!(line, "; status write in the server p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
+    if v.apf_queued > 0 {
+        let _ = write!(
+            line,
+            "; {} requests queued by priority and fairness (longest {:.1} ms)",
+            v.apf_queued, v.apf_wait_max_ms
+        );
+    }
+    if !v.kinds.is_empty() {
+        let kinds: Vec<String> = v
+            .kinds
+            .iter()
+            .map(|(kind, count, p50, p99)| format!("{count} {kind} (p50 {p50:.1} ms, p99 {p99:.1} ms)"))
+            .collect();
+        let _ = write!(line, "; requests: {}", kinds.join(", "));
+    }
+    if let Some(u) = v.server {
+        let _ = write!(
+            line,
+            "; kube-apiserver CPU {:.1}s, peak RSS {:.0} MiB; etcd CPU {:.1}s, peak RSS {:.0} MiB",
+            u.apiserver_cpu.as_secs_f64(),
+            mib(u.apiserver_peak_kib),
+            u.etcd_cpu.as_secs_f64(),
+            mib(u.etcd_peak_kib)
+        );
+    }
+    line
 }
 
 // ---- aggregation and report -----------------------------------------------------------
@@ -1174,15 +1439,46 @@ fn report(results: &[RunResult], options: &Options) -> Report {
             .collect::<Vec<_>>()
     };
     let mut verify_series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    let real = options.api == ApiKind::Real;
+    if real {
+        let _ = writeln!(
+            md,
+            "### Verification on a real kube-apiserver (fixed 50 ms per provider answer; time from `/readyz` to \
+             the last status write, as the audit log's `stageTimestamp` has it)\n"
+        );
+        let _ = writeln!(
+            md,
+            "Status writes per connection and API requests: the operator's requests in kube-apiserver's audit log \
+             (level Metadata), from its start to convergence. \"seen through a watch\": `/readyz` to the last change a \
+             metadata watch in the benchmark process received. Status write in the server: its audit event's \
+             `requestReceivedTimestamp` to `stageTimestamp`. kube-apiserver and etcd CPU: from the operator's start \
+             to convergence; their RSS: peak since they started (seeding included).\n"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "### Verification (fixed 50 ms per provider answer; time from `/readyz` to the last status write)\n"
+        );
+    }
+    let real_header = if real {
+        " 429s | seen through a watch | status write in the server p50 / p99 | kube-apiserver CPU | etcd CPU | kube-apiserver peak RSS | etcd peak RSS |"
+    } else {
+        ""
+    };
     let _ = writeln!(
         md,
-        "### Verification (fixed 50 ms per provider answer; time from `/readyz` to the last status write)\n"
+        "| N | scenario | runs | ideal | all Ready after (median, min–max) | ÷ ideal | from process start | requests/verification | status writes/connection | Ready | peak RSS | operator CPU | harness CPU ({}) | API requests |{real_header}",
+        if real {
+            "providers, watch, audit log reader"
+        } else {
+            "API emulator, providers"
+        }
     );
     let _ = writeln!(
         md,
-        "| N | scenario | runs | ideal | all Ready after (median, min–max) | ÷ ideal | from process start | requests/verification | status writes/connection | Ready | peak RSS | operator CPU | harness CPU (API emulator, providers) |"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|{}",
+        if real { "---|---|---|---|---|---|---|" } else { "" }
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &s in &options.scenarios {
         let mut points = Vec::new();
         for &n in &sizes {
@@ -1194,9 +1490,9 @@ fn report(results: &[RunResult], options: &Options) -> Report {
             if let Some(r) = ratio {
                 points.push((n, r.median));
             }
-            let _ = writeln!(
+            let _ = write!(
                 md,
-                "| {n} | {} | {} | {:.2} s | {} | {} | {} | {} | {}–{} | {}/{n} | {} | {} | {} |",
+                "| {n} | {} | {} | {:.2} s | {} | {} | {} | {} | {}–{} | {}/{n} | {} | {} | {} | {} |",
                 SCENARIOS[s].label,
                 v.len(),
                 v[0].ideal,
@@ -1210,9 +1506,42 @@ fn report(results: &[RunResult], options: &Options) -> Report {
                 fmt_agg(agg(v.iter().map(|v| v.peak_rss_mib)), 1, " MiB"),
                 fmt_agg(agg(v.iter().map(|v| v.cpu_secs)), 1, " s"),
                 fmt_agg(agg(v.iter().map(|v| v.harness_cpu_secs)), 1, " s"),
+                fmt_agg(agg(v.iter().map(|v| v.api_requests as f64)), 0, ""),
             );
+            if real {
+                let server = |f: fn(&Usage) -> f64| agg(v.iter().filter_map(|v| v.server.as_ref().map(f)));
+                let _ = write!(
+                    md,
+                    " {} | {} | {} / {} | {} | {} | {} | {} |",
+                    v.iter().map(|v| v.throttled).sum::<usize>(),
+                    fmt_agg(agg(v.iter().filter_map(|v| v.watch_from_ready)), 2, " s"),
+                    fmt_agg(agg(v.iter().filter_map(|v| v.status_latency_ms.map(|l| l.0))), 1, " ms"),
+                    fmt_agg(agg(v.iter().filter_map(|v| v.status_latency_ms.map(|l| l.1))), 1, " ms"),
+                    fmt_agg(server(|u| u.apiserver_cpu.as_secs_f64()), 1, " s"),
+                    fmt_agg(server(|u| u.etcd_cpu.as_secs_f64()), 1, " s"),
+                    fmt_agg(server(|u| mib(u.apiserver_peak_kib)), 0, " MiB"),
+                    fmt_agg(server(|u| mib(u.etcd_peak_kib)), 0, " MiB"),
+                );
+            }
+            let _ = writeln!(md);
         }
         verify_series.push((SCENARIOS[s].label.to_owned(), points));
+    }
+    let _ = writeln!(
+        md,
+        "\nSeeding (N token Secrets, then N connections, 64 creates at a time through the API, before the operator \
+         starts; one cluster per scenario):\n"
+    );
+    for &n in &sizes {
+        let seeds: Vec<f64> = runs_of(n).flat_map(|r| r.seed_secs.iter().copied()).collect();
+        let _ = writeln!(
+            md,
+            "- N={n}: {} per cluster ({} clusters; {:.0} creates/s at the median), {} creates retried",
+            fmt_agg(agg(seeds.iter().copied()), 1, " s"),
+            seeds.len(),
+            agg(seeds.iter().copied()).map_or(0.0, |a| 2.0 * n as f64 / a.median),
+            runs_of(n).map(|r| r.seed_retries).sum::<usize>(),
+        );
     }
 
     let mut admission_series: Vec<(String, Vec<(usize, f64)>)> = vec![
@@ -1567,7 +1896,8 @@ fn main() {
         .unwrap();
     let dir = tempfile::Builder::new().prefix("scale-bench-").tempdir().unwrap();
     println!(
-        "scale benchmark: sizes {:?}, {} run(s), scenarios {:?}; operator logs in {}",
+        "scale benchmark: API {:?}, sizes {:?}, {} run(s), scenarios {:?}; operator logs in {}",
+        options.api,
         options.sizes,
         options.runs,
         options.scenarios,
@@ -1581,7 +1911,7 @@ fn main() {
             for run in 1..=options.runs_for.get(&n).copied().unwrap_or(options.runs) {
                 let mut result = one_run(n, run, &options, &pki, dir.path()).await;
                 if run == 1 && options.interval_window > 0 && n == *options.sizes.iter().min().unwrap() {
-                    let check = interval_check(n, options.interval_window, &pki, dir.path()).await;
+                    let check = interval_check(options.api, n, options.interval_window, &pki, dir.path()).await;
                     println!("  N={n} interval check: {check:?}");
                     result.interval = Some(check);
                 }
