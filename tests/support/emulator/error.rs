@@ -297,10 +297,6 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
-    }
-
     pub fn forbidden(gr: &GroupResource, name: &str, why: &str) -> Self {
         Self::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {why}")).with_details(name_details(gr, name))
     }

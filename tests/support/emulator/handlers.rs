@@ -120,15 +120,12 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
     let rp = req.path;
     let found = {
         let st = ctx.store.lock();
-        match st.registry.find(&rp.group, &rp.version, &rp.resource) {
-            Some((d, v)) => Some((d.clone(), v.clone())),
-            None if st.registry.resource_list(&rp.group, &rp.version).is_none() => None,
-            None => return Err(fail(ApiError::no_such_resource())),
-        }
+        st.registry
+            .find(&rp.group, &rp.version, &rp.resource)
+            .map(|(d, v)| (d.clone(), v.clone()))
     };
-    // An unknown group/version has no handler at all upstream: a plain-text 404.
     let Some((def, ver)) = found else {
-        return Ok(super::server::not_found_page());
+        return Err(fail(ApiError::no_such_resource()));
     };
     let view = negotiate(req.accept).map_err(fail)?;
     let t = Target {

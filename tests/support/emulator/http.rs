@@ -11,22 +11,10 @@ use super::error::ApiError;
 use super::record::Target;
 use super::registry::Registry;
 
-/// What a path addresses.
+/// What a path addresses: a resource (`/api/v1/...`, `/apis/{group}/{version}/...`) or
+/// nothing served (discovery, `/version` and health paths included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    Version,
-    Health,
-    /// `/api`
-    CoreVersions,
-    /// `/apis`
-    Groups,
-    /// `/apis/{group}`
-    Group(String),
-    /// `/api/v1`, `/apis/{group}/{version}`
-    Resources {
-        group: String,
-        version: String,
-    },
     Resource(ResourcePath),
     Unknown,
 }
@@ -47,19 +35,6 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
-        ["version"] => Route::Version,
-        ["healthz" | "livez" | "readyz", ..] => Route::Health,
-        ["api"] => Route::CoreVersions,
-        ["apis"] => Route::Groups,
-        ["apis", g] => Route::Group((*g).to_owned()),
-        ["api", v] => Route::Resources {
-            group: String::new(),
-            version: (*v).to_owned(),
-        },
-        ["apis", g, v] => Route::Resources {
-            group: (*g).to_owned(),
-            version: (*v).to_owned(),
-        },
         ["api", v, rest @ ..] => resource_route("", v, rest, registry),
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest, registry),
         _ => Route::Unknown,

@@ -1,12 +1,12 @@
-//! The kubeconfig file handed to clients: one cluster (server URL + CA data), one user with a
-//! bearer token, one context selecting them.
+//! The kubeconfig file handed to clients: one cluster (server URL + CA data), one user without
+//! credentials (the emulator authenticates nobody), one context selecting them.
 
 use std::path::Path;
 
 use super::util::b64_encode;
 
-/// Renders a kubeconfig for `server`, trusting `ca_pem`, authenticating with `token`.
-pub fn render(server: &str, ca_pem: &str, token: &str, namespace: &str) -> String {
+/// Renders a kubeconfig for `server`, trusting `ca_pem`.
+pub fn render(server: &str, ca_pem: &str, namespace: &str) -> String {
     // Written by hand rather than serialised: the format is fixed and tiny, and this keeps
     // the field names exactly as kubectl writes them.
     format!(
@@ -26,8 +26,7 @@ contexts:
 current-context: emulator
 users:
 - name: emulator-admin
-  user:
-    token: {token}
+  user: {{}}
 preferences: {{}}
 ",
         ca = b64_encode(ca_pem.as_bytes()),

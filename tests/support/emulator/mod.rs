@@ -2,15 +2,14 @@
 //!
 //! No kube-apiserver can run where these tests run, so this serves the subset of the
 //! Kubernetes API the operator and its tests use, faithfully on the wire: HTTPS with a
-//! generated CA, bearer-token authentication, discovery, built-in resources and the custom
-//! resources CRDs define, every verb kube-rs and kubectl send (watch with bookmarks, streaming
+//! generated CA, built-in resources and the custom resources CRDs define, every verb kube-rs and kubectl send (watch with bookmarks, streaming
 //! lists and 410s included), `Status` errors, validating admission webhooks over real HTTPS,
 //! plus fault injection and a record of every request.
 //!
 //! Module map: `server` (TLS, auth, routing, record) → `handlers` (verbs) → `store`
 //! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `schema`,
-//! `strategy` (per-type rules), `patch`, `selectors`, `convert`, `registry`, `discovery`,
-//! `faults`, `record`, `tls`, `kubeconfig`.
+//! `strategy` (per-type rules), `patch`, `selectors`, `convert`, `registry`, `faults`,
+//! `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
 //!
@@ -38,17 +37,18 @@
 //!   plugins, no RBAC: every authenticated request is allowed); `matchConditions` and
 //!   `matchPolicy` are not evaluated; matching webhooks are called concurrently; a missing
 //!   `caBundle` fails the call (no system roots). `deletecollection` is not sent to webhooks.
-//! - Authentication is one bearer token; `userInfo` is fixed (`EmulatorOptions::username`,
-//!   groups system:masters and system:authenticated).
-//! - Only JSON (and YAML request bodies); no protobuf, no Table, no aggregated discovery
-//!   (clients fall back to the legacy documents served), no OpenAPI documents.
+//! - No authentication: the kubeconfig's user has no credentials and every request is served;
+//!   `userInfo` is fixed (`EmulatorOptions::username`, groups system:masters and
+//!   system:authenticated).
+//! - Only resource paths are served: no discovery documents, `/version`, health endpoints or
+//!   OpenAPI (404), so clients must know what they address, as kube's typed APIs do.
+//! - Only JSON (and YAML request bodies); no protobuf, no Table.
 //! - Namespace existence is not enforced unless `enforce_namespace_existence` is set.
 //! - `events.k8s.io/v1` and core `v1` events share storage like upstream, but core events
 //!   have no TTL and no validation beyond the involvedObject namespace.
 
 mod admission;
 mod convert;
-mod discovery;
 mod error;
 mod faults;
 mod handlers;
@@ -97,15 +97,11 @@ pub struct EmulatorOptions {
     pub bookmark_interval: Duration,
     /// Watch length when the client sends no `timeoutSeconds`. Default 30 min.
     pub default_watch_timeout: Duration,
-    /// Bearer token clients must present; random when `None`.
-    pub token: Option<String>,
     /// `userInfo.username` sent to admission webhooks. Default `kubernetes-admin`.
     pub username: String,
     /// Refuse to create namespaced objects in namespaces that do not exist (404), as the real
     /// server does. Default false: tests may skip creating namespaces.
     pub enforce_namespace_existence: bool,
-    /// `gitVersion` of `/version`. Default `v1.34.0`.
-    pub git_version: String,
     /// Keep request and response bodies in the request record. Default true; benchmarks that
     /// send 10,000s of requests turn it off so the record stays small (method, path, query,
     /// target, status and time are always kept, so counting writes still works).
@@ -119,10 +115,8 @@ impl Default for EmulatorOptions {
             service_endpoints: HashMap::new(),
             bookmark_interval: Duration::from_secs(1),
             default_watch_timeout: Duration::from_secs(1800),
-            token: None,
             username: "kubernetes-admin".into(),
             enforce_namespace_existence: false,
-            git_version: "v1.34.0".into(),
             record_bodies: true,
         }
     }
@@ -130,9 +124,6 @@ impl Default for EmulatorOptions {
 
 /// A running emulator. Dropping it stops the server and ends every connection.
 pub struct Emulator {
-    addr: SocketAddr,
-    ca_pem: String,
-    token: String,
     kubeconfig_path: PathBuf,
     _dir: tempfile::TempDir,
     ctx: Arc<server::Ctx>,
@@ -162,7 +153,6 @@ impl Emulator {
             .map_err(EmulatorError::Tls)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let token = opts.token.clone().unwrap_or_else(|| util::random_token(32));
 
         let store = store::Store::new(registry::Registry::with_builtins(), opts.watch_history);
         seed_namespaces(&store);
@@ -175,12 +165,9 @@ impl Emulator {
                 username: opts.username.clone(),
             },
             settings: server::Settings {
-                token: token.clone(),
                 bookmark_interval: opts.bookmark_interval,
                 default_watch_timeout: opts.default_watch_timeout,
                 enforce_namespace_existence: opts.enforce_namespace_existence,
-                git_version: opts.git_version.clone(),
-                addr,
                 max_body: 16 * 1024 * 1024,
             },
         });
@@ -188,18 +175,12 @@ impl Emulator {
         let dir = tempfile::Builder::new().prefix("kube-emulator-").tempdir()?;
         let kubeconfig_path = dir.path().join("kubeconfig");
         let url = format!("https://{addr}");
-        kubeconfig::write(
-            &kubeconfig_path,
-            &kubeconfig::render(&url, ca.cert_pem(), &token, "default"),
-        )?;
+        kubeconfig::write(&kubeconfig_path, &kubeconfig::render(&url, ca.cert_pem(), "default"))?;
 
         let (shutdown, rx) = signal::channel(false);
         let tls = serving.server_config().map_err(EmulatorError::Tls)?;
         tokio::spawn(server::serve(listener, tls, ctx.clone(), rx));
         Ok(Emulator {
-            addr,
-            ca_pem: ca.cert_pem().to_owned(),
-            token,
             kubeconfig_path,
             _dir: dir,
             ctx,
@@ -207,29 +188,10 @@ impl Emulator {
         })
     }
 
-    /// `https://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A kubeconfig (CA data, server URL, bearer-token user) in a temporary directory that
+    /// A kubeconfig (CA data, server URL, a user without credentials) in a temporary directory that
     /// lives as long as the emulator.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig_path
-    }
-
-    /// The CA certificate (PEM) that signed the serving certificate.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
-
-    /// The bearer token the kubeconfig carries.
-    pub fn token(&self) -> &str {
-        &self.token
     }
 
     /// A kube client configured from the kubeconfig, like the operator would build one.

@@ -1,9 +1,9 @@
 //! What the emulator serves: built-in resource types plus the ones `CustomResourceDefinition`
-//! objects define. Discovery, routing, validation and storage all consult this.
+//! objects define. Routing, validation and storage all consult this.
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::GroupResource;
 use super::schema::Schema;
@@ -57,10 +57,7 @@ pub struct VersionDef {
 pub struct ResourceDef {
     pub group: String,
     pub plural: String,
-    pub singular: String,
     pub kind: String,
-    pub short_names: Vec<String>,
-    pub categories: Vec<String>,
     pub namespaced: bool,
     pub versions: Vec<VersionDef>,
     pub behaviour: Kind,
@@ -151,16 +148,12 @@ fn builtin(
     kind: &str,
     namespaced: bool,
     status: bool,
-    short: &[&str],
     behaviour: Kind,
 ) -> ResourceDef {
     ResourceDef {
         group: group.into(),
         plural: plural.into(),
-        singular: kind.to_lowercase(),
         kind: kind.into(),
-        short_names: short.iter().map(|s| (*s).to_owned()).collect(),
-        categories: vec![],
         namespaced,
         versions: vec![VersionDef {
             name: version.into(),
@@ -188,46 +181,18 @@ impl Registry {
             "Event",
             true,
             false,
-            &["ev"],
             Kind::EventsV1Event,
         );
         events_v1.storage = StorageKey::new("", "events");
         Self {
             defs: vec![
-                builtin(
-                    "",
-                    "v1",
-                    "namespaces",
-                    "Namespace",
-                    false,
-                    true,
-                    &["ns"],
-                    Kind::Namespace,
-                ),
-                builtin("", "v1", "secrets", "Secret", true, false, &[], Kind::Secret),
-                builtin(
-                    "",
-                    "v1",
-                    "configmaps",
-                    "ConfigMap",
-                    true,
-                    false,
-                    &["cm"],
-                    Kind::ConfigMap,
-                ),
-                builtin("", "v1", "events", "Event", true, false, &["ev"], Kind::CoreEvent),
-                builtin("", "v1", "services", "Service", true, true, &["svc"], Kind::Service),
+                builtin("", "v1", "namespaces", "Namespace", false, true, Kind::Namespace),
+                builtin("", "v1", "secrets", "Secret", true, false, Kind::Secret),
+                builtin("", "v1", "configmaps", "ConfigMap", true, false, Kind::ConfigMap),
+                builtin("", "v1", "events", "Event", true, false, Kind::CoreEvent),
+                builtin("", "v1", "services", "Service", true, true, Kind::Service),
                 events_v1,
-                builtin(
-                    "coordination.k8s.io",
-                    "v1",
-                    "leases",
-                    "Lease",
-                    true,
-                    false,
-                    &[],
-                    Kind::Lease,
-                ),
+                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, Kind::Lease),
                 builtin(
                     "apiextensions.k8s.io",
                     "v1",
@@ -235,7 +200,6 @@ impl Registry {
                     "CustomResourceDefinition",
                     false,
                     true,
-                    &["crd", "crds"],
                     Kind::CustomResourceDefinition,
                 ),
                 builtin(
@@ -245,7 +209,6 @@ impl Registry {
                     "ValidatingWebhookConfiguration",
                     false,
                     false,
-                    &[],
                     Kind::ValidatingWebhookConfiguration,
                 ),
             ]
@@ -287,15 +250,6 @@ impl Registry {
         if group.is_empty() || plural.is_empty() || kind.is_empty() {
             return Err("spec.group, spec.names.plural and spec.names.kind are required".into());
         }
-        let mut singular = s(names.get("singular"));
-        if singular.is_empty() {
-            singular = kind.to_lowercase();
-        }
-        let list = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
         let mut versions = Vec::new();
         for v in spec.get("versions").and_then(Value::as_array).into_iter().flatten() {
             if v.get("served").and_then(Value::as_bool) == Some(false) {
@@ -331,10 +285,7 @@ impl Registry {
             storage: StorageKey::new(&group, &plural),
             group,
             plural,
-            singular,
             kind,
-            short_names: list(names.get("shortNames")),
-            categories: list(names.get("categories")),
             namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
             versions,
             behaviour: Kind::Custom,
@@ -351,71 +302,6 @@ impl Registry {
     pub fn remove_custom(&mut self, group: &str, plural: &str) {
         self.defs
             .retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
-    }
-
-    /// API groups other than the core group, each with its versions, preferred first.
-    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for d in self.defs.iter().filter(|d| !d.group.is_empty()) {
-            let idx = match out.iter().position(|(g, _)| *g == d.group) {
-                Some(i) => i,
-                None => {
-                    out.push((d.group.clone(), vec![]));
-                    out.len() - 1
-                }
-            };
-            for v in &d.versions {
-                if !out[idx].1.contains(&v.name) {
-                    out[idx].1.push(v.name.clone());
-                }
-            }
-        }
-        for (_, versions) in &mut out {
-            versions.sort_by_key(|a| version_priority(a));
-        }
-        out
-    }
-
-    /// The `APIResourceList` of one group version.
-    pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
-        let mut resources = Vec::new();
-        for d in self.defs.iter().filter(|d| d.group == group) {
-            let Some(v) = d.version(version) else {
-                continue;
-            };
-            let mut r = json!({
-                "name": d.plural,
-                "singularName": d.singular,
-                "namespaced": d.namespaced,
-                "kind": d.kind,
-                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-            });
-            if !d.short_names.is_empty() {
-                r["shortNames"] = json!(d.short_names);
-            }
-            if !d.categories.is_empty() {
-                r["categories"] = json!(d.categories);
-            }
-            resources.push(r);
-            if v.status_subresource {
-                resources.push(json!({
-                    "name": format!("{}/status", d.plural),
-                    "singularName": "",
-                    "namespaced": d.namespaced,
-                    "kind": d.kind,
-                    "verbs": ["get", "patch", "update"],
-                }));
-            }
-        }
-        if resources.is_empty() {
-            return None;
-        }
-        let gv = if group.is_empty() {
-            version.to_owned()
-        } else {
-            format!("{group}/{version}")
-        };
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
     }
 }
 

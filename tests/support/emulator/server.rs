@@ -1,8 +1,7 @@
-//! The HTTPS server: TLS termination, HTTP/1.1 and HTTP/2, authentication, stalls and
-//! injected failures, routing to discovery or the resource handlers, and the request record.
+//! The HTTPS server: TLS termination, HTTP/1.1 and HTTP/2, stalls and injected failures,
+//! routing to the resource handlers, and the request record.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,23 +14,19 @@ use tokio::sync::watch as signal;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::AdmissionConfig;
-use super::discovery;
 use super::error::ApiError;
 use super::faults::Faults;
 use super::handlers::{self, Req};
-use super::http::{Query, Route, error_response, json_response, parse_route, target_of};
+use super::http::{Query, Route, error_response, parse_route, target_of};
 use super::record::{RecordedRequest, Recorder};
 use super::store::Store;
 
 /// Fixed settings of one emulator instance.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub token: String,
     pub bookmark_interval: Duration,
     pub default_watch_timeout: Duration,
     pub enforce_namespace_existence: bool,
-    pub git_version: String,
-    pub addr: SocketAddr,
     pub max_body: usize,
 }
 
@@ -91,22 +86,14 @@ struct Headers {
     content_type: Option<String>,
     accept: Option<String>,
     user_agent: Option<String>,
-    /// The `Authorization` header carries the bearer token.
-    authorized: bool,
 }
 
 impl Headers {
-    fn of(h: &HeaderMap, token: &str) -> Self {
-        let authorized = h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| t == token);
+    fn of(h: &HeaderMap) -> Self {
         Self {
             content_type: header_str(h, header::CONTENT_TYPE),
             accept: header_str(h, header::ACCEPT),
             user_agent: header_str(h, header::USER_AGENT),
-            authorized,
         }
     }
 }
@@ -120,7 +107,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let raw_query = req.uri().query().unwrap_or("").to_owned();
-    let headers = Headers::of(req.headers(), &ctx.settings.token);
+    let headers = Headers::of(req.headers());
     let content_type = headers.content_type.clone();
     let accept = headers.accept.clone();
     let body = match axum::body::to_bytes(Body::new(req.into_body()), ctx.settings.max_body).await {
@@ -154,77 +141,28 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     };
     let is_watch = target.as_ref().is_some_and(|t| t.verb == "watch");
 
-    let public = matches!(route, Route::Version | Route::Health);
-    let resp = if !public && !headers.authorized {
-        error_response(&ApiError::unauthorized())
-    } else if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
+    let resp = if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
         error_response(&err)
-    } else {
-        route_request(
+    } else if let Route::Resource(rp) = &route {
+        handlers::handle(
             ctx,
-            &route,
-            &method,
-            &query,
-            content_type.as_deref(),
-            accept.as_deref(),
-            &body,
+            Req {
+                method: &method,
+                path: rp,
+                query: &query,
+                content_type: content_type.as_deref(),
+                accept: accept.as_deref(),
+                body: &body,
+            },
         )
         .await
+    } else {
+        not_found_page()
     };
     record(
         ctx, time, &method, &path, &raw_query, headers, body, target, resp, is_watch,
     )
     .await
-}
-
-async fn route_request(
-    ctx: &Ctx,
-    route: &Route,
-    method: &str,
-    query: &Query,
-    content_type: Option<&str>,
-    accept: Option<&str>,
-    body: &[u8],
-) -> Response<Body> {
-    if !matches!(route, Route::Resource(_)) && method != "GET" {
-        return error_response(&ApiError::method_not_allowed());
-    }
-    match route {
-        Route::Version => json_response(200, &discovery::version(&ctx.settings.git_version)),
-        Route::Health => {
-            let mut r = Response::new(Body::from("ok"));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r
-        }
-        Route::CoreVersions => json_response(200, &discovery::core_versions(&ctx.settings.addr.to_string())),
-        Route::Groups => json_response(200, &discovery::groups(&ctx.store.lock().registry)),
-        Route::Group(g) => match discovery::group(&ctx.store.lock().registry, g) {
-            Some(doc) => json_response(200, &doc),
-            None => not_found_page(),
-        },
-        Route::Resources { group, version } => match ctx.store.lock().registry.resource_list(group, version) {
-            Some(doc) => json_response(200, &doc),
-            None => not_found_page(),
-        },
-        Route::Resource(rp) => {
-            handlers::handle(
-                ctx,
-                Req {
-                    method,
-                    path: rp,
-                    query,
-                    content_type,
-                    accept,
-                    body,
-                },
-            )
-            .await
-        }
-        Route::Unknown => not_found_page(),
-    }
 }
 
 /// What the apiserver's mux answers for paths it does not serve at all.

@@ -37,11 +37,6 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-/// A random token of `len` alphanumeric characters (bearer tokens, webhook request uids).
-pub fn random_token(len: usize) -> String {
-    (0..len).map(|_| fastrand::alphanumeric()).collect()
-}
-
 /// Standard base64, through `k8s_openapi::ByteString`, whose serde form is exactly that
 /// (saves a dependency).
 pub fn b64_encode(bytes: &[u8]) -> String {
