@@ -36,11 +36,7 @@ pub enum FieldErrorKind {
     Required,
     Invalid,
     NotSupported,
-    TooLong,
-    TooMany,
-    Duplicate,
     Forbidden,
-    TypeInvalid,
 }
 
 impl FieldErrorKind {
@@ -49,11 +45,7 @@ impl FieldErrorKind {
             Self::Required => "FieldValueRequired",
             Self::Invalid => "FieldValueInvalid",
             Self::NotSupported => "FieldValueNotSupported",
-            Self::TooLong => "FieldValueTooLong",
-            Self::TooMany => "FieldValueTooMany",
-            Self::Duplicate => "FieldValueDuplicate",
             Self::Forbidden => "FieldValueForbidden",
-            Self::TypeInvalid => "FieldValueTypeInvalid",
         }
     }
 }
@@ -94,39 +86,11 @@ impl FieldError {
             ),
         }
     }
-    pub fn too_long(field: impl Into<String>, max: u64, unit: &str) -> Self {
-        Self {
-            kind: FieldErrorKind::TooLong,
-            field: field.into(),
-            detail: format!("Too long: may not be more than {max} {unit}"),
-        }
-    }
-    pub fn too_many(field: impl Into<String>, actual: usize, max: u64) -> Self {
-        Self {
-            kind: FieldErrorKind::TooMany,
-            field: field.into(),
-            detail: format!("Too many: {actual}: must have at most {max} items"),
-        }
-    }
-    pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Self {
-            kind: FieldErrorKind::Duplicate,
-            field: field.into(),
-            detail: format!("Duplicate value: {}", render_value(value)),
-        }
-    }
     pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
         Self {
             kind: FieldErrorKind::Forbidden,
             field: field.into(),
             detail: format!("Forbidden: {why}"),
-        }
-    }
-    pub fn type_invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
-        Self {
-            kind: FieldErrorKind::TypeInvalid,
-            field: field.into(),
-            detail: format!("Invalid value: {}: {why}", render_value(value)),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The resource verbs: get, list, watch, create, update, patch, delete, deletecollection, on
 //! objects and their `status` subresource, with the apiserver's semantics for
-//! resourceVersions, generation, status subresources, finalizers, dry runs, schemas and
-//! admission.
+//! resourceVersions, generation, status subresources, finalizers, dry runs and admission.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,14 +17,12 @@ use super::error::{ApiError, FieldError};
 use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
 use super::patch::{self, PatchKind};
 use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
-use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
 use super::strategy;
 use super::util::{
-    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, random_suffix,
-    rv_of,
+    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of,
 };
 use super::watch::{self, Start, WatchSpec};
 
@@ -563,17 +560,6 @@ fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
     }
     m.insert("apiVersion".into(), json!(want_av));
     m.insert("kind".into(), json!(t.def.kind));
-    // Secret data is `[]byte` upstream: what is not base64 fails to decode (400, not 422).
-    if t.def.behaviour == Kind::Secret
-        && let Some(data) = m.get("data").and_then(Value::as_object)
-        && data
-            .values()
-            .any(|v| v.as_str().and_then(b64_decode).is_none() && !v.is_null())
-    {
-        return Err(ApiError::bad_request(
-            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data",
-        ));
-    }
     Ok(())
 }
 
@@ -595,53 +581,6 @@ fn check_namespace(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
             meta.remove("namespace");
             Ok(())
         }
-    }
-}
-
-/// `fieldValidation`: how pruned unknown fields are reported.
-fn unknown_field_outcome(q: &Query, unknown: &[String]) -> Result<Vec<String>, ApiError> {
-    if unknown.is_empty() {
-        return Ok(vec![]);
-    }
-    match q.get("fieldValidation").unwrap_or("Warn") {
-        "Ignore" => Ok(vec![]),
-        "Strict" => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            unknown
-                .iter()
-                .map(|f| format!("unknown field {f:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-        _ => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
-    }
-}
-
-/// Schema pruning/defaulting/validation plus type-specific validation. Returns warnings.
-fn validate(
-    t: &Target<'_>,
-    q: &Query,
-    obj: &mut Value,
-    old: Option<&Value>,
-    registry: &Registry,
-) -> Result<Vec<String>, ApiError> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    if let Some(schema) = &t.ver.schema {
-        let out = schema::process(schema, obj);
-        warnings = unknown_field_outcome(q, &out.unknown)?;
-        errors.extend(out.errors);
-    }
-    errors.extend(strategy::validate(&t.def, obj, old, registry));
-    if errors.is_empty() {
-        Ok(warnings)
-    } else {
-        Err(ApiError::invalid(
-            &t.def.kind,
-            &t.def.group,
-            meta_str(obj, "name"),
-            &errors,
-        ))
     }
 }
 
@@ -744,35 +683,12 @@ async fn create_object(
     dry_run: bool,
     opts_kind: &str,
 ) -> Result<Answer, Failure> {
-    let requested_name = meta_str(&obj, "name").to_owned();
-    if !meta_str(&obj, "resourceVersion").is_empty() {
-        return Err(fail(ApiError::internal(
-            "resourceVersion should not be set on objects to be created",
-        )));
+    let name = meta_str(&obj, "name").to_owned();
+    if name.is_empty() {
+        return Err(fail(ApiError::bad_request("metadata.name is required")));
     }
     {
         let meta = metadata_mut(&mut obj);
-        if requested_name.is_empty() {
-            match meta
-                .get("generateName")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                Some(prefix) => {
-                    let name = format!("{prefix}{}", random_suffix());
-                    meta.insert("name".into(), json!(name));
-                }
-                None => {
-                    return Err(fail(ApiError::invalid(
-                        &t.def.kind,
-                        &t.def.group,
-                        "",
-                        &[FieldError::required("metadata.name")
-                            .with_detail("Required value: name or generateName is required")],
-                    )));
-                }
-            }
-        }
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         for f in [
@@ -781,6 +697,7 @@ async fn create_object(
             "managedFields",
             "selfLink",
             "generation",
+            "resourceVersion",
         ] {
             meta.remove(f);
         }
@@ -792,12 +709,10 @@ async fn create_object(
         ensure_object(&mut obj).remove("status");
     }
     strategy::prepare_create(&t.def, &mut obj);
-    let name = meta_str(&obj, "name").to_owned();
     let gr = t.def.group_resource();
 
-    let warnings = {
+    {
         let st = ctx.store.lock();
-        let w = validate(t, q, &mut obj, None, &st.registry).map_err(fail)?;
         if let Some(ns) = &t.ns {
             match st.get(&StorageKey::new("", "namespaces"), "", ns) {
                 Some(n) if !meta_str(&n, "deletionTimestamp").is_empty() => {
@@ -816,8 +731,7 @@ async fn create_object(
                 _ => {}
             }
         }
-        w
-    };
+    }
 
     let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
     let attrs = Attributes {
@@ -825,7 +739,7 @@ async fn create_object(
         version: &t.ver.name,
         subresource: None,
         operation: Operation::Create,
-        name: &requested_name,
+        name: &name,
         namespace: t.ns.as_deref(),
         object: Some(&obj),
         old_object: None,
@@ -833,7 +747,7 @@ async fn create_object(
         options: options(opts_kind, q, dry_run),
         namespace_labels: ns_labels,
     };
-    let mut warnings = warnings;
+    let mut warnings = Vec::new();
     match admission::validate(&ctx.admission, &configs, &attrs).await {
         Ok(w) => warnings.extend(w),
         Err((e, w)) => {
@@ -895,18 +809,6 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
         ))));
     }
     let rv = meta_str(&body, "resourceVersion").to_owned();
-    if rv.is_empty() && !t.def.allows_unconditional_update() {
-        return Err(fail(ApiError::invalid(
-            &t.def.kind,
-            &t.def.group,
-            url_name,
-            &[FieldError::invalid(
-                "metadata.resourceVersion",
-                &json!("0x0"),
-                "must be specified for an update",
-            )],
-        )));
-    }
     let precondition = (!rv.is_empty()).then_some(rv);
     write_existing(ctx, t, req.query, "UpdateOptions", |_current| {
         Ok(Proposal {
@@ -1077,11 +979,8 @@ async fn write_existing(
                 None => ensure_object(&mut new).remove("status"),
             };
         }
-        strategy::prepare_update(&t.def, current, &mut new);
-        let mut warnings = {
-            let st = ctx.store.lock();
-            validate(t, q, &mut new, Some(current), &st.registry).map_err(fail)?
-        };
+        strategy::prepare_update(&t.def, &mut new);
+        let mut warnings = Vec::new();
         if t.def.tracks_generation() && spec_changed(t, &new, current) {
             let g = current
                 .pointer("/metadata/generation")

@@ -7,8 +7,8 @@
 //! plus fault injection and a record of every request.
 //!
 //! Module map: `server` (TLS, auth, routing, record) → `handlers` (verbs) → `store`
-//! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `schema`,
-//! `strategy` (per-type rules), `patch`, `selectors`, `convert`, `registry`, `faults`,
+//! (objects, resourceVersions, history, watchers), with `watch`, `admission`,
+//! `strategy` (per-type defaults), `patch`, `selectors`, `convert`, `registry`, `faults`,
 //! `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
@@ -18,15 +18,12 @@
 //!   nothing), fields a manager stops applying are not removed.
 //! - Strategic merge patch (built-in types only; custom resources get 415 as upstream) is a
 //!   JSON merge patch: lists are replaced, never merged by key; `$patch` directives unknown.
-//! - CRD schemas: structural pruning, defaulting, nullable, type, required, enum, lengths,
-//!   bounds, item counts, list-type set/map uniqueness, formats date-time/date/byte are
-//!   applied; `pattern`, CEL `x-kubernetes-validations`, `oneOf/anyOf/allOf/not` are not.
-//!   Unknown fields are only detected for custom resources (warning, or 400 with
-//!   `fieldValidation=Strict`). CRDs have no conversion: every served version is the same
-//!   object with another `apiVersion`. A CRD is Established at once (status set on create).
-//! - Built-in types are stored as sent, with only the defaults and checks in `strategy`
-//!   (Secret stringData/type/immutable, Namespace label/phase, webhook defaults, CRD names,
-//!   events.k8s.io field rules, metadata names/labels/annotations/finalizers).
+//! - No validation and no defaulting: objects are stored as sent (with the metadata the server
+//!   owns: uid, creationTimestamp, resourceVersion, generation). CRD schemas are not applied
+//!   (no pruning, defaults, types, enums, CEL rules), `fieldValidation` is ignored, names and
+//!   labels are not checked, Secret `stringData` is not merged into `data`, CRDs get no status
+//!   (and no conversion: every served version is the same object with another `apiVersion`).
+//!   Only Namespaces (label, phase) and Services (type) get defaults (`strategy`).
 //! - No garbage collection: ownerReferences and `propagationPolicy` are ignored; deleting a
 //!   CRD removes its objects at once; deleting a namespace deletes its content (honouring
 //!   finalizers) without a namespace controller's delays. Delete `gracePeriodSeconds` ignored.
@@ -57,7 +54,6 @@ mod kubeconfig;
 mod patch;
 use super::record;
 mod registry;
-mod schema;
 mod selectors;
 mod server;
 mod store;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::error::GroupResource;
-use super::schema::Schema;
 
 /// Where a resource's objects live. Usually the resource itself; `events.k8s.io/v1` events are
 /// stored as core `v1` events (one storage, two API views), as in the real apiserver.
@@ -46,9 +45,6 @@ pub enum Kind {
 pub struct VersionDef {
     pub name: String,
     pub status_subresource: bool,
-    /// `openAPIV3Schema` of a CRD version (structural schema: pruning, defaulting, validation),
-    /// read once; shared, so that a request's copy of its resource's definition costs nothing.
-    pub schema: Option<Arc<Schema>>,
     /// Extra field selectors (CRD `selectableFields`), as dotted paths.
     pub selectable_fields: Vec<String>,
 }
@@ -88,12 +84,6 @@ impl ResourceDef {
             self.behaviour,
             Kind::Custom | Kind::CustomResourceDefinition | Kind::ValidatingWebhookConfiguration
         )
-    }
-
-    /// Whether a PUT without `metadata.resourceVersion` is accepted. Custom resources refuse
-    /// it (`AllowUnconditionalUpdate() == false` upstream); the built-ins here allow it.
-    pub fn allows_unconditional_update(&self) -> bool {
-        !matches!(self.behaviour, Kind::Custom | Kind::CustomResourceDefinition)
     }
 
     /// Field selectors this resource supports, beyond nothing.
@@ -158,7 +148,6 @@ fn builtin(
         versions: vec![VersionDef {
             name: version.into(),
             status_subresource: status,
-            schema: None,
             selectable_fields: vec![],
         }],
         behaviour,
@@ -262,9 +251,6 @@ impl Registry {
             versions.push(VersionDef {
                 name,
                 status_subresource: v.pointer("/subresources/status").is_some(),
-                schema: v
-                    .pointer("/schema/openAPIV3Schema")
-                    .map(|s| Arc::new(Schema::compile(s))),
                 selectable_fields: v
                     .get("selectableFields")
                     .and_then(Value::as_array)

@@ -28,15 +28,6 @@ pub fn new_uid() -> String {
     uid
 }
 
-/// The suffix `generateName` gets: 5 characters from the apiserver's alphabet (no vowels,
-/// no look-alike digits, so generated names never spell words).
-pub fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Standard base64, through `k8s_openapi::ByteString`, whose serde form is exactly that
 /// (saves a dependency).
 pub fn b64_encode(bytes: &[u8]) -> String {
