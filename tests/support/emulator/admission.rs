@@ -20,7 +20,6 @@ use super::util::{b64_decode, labels_of, new_uid};
 pub enum Operation {
     Create,
     Update,
-    Delete,
 }
 
 impl Operation {
@@ -28,7 +27,6 @@ impl Operation {
         match self {
             Self::Create => "CREATE",
             Self::Update => "UPDATE",
-            Self::Delete => "DELETE",
         }
     }
 }
@@ -134,20 +132,12 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
     if !rule_ok {
         return false;
     }
-    // namespaceSelector applies to namespaced objects (and to Namespace objects themselves).
+    // namespaceSelector applies to namespaced objects.
     let ns_sel = h.get("namespaceSelector").map(LabelSelector::from_object);
     let ns_ok = match ns_sel {
         None => true,
         Some(Err(_)) => false,
-        Some(Ok(sel)) => {
-            if a.def.behaviour == Kind::Namespace {
-                sel.matches(&a.object.or(a.old_object).map(labels_of).unwrap_or_default())
-            } else if a.def.namespaced {
-                sel.matches(&a.namespace_labels)
-            } else {
-                true
-            }
-        }
+        Some(Ok(sel)) => !a.def.namespaced || sel.matches(&a.namespace_labels),
     };
     let obj_ok = match h.get("objectSelector").map(LabelSelector::from_object) {
         None => true,

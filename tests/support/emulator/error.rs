@@ -261,10 +261,6 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    pub fn forbidden(gr: &GroupResource, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {why}")).with_details(name_details(gr, name))
-    }
-
     /// 500 InternalError: `Internal error occurred: <why>`.
     pub fn internal(why: &str) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {why}"))

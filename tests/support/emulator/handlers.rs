@@ -1,6 +1,6 @@
-//! The resource verbs: get, list, watch, create, update, patch, delete, deletecollection, on
-//! objects and their `status` subresource, with the apiserver's semantics for
-//! resourceVersions, generation, status subresources, finalizers, dry runs and admission.
+//! The resource verbs: get, list, watch, create, update and patch, on objects and their
+//! `status` subresource, with the apiserver's semantics for resourceVersions, generation,
+//! status subresources, dry runs and admission. Nothing is ever deleted (405).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::admission::{self, Attributes, Operation};
-use super::convert::{PartialMetadataRef, from_storage, to_storage, view_of};
+use super::convert::{PartialMetadataRef, to_storage, view_of};
 use super::error::{ApiError, FieldError};
 use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
 use super::patch::{self, PatchKind};
@@ -20,7 +20,6 @@ use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
-use super::strategy;
 use super::util::{
     b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of,
 };
@@ -160,8 +159,6 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
         "create" => create(ctx, &t, req).await,
         "update" => update(ctx, &t, req).await,
         "patch" => patch(ctx, &t, req).await,
-        "delete" => delete(ctx, &t, req).await,
-        "deletecollection" => delete_collection(ctx, &t, req).await,
         _ => Err(fail(ApiError::method_not_allowed())),
     }?;
     let mut resp = json_bytes_response(answer.code, answer.body);
@@ -628,38 +625,25 @@ fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
     o
 }
 
-/// Webhook configurations and namespace labels, read in one go for admission.
+/// Webhook configurations and namespace labels (there are no Namespace objects: only the
+/// label every namespace has), for admission.
 fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
-    let st = ctx.store.lock();
-    let configs = st.list(
+    let configs = ctx.store.lock().list(
         &StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         None,
     );
     let labels = ns
-        .map(|n| {
-            st.get(&StorageKey::new("", "namespaces"), "", n)
-                .map(|o| labels_of(&o))
-                .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into())
-        })
+        .map(|n| [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into())
         .unwrap_or_default();
     (configs, labels)
 }
 
 /// Keeps the registry in step with CRD writes (same critical section as the write).
-fn sync_crd(st: &mut State, def: &ResourceDef, stored: Option<&Value>, deleted: Option<&Value>) {
-    if def.behaviour != Kind::CustomResourceDefinition {
-        return;
-    }
-    if let Some(obj) = stored
-        && let Ok(new_def) = Registry::def_from_crd(obj)
+fn sync_crd(st: &mut State, def: &ResourceDef, stored: &Value) {
+    if def.behaviour == Kind::CustomResourceDefinition
+        && let Ok(new_def) = Registry::def_from_crd(stored)
     {
         st.registry.upsert_custom(new_def);
-    }
-    if let Some(obj) = deleted
-        && let Ok(old_def) = Registry::def_from_crd(obj)
-    {
-        st.drop_collection(&old_def.storage);
-        st.registry.remove_custom(&old_def.group, &old_def.plural);
     }
 }
 
@@ -691,14 +675,7 @@ async fn create_object(
         let meta = metadata_mut(&mut obj);
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in [
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "managedFields",
-            "selfLink",
-            "generation",
-            "resourceVersion",
-        ] {
+        for f in ["managedFields", "selfLink", "generation", "resourceVersion"] {
             meta.remove(f);
         }
         if t.def.tracks_generation() {
@@ -708,30 +685,7 @@ async fn create_object(
     if t.ver.status_subresource {
         ensure_object(&mut obj).remove("status");
     }
-    strategy::prepare_create(&t.def, &mut obj);
     let gr = t.def.group_resource();
-
-    {
-        let st = ctx.store.lock();
-        if let Some(ns) = &t.ns {
-            match st.get(&StorageKey::new("", "namespaces"), "", ns) {
-                Some(n) if !meta_str(&n, "deletionTimestamp").is_empty() => {
-                    return Err(fail(ApiError::forbidden(
-                        &gr,
-                        &name,
-                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
-                    )));
-                }
-                None if ctx.settings.enforce_namespace_existence && t.def.behaviour != Kind::Namespace => {
-                    return Err(fail(ApiError::not_found(
-                        &super::error::GroupResource::new("", "namespaces"),
-                        ns,
-                    )));
-                }
-                _ => {}
-            }
-        }
-    }
 
     let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
     let attrs = Attributes {
@@ -762,26 +716,13 @@ async fn create_object(
         return Ok(a);
     }
     let mut st = ctx.store.lock();
-    // Re-checked under the write lock: the namespace may have started terminating while the
-    // webhooks were consulted, and nothing may be created in it after its content is swept.
-    if let Some(ns) = &t.ns
-        && st
-            .get(&StorageKey::new("", "namespaces"), "", ns)
-            .is_some_and(|n| !meta_str(&n, "deletionTimestamp").is_empty())
-    {
-        return Err(fail(ApiError::forbidden(
-            &gr,
-            &name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
-        )));
-    }
     let stored = st
         .create(&t.def.storage, to_storage(&t.def, obj))
         .map_err(|e| match e {
             WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
             _ => fail(ApiError::internal("unexpected storage error")),
         })?;
-    sync_crd(&mut st, &t.def, Some(&stored), None);
+    sync_crd(&mut st, &t.def, &stored);
     drop(st);
     let mut a = Answer::json(201, t.render(&stored));
     a.warnings = warnings;
@@ -953,14 +894,7 @@ async fn write_existing(
         {
             let cur_meta = current.get("metadata");
             let meta = metadata_mut(&mut new);
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "resourceVersion",
-                "generation",
-            ] {
+            for f in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
                 match cur_meta.and_then(|m| m.get(f)) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
@@ -979,7 +913,6 @@ async fn write_existing(
                 None => ensure_object(&mut new).remove("status"),
             };
         }
-        strategy::prepare_update(&t.def, &mut new);
         let mut warnings = Vec::new();
         if t.def.tracks_generation() && spec_changed(t, &new, current) {
             let g = current
@@ -1017,37 +950,15 @@ async fn write_existing(
             a.warnings = warnings;
             return Ok(a);
         }
-        let finalized = !meta_str(&new, "deletionTimestamp").is_empty()
-            && new
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty);
         if dry_run {
             let mut a = Answer::json(200, t.render_view(&new));
             a.warnings = warnings;
             return Ok(a);
         }
         let mut st = ctx.store.lock();
-        let result = if finalized {
-            // The update removed the last finalizer of an object being deleted: it goes now.
-            st.delete(
-                &t.def.storage,
-                t.ns_key(),
-                name,
-                Some(current_rv),
-                Some(to_storage(&t.def, new)),
-            )
-        } else {
-            st.update(&t.def.storage, to_storage(&t.def, new), current_rv)
-        };
-        match result {
+        match st.update(&t.def.storage, to_storage(&t.def, new), current_rv) {
             Ok(stored) => {
-                if finalized {
-                    sync_crd(&mut st, &t.def, None, Some(&stored));
-                    reap_namespaces(&mut st);
-                } else {
-                    sync_crd(&mut st, &t.def, Some(&stored), None);
-                }
+                sync_crd(&mut st, &t.def, &stored);
                 drop(st);
                 let mut a = Answer::json(200, t.render(&stored));
                 a.warnings = warnings;
@@ -1060,225 +971,4 @@ async fn write_existing(
             }
         }
     }
-}
-
-// ---------------------------------------------------------------- delete
-
-fn delete_status(t: &Target<'_>, obj: &Value) -> Value {
-    let mut details = Map::new();
-    details.insert("name".into(), json!(meta_str(obj, "name")));
-    if !t.def.group.is_empty() {
-        details.insert("group".into(), json!(t.def.group));
-    }
-    details.insert("kind".into(), json!(t.def.plural));
-    details.insert("uid".into(), json!(meta_str(obj, "uid")));
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
-}
-
-async fn delete(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
-    let name = t.name.unwrap_or("");
-    let gr = t.def.group_resource();
-    let opts: Value = if req.body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(req.body)
-            .map_err(|e| fail(ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))))?
-    };
-    let dry_run = req.query.dry_run().map_err(fail)?
-        || opts
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v == "All"));
-    loop {
-        let stored = ctx
-            .store
-            .lock()
-            .get(&t.def.storage, t.ns_key(), name)
-            .ok_or_else(|| fail(t.not_found(name)))?;
-        let current = from_storage(&t.def, &t.ver.name, &stored);
-        let current_rv = rv_of(&stored);
-        if let Some(pre) = opts.get("preconditions") {
-            if let Some(uid) = pre.get("uid").and_then(Value::as_str)
-                && uid != meta_str(&current, "uid")
-            {
-                return Err(fail(ApiError::conflict(
-                    &gr,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&current, "uid")
-                    ),
-                )));
-            }
-            if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
-                && rv != current_rv.to_string()
-            {
-                return Err(fail(ApiError::conflict(
-                    &gr,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
-                    ),
-                )));
-            }
-        }
-        let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
-        let mut del_opts = opts.clone();
-        ensure_object(&mut del_opts).insert("kind".into(), json!("DeleteOptions"));
-        ensure_object(&mut del_opts).insert("apiVersion".into(), json!("meta.k8s.io/v1"));
-        let attrs = Attributes {
-            def: &t.def,
-            version: &t.ver.name,
-            subresource: None,
-            operation: Operation::Delete,
-            name,
-            namespace: t.ns.as_deref(),
-            object: None,
-            old_object: Some(&current),
-            dry_run,
-            options: del_opts,
-            namespace_labels: ns_labels,
-        };
-        let warnings = admission::validate(&ctx.admission, &configs, &attrs)
-            .await
-            .map_err(Box::new)?;
-        if dry_run {
-            let mut a = Answer::new(200, delete_status(t, &current));
-            a.warnings = warnings;
-            return Ok(a);
-        }
-        let mut st = ctx.store.lock();
-        let outcome = begin_delete(&mut st, &t.def.storage, &stored, Some(current_rv));
-        match outcome {
-            Ok(DeleteOutcome::Gone(gone)) => {
-                sync_crd(&mut st, &t.def, None, Some(&gone));
-                reap_namespaces(&mut st);
-                drop(st);
-                let mut a = Answer::new(200, delete_status(t, &gone));
-                a.warnings = warnings;
-                return Ok(a);
-            }
-            Ok(DeleteOutcome::Pending(obj)) => {
-                if t.def.behaviour == Kind::Namespace {
-                    terminate_namespace(&mut st, name);
-                    reap_namespaces(&mut st);
-                }
-                drop(st);
-                let mut a = Answer::json(200, t.render(&obj));
-                a.warnings = warnings;
-                return Ok(a);
-            }
-            Err(WriteError::Conflict | WriteError::NotFound) => continue,
-            Err(WriteError::AlreadyExists) => {
-                return Err(fail(ApiError::internal("unexpected storage error")));
-            }
-        }
-    }
-}
-
-enum DeleteOutcome {
-    /// Removed; the object as in the DELETED event.
-    Gone(Arc<Value>),
-    /// Marked for deletion (finalizers pending); the updated object.
-    Pending(Arc<Value>),
-}
-
-/// Deletes a stored object now, or, while it has finalizers (or is a namespace, whose
-/// content goes first), sets `deletionTimestamp` and leaves removal to whoever clears them.
-fn begin_delete(
-    st: &mut State,
-    storage: &StorageKey,
-    stored: &Value,
-    expected: Option<u64>,
-) -> Result<DeleteOutcome, WriteError> {
-    let has_finalizers = stored
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let is_namespace = *storage == StorageKey::new("", "namespaces");
-    let ns = meta_str(stored, "namespace").to_owned();
-    let name = meta_str(stored, "name").to_owned();
-    if !has_finalizers && !is_namespace {
-        return st.delete(storage, &ns, &name, expected, None).map(DeleteOutcome::Gone);
-    }
-    if !meta_str(stored, "deletionTimestamp").is_empty() {
-        return Ok(DeleteOutcome::Pending(Arc::new(stored.clone())));
-    }
-    let mut obj = stored.clone();
-    let tracks = st
-        .registry
-        .defs()
-        .iter()
-        .find(|d| d.storage == *storage)
-        .is_some_and(|d| d.tracks_generation());
-    let meta = metadata_mut(&mut obj);
-    meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-    if tracks && let Some(g) = meta.get("generation").and_then(Value::as_i64) {
-        meta.insert("generation".into(), json!(g + 1));
-    }
-    if is_namespace {
-        ensure_object(&mut obj).insert("status".into(), json!({"phase": "Terminating"}));
-    }
-    st.update(storage, obj, rv_of(stored)).map(DeleteOutcome::Pending)
-}
-
-/// Starts deleting everything in a terminating namespace (the namespace controller's job).
-fn terminate_namespace(st: &mut State, ns: &str) {
-    for (storage, obj) in st.objects_in_namespace(ns) {
-        let _ = begin_delete(st, &storage, &obj, None);
-    }
-}
-
-/// Removes terminating namespaces that have become empty.
-fn reap_namespaces(st: &mut State) {
-    let key = StorageKey::new("", "namespaces");
-    for ns in st.list(&key, None) {
-        let name = meta_str(&ns, "name").to_owned();
-        let own_finalizers = ns
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        if !meta_str(&ns, "deletionTimestamp").is_empty() && !own_finalizers && st.namespace_is_empty(&name) {
-            let _ = st.delete(&key, "", &name, None, None);
-        }
-    }
-}
-
-async fn delete_collection(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
-    let (labels, fields) = selectors(t, req.query).map_err(fail)?;
-    let dry_run = req.query.dry_run().map_err(fail)?;
-    let mut st = ctx.store.lock();
-    let mut items = Vec::new();
-    for stored in st.list(&t.def.storage, t.ns.as_deref()) {
-        let view = from_storage(&t.def, &t.ver.name, &stored);
-        if !(labels.matches(&labels_of(&view)) && fields.matches(&view)) {
-            continue;
-        }
-        if dry_run {
-            items.push(view);
-            continue;
-        }
-        match begin_delete(&mut st, &t.def.storage, &stored, None) {
-            Ok(DeleteOutcome::Gone(o) | DeleteOutcome::Pending(o)) => {
-                if t.def.behaviour == Kind::CustomResourceDefinition {
-                    sync_crd(&mut st, &t.def, None, Some(&o));
-                }
-                items.push(from_storage(&t.def, &t.ver.name, &o));
-            }
-            Err(_) => {}
-        }
-    }
-    reap_namespaces(&mut st);
-    let rv = st.current_rv();
-    drop(st);
-    Ok(Answer::new(
-        200,
-        json!({
-            "kind": format!("{}List", t.def.kind),
-            "apiVersion": t.def.api_version(&t.ver.name),
-            "metadata": {"resourceVersion": rv.to_string()},
-            "items": items,
-        }),
-    ))
 }

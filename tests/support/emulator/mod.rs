@@ -7,9 +7,8 @@
 //! plus fault injection and a record of every request.
 //!
 //! Module map: `server` (TLS, auth, routing, record) → `handlers` (verbs) → `store`
-//! (objects, resourceVersions, history, watchers), with `watch`, `admission`,
-//! `strategy` (per-type defaults), `patch`, `selectors`, `convert`, `registry`, `faults`,
-//! `record`, `tls`, `kubeconfig`.
+//! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `patch`,
+//! `selectors`, `convert`, `registry`, `faults`, `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
 //!
@@ -23,24 +22,23 @@
 //!   (no pruning, defaults, types, enums, CEL rules), `fieldValidation` is ignored, names and
 //!   labels are not checked, Secret `stringData` is not merged into `data`, CRDs get no status
 //!   (and no conversion: every served version is the same object with another `apiVersion`).
-//!   Only Namespaces (label, phase) and Services (type) get defaults (`strategy`).
-//! - No garbage collection: ownerReferences and `propagationPolicy` are ignored; deleting a
-//!   CRD removes its objects at once; deleting a namespace deletes its content (honouring
-//!   finalizers) without a namespace controller's delays. Delete `gracePeriodSeconds` ignored.
+//! - Nothing is ever deleted: DELETE and deletecollection are 405, so there are no
+//!   finalizers, no garbage collection and no namespace termination.
+//! - No Namespace or Service objects: namespaced objects are created in any namespace (whose
+//!   only label, for webhooks' `namespaceSelector`, is `kubernetes.io/metadata.name`).
 //! - Every write is immediately visible (one process, one lock); watches never lag.
 //!   Bookmarks come every `bookmark_interval` (default 1 s, not ~1 min) and before timeout.
 //!   A watch from a future resourceVersion waits for it rather than failing after 3 s.
 //! - Admission: validating webhooks only (no mutating webhooks, no built-in admission
 //!   plugins, no RBAC: every authenticated request is allowed); `matchConditions` and
 //!   `matchPolicy` are not evaluated; matching webhooks are called concurrently; a missing
-//!   `caBundle` fails the call (no system roots). `deletecollection` is not sent to webhooks.
+//!   `caBundle` fails the call (no system roots).
 //! - No authentication: the kubeconfig's user has no credentials and every request is served;
 //!   `userInfo` is fixed (`EmulatorOptions::username`, groups system:masters and
 //!   system:authenticated).
 //! - Only resource paths are served: no discovery documents, `/version`, health endpoints or
 //!   OpenAPI (404), so clients must know what they address, as kube's typed APIs do.
 //! - Only JSON (and YAML request bodies); no protobuf, no Table.
-//! - Namespace existence is not enforced unless `enforce_namespace_existence` is set.
 //! - `events.k8s.io/v1` and core `v1` events share storage like upstream, but core events
 //!   have no TTL and no validation beyond the involvedObject namespace.
 
@@ -57,7 +55,6 @@ mod registry;
 mod selectors;
 mod server;
 mod store;
-mod strategy;
 pub mod tls;
 mod util;
 mod watch;
@@ -95,9 +92,6 @@ pub struct EmulatorOptions {
     pub default_watch_timeout: Duration,
     /// `userInfo.username` sent to admission webhooks. Default `kubernetes-admin`.
     pub username: String,
-    /// Refuse to create namespaced objects in namespaces that do not exist (404), as the real
-    /// server does. Default false: tests may skip creating namespaces.
-    pub enforce_namespace_existence: bool,
     /// Keep request and response bodies in the request record. Default true; benchmarks that
     /// send 10,000s of requests turn it off so the record stays small (method, path, query,
     /// target, status and time are always kept, so counting writes still works).
@@ -112,7 +106,6 @@ impl Default for EmulatorOptions {
             bookmark_interval: Duration::from_secs(1),
             default_watch_timeout: Duration::from_secs(1800),
             username: "kubernetes-admin".into(),
-            enforce_namespace_existence: false,
             record_bodies: true,
         }
     }
@@ -151,7 +144,6 @@ impl Emulator {
         let addr = listener.local_addr()?;
 
         let store = store::Store::new(registry::Registry::with_builtins(), opts.watch_history);
-        seed_namespaces(&store);
         let ctx = Arc::new(server::Ctx {
             faults: Faults::new(store.clone()),
             store,
@@ -163,7 +155,6 @@ impl Emulator {
             settings: server::Settings {
                 bookmark_interval: opts.bookmark_interval,
                 default_watch_timeout: opts.default_watch_timeout,
-                enforce_namespace_existence: opts.enforce_namespace_existence,
                 max_body: 16 * 1024 * 1024,
             },
         });
@@ -322,26 +313,5 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.ctx.store.lock().drop_watchers();
-    }
-}
-
-/// The namespaces every cluster starts with.
-fn seed_namespaces(store: &store::Store) {
-    let mut st = store.lock();
-    let key = registry::StorageKey::new("", "namespaces");
-    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let obj = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": util::new_uid(),
-                "creationTimestamp": util::now_rfc3339(),
-                "labels": {"kubernetes.io/metadata.name": name},
-            },
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        });
-        let _ = st.create(&key, obj);
     }
 }

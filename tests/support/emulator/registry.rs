@@ -27,11 +27,9 @@ impl StorageKey {
 /// Behaviour that differs between resource types (upstream: the registry "strategy").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Namespace,
     Secret,
     ConfigMap,
     CoreEvent,
-    Service,
     EventsV1Event,
     Lease,
     CustomResourceDefinition,
@@ -94,7 +92,6 @@ impl ResourceDef {
         }
         let extra: &[&str] = match self.behaviour {
             Kind::Secret => &["type"],
-            Kind::Namespace => &["status.phase"],
             Kind::CoreEvent => &[
                 "involvedObject.kind",
                 "involvedObject.namespace",
@@ -175,11 +172,9 @@ impl Registry {
         events_v1.storage = StorageKey::new("", "events");
         Self {
             defs: vec![
-                builtin("", "v1", "namespaces", "Namespace", false, true, Kind::Namespace),
                 builtin("", "v1", "secrets", "Secret", true, false, Kind::Secret),
                 builtin("", "v1", "configmaps", "ConfigMap", true, false, Kind::ConfigMap),
                 builtin("", "v1", "events", "Event", true, false, Kind::CoreEvent),
-                builtin("", "v1", "services", "Service", true, true, Kind::Service),
                 events_v1,
                 builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, Kind::Lease),
                 builtin(

@@ -26,7 +26,6 @@ use super::store::Store;
 pub struct Settings {
     pub bookmark_interval: Duration,
     pub default_watch_timeout: Duration,
-    pub enforce_namespace_existence: bool,
     pub max_body: usize,
 }
 

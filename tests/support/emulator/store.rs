@@ -21,7 +21,6 @@ pub type ObjKey = (String, String);
 pub enum EventType {
     Added,
     Modified,
-    Deleted,
 }
 
 /// One write, as kept in the history and sent to watchers.
@@ -31,9 +30,9 @@ pub struct WatchRecord {
     pub storage: StorageKey,
     pub namespace: String,
     pub kind: EventType,
-    /// The object after the write (for a delete: the deleted object, at the delete's rv).
+    /// The object after the write.
     pub object: Arc<Value>,
-    /// The object before the write (modify, delete).
+    /// The object before the write (modify).
     pub old: Option<Arc<Value>>,
 }
 
@@ -133,24 +132,6 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Namespaces that hold at least one object of any collection.
-    pub fn namespace_is_empty(&self, ns: &str) -> bool {
-        self.collections.values().all(|c| c.keys().all(|(n, _)| n != ns))
-    }
-
-    /// Every object in a namespace, across collections.
-    pub fn objects_in_namespace(&self, ns: &str) -> Vec<(StorageKey, Arc<Value>)> {
-        let mut out = Vec::new();
-        for (k, c) in &self.collections {
-            for ((n, _), v) in c {
-                if n == ns {
-                    out.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        out
-    }
-
     /// One page of a collection as it was at `rv` (optionally within one namespace): the
     /// objects with keys after `after` (from the first when `None`), in key order, at most
     /// `max` of them, and how many more there are. Costs the page plus a walk over the keys
@@ -181,7 +162,7 @@ impl State {
                 (EventType::Added, _) => {
                     changed.insert(key, None);
                 }
-                (EventType::Modified | EventType::Deleted, Some(old)) => {
+                (EventType::Modified, Some(old)) => {
                     changed.insert(key, Some(old.clone()));
                 }
                 (_, None) => {}
@@ -350,53 +331,6 @@ impl State {
             old: Some(old),
         });
         Ok(obj)
-    }
-
-    /// Removes an object (if `expected_rv` is given, only at that resourceVersion). `last`
-    /// replaces the stored form in the DELETED event (e.g. the update that emptied finalizers).
-    pub fn delete(
-        &mut self,
-        storage: &StorageKey,
-        ns: &str,
-        name: &str,
-        expected_rv: Option<u64>,
-        last: Option<Value>,
-    ) -> Result<Arc<Value>, WriteError> {
-        let key = (ns.to_owned(), name.to_owned());
-        let coll = self.collections.get_mut(storage).ok_or(WriteError::NotFound)?;
-        let old = coll.get(&key).cloned().ok_or(WriteError::NotFound)?;
-        if expected_rv.is_some_and(|e| e != rv_of(&old)) {
-            return Err(WriteError::Conflict);
-        }
-        coll.remove(&key);
-        let rv = self.next_rv();
-        let mut gone = last.unwrap_or_else(|| (*old).clone());
-        Self::stamp(&mut gone, rv);
-        let gone = Arc::new(gone);
-        self.record(WatchRecord {
-            rv,
-            storage: storage.clone(),
-            namespace: key.0,
-            kind: EventType::Deleted,
-            object: gone.clone(),
-            old: Some(old),
-        });
-        Ok(gone)
-    }
-
-    /// Deletes every object of a collection (its CRD went away).
-    pub fn drop_collection(&mut self, storage: &StorageKey) {
-        let keys: Vec<ObjKey> = self
-            .collections
-            .get(storage)
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
-        for (ns, name) in keys {
-            let _ = self.delete(storage, &ns, &name, None, None);
-        }
-        self.collections.remove(storage);
-        // Watchers of a resource that no longer exists are ended, as the apiserver does.
-        self.watchers.retain(|w| w.storage != *storage);
     }
 
     /// Registers a live watcher. Call in the same critical section as the initial snapshot or

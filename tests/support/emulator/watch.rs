@@ -82,7 +82,6 @@ impl WatchSpec {
         let now = self.present(&rec.object);
         match rec.kind {
             EventType::Added => self.selected(&now).then(|| self.line("ADDED", &now)),
-            EventType::Deleted => self.selected(&now).then(|| self.line("DELETED", &now)),
             EventType::Modified => {
                 let unselective = self.labels.is_empty() && self.fields.is_empty();
                 let before = if unselective {
@@ -194,7 +193,7 @@ pub fn stream(
                     }
                 }
                 msg = rx.recv() => match msg {
-                    None => break, // dropped by the server (fault injection, CRD deletion, shutdown)
+                    None => break, // dropped by the server (fault injection, shutdown)
                     Some(rec) => {
                         if rec.rv <= floor { continue; }
                         sent_rv = sent_rv.max(rec.rv);
