@@ -46,14 +46,10 @@ pub struct Attributes<'a> {
     pub version: &'a str,
     pub subresource: Option<&'a str>,
     pub operation: Operation,
-    /// The name as given in the request (`""` for a create relying on `generateName`).
     pub name: &'a str,
     pub namespace: Option<&'a str>,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
-    pub dry_run: bool,
-    /// CreateOptions / UpdateOptions / DeleteOptions.
-    pub options: Value,
     /// Labels of the request's namespace (for `namespaceSelector`).
     pub namespace_labels: BTreeMap<String, String>,
 }
@@ -164,8 +160,7 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
         "userInfo": {"username": username, "groups": ["system:masters", "system:authenticated"]},
         "object": a.object.cloned().unwrap_or(Value::Null),
         "oldObject": a.old_object.cloned().unwrap_or(Value::Null),
-        "dryRun": a.dry_run,
-        "options": a.options,
+        "dryRun": false,
     });
     if let Some(ns) = a.namespace {
         req["namespace"] = json!(ns);
@@ -180,17 +175,6 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
 /// One webhook: call, interpret, apply failurePolicy.
 async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<Vec<String>, (ApiError, Vec<String>)> {
     let name = h.get("name").and_then(Value::as_str).unwrap_or("");
-    if a.dry_run
-        && !matches!(
-            h.get("sideEffects").and_then(Value::as_str),
-            Some("None" | "NoneOnDryRun")
-        )
-    {
-        return Err((
-            ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")),
-            vec![],
-        ));
-    }
     let uid = new_uid();
     let body = review(a, &uid, &cfg.username);
     let timeout = h.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(10);

@@ -1,6 +1,6 @@
 //! The resource verbs: get, list, watch, create, update and patch, on objects and their
 //! `status` subresource, with the apiserver's semantics for resourceVersions, generation,
-//! status subresources, dry runs and admission. Nothing is ever deleted (405).
+//! status subresources and admission. Nothing is ever deleted (405).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use super::admission::{self, Attributes, Operation};
 use super::convert::{PartialMetadataRef, to_storage, view_of};
 use super::error::{ApiError, FieldError};
 use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
-use super::patch::{self, PatchKind};
 use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::Ctx;
@@ -505,29 +504,17 @@ fn stream_response(body: Body) -> Response<Body> {
 
 // ---------------------------------------------------------------- shared write steps
 
-/// Parses a create/update body (JSON, or YAML when the Content-Type says so).
+/// Parses a create/update body (JSON).
 fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
-    let ct = req
-        .content_type
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    let v: Value = match ct {
-        "application/yaml" => {
-            let text = std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
-        }
-        "application/json" | "" | "*/*" => serde_json::from_slice(req.body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
-        other => {
-            return Err(ApiError::unsupported_media_type(
-                other,
-                &["application/json", "application/yaml"],
-            ));
-        }
-    };
+    let ct = req.content_type.unwrap_or("application/json");
+    if !matches!(
+        ct.split(';').next().unwrap_or("").trim(),
+        "application/json" | "" | "*/*"
+    ) {
+        return Err(ApiError::unsupported_media_type(ct, &["application/json"]));
+    }
+    let v: Value = serde_json::from_slice(req.body)
+        .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the body of the request must be an object"));
     }
@@ -614,17 +601,6 @@ fn reset_all_but_status(new: &mut Value, current: &Value) {
     }
 }
 
-fn options(kind: &str, q: &Query, dry_run: bool) -> Value {
-    let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
-    if let Some(fm) = q.get("fieldManager") {
-        o["fieldManager"] = json!(fm);
-    }
-    if dry_run {
-        o["dryRun"] = json!(["All"]);
-    }
-    o
-}
-
 /// Webhook configurations and namespace labels (there are no Namespace objects: only the
 /// label every namespace has), for admission.
 fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
@@ -650,23 +626,9 @@ fn sync_crd(st: &mut State, def: &ResourceDef, stored: &Value) {
 // ---------------------------------------------------------------- create
 
 async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
-    let q = req.query;
-    let dry_run = q.dry_run().map_err(fail)?;
     let mut obj = parse_body(req).map_err(fail)?;
     check_type(t, &mut obj).map_err(fail)?;
     check_namespace(t, &mut obj).map_err(fail)?;
-    create_object(ctx, t, q, obj, dry_run, "CreateOptions").await
-}
-
-/// The create path, shared with server-side apply of an absent object.
-async fn create_object(
-    ctx: &Ctx,
-    t: &Target<'_>,
-    q: &Query,
-    mut obj: Value,
-    dry_run: bool,
-    opts_kind: &str,
-) -> Result<Answer, Failure> {
     let name = meta_str(&obj, "name").to_owned();
     if name.is_empty() {
         return Err(fail(ApiError::bad_request("metadata.name is required")));
@@ -697,24 +659,12 @@ async fn create_object(
         namespace: t.ns.as_deref(),
         object: Some(&obj),
         old_object: None,
-        dry_run,
-        options: options(opts_kind, q, dry_run),
         namespace_labels: ns_labels,
     };
-    let mut warnings = Vec::new();
-    match admission::validate(&ctx.admission, &configs, &attrs).await {
-        Ok(w) => warnings.extend(w),
-        Err((e, w)) => {
-            warnings.extend(w);
-            return Err(Box::new((e, warnings)));
-        }
-    }
+    let warnings = admission::validate(&ctx.admission, &configs, &attrs)
+        .await
+        .map_err(Box::new)?;
 
-    if dry_run {
-        let mut a = Answer::json(201, t.render_view(&obj));
-        a.warnings = warnings;
-        return Ok(a);
-    }
     let mut st = ctx.store.lock();
     let stored = st
         .create(&t.def.storage, to_storage(&t.def, obj))
@@ -751,7 +701,7 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     }
     let rv = meta_str(&body, "resourceVersion").to_owned();
     let precondition = (!rv.is_empty()).then_some(rv);
-    write_existing(ctx, t, req.query, "UpdateOptions", |_current| {
+    write_existing(ctx, t, |_current| {
         Ok(Proposal {
             obj: body.clone(),
             precondition: precondition.clone(),
@@ -760,85 +710,27 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     .await
 }
 
+/// A JSON merge patch (RFC 7386), the only patch type served.
 async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
     let ct = req.content_type.unwrap_or("");
-    let accepted = if t.def.behaviour == Kind::Custom {
-        patch::CUSTOM_PATCH_TYPES
-    } else {
-        patch::BUILTIN_PATCH_TYPES
-    };
-    let kind = match PatchKind::from_content_type(ct) {
-        Some(PatchKind::Strategic) if t.def.behaviour == Kind::Custom => None,
-        other => other,
+    if ct.split(';').next().unwrap_or("").trim() != "application/merge-patch+json" {
+        return Err(fail(ApiError::unsupported_media_type(
+            ct,
+            &["application/merge-patch+json"],
+        )));
     }
-    .ok_or_else(|| fail(ApiError::unsupported_media_type(ct, accepted)))?;
-    let q = req.query;
-    let name = t.name.unwrap_or("");
-
-    let doc = match kind {
-        PatchKind::Json => Value::Null, // applied from raw bytes below
-        PatchKind::Apply => {
-            if q.get("fieldManager").unwrap_or("").is_empty() {
-                return Err(fail(ApiError::invalid(
-                    "PatchOptions",
-                    "meta.k8s.io",
-                    "",
-                    &[FieldError::required("fieldManager").with_detail("Required value: is required for apply patch")],
-                )));
-            }
-            let cfg = patch::parse_apply(req.body).map_err(fail)?;
-            if cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("").is_empty()
-                || cfg.get("kind").and_then(Value::as_str).unwrap_or("").is_empty()
-            {
-                return Err(fail(ApiError::bad_request(
-                    "invalid object type: apply configurations must set apiVersion and kind",
-                )));
-            }
-            // An apply configuration may leave the name out (the URL names the object).
-            let cfg_name = meta_str(&cfg, "name");
-            if !cfg_name.is_empty() && cfg_name != name {
-                return Err(fail(ApiError::bad_request(format!(
-                    "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
-                ))));
-            }
-            cfg
-        }
-        _ => patch::parse_json(req.body).map_err(fail)?,
-    };
-    if kind != PatchKind::Json && !doc.is_object() {
+    let doc: Value = serde_json::from_slice(req.body)
+        .map_err(|e| fail(ApiError::bad_request(format!("error decoding patch: {e}"))))?;
+    if !doc.is_object() {
         return Err(fail(ApiError::bad_request("the patch must be a JSON object")));
     }
-
-    // Server-side apply of an object that does not exist creates it.
-    if kind == PatchKind::Apply && t.sub.is_none() {
-        let exists = ctx.store.lock().get(&t.def.storage, t.ns_key(), name).is_some();
-        if !exists {
-            let dry_run = q.dry_run().map_err(fail)?;
-            let mut obj = doc.clone();
-            metadata_mut(&mut obj).insert("name".into(), json!(name));
-            check_type(t, &mut obj).map_err(fail)?;
-            check_namespace(t, &mut obj).map_err(fail)?;
-            // Admission sees the options of the operation performed (upstream patchToCreateOptions).
-            return create_object(ctx, t, q, obj, dry_run, "CreateOptions").await;
-        }
-    }
-
-    let body = req.body.to_vec();
-    let patch_rv = doc
+    let precondition = doc
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    write_existing(ctx, t, q, "UpdateOptions", move |current| {
+    write_existing(ctx, t, move |current| {
         let mut obj = current.clone();
-        match kind {
-            PatchKind::Merge => patch::merge(&mut obj, &doc),
-            PatchKind::Strategic => patch::strategic(&mut obj, &doc),
-            PatchKind::Apply => patch::apply(&mut obj, &doc),
-            PatchKind::Json => patch::json_patch(&mut obj, &body)?,
-        }
-        if !obj.is_object() {
-            return Err(ApiError::bad_request("the patched document is not an object"));
-        }
+        json_patch::merge(&mut obj, &doc);
         let patched_name = meta_str(&obj, "name");
         if patched_name != meta_str(current, "name") {
             return Err(ApiError::bad_request(format!(
@@ -846,26 +738,21 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failu
                 meta_str(current, "name")
             )));
         }
-        let after = meta_str(&obj, "resourceVersion").to_owned();
-        let precondition = match kind {
-            PatchKind::Json => (after != meta_str(current, "resourceVersion")).then_some(after),
-            _ => patch_rv.clone(),
-        };
-        Ok(Proposal { obj, precondition })
+        Ok(Proposal {
+            obj,
+            precondition: precondition.clone(),
+        })
     })
     .await
 }
 
-/// The shared update loop (upstream `GuaranteedUpdate`): read, propose, validate, admit,
-/// commit if nobody wrote in between, else retry (or 409 when the client pinned a version).
+/// The shared update loop (upstream `GuaranteedUpdate`): read, propose, admit, commit if
+/// nobody wrote in between, else retry (or 409 when the client pinned a version).
 async fn write_existing(
     ctx: &Ctx,
     t: &Target<'_>,
-    q: &Query,
-    opts_kind: &str,
     propose: impl Fn(&Value) -> Result<Proposal, ApiError>,
 ) -> Result<Answer, Failure> {
-    let dry_run = q.dry_run().map_err(fail)?;
     let name = t.name.unwrap_or("");
     let gr = t.def.group_resource();
     loop {
@@ -913,7 +800,6 @@ async fn write_existing(
                 None => ensure_object(&mut new).remove("status"),
             };
         }
-        let mut warnings = Vec::new();
         if t.def.tracks_generation() && spec_changed(t, &new, current) {
             let g = current
                 .pointer("/metadata/generation")
@@ -932,26 +818,15 @@ async fn write_existing(
             namespace: t.ns.as_deref(),
             object: Some(&new),
             old_object: Some(current),
-            dry_run,
-            options: options(opts_kind, q, dry_run),
             namespace_labels: ns_labels,
         };
-        match admission::validate(&ctx.admission, &configs, &attrs).await {
-            Ok(w) => warnings.extend(w),
-            Err((e, w)) => {
-                warnings.extend(w);
-                return Err(Box::new((e, warnings)));
-            }
-        }
+        let warnings = admission::validate(&ctx.admission, &configs, &attrs)
+            .await
+            .map_err(Box::new)?;
 
         // A no-op write stores nothing, bumps nothing and notifies nobody.
         if new == *current {
             let mut a = Answer::json(200, t.render_view(current));
-            a.warnings = warnings;
-            return Ok(a);
-        }
-        if dry_run {
-            let mut a = Answer::json(200, t.render_view(&new));
             a.warnings = warnings;
             return Ok(a);
         }

@@ -117,17 +117,6 @@ impl Query {
     pub fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1" | "True"))
     }
-
-    /// `dryRun=All` (the only value the apiserver accepts).
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
-        match self.get("dryRun") {
-            None | Some("") => Ok(false),
-            Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dryRun value: {other:?}; supported values: \"All\""
-            ))),
-        }
-    }
 }
 
 /// The representation the client asked for.

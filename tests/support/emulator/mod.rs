@@ -7,16 +7,13 @@
 //! plus fault injection and a record of every request.
 //!
 //! Module map: `server` (TLS, auth, routing, record) → `handlers` (verbs) → `store`
-//! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `patch`,
-//! `selectors`, `convert`, `registry`, `faults`, `record`, `tls`, `kubeconfig`.
+//! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `selectors`, `convert`, `registry`, `faults`, `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
 //!
-//! - Server-side apply is a merge of the applied configuration into the live object: no
-//!   managedFields, no field ownership, no conflicts between managers (`force` changes
-//!   nothing), fields a manager stops applying are not removed.
-//! - Strategic merge patch (built-in types only; custom resources get 415 as upstream) is a
-//!   JSON merge patch: lists are replaced, never merged by key; `$patch` directives unknown.
+//! - The only patch type is the JSON merge patch (what the operator writes status with);
+//!   server-side apply, JSON patch and strategic merge patch are 415. No dry runs
+//!   (`dryRun` is ignored): every write is stored. Request bodies are JSON only.
 //! - No validation and no defaulting: objects are stored as sent (with the metadata the server
 //!   owns: uid, creationTimestamp, resourceVersion, generation). CRD schemas are not applied
 //!   (no pruning, defaults, types, enums, CEL rules), `fieldValidation` is ignored, names and
@@ -38,7 +35,7 @@
 //!   system:authenticated).
 //! - Only resource paths are served: no discovery documents, `/version`, health endpoints or
 //!   OpenAPI (404), so clients must know what they address, as kube's typed APIs do.
-//! - Only JSON (and YAML request bodies); no protobuf, no Table.
+//! - Only JSON; no protobuf, no Table.
 //! - `events.k8s.io/v1` and core `v1` events share storage like upstream, but core events
 //!   have no TTL and no validation beyond the involvedObject namespace.
 
@@ -49,7 +46,6 @@ mod faults;
 mod handlers;
 mod http;
 mod kubeconfig;
-mod patch;
 use super::record;
 mod registry;
 mod selectors;
@@ -199,9 +195,9 @@ impl Emulator {
         }
     }
 
-    /// Creates or updates (server-side apply, field manager `emulator-apply`, forced) every
-    /// object of a (multi-document) YAML file, through the HTTPS API like `kubectl apply
-    /// --server-side`. Returns the objects as stored.
+    /// Creates every object of a (multi-document) YAML file through the HTTPS API, like
+    /// `kubectl create -f` (an object that exists already is a 409: the emulator has no
+    /// server-side apply). Returns the objects as stored.
     pub async fn apply_yaml_file(&self, path: &Path) -> Result<Vec<Value>, EmulatorError> {
         let text = std::fs::read_to_string(path)?;
         self.apply_yaml(&text, &path.display().to_string()).await
@@ -243,13 +239,13 @@ impl Emulator {
             let ns = util::meta_str(&doc, "namespace");
             let url = if namespaced {
                 let ns = if ns.is_empty() { "default" } else { ns };
-                format!("{base}/namespaces/{ns}/{plural}/{name}?fieldManager=emulator-apply&force=true")
+                format!("{base}/namespaces/{ns}/{plural}")
             } else {
-                format!("{base}/{plural}/{name}?fieldManager=emulator-apply&force=true")
+                format!("{base}/{plural}")
             };
             let body = serde_json::to_vec(&doc).map_err(|e| bad(e.to_string()))?;
-            let req = axum::http::Request::patch(url)
-                .header("Content-Type", "application/apply-patch+yaml")
+            let req = axum::http::Request::post(url)
+                .header("Content-Type", "application/json")
                 .body(body)
                 .map_err(|e| bad(e.to_string()))?;
             out.push(client.request::<Value>(req).await?);
