@@ -475,4 +475,53 @@ fn chart_rbac_is_least_privilege() {
     for args in denied {
         assert!(!can(args), "the operator must not {args:?}");
     }
+
+    // RBAC cannot limit `create` by name, so it allows creating any Secret in the release
+    // namespace; the chart's ValidatingAdmissionPolicy refuses all but the certificate Secret.
+    assert!(can(&["create", "secrets", "-n", SYSTEM_NAMESPACE]));
+    let create_as_operator = |name: &str| {
+        let output = plane
+            .kubectl()
+            .args([
+                "create",
+                "secret",
+                "generic",
+                name,
+                "-n",
+                SYSTEM_NAMESPACE,
+                "--dry-run=server",
+            ])
+            .args(["--from-literal=k=v", "--as", &user])
+            .output()
+            .expect("kubectl runs");
+        (output.status.success(), text_of(&output))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refused = loop {
+        // The policy is enforced once kube-apiserver has loaded it, a moment after it is applied.
+        let (ok, text) = create_as_operator("not-the-certificate");
+        if !ok || std::time::Instant::now() > deadline {
+            break (ok, text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!refused.0, "another Secret was created: {}", refused.1);
+    assert!(
+        refused.1.contains("the operator may create only its webhook certificate Secret gitprovider-system/gitprovider-operator-webhook-tls"),
+        "{}",
+        refused.1
+    );
+    let (_, text) = create_as_operator("gitprovider-operator-webhook-tls");
+    assert!(
+        !text.contains("may create only"),
+        "the certificate Secret may be created: {text}"
+    );
+}
+
+fn text_of(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }

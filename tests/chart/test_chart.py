@@ -123,6 +123,8 @@ def test_default_render_kinds():
         ("RoleBinding", f"{FULLNAME}-webhook-cert"),
         ("ClusterRole", f"{FULLNAME}-webhook-cert"),
         ("ClusterRoleBinding", f"{FULLNAME}-webhook-cert"),
+        ("ValidatingAdmissionPolicy", f"{FULLNAME}-webhook-cert"),
+        ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-webhook-cert"),
         ("Service", f"{FULLNAME}-webhook"),
         ("Service", f"{FULLNAME}-metrics"),
         ("Deployment", FULLNAME),
@@ -136,7 +138,8 @@ def test_namespaced_objects_are_in_the_release_namespace(scenario):
     for obj in objects:
         ns = obj["metadata"].get("namespace")
         if obj["kind"] in ("ClusterRole", "ClusterRoleBinding",
-                           "ValidatingWebhookConfiguration"):
+                           "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+                           "ValidatingAdmissionPolicyBinding"):
             assert ns is None, obj["metadata"]
         elif obj["kind"] in ("Role", "RoleBinding") and ns in watched:
             continue

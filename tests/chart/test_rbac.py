@@ -186,3 +186,21 @@ def test_own_secret_name_matches_the_operator_flag():
     role = one(objects, "Role", f"{FULLNAME}-webhook-cert", NAMESPACE)
     named = [r for r in role["rules"] if r.get("resourceNames")]
     assert named[0]["resourceNames"] == flags["--webhook-cert-secret"]
+
+
+def test_only_the_certificate_secret_may_be_created():
+    """RBAC cannot limit "create" by name: the chart's ValidatingAdmissionPolicy does, for the
+    operator's ServiceAccount only (tests/kubectl.rs proves it on a real kube-apiserver)."""
+    objects = render({})
+    policy = one(objects, "ValidatingAdmissionPolicy", f"{FULLNAME}-webhook-cert", None)
+    condition = policy["spec"]["matchConditions"][0]["expression"]
+    assert condition == f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{FULLNAME}'"
+    validation = policy["spec"]["validations"][0]["expression"]
+    assert f"object.metadata.name == '{OWN_SECRET}'" in validation
+    assert f"request.namespace == '{NAMESPACE}'" in validation
+    binding = one(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-webhook-cert", None)
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    # With cert-manager the operator creates no Secret: no policy.
+    kinds = {o["kind"] for o in render({"webhook": {"certManager": {"enabled": True}}})}
+    assert "ValidatingAdmissionPolicy" not in kinds
