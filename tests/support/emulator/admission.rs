@@ -3,7 +3,7 @@
 //! `AdmissionReview` over HTTPS, then turning its answer into the apiserver's response
 //! (denial Status, `Warning` headers) or, when the call fails, applying `failurePolicy`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::registry::{Kind, ResourceDef};
-use super::selectors::LabelSelector;
 use super::tls::client_config_trusting;
-use super::util::{b64_decode, labels_of, new_uid};
+use super::util::{b64_decode, new_uid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -50,8 +49,6 @@ pub struct Attributes<'a> {
     pub namespace: Option<&'a str>,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
-    /// Labels of the request's namespace (for `namespaceSelector`).
-    pub namespace_labels: BTreeMap<String, String>,
 }
 
 /// Allowed (with warnings) or denied (error, with warnings).
@@ -95,10 +92,11 @@ fn strs(v: Option<&Value>) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Whether webhook `h` applies to the request (rules, scope, selectors). `matchConditions`
-/// (CEL) are not evaluated: a webhook with them matches as if they were all true.
+/// Whether webhook `h` applies to the request: its rules (operations, groups, versions,
+/// resources, scope). `namespaceSelector`, `objectSelector` and `matchConditions` are not
+/// evaluated: a webhook with them matches as if they selected everything.
 fn matches(h: &Value, a: &Attributes<'_>) -> bool {
-    let rule_ok = h.get("rules").and_then(Value::as_array).into_iter().flatten().any(|r| {
+    h.get("rules").and_then(Value::as_array).into_iter().flatten().any(|r| {
         let ops = strs(r.get("operations"));
         let groups = strs(r.get("apiGroups"));
         let versions = strs(r.get("apiVersions"));
@@ -124,26 +122,7 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
             && any(&versions, a.version)
             && resource_ok
             && scope_ok
-    });
-    if !rule_ok {
-        return false;
-    }
-    // namespaceSelector applies to namespaced objects.
-    let ns_sel = h.get("namespaceSelector").map(LabelSelector::from_object);
-    let ns_ok = match ns_sel {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(sel)) => !a.def.namespaced || sel.matches(&a.namespace_labels),
-    };
-    let obj_ok = match h.get("objectSelector").map(LabelSelector::from_object) {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(sel)) => {
-            a.object.is_some_and(|o| sel.matches(&labels_of(o)))
-                || a.old_object.is_some_and(|o| sel.matches(&labels_of(o)))
-        }
-    };
-    ns_ok && obj_ok
+    })
 }
 
 fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {

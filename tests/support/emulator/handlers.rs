@@ -16,12 +16,9 @@ use super::convert::{PartialMetadataRef, to_storage, view_of};
 use super::error::{ApiError, FieldError};
 use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
 use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
-use super::selectors::{FieldSelector, LabelSelector};
 use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
-use super::util::{
-    b64_decode, b64_encode, ensure_object, labels_of, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of,
-};
+use super::util::{b64_decode, b64_encode, ensure_object, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of};
 use super::watch::{self, Start, WatchSpec};
 
 /// Everything a verb needs to know about its request.
@@ -174,10 +171,17 @@ fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
     Ok(Answer::json(200, t.render(&obj)))
 }
 
-fn selectors(t: &Target<'_>, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.field_selectors(&t.ver))?;
-    Ok((labels, fields))
+/// Label and field selectors are not served: a list or watch with one is refused rather than
+/// answered with more than it asked for.
+fn refuse_selectors(q: &Query) -> Result<(), ApiError> {
+    for param in ["labelSelector", "fieldSelector"] {
+        if q.get(param).is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "{param} is not supported by the emulator"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn list_options_invalid(field: &str, why: &str) -> ApiError {
@@ -208,7 +212,7 @@ fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
 }
 
 fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
-    let (labels, fields) = selectors(t, q).map_err(fail)?;
+    refuse_selectors(q).map_err(fail)?;
     let limit = match q.get("limit") {
         None | Some("") => None,
         Some(l) => Some(
@@ -227,11 +231,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ))
     };
-    let unfiltered = q.get("labelSelector").unwrap_or("").is_empty() && q.get("fieldSelector").unwrap_or("").is_empty();
-    // Without selectors the page and one more object (is there a next page?) are copied out
-    // of the store, the rest only counted (remainingItemCount): a page of a large collection
-    // must not cost a copy of the whole rest of it. With selectors every candidate is needed.
-    let max = limit.filter(|_| unfiltered).map(|l| l + 1);
+    // The page and one more object (is there a next page?) are copied out of the store, the
+    // rest only counted (remainingItemCount): a page of a large collection must not cost a
+    // copy of the whole rest of it.
+    let max = limit.map(|l| l + 1);
     let (snapshot_rv, page) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
         if rv_param.is_some_and(|r| r != "0") {
             return Err(fail(list_options_invalid(
@@ -305,16 +308,10 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     let mut counted_beyond = page.more;
     for o in &page.objects {
         if limit.is_some_and(|limit| selected.len() > limit) {
-            if unfiltered {
-                counted_beyond += 1;
-                continue;
-            }
-            break; // no remainingItemCount with selectors: one object past the page is enough
+            counted_beyond += 1;
+            continue;
         }
-        let view = view_of(&t.def, &t.ver.name, o);
-        if (labels.is_empty() || labels.matches(&labels_of(&view))) && fields.matches(&view) {
-            selected.push(view);
-        }
+        selected.push(view_of(&t.def, &t.ver.name, o));
     }
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(snapshot_rv.to_string()));
@@ -329,9 +326,7 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         if let Some((lns, lname)) = last {
             meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
         }
-        if unfiltered {
-            meta.insert("remainingItemCount".into(), json!(remaining));
-        }
+        meta.insert("remainingItemCount".into(), json!(remaining));
     }
     let (kind, api_version) = match t.view {
         View::Metadata => ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned()),
@@ -416,7 +411,7 @@ fn too_large(rv: u64, current: u64) -> ApiError {
 
 fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
     let q = req.query;
-    let (labels, fields) = selectors(t, q)?;
+    refuse_selectors(q)?;
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.flag("sendInitialEvents");
     let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
@@ -443,8 +438,6 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
         def: t.def.clone(),
         version: t.ver.name.clone(),
         view: t.view,
-        labels,
-        fields,
         bookmarks,
         timeout,
         bookmark_interval: ctx.settings.bookmark_interval,
@@ -601,17 +594,12 @@ fn reset_all_but_status(new: &mut Value, current: &Value) {
     }
 }
 
-/// Webhook configurations and namespace labels (there are no Namespace objects: only the
-/// label every namespace has), for admission.
-fn admission_inputs(ctx: &Ctx, ns: Option<&str>) -> (Vec<Arc<Value>>, std::collections::BTreeMap<String, String>) {
-    let configs = ctx.store.lock().list(
+/// The webhook configurations admission consults.
+fn webhook_configurations(ctx: &Ctx) -> Vec<Arc<Value>> {
+    ctx.store.lock().list(
         &StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         None,
-    );
-    let labels = ns
-        .map(|n| [("kubernetes.io/metadata.name".to_owned(), n.to_owned())].into())
-        .unwrap_or_default();
-    (configs, labels)
+    )
 }
 
 /// Keeps the registry in step with CRD writes (same critical section as the write).
@@ -649,7 +637,7 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     }
     let gr = t.def.group_resource();
 
-    let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
+    let configs = webhook_configurations(ctx);
     let attrs = Attributes {
         def: &t.def,
         version: &t.ver.name,
@@ -659,7 +647,6 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
         namespace: t.ns.as_deref(),
         object: Some(&obj),
         old_object: None,
-        namespace_labels: ns_labels,
     };
     let warnings = admission::validate(&ctx.admission, &configs, &attrs)
         .await
@@ -808,7 +795,7 @@ async fn write_existing(
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
 
-        let (configs, ns_labels) = admission_inputs(ctx, t.ns.as_deref());
+        let configs = webhook_configurations(ctx);
         let attrs = Attributes {
             def: &t.def,
             version: &t.ver.name,
@@ -818,7 +805,6 @@ async fn write_existing(
             namespace: t.ns.as_deref(),
             object: Some(&new),
             old_object: Some(current),
-            namespace_labels: ns_labels,
         };
         let warnings = admission::validate(&ctx.admission, &configs, &attrs)
             .await

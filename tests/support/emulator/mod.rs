@@ -6,8 +6,9 @@
 //! lists and 410s included), `Status` errors, validating admission webhooks over real HTTPS,
 //! plus fault injection and a record of every request.
 //!
-//! Module map: `server` (TLS, auth, routing, record) → `handlers` (verbs) → `store`
-//! (objects, resourceVersions, history, watchers), with `watch`, `admission`, `selectors`, `convert`, `registry`, `faults`, `record`, `tls`, `kubeconfig`.
+//! Module map: `server` (TLS, routing, record) → `handlers` (verbs) → `store` (objects,
+//! resourceVersions, history, watchers), with `watch`, `admission`, `convert`, `registry`,
+//! `faults`, `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
 //!
@@ -21,15 +22,16 @@
 //!   (and no conversion: every served version is the same object with another `apiVersion`).
 //! - Nothing is ever deleted: DELETE and deletecollection are 405, so there are no
 //!   finalizers, no garbage collection and no namespace termination.
-//! - No Namespace or Service objects: namespaced objects are created in any namespace (whose
-//!   only label, for webhooks' `namespaceSelector`, is `kubernetes.io/metadata.name`).
+//! - No Namespace or Service objects: namespaced objects are created in any namespace.
+//! - No label or field selectors: a list or watch with one is a 400.
 //! - Every write is immediately visible (one process, one lock); watches never lag.
 //!   Bookmarks come every `bookmark_interval` (default 1 s, not ~1 min) and before timeout.
 //!   A watch from a future resourceVersion waits for it rather than failing after 3 s.
 //! - Admission: validating webhooks only (no mutating webhooks, no built-in admission
-//!   plugins, no RBAC: every authenticated request is allowed); `matchConditions` and
-//!   `matchPolicy` are not evaluated; matching webhooks are called concurrently; a missing
-//!   `caBundle` fails the call (no system roots).
+//!   plugins, no RBAC: every request is allowed); a webhook is called when its rules match:
+//!   `namespaceSelector`, `objectSelector`, `matchConditions` and `matchPolicy` are not
+//!   evaluated; matching webhooks are called concurrently; a missing `caBundle` fails the
+//!   call (no system roots).
 //! - No authentication: the kubeconfig's user has no credentials and every request is served;
 //!   `userInfo` is fixed (`EmulatorOptions::username`, groups system:masters and
 //!   system:authenticated).
@@ -48,7 +50,6 @@ mod http;
 mod kubeconfig;
 use super::record;
 mod registry;
-mod selectors;
 mod server;
 mod store;
 pub mod tls;

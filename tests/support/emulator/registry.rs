@@ -43,8 +43,6 @@ pub enum Kind {
 pub struct VersionDef {
     pub name: String,
     pub status_subresource: bool,
-    /// Extra field selectors (CRD `selectableFields`), as dotted paths.
-    pub selectable_fields: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,47 +81,6 @@ impl ResourceDef {
             Kind::Custom | Kind::CustomResourceDefinition | Kind::ValidatingWebhookConfiguration
         )
     }
-
-    /// Field selectors this resource supports, beyond nothing.
-    pub fn field_selectors(&self, version: &VersionDef) -> Vec<String> {
-        let mut f: Vec<String> = vec!["metadata.name".into()];
-        if self.namespaced {
-            f.push("metadata.namespace".into());
-        }
-        let extra: &[&str] = match self.behaviour {
-            Kind::Secret => &["type"],
-            Kind::CoreEvent => &[
-                "involvedObject.kind",
-                "involvedObject.namespace",
-                "involvedObject.name",
-                "involvedObject.uid",
-                "involvedObject.apiVersion",
-                "involvedObject.resourceVersion",
-                "involvedObject.fieldPath",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ],
-            _ => &[],
-        };
-        f.extend(extra.iter().map(|s| (*s).to_owned()));
-        f.extend(version.selectable_fields.iter().cloned());
-        if self.behaviour == Kind::EventsV1Event {
-            // The events.k8s.io view accepts the core field names (they are the storage's).
-            f.extend(
-                [
-                    "reason",
-                    "type",
-                    "regarding.name",
-                    "regarding.kind",
-                    "regarding.namespace",
-                ]
-                .map(String::from),
-            );
-        }
-        f
-    }
 }
 
 // One positional row per built-in type reads best in `with_builtins`.
@@ -145,7 +102,6 @@ fn builtin(
         versions: vec![VersionDef {
             name: version.into(),
             status_subresource: status,
-            selectable_fields: vec![],
         }],
         behaviour,
         storage: StorageKey::new(group, plural),
@@ -246,16 +202,6 @@ impl Registry {
             versions.push(VersionDef {
                 name,
                 status_subresource: v.pointer("/subresources/status").is_some(),
-                selectable_fields: v
-                    .get("selectableFields")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
-                            .map(|p| p.trim_start_matches('.').to_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
             });
         }
         if versions.is_empty() {

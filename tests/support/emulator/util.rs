@@ -70,37 +70,7 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// `metadata.labels` as string pairs (non-string values are ignored).
-pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
-    obj.get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The numeric `metadata.resourceVersion` of a stored object (0 when absent).
 pub fn rv_of(obj: &Value) -> u64 {
     meta_str(obj, "resourceVersion").parse().unwrap_or(0)
-}
-
-/// Looks up a dotted path (`spec.provider`, `involvedObject.name`) in an object.
-pub fn lookup_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .filter(|s| !s.is_empty())
-        .try_fold(obj, |cur, seg| cur.get(seg))
-}
-
-/// A field value as the apiserver renders it for field selectors: strings as is,
-/// scalars in their JSON text, absent as "".
-pub fn field_text(obj: &Value, path: &str) -> String {
-    match lookup_path(obj, path) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
 }

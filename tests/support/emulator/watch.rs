@@ -1,5 +1,5 @@
 //! Watch streams: newline-delimited `{"type": ..., "object": ...}` events over a chunked
-//! response, with selector-aware event translation, periodic and pre-timeout BOOKMARKs, the
+//! response, with periodic and pre-timeout BOOKMARKs, the
 //! `k8s.io/initial-events-end` bookmark of streaming lists, and 410 `ERROR` events.
 
 use std::borrow::Cow;
@@ -14,7 +14,6 @@ use super::convert::{PartialMetadataRef, view_of};
 use super::error::ApiError;
 use super::http::View;
 use super::registry::ResourceDef;
-use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{EventType, Store, WatchRecord};
 
 /// How one watch presents and filters events.
@@ -22,8 +21,6 @@ pub struct WatchSpec {
     pub def: Arc<ResourceDef>,
     pub version: String,
     pub view: View,
-    pub labels: LabelSelector,
-    pub fields: FieldSelector,
     pub bookmarks: bool,
     pub timeout: Duration,
     pub bookmark_interval: Duration,
@@ -33,10 +30,6 @@ impl WatchSpec {
     /// The view of a stored object (borrowed when it is the stored form).
     fn present<'a>(&self, stored: &'a Value) -> Cow<'a, Value> {
         view_of(&self.def, &self.version, stored)
-    }
-
-    fn selected(&self, view: &Value) -> bool {
-        (self.labels.is_empty() || self.labels.matches(&super::util::labels_of(view))) && self.fields.matches(view)
     }
 
     /// One event line, `{"type":..,"object":..}`, serialised from the borrowed view.
@@ -75,34 +68,13 @@ impl WatchSpec {
         Bytes::from(text)
     }
 
-    /// The event a watcher with these selectors sees for a write: objects entering the
-    /// selection are ADDED, leaving it DELETED (with the pre-write object), as in the
-    /// apiserver's watch cache.
-    fn translate(&self, rec: &WatchRecord) -> Option<Bytes> {
-        let now = self.present(&rec.object);
-        match rec.kind {
-            EventType::Added => self.selected(&now).then(|| self.line("ADDED", &now)),
-            EventType::Modified => {
-                let unselective = self.labels.is_empty() && self.fields.is_empty();
-                let before = if unselective {
-                    None // every version is selected: the old one is not needed
-                } else {
-                    rec.old.as_ref().map(|o| self.present(o))
-                };
-                let was = unselective || before.as_ref().is_some_and(|b| self.selected(b));
-                match (was, self.selected(&now)) {
-                    (true, true) => Some(self.line("MODIFIED", &now)),
-                    (false, true) => Some(self.line("ADDED", &now)),
-                    (true, false) => {
-                        let mut gone = before.map(Cow::into_owned).unwrap_or(Value::Null);
-                        super::util::metadata_mut(&mut gone)
-                            .insert("resourceVersion".into(), json!(rec.rv.to_string()));
-                        Some(self.line("DELETED", &gone))
-                    }
-                    (false, false) => None,
-                }
-            }
-        }
+    /// The event a write is to this watcher.
+    fn translate(&self, rec: &WatchRecord) -> Bytes {
+        let ty = match rec.kind {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+        };
+        self.line(ty, &self.present(&rec.object))
     }
 }
 
@@ -145,10 +117,7 @@ pub fn stream(
                 initial_end,
             } => {
                 for o in objects {
-                    let view = spec.present(&o);
-                    if spec.selected(&view) {
-                        first.push(spec.line("ADDED", &view));
-                    }
+                    first.push(spec.line("ADDED", &spec.present(&o)));
                 }
                 if initial_end {
                     first.push(spec.bookmark(rv, true));
@@ -159,7 +128,7 @@ pub fn stream(
                 sent_rv = rv;
                 for r in records {
                     sent_rv = sent_rv.max(r.rv);
-                    first.extend(spec.translate(&r));
+                    first.push(spec.translate(&r));
                 }
             }
         }
@@ -197,7 +166,7 @@ pub fn stream(
                     Some(rec) => {
                         if rec.rv <= floor { continue; }
                         sent_rv = sent_rv.max(rec.rv);
-                        if let Some(b) = spec.translate(&rec) && out_tx.send(b).await.is_err() {
+                        if out_tx.send(spec.translate(&rec)).await.is_err() {
                             break;
                         }
                     }
@@ -227,7 +196,7 @@ fn drain_with_bookmark(
             continue;
         }
         *sent_rv = (*sent_rv).max(rec.rv);
-        out.extend(spec.translate(&rec));
+        out.push(spec.translate(&rec));
     }
     let rv = st.current_rv().max(*sent_rv);
     drop(st);
