@@ -2,7 +2,6 @@
 //! `status` subresource, with the apiserver's semantics for resourceVersions, generation,
 //! status subresources and admission. Nothing is ever deleted (405).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +11,12 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::admission::{self, Attributes, Operation};
-use super::convert::{PartialMetadataRef, to_storage, view_of};
 use super::error::{ApiError, FieldError};
-use super::http::{Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate, verb_of};
-use super::registry::{Kind, Registry, ResourceDef, StorageKey, VersionDef};
+use super::http::{
+    PartialMetadataRef, Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate,
+    verb_of,
+};
+use super::registry::{Kind, Registry, ResourceDef, StorageKey};
 use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
 use super::util::{b64_decode, b64_encode, ensure_object, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of};
@@ -56,7 +57,6 @@ impl Answer {
 /// Resolved target of a resource request.
 struct Target<'a> {
     def: Arc<ResourceDef>,
-    ver: VersionDef,
     ns: Option<String>,
     name: Option<&'a str>,
     sub: Option<&'a str>,
@@ -72,17 +72,11 @@ impl Target<'_> {
         ApiError::not_found(&self.def.group_resource(), name)
     }
 
-    /// The stored object as this request sees it (version, kind; metadata-only if asked),
-    /// serialised; no copy of the object when its view is the stored form.
-    fn render(&self, stored: &Value) -> Vec<u8> {
-        self.render_view(&view_of(&self.def, &self.ver.name, stored))
-    }
-
-    /// An object in request view, serialised for the response.
-    fn render_view(&self, view: &Value) -> Vec<u8> {
+    /// An object as this request asked for it (in full or its metadata only), serialised.
+    fn render(&self, obj: &Value) -> Vec<u8> {
         match self.view {
-            View::Full => serde_json::to_vec(view),
-            View::Metadata => serde_json::to_vec(&PartialMetadataRef(view)),
+            View::Full => serde_json::to_vec(obj),
+            View::Metadata => serde_json::to_vec(&PartialMetadataRef(obj)),
         }
         .unwrap_or_default()
     }
@@ -112,17 +106,14 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
     let rp = req.path;
     let found = {
         let st = ctx.store.lock();
-        st.registry
-            .find(&rp.group, &rp.version, &rp.resource)
-            .map(|(d, v)| (d.clone(), v.clone()))
+        st.registry.find(&rp.group, &rp.version, &rp.resource).cloned()
     };
-    let Some((def, ver)) = found else {
+    let Some(def) = found else {
         return Err(fail(ApiError::no_such_resource()));
     };
     let view = negotiate(req.accept).map_err(fail)?;
     let t = Target {
         def,
-        ver,
         ns: rp.namespace.clone(),
         name: rp.name.as_deref(),
         sub: rp.subresource.as_deref(),
@@ -131,7 +122,7 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
     let verb = verb_of(req.method, rp, req.query);
 
     if let Some(sub) = t.sub {
-        if sub != "status" || !t.ver.status_subresource {
+        if sub != "status" || !t.def.status_subresource {
             return Err(fail(ApiError::no_such_resource()));
         }
         if !matches!(verb, "get" | "update" | "patch") {
@@ -304,14 +295,14 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     };
     drop(st);
 
-    let mut selected: Vec<Cow<'_, Value>> = Vec::new();
+    let mut selected: Vec<&Value> = Vec::new();
     let mut counted_beyond = page.more;
     for o in &page.objects {
         if limit.is_some_and(|limit| selected.len() > limit) {
             counted_beyond += 1;
             continue;
         }
-        selected.push(view_of(&t.def, &t.ver.name, o));
+        selected.push(o);
     }
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(snapshot_rv.to_string()));
@@ -330,7 +321,7 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     }
     let (kind, api_version) = match t.view {
         View::Metadata => ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned()),
-        View::Full => (format!("{}List", t.def.kind), t.def.api_version(&t.ver.name)),
+        View::Full => (format!("{}List", t.def.kind), t.def.api_version()),
     };
     let body = ListBody {
         kind: &kind,
@@ -338,21 +329,18 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         metadata: &meta,
         items: &selected,
         view: t.view,
-        // Lists of built-in types carry no apiVersion/kind per item (typed lists upstream);
-        // lists of custom resources do (unstructured lists).
-        typed: t.def.behaviour != Kind::Custom,
     };
     Ok(Answer::json(200, serde_json::to_vec(&body).unwrap_or_default()))
 }
 
-/// A list response, serialised straight from the (mostly borrowed) items.
+/// A list response, serialised straight from the stored items (each with its `apiVersion` and
+/// `kind`, which the real server leaves out of lists of built-in types).
 struct ListBody<'a> {
     kind: &'a str,
     api_version: &'a str,
     metadata: &'a Map<String, Value>,
-    items: &'a [Cow<'a, Value>],
+    items: &'a [&'a Value],
     view: View,
-    typed: bool,
 }
 
 impl Serialize for ListBody<'_> {
@@ -373,32 +361,12 @@ impl Serialize for ListItems<'_> {
         let body = self.0;
         let mut seq = s.serialize_seq(Some(body.items.len()))?;
         for item in body.items {
-            match (body.view, item.as_ref()) {
-                (View::Metadata, v) => seq.serialize_element(&PartialMetadataRef(v))?,
-                (View::Full, Value::Object(fields)) if body.typed => {
-                    seq.serialize_element(&WithoutType(fields))?;
-                }
-                (View::Full, v) => seq.serialize_element(v)?,
+            match body.view {
+                View::Metadata => seq.serialize_element(&PartialMetadataRef(item))?,
+                View::Full => seq.serialize_element(item)?,
             }
         }
         seq.end()
-    }
-}
-
-/// An object without its `apiVersion` and `kind`.
-struct WithoutType<'a>(&'a Map<String, Value>);
-
-impl Serialize for WithoutType<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let fields = self
-            .0
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind"));
-        let mut m = s.serialize_map(Some(fields.clone().count()))?;
-        for (k, v) in fields {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
     }
 }
 
@@ -436,7 +404,6 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     };
     let spec = WatchSpec {
         def: t.def.clone(),
-        version: t.ver.name.clone(),
         view: t.view,
         bookmarks,
         timeout,
@@ -516,7 +483,7 @@ fn parse_body(req: &Req<'_>) -> Result<Value, ApiError> {
 
 /// Checks/fills `apiVersion` and `kind` against the addressed resource.
 fn check_type(t: &Target<'_>, obj: &mut Value) -> Result<(), ApiError> {
-    let want_av = t.def.api_version(&t.ver.name);
+    let want_av = t.def.api_version();
     let m = ensure_object(obj);
     match m.get("apiVersion").and_then(Value::as_str) {
         Some(av) if av != want_av => {
@@ -568,7 +535,7 @@ fn spec_changed(t: &Target<'_>, a: &Value, b: &Value) -> bool {
         return a != b;
     };
     let counted =
-        |k: &str| !(matches!(k, "metadata" | "apiVersion" | "kind") || t.ver.status_subresource && k == "status");
+        |k: &str| !(matches!(k, "metadata" | "apiVersion" | "kind") || t.def.status_subresource && k == "status");
     let a_fields = a.iter().filter(|(k, _)| counted(k));
     a_fields.clone().count() != b.keys().filter(|k| counted(k)).count()
         || a_fields.clone().any(|(k, v)| b.get(k) != Some(v))
@@ -632,7 +599,7 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
             meta.insert("generation".into(), json!(1));
         }
     }
-    if t.ver.status_subresource {
+    if t.def.status_subresource {
         ensure_object(&mut obj).remove("status");
     }
     let gr = t.def.group_resource();
@@ -640,7 +607,7 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     let configs = webhook_configurations(ctx);
     let attrs = Attributes {
         def: &t.def,
-        version: &t.ver.name,
+        version: &t.def.version,
         subresource: None,
         operation: Operation::Create,
         name: &name,
@@ -653,12 +620,10 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
         .map_err(Box::new)?;
 
     let mut st = ctx.store.lock();
-    let stored = st
-        .create(&t.def.storage, to_storage(&t.def, obj))
-        .map_err(|e| match e {
-            WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
-            _ => fail(ApiError::internal("unexpected storage error")),
-        })?;
+    let stored = st.create(&t.def.storage, obj).map_err(|e| match e {
+        WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
+        _ => fail(ApiError::internal("unexpected storage error")),
+    })?;
     sync_crd(&mut st, &t.def, &stored);
     drop(st);
     let mut a = Answer::json(201, t.render(&stored));
@@ -749,8 +714,7 @@ async fn write_existing(
             .get(&t.def.storage, t.ns_key(), name)
             .ok_or_else(|| fail(t.not_found(name)))?;
         let current_rv = rv_of(&stored);
-        let current = view_of(&t.def, &t.ver.name, &stored);
-        let current: &Value = &current;
+        let current: &Value = &stored;
         let Proposal {
             obj: mut new,
             precondition,
@@ -780,7 +744,7 @@ async fn write_existing(
         if t.sub == Some("status") {
             // A status write changes status only (upstream statusStrategy.PrepareForUpdate).
             reset_all_but_status(&mut new, current);
-        } else if t.ver.status_subresource {
+        } else if t.def.status_subresource {
             // ... and writes to the main resource leave status alone.
             match current.get("status") {
                 Some(s) => ensure_object(&mut new).insert("status".into(), s.clone()),
@@ -798,7 +762,7 @@ async fn write_existing(
         let configs = webhook_configurations(ctx);
         let attrs = Attributes {
             def: &t.def,
-            version: &t.ver.name,
+            version: &t.def.version,
             subresource: t.sub,
             operation: Operation::Update,
             name,
@@ -812,12 +776,12 @@ async fn write_existing(
 
         // A no-op write stores nothing, bumps nothing and notifies nobody.
         if new == *current {
-            let mut a = Answer::json(200, t.render_view(current));
+            let mut a = Answer::json(200, t.render(current));
             a.warnings = warnings;
             return Ok(a);
         }
         let mut st = ctx.store.lock();
-        match st.update(&t.def.storage, to_storage(&t.def, new), current_rv) {
+        match st.update(&t.def.storage, new, current_rv) {
             Ok(stored) => {
                 sync_crd(&mut st, &t.def, &stored);
                 drop(st);

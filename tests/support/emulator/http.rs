@@ -1,11 +1,13 @@
 //! HTTP-level plumbing: parsing request paths into routes, query parameters, content
-//! negotiation (`Accept`), and building JSON / Status responses.
+//! negotiation (`Accept`: full objects or `PartialObjectMetadata`), and building JSON / Status
+//! responses.
 
 use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
-use serde_json::Value;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::record::Target;
@@ -42,7 +44,7 @@ pub fn parse_route(path: &str, registry: &Registry) -> Route {
 }
 
 fn resource_route(group: &str, version: &str, rest: &[&str], registry: &Registry) -> Route {
-    let namespaced_res = |r: &str| registry.find(group, version, r).is_some_and(|(d, _)| d.namespaced);
+    let namespaced_res = |r: &str| registry.find(group, version, r).is_some_and(|d| d.namespaced);
     let (namespace, rest) = if rest.len() >= 3 && rest[0] == "namespaces" && namespaced_res(rest[2]) {
         (Some(rest[1].to_owned()), &rest[2..])
     } else {
@@ -125,6 +127,23 @@ pub enum View {
     Full,
     /// `meta.k8s.io/v1` `PartialObjectMetadata(List)` (kube's `*_metadata` calls).
     Metadata,
+}
+
+/// Serialises as the `meta.k8s.io/v1` `PartialObjectMetadata` of an object (its metadata
+/// only), without copying that metadata.
+pub struct PartialMetadataRef<'a>(pub &'a Value);
+
+impl Serialize for PartialMetadataRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        m.serialize_entry("kind", "PartialObjectMetadata")?;
+        match self.0.get("metadata") {
+            Some(meta) => m.serialize_entry("metadata", meta)?,
+            None => m.serialize_entry("metadata", &Map::new())?,
+        }
+        m.end()
+    }
 }
 
 /// Picks a representation from `Accept`: the first acceptable entry wins. Tables and

@@ -7,7 +7,7 @@
 //! plus fault injection and a record of every request.
 //!
 //! Module map: `server` (TLS, routing, record) → `handlers` (verbs) → `store` (objects,
-//! resourceVersions, history, watchers), with `watch`, `admission`, `convert`, `registry`,
+//! resourceVersions, history, watchers), with `watch`, `admission`, `registry`,
 //! `faults`, `record`, `tls`, `kubeconfig`.
 //!
 //! # Where it differs from kube-apiserver
@@ -18,8 +18,11 @@
 //! - No validation and no defaulting: objects are stored as sent (with the metadata the server
 //!   owns: uid, creationTimestamp, resourceVersion, generation). CRD schemas are not applied
 //!   (no pruning, defaults, types, enums, CEL rules), `fieldValidation` is ignored, names and
-//!   labels are not checked, Secret `stringData` is not merged into `data`, CRDs get no status
-//!   (and no conversion: every served version is the same object with another `apiVersion`).
+//!   labels are not checked, Secret `stringData` is not merged into `data`, CRDs get no status.
+//! - Only the built-in types the operator uses are served, each in one version: Secrets,
+//!   ConfigMaps, `events.k8s.io/v1` Events (no core `v1` Events), Leases, CRDs and
+//!   ValidatingWebhookConfigurations; a CRD's resource is served in its storage version only
+//!   (no conversion). Anything else is a 404. List items carry `apiVersion` and `kind`.
 //! - Nothing is ever deleted: DELETE and deletecollection are 405, so there are no
 //!   finalizers, no garbage collection and no namespace termination.
 //! - No Namespace or Service objects: namespaced objects are created in any namespace.
@@ -38,11 +41,8 @@
 //! - Only resource paths are served: no discovery documents, `/version`, health endpoints or
 //!   OpenAPI (404), so clients must know what they address, as kube's typed APIs do.
 //! - Only JSON; no protobuf, no Table.
-//! - `events.k8s.io/v1` and core `v1` events share storage like upstream, but core events
-//!   have no TTL and no validation beyond the involvedObject namespace.
 
 mod admission;
-mod convert;
 mod error;
 mod faults;
 mod handlers;
@@ -223,7 +223,7 @@ impl Emulator {
             let name = util::meta_str(&doc, "name");
             let (base, plural, namespaced) = {
                 let st = self.ctx.store.lock();
-                let (def, ver) = st
+                let def = st
                     .registry
                     .find_kind(api_version, kind)
                     .ok_or_else(|| bad(format!("no resource serves {api_version} {kind}")))?;
@@ -232,7 +232,7 @@ impl Emulator {
                 } else {
                     format!("/apis/{}", def.group)
                 };
-                (format!("{prefix}/{}", ver.name), def.plural.clone(), def.namespaced)
+                (format!("{prefix}/{}", def.version), def.plural.clone(), def.namespaced)
             };
             if name.is_empty() {
                 return Err(bad("metadata.name is required".into()));
@@ -295,8 +295,7 @@ impl Emulator {
     }
 
     /// Reads a stored object directly (not recorded): `group` `""` for core, `resource` the
-    /// plural, `namespace` `""` for cluster-scoped. Events of either API are under
-    /// (`""`, `events`) in the core form.
+    /// plural, `namespace` `""` for cluster-scoped.
     pub fn object(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         self.ctx
             .store

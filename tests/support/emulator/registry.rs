@@ -1,5 +1,6 @@
-//! What the emulator serves: built-in resource types plus the ones `CustomResourceDefinition`
-//! objects define. Routing, validation and storage all consult this.
+//! What the emulator serves: a few built-in resource types plus the ones
+//! `CustomResourceDefinition` objects define, each in one version. Routing and storage consult
+//! this.
 
 use std::sync::Arc;
 
@@ -7,8 +8,7 @@ use serde_json::Value;
 
 use super::error::GroupResource;
 
-/// Where a resource's objects live. Usually the resource itself; `events.k8s.io/v1` events are
-/// stored as core `v1` events (one storage, two API views), as in the real apiserver.
+/// Where a resource's objects live: its group and plural.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorageKey {
     pub group: String,
@@ -27,31 +27,22 @@ impl StorageKey {
 /// Behaviour that differs between resource types (upstream: the registry "strategy").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Secret,
-    ConfigMap,
-    CoreEvent,
-    EventsV1Event,
-    Lease,
+    BuiltIn,
     CustomResourceDefinition,
     ValidatingWebhookConfiguration,
     /// A resource defined by a CRD.
     Custom,
 }
 
-/// One served version of a resource.
-#[derive(Clone, Debug)]
-pub struct VersionDef {
-    pub name: String,
-    pub status_subresource: bool,
-}
-
 #[derive(Clone, Debug)]
 pub struct ResourceDef {
     pub group: String,
+    /// The one version served.
+    pub version: String,
     pub plural: String,
     pub kind: String,
     pub namespaced: bool,
-    pub versions: Vec<VersionDef>,
+    pub status_subresource: bool,
     pub behaviour: Kind,
     pub storage: StorageKey,
 }
@@ -61,48 +52,29 @@ impl ResourceDef {
         GroupResource::new(&self.group, &self.plural)
     }
 
-    pub fn version(&self, v: &str) -> Option<&VersionDef> {
-        self.versions.iter().find(|x| x.name == v)
-    }
-
-    pub fn api_version(&self, version: &str) -> String {
+    pub fn api_version(&self) -> String {
         if self.group.is_empty() {
-            version.to_owned()
+            self.version.clone()
         } else {
-            format!("{}/{version}", self.group)
+            format!("{}/{}", self.group, self.version)
         }
     }
 
     /// `metadata.generation` is maintained (CRs, CRDs, webhook configurations), and bumped
     /// when anything outside `metadata` (and `status`, with a status subresource) changes.
     pub fn tracks_generation(&self) -> bool {
-        matches!(
-            self.behaviour,
-            Kind::Custom | Kind::CustomResourceDefinition | Kind::ValidatingWebhookConfiguration
-        )
+        self.behaviour != Kind::BuiltIn
     }
 }
 
-// One positional row per built-in type reads best in `with_builtins`.
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    kind: &str,
-    namespaced: bool,
-    status: bool,
-    behaviour: Kind,
-) -> ResourceDef {
+fn builtin(group: &str, plural: &str, kind: &str, namespaced: bool, behaviour: Kind) -> ResourceDef {
     ResourceDef {
         group: group.into(),
+        version: "v1".into(),
         plural: plural.into(),
         kind: kind.into(),
         namespaced,
-        versions: vec![VersionDef {
-            name: version.into(),
-            status_subresource: status,
-        }],
+        status_subresource: false,
         behaviour,
         storage: StorageKey::new(group, plural),
     }
@@ -115,39 +87,26 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// What the operator reads and writes besides its own resource: Secrets and ConfigMaps,
+    /// `events.k8s.io` Events, Leases, CRDs and validating webhook configurations.
     pub fn with_builtins() -> Self {
-        let mut events_v1 = builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            false,
-            Kind::EventsV1Event,
-        );
-        events_v1.storage = StorageKey::new("", "events");
         Self {
-            defs: vec![
-                builtin("", "v1", "secrets", "Secret", true, false, Kind::Secret),
-                builtin("", "v1", "configmaps", "ConfigMap", true, false, Kind::ConfigMap),
-                builtin("", "v1", "events", "Event", true, false, Kind::CoreEvent),
-                events_v1,
-                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, Kind::Lease),
+            defs: [
+                builtin("", "secrets", "Secret", true, Kind::BuiltIn),
+                builtin("", "configmaps", "ConfigMap", true, Kind::BuiltIn),
+                builtin("events.k8s.io", "events", "Event", true, Kind::BuiltIn),
+                builtin("coordination.k8s.io", "leases", "Lease", true, Kind::BuiltIn),
                 builtin(
                     "apiextensions.k8s.io",
-                    "v1",
                     "customresourcedefinitions",
                     "CustomResourceDefinition",
                     false,
-                    true,
                     Kind::CustomResourceDefinition,
                 ),
                 builtin(
                     "admissionregistration.k8s.io",
-                    "v1",
                     "validatingwebhookconfigurations",
                     "ValidatingWebhookConfiguration",
-                    false,
                     false,
                     Kind::ValidatingWebhookConfiguration,
                 ),
@@ -158,28 +117,24 @@ impl Registry {
         }
     }
 
-    pub fn defs(&self) -> &[Arc<ResourceDef>] {
-        &self.defs
-    }
-
-    /// The resource served at `group/version/plural`, with that version.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<(&Arc<ResourceDef>, &VersionDef)> {
+    /// The resource served at `group/version/plural`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceDef>> {
         self.defs
             .iter()
-            .find(|d| d.group == group && d.plural == plural)
-            .and_then(|d| d.version(version).map(|v| (d, v)))
+            .find(|d| d.group == group && d.version == version && d.plural == plural)
     }
 
     /// The resource of an `apiVersion` + `kind` pair (for manifests).
-    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<(&ResourceDef, &VersionDef)> {
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceDef> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         self.defs
             .iter()
-            .find(|d| d.group == group && d.kind == kind)
-            .and_then(|d| d.version(version).map(|v| (&**d, v)))
+            .find(|d| d.group == group && d.version == version && d.kind == kind)
+            .map(|d| &**d)
     }
 
-    /// The resource defined by the CRD object `crd`, or why it defines none.
+    /// The resource defined by the CRD object `crd` (in its storage version), or why it
+    /// defines none.
     pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, String> {
         let spec = crd.get("spec").ok_or("spec is missing")?;
         let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
@@ -190,31 +145,20 @@ impl Registry {
         if group.is_empty() || plural.is_empty() || kind.is_empty() {
             return Err("spec.group, spec.names.plural and spec.names.kind are required".into());
         }
-        let mut versions = Vec::new();
-        for v in spec.get("versions").and_then(Value::as_array).into_iter().flatten() {
-            if v.get("served").and_then(Value::as_bool) == Some(false) {
-                continue;
-            }
-            let name = s(v.get("name"));
-            if name.is_empty() {
-                continue;
-            }
-            versions.push(VersionDef {
-                name,
-                status_subresource: v.pointer("/subresources/status").is_some(),
-            });
-        }
-        if versions.is_empty() {
-            return Err("spec.versions: must have exactly one version marked as storage version".into());
-        }
-        versions.sort_by_key(|a| version_priority(&a.name));
+        let versions = spec.get("versions").and_then(Value::as_array);
+        let version = versions
+            .into_iter()
+            .flatten()
+            .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .ok_or("spec.versions: must have exactly one version marked as storage version")?;
         Ok(ResourceDef {
             storage: StorageKey::new(&group, &plural),
             group,
+            version: s(version.get("name")),
             plural,
             kind,
             namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
-            versions,
+            status_subresource: version.pointer("/subresources/status").is_some(),
             behaviour: Kind::Custom,
         })
     }
@@ -224,36 +168,5 @@ impl Registry {
         self.defs
             .retain(|d| !(d.behaviour == Kind::Custom && d.group == def.group && d.plural == def.plural));
         self.defs.push(Arc::new(def));
-    }
-
-    pub fn remove_custom(&mut self, group: &str, plural: &str) {
-        self.defs
-            .retain(|d| !(d.behaviour == Kind::Custom && d.group == group && d.plural == plural));
-    }
-}
-
-/// Kubernetes version ordering, as a sort key (smaller sorts first): GA before beta before
-/// alpha, higher numbers first, anything not version-shaped last, alphabetically.
-pub fn version_priority(v: &str) -> (u8, i64, i64, String) {
-    let parse = |s: &str| -> Option<(i64, u8, i64)> {
-        let rest = s.strip_prefix('v')?;
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        let major: i64 = digits.parse().ok()?;
-        let tail = &rest[digits.len()..];
-        if tail.is_empty() {
-            return Some((major, 0, 0));
-        }
-        let (class, num) = if let Some(n) = tail.strip_prefix("beta") {
-            (1, n)
-        } else if let Some(n) = tail.strip_prefix("alpha") {
-            (2, n)
-        } else {
-            return None;
-        };
-        Some((major, class, num.parse().ok()?))
-    };
-    match parse(v) {
-        Some((major, class, minor)) => (class, -major, -minor, String::new()),
-        None => (3, 0, 0, v.to_owned()),
     }
 }

@@ -2,7 +2,6 @@
 //! response, with periodic and pre-timeout BOOKMARKs, the
 //! `k8s.io/initial-events-end` bookmark of streaming lists, and 410 `ERROR` events.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,16 +9,14 @@ use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::convert::{PartialMetadataRef, view_of};
 use super::error::ApiError;
-use super::http::View;
+use super::http::{PartialMetadataRef, View};
 use super::registry::ResourceDef;
 use super::store::{EventType, Store, WatchRecord};
 
 /// How one watch presents and filters events.
 pub struct WatchSpec {
     pub def: Arc<ResourceDef>,
-    pub version: String,
     pub view: View,
     pub bookmarks: bool,
     pub timeout: Duration,
@@ -27,11 +24,6 @@ pub struct WatchSpec {
 }
 
 impl WatchSpec {
-    /// The view of a stored object (borrowed when it is the stored form).
-    fn present<'a>(&self, stored: &'a Value) -> Cow<'a, Value> {
-        view_of(&self.def, &self.version, stored)
-    }
-
     /// One event line, `{"type":..,"object":..}`, serialised from the borrowed view.
     fn line(&self, ty: &str, view: &Value) -> Bytes {
         let mut buf = Vec::with_capacity(512);
@@ -52,7 +44,7 @@ impl WatchSpec {
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let (kind, api_version) = match self.view {
-            View::Full => (self.def.kind.clone(), self.def.api_version(&self.version)),
+            View::Full => (self.def.kind.clone(), self.def.api_version()),
             View::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
         };
         let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
@@ -74,7 +66,7 @@ impl WatchSpec {
             EventType::Added => "ADDED",
             EventType::Modified => "MODIFIED",
         };
-        self.line(ty, &self.present(&rec.object))
+        self.line(ty, &rec.object)
     }
 }
 
@@ -117,7 +109,7 @@ pub fn stream(
                 initial_end,
             } => {
                 for o in objects {
-                    first.push(spec.line("ADDED", &spec.present(&o)));
+                    first.push(spec.line("ADDED", &o));
                 }
                 if initial_end {
                     first.push(spec.bookmark(rv, true));
