@@ -30,94 +30,6 @@ impl std::fmt::Display for GroupResource {
     }
 }
 
-/// Why a field is invalid; the `reason` of a `StatusCause` (`field.ErrorType` upstream).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldErrorKind {
-    Required,
-    Invalid,
-    NotSupported,
-    Forbidden,
-}
-
-impl FieldErrorKind {
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Required => "FieldValueRequired",
-            Self::Invalid => "FieldValueInvalid",
-            Self::NotSupported => "FieldValueNotSupported",
-            Self::Forbidden => "FieldValueForbidden",
-        }
-    }
-}
-
-/// One problem with one field, rendered like `field.Error` upstream: `spec.url: Required value`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub kind: FieldErrorKind,
-    pub field: String,
-    /// The text after `field: `, e.g. `Required value` or `Invalid value: "x": reason`.
-    pub detail: String,
-}
-
-impl FieldError {
-    pub fn required(field: impl Into<String>) -> Self {
-        Self {
-            kind: FieldErrorKind::Required,
-            field: field.into(),
-            detail: "Required value".into(),
-        }
-    }
-    pub fn invalid(field: impl Into<String>, value: &Value, why: &str) -> Self {
-        Self {
-            kind: FieldErrorKind::Invalid,
-            field: field.into(),
-            detail: format!("Invalid value: {}: {why}", render_value(value)),
-        }
-    }
-    pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[Value]) -> Self {
-        let allowed: Vec<String> = allowed.iter().map(render_value).collect();
-        Self {
-            kind: FieldErrorKind::NotSupported,
-            field: field.into(),
-            detail: format!(
-                "Unsupported value: {}: supported values: {}",
-                render_value(value),
-                allowed.join(", ")
-            ),
-        }
-    }
-    pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
-        Self {
-            kind: FieldErrorKind::Forbidden,
-            field: field.into(),
-            detail: format!("Forbidden: {why}"),
-        }
-    }
-}
-
-impl FieldError {
-    /// Replaces the text after `field: `.
-    pub fn with_detail(mut self, detail: &str) -> Self {
-        self.detail = detail.to_owned();
-        self
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.detail)
-    }
-}
-
-/// Values in messages are rendered the way Go's `%q`/`%v` mostly render them: strings quoted,
-/// other scalars bare, composites as JSON.
-fn render_value(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
-}
-
 /// A failed request: becomes a `Status` object with the same HTTP code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
@@ -194,34 +106,6 @@ impl ApiError {
             name,
             "the object has been modified; please apply your changes to the latest version and try again",
         )
-    }
-
-    /// 422 Invalid. `kind`/`group` are the object's Kind and API group
-    /// (`GitProviderConnection.gitprovider.dev "x" is invalid: ...`).
-    pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified = if group.is_empty() {
-            kind.to_owned()
-        } else {
-            format!("{kind}.{group}")
-        };
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let summary = match rendered.len() {
-            0 => "<nil>".to_owned(),
-            1 => rendered[0].clone(),
-            _ => format!("[{}]", rendered.join(", ")),
-        };
-        let causes: Vec<Value> = errors
-            .iter()
-            .map(|e| json!({"reason": e.kind.reason(), "message": e.detail, "field": e.field}))
-            .collect();
-        let mut d = Map::new();
-        d.insert("name".into(), json!(name));
-        if !group.is_empty() {
-            d.insert("group".into(), json!(group));
-        }
-        d.insert("kind".into(), json!(kind));
-        d.insert("causes".into(), Value::Array(causes));
-        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {summary}")).with_details(Value::Object(d))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

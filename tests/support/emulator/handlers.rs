@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::admission::{self, Attributes, Operation};
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::http::{
     PartialMetadataRef, Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate,
     verb_of,
@@ -175,25 +175,13 @@ fn refuse_selectors(q: &Query) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn list_options_invalid(field: &str, why: &str) -> ApiError {
-    ApiError::invalid("ListOptions", "meta.k8s.io", "", &[FieldError::forbidden(field, why)])
-}
-
 /// `{"rv": N, "start": [namespace, name]}`, base64: opaque to clients, like upstream's.
 fn encode_continue(rv: u64, key: (&str, &str)) -> String {
-    b64_encode(
-        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [key.0, key.1]})
-            .to_string()
-            .as_bytes(),
-    )
+    b64_encode(json!({"rv": rv, "start": [key.0, key.1]}).to_string().as_bytes())
 }
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
-    };
+    let bad = || ApiError::bad_request("continue key is not valid");
     let raw = b64_decode(token).ok_or_else(bad)?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
@@ -202,6 +190,9 @@ fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     Ok((rv, (s(0)?, s(1)?)))
 }
 
+/// A list of the current objects, in pages when the client sets `limit`: each page carries the
+/// resourceVersion of the first, so a watch from it replays whatever changed while the pages
+/// were read (the pages themselves show objects as they are when each is read).
 fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
     refuse_selectors(q).map_err(fail)?;
     let limit = match q.get("limit") {
@@ -212,113 +203,32 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         ),
     }
     .filter(|l| *l > 0);
-    let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
-    let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    let after = match q.get("continue").filter(|s| !s.is_empty()) {
+        Some(token) => Some(decode_continue(token).map_err(fail)?),
+        None => None,
+    };
     let st = ctx.store.lock();
-    let current = st.current_rv();
-    let ns = t.ns.as_deref();
-    let too_old = |_: TooOld| {
-        fail(ApiError::expired(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-        ))
-    };
-    // The page and one more object (is there a next page?) are copied out of the store, the
-    // rest only counted (remainingItemCount): a page of a large collection must not cost a
-    // copy of the whole rest of it.
-    let max = limit.map(|l| l + 1);
-    let (snapshot_rv, page) = if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
-        if rv_param.is_some_and(|r| r != "0") {
-            return Err(fail(list_options_invalid(
-                "resourceVersion",
-                "specifying resource version is not allowed when using continue",
-            )));
-        }
-        let (rv, key) = decode_continue(token).map_err(fail)?;
-        (
-            rv,
-            st.page_at(&t.def.storage, ns, rv, Some(&key), max).map_err(too_old)?,
-        )
-    } else {
-        let requested = match rv_param {
-            None => None,
-            Some(r) => Some(r.parse::<u64>().map_err(|_| {
-                fail(ApiError::invalid(
-                    "ListOptions",
-                    "meta.k8s.io",
-                    "",
-                    &[FieldError::invalid(
-                        "resourceVersion",
-                        &json!(r),
-                        "must be a valid resource version",
-                    )],
-                ))
-            })?),
-        };
-        match (rvm, requested) {
-            (Some(_), None) => {
-                return Err(fail(list_options_invalid(
-                    "resourceVersionMatch",
-                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                )));
-            }
-            (Some("Exact"), Some(rv)) => {
-                if rv > current {
-                    return Err(fail(too_large(rv, current)));
-                }
-                let page = st.page_at(&t.def.storage, ns, rv, None, max).map_err(|_| {
-                    fail(ApiError::expired(
-                        "The resourceVersion for the provided list is too old.",
-                    ))
-                })?;
-                (rv, page)
-            }
-            (Some("NotOlderThan") | None, Some(rv)) if rv > current => {
-                return Err(fail(too_large(rv, current)));
-            }
-            (Some("NotOlderThan") | None, _) => (
-                current,
-                st.page_at(&t.def.storage, ns, current, None, max).map_err(too_old)?,
-            ),
-            (Some(other), _) => {
-                return Err(fail(ApiError::invalid(
-                    "ListOptions",
-                    "meta.k8s.io",
-                    "",
-                    &[FieldError::not_supported(
-                        "resourceVersionMatch",
-                        &json!(other),
-                        &[json!("Exact"), json!("NotOlderThan")],
-                    )],
-                )));
-            }
-        }
-    };
+    let rv = after.as_ref().map_or_else(|| st.current_rv(), |(rv, _)| *rv);
+    // The page and one more object (is there a next page?) are copied out of the store.
+    let mut page = st.page(
+        &t.def.storage,
+        t.ns.as_deref(),
+        after.as_ref().map(|(_, key)| key),
+        limit.map(|l| l + 1),
+    );
     drop(st);
-
-    let mut selected: Vec<&Value> = Vec::new();
-    let mut counted_beyond = page.more;
-    for o in &page.objects {
-        if limit.is_some_and(|limit| selected.len() > limit) {
-            counted_beyond += 1;
-            continue;
-        }
-        selected.push(o);
-    }
     let mut meta = Map::new();
-    meta.insert("resourceVersion".into(), json!(snapshot_rv.to_string()));
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
     if let Some(limit) = limit
-        && selected.len() > limit
+        && page.len() > limit
     {
-        let remaining = selected.len() - limit + counted_beyond;
-        selected.truncate(limit);
-        let last = selected
-            .last()
-            .map(|v| (meta_str(v, "namespace").to_owned(), meta_str(v, "name").to_owned()));
-        if let Some((lns, lname)) = last {
-            meta.insert("continue".into(), json!(encode_continue(snapshot_rv, (&lns, &lname))));
+        page.truncate(limit);
+        if let Some(last) = page.last() {
+            let key = (meta_str(last, "namespace"), meta_str(last, "name"));
+            meta.insert("continue".into(), json!(encode_continue(rv, key)));
         }
-        meta.insert("remainingItemCount".into(), json!(remaining));
     }
+    let items: Vec<&Value> = page.iter().map(|o| &**o).collect();
     let (kind, api_version) = match t.view {
         View::Metadata => ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned()),
         View::Full => (format!("{}List", t.def.kind), t.def.api_version()),
@@ -327,7 +237,7 @@ fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
         kind: &kind,
         api_version: &api_version,
         metadata: &meta,
-        items: &selected,
+        items: &items,
         view: t.view,
     };
     Ok(Answer::json(200, serde_json::to_vec(&body).unwrap_or_default()))
@@ -370,31 +280,12 @@ impl Serialize for ListItems<'_> {
     }
 }
 
-fn too_large(rv: u64, current: u64) -> ApiError {
-    ApiError::timeout(format!("Timeout: Too large resource version: {rv}, current: {current}")).with_details(json!({
-        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-        "retryAfterSeconds": 1,
-    }))
-}
-
+/// A watch from `resourceVersion` (replaying the history after it, or a 410 `ERROR` event
+/// when it is older than the history), or from the current state (`""` or `"0"`: an ADDED
+/// event per object first).
 fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
     let q = req.query;
     refuse_selectors(q)?;
-    let bookmarks = q.flag("allowWatchBookmarks");
-    let send_initial = q.flag("sendInitialEvents");
-    let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
-    if send_initial && rvm != Some("NotOlderThan") {
-        return Err(list_options_invalid(
-            "resourceVersionMatch",
-            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-        ));
-    }
-    if !send_initial && rvm.is_some() {
-        return Err(list_options_invalid(
-            "resourceVersionMatch",
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        ));
-    }
     let timeout = match q.get("timeoutSeconds") {
         Some(s) if !s.is_empty() => Duration::from_secs(
             s.parse::<u64>()
@@ -405,7 +296,7 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let spec = WatchSpec {
         def: t.def.clone(),
         view: t.view,
-        bookmarks,
+        bookmarks: q.flag("allowWatchBookmarks"),
         timeout,
         bookmark_interval: ctx.settings.bookmark_interval,
     };
@@ -413,26 +304,15 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
     let ns = t.ns.as_deref();
     let mut st = ctx.store.lock();
     let start = if rv.is_empty() || rv == "0" {
-        // "Start at most recent / any": synthetic ADDED events for the current state first.
         let current = st.current_rv();
         Start::Snapshot {
             objects: st.list(&t.def.storage, ns),
             rv: current,
-            initial_end: send_initial,
         }
     } else {
-        let from = rv.parse::<u64>().map_err(|_| {
-            ApiError::invalid(
-                "ListOptions",
-                "meta.k8s.io",
-                "",
-                &[FieldError::invalid(
-                    "resourceVersion",
-                    &json!(rv),
-                    "must be a valid resource version",
-                )],
-            )
-        })?;
+        let from = rv
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
         let oldest = st.oldest_resumable() + 1;
         let expired = |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
         if ctx.faults.take_gone() {

@@ -27,6 +27,14 @@
 //!   finalizers, no garbage collection and no namespace termination.
 //! - No Namespace or Service objects: namespaced objects are created in any namespace.
 //! - No label or field selectors: a list or watch with one is a 400.
+//! - A list shows the current state (`resourceVersion` and `resourceVersionMatch` are ignored).
+//!   Paginated lists (`limit`, `continue`) are not one snapshot: each page shows the objects
+//!   as they are when it is read, and every page carries the first page's resourceVersion, so
+//!   a watch from it replays whatever changed meanwhile (which is what kube's watcher needs).
+//!   No `remainingItemCount`; continue tokens never expire.
+//! - Watches: from `""`/`"0"` (ADDED events for the current state first) or from a
+//!   resourceVersion within the last `watch_history` writes (older: a 410 `ERROR` event); no
+//!   streaming lists (`sendInitialEvents` is ignored).
 //! - Every write is immediately visible (one process, one lock); watches never lag.
 //!   Bookmarks come every `bookmark_interval` (default 1 s, not ~1 min) and before timeout.
 //!   A watch from a future resourceVersion waits for it rather than failing after 3 s.
@@ -76,8 +84,8 @@ pub use record::{RecordedRequest, Target};
 /// How to run an emulator.
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
-    /// Write events kept for watch resumption and consistent paginated lists; a watch from an
-    /// older resourceVersion gets 410 Expired. Default 1000.
+    /// Write events kept for watch resumption; a watch from an older resourceVersion gets 410
+    /// Expired. Default 1000.
     pub watch_history: usize,
     /// `(namespace, service name)` → local address, for webhooks configured with
     /// `clientConfig.service` (the certificate must be valid for `<name>.<namespace>.svc`).

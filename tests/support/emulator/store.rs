@@ -1,8 +1,7 @@
 //! Object storage with etcd-like semantics: one global, monotonically increasing
 //! resourceVersion; every write gets the next one and is appended to a bounded event history
-//! (the window a watch can resume from, and from which consistent snapshots at an older
-//! resourceVersion are rebuilt for paginated lists); live watchers are fed under the same lock
-//! that orders writes, so no watcher can miss or reorder an event.
+//! (the window a watch can resume from); live watchers are fed under the same lock that orders
+//! writes, so no watcher can miss or reorder an event.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
@@ -32,8 +31,6 @@ pub struct WatchRecord {
     pub kind: EventType,
     /// The object after the write.
     pub object: Arc<Value>,
-    /// The object before the write (modify).
-    pub old: Option<Arc<Value>>,
 }
 
 /// Why a write could not be committed.
@@ -43,14 +40,6 @@ pub enum WriteError {
     AlreadyExists,
     /// The stored object's resourceVersion is not the expected one.
     Conflict,
-}
-
-/// Part of a collection, see [`State::page_at`].
-#[derive(Debug, Default)]
-pub struct Page {
-    pub objects: Vec<Arc<Value>>,
-    /// Objects after the page (counted, not copied).
-    pub more: usize,
 }
 
 /// A requested resourceVersion is older than the history window.
@@ -72,8 +61,8 @@ pub struct State {
     rv: u64,
     history: VecDeque<Arc<WatchRecord>>,
     history_cap: usize,
-    /// The rv of the newest event dropped from the history (0: nothing dropped yet). A watch or
-    /// snapshot from rv R works iff R >= compacted.
+    /// The rv of the newest event dropped from the history (0: nothing dropped yet). A watch
+    /// from rv R works iff R >= compacted.
     compacted: u64,
     watchers: Vec<WatcherSlot>,
     next_watcher: u64,
@@ -132,88 +121,31 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// One page of a collection as it was at `rv` (optionally within one namespace): the
-    /// objects with keys after `after` (from the first when `None`), in key order, at most
-    /// `max` of them, and how many more there are. Costs the page plus a walk over the keys
-    /// past it (only counted), plus the history newer than `rv`: never a copy of the
-    /// collection, so that listing a large collection page by page is linear.
-    pub fn page_at(
+    /// One page of a collection (optionally within one namespace): the objects with keys after
+    /// `after` (from the first when `None`), in key order, at most `max` of them. Costs the
+    /// page, never a copy of the collection, so that listing a large collection page by page
+    /// is linear.
+    pub fn page(
         &self,
         storage: &StorageKey,
         ns: Option<&str>,
-        rv: u64,
         after: Option<&ObjKey>,
         max: Option<usize>,
-    ) -> Result<Page, TooOld> {
-        if rv < self.compacted {
-            return Err(TooOld {
-                oldest: self.compacted + 1,
-            });
-        }
-        // The state at `rv` of every key written since (None: absent then). Walking from the
-        // newest record back, the oldest write after `rv` has the final say.
-        let mut changed: BTreeMap<ObjKey, Option<Arc<Value>>> = BTreeMap::new();
-        for rec in self.history.iter().rev().take_while(|r| r.rv > rv) {
-            if rec.storage != *storage || ns.is_some_and(|n| n != rec.namespace) {
-                continue;
-            }
-            let key = (rec.namespace.clone(), meta_str(&rec.object, "name").to_owned());
-            match (rec.kind, &rec.old) {
-                (EventType::Added, _) => {
-                    changed.insert(key, None);
-                }
-                (EventType::Modified, Some(old)) => {
-                    changed.insert(key, Some(old.clone()));
-                }
-                (_, None) => {}
-            }
-        }
+    ) -> Vec<Arc<Value>> {
         let lower: Bound<ObjKey> = match (after, ns) {
             (Some(a), Some(n)) if a.0.as_str() < n => Bound::Included((n.to_owned(), String::new())),
             (Some(a), _) => Bound::Excluded(a.clone()),
             (None, Some(n)) => Bound::Included((n.to_owned(), String::new())),
             (None, None) => Bound::Unbounded,
         };
-        let empty = BTreeMap::new();
-        let coll = self.collections.get(storage).unwrap_or(&empty);
-        let mut now = coll.range((lower.clone(), Bound::Unbounded)).peekable();
-        let mut then = changed.range((lower, Bound::Unbounded)).peekable();
-        let mut page = Page::default();
-        loop {
-            // Merge the current objects with the changed keys (which override them).
-            let (key, obj) = match (now.peek(), then.peek()) {
-                (None, None) => break,
-                (Some((nk, _)), Some((tk, _))) if nk == tk => {
-                    now.next();
-                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
-                    (k, v.as_ref())
-                }
-                (Some((nk, _)), Some((tk, _))) if tk < nk => {
-                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
-                    (k, v.as_ref())
-                }
-                (Some(_), _) => {
-                    let (k, v) = now.next().unwrap_or_else(|| unreachable!("peeked"));
-                    (k, Some(v))
-                }
-                (None, Some(_)) => {
-                    let (k, v) = then.next().unwrap_or_else(|| unreachable!("peeked"));
-                    (k, v.as_ref())
-                }
-            };
-            if ns.is_some_and(|n| key.0.as_str() > n) {
-                break;
-            }
-            let Some(obj) = obj else {
-                continue; // absent at `rv`
-            };
-            if max.is_none_or(|m| page.objects.len() < m) {
-                page.objects.push(obj.clone());
-            } else {
-                page.more += 1;
-            }
-        }
-        Ok(page)
+        let Some(coll) = self.collections.get(storage) else {
+            return Vec::new();
+        };
+        coll.range((lower, Bound::Unbounded))
+            .take_while(|((n, _), _)| ns.is_none_or(|want| want == n))
+            .take(max.unwrap_or(usize::MAX))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// History entries after `rv` for one collection, or `TooOld` when the window no longer
@@ -295,7 +227,6 @@ impl State {
             namespace: key.0,
             kind: EventType::Added,
             object: obj.clone(),
-            old: None,
         });
         Ok(obj)
     }
@@ -328,7 +259,6 @@ impl State {
             namespace: key.0,
             kind: EventType::Modified,
             object: obj.clone(),
-            old: Some(old),
         });
         Ok(obj)
     }

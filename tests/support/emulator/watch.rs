@@ -1,6 +1,5 @@
 //! Watch streams: newline-delimited `{"type": ..., "object": ...}` events over a chunked
-//! response, with periodic and pre-timeout BOOKMARKs, the
-//! `k8s.io/initial-events-end` bookmark of streaming lists, and 410 `ERROR` events.
+//! response, with periodic and pre-timeout BOOKMARKs and 410 `ERROR` events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,15 +41,12 @@ impl WatchSpec {
         Bytes::from(buf)
     }
 
-    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+    fn bookmark(&self, rv: u64) -> Bytes {
         let (kind, api_version) = match self.view {
             View::Full => (self.def.kind.clone(), self.def.api_version()),
             View::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
         };
-        let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
-        if initial_end {
-            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-        }
+        let meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
         let mut text = serde_json::to_string(&json!({
             "type": "BOOKMARK",
             "object": {"kind": kind, "apiVersion": api_version, "metadata": meta},
@@ -72,13 +68,8 @@ impl WatchSpec {
 
 /// Where a watch starts.
 pub enum Start {
-    /// Synthetic ADDED events for these (stored) objects, then changes after `rv`; with
-    /// `initial_end` the initial events are closed by the streaming-list bookmark.
-    Snapshot {
-        objects: Vec<Arc<Value>>,
-        rv: u64,
-        initial_end: bool,
-    },
+    /// Synthetic ADDED events for these (stored) objects, then changes after `rv`.
+    Snapshot { objects: Vec<Arc<Value>>, rv: u64 },
     /// Replay of these history records (all after `rv`), then live changes.
     Resume { records: Vec<Arc<WatchRecord>>, rv: u64 },
 }
@@ -103,16 +94,9 @@ pub fn stream(
         let mut sent_rv;
         let mut first: Vec<Bytes> = Vec::new();
         match start {
-            Start::Snapshot {
-                objects,
-                rv,
-                initial_end,
-            } => {
+            Start::Snapshot { objects, rv } => {
                 for o in objects {
                     first.push(spec.line("ADDED", &o));
-                }
-                if initial_end {
-                    first.push(spec.bookmark(rv, true));
                 }
                 sent_rv = rv;
             }
@@ -193,6 +177,6 @@ fn drain_with_bookmark(
     let rv = st.current_rv().max(*sent_rv);
     drop(st);
     *sent_rv = rv;
-    out.push(spec.bookmark(rv, false));
+    out.push(spec.bookmark(rv));
     out
 }
