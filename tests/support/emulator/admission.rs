@@ -1,7 +1,8 @@
 //! Validating admission webhooks: matching a request against `ValidatingWebhookConfiguration`
 //! objects and calling each matching webhook with a real `admission.k8s.io/v1`
-//! `AdmissionReview` over HTTPS, then turning its answer into the apiserver's response
-//! (denial Status, `Warning` headers) or, when the call fails, applying `failurePolicy`.
+//! `AdmissionReview` over HTTPS, then turning its answer into the apiserver's response (a
+//! denial Status) or, when the call fails, applying `failurePolicy`. Webhooks' `warnings` are
+//! not relayed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::registry::{Kind, ResourceDef};
+use super::registry::ResourceDef;
 use super::tls::client_config_trusting;
 use super::util::{b64_decode, new_uid};
 
@@ -35,14 +36,11 @@ impl Operation {
 pub struct AdmissionConfig {
     /// `(namespace, service name)` → local address, for `clientConfig.service`.
     pub service_endpoints: HashMap<(String, String), SocketAddr>,
-    /// `userInfo.username` in reviews.
-    pub username: String,
 }
 
 /// The request being admitted (objects in the request view).
 pub struct Attributes<'a> {
     pub def: &'a ResourceDef,
-    pub version: &'a str,
     pub subresource: Option<&'a str>,
     pub operation: Operation,
     pub name: &'a str,
@@ -51,39 +49,16 @@ pub struct Attributes<'a> {
     pub old_object: Option<&'a Value>,
 }
 
-/// Allowed (with warnings) or denied (error, with warnings).
-pub type Verdict = Result<Vec<String>, (ApiError, Vec<String>)>;
-
-/// Runs every matching webhook of `configs` (concurrently, like the apiserver).
-pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Attributes<'_>) -> Verdict {
-    // Webhook configurations themselves are never subject to webhooks (no lock-out).
-    if matches!(attrs.def.behaviour, Kind::ValidatingWebhookConfiguration) {
-        return Ok(vec![]);
-    }
-    let mut hooks = Vec::new();
-    for c in configs {
-        for h in c.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
-            if matches(h, attrs) {
-                hooks.push(h.clone());
-            }
-        }
-    }
-    let results = futures::future::join_all(hooks.iter().map(|h| run_one(cfg, h, attrs))).await;
-    let mut warnings = Vec::new();
-    let mut denial = None;
-    for r in results {
-        match r {
-            Ok(w) => warnings.extend(w),
-            Err((e, w)) => {
-                warnings.extend(w);
-                denial.get_or_insert(e);
-            }
-        }
-    }
-    match denial {
-        Some(e) => Err((e, warnings)),
-        None => Ok(warnings),
-    }
+/// Runs every matching webhook of `configs` (concurrently, like the apiserver): the first
+/// denial (or failed call under `failurePolicy: Fail`) is the request's error.
+pub async fn validate(cfg: &AdmissionConfig, configs: &[Arc<Value>], attrs: &Attributes<'_>) -> Result<(), ApiError> {
+    let hooks: Vec<&Value> = configs
+        .iter()
+        .flat_map(|c| c.get("webhooks").and_then(Value::as_array).into_iter().flatten())
+        .filter(|h| matches(h, attrs))
+        .collect();
+    let results = futures::future::join_all(hooks.into_iter().map(|h| run_one(cfg, h, attrs))).await;
+    results.into_iter().collect()
 }
 
 fn strs(v: Option<&Value>) -> Vec<&str> {
@@ -119,15 +94,16 @@ fn matches(h: &Value, a: &Attributes<'_>) -> bool {
         };
         any(&ops, a.operation.wire())
             && any(&groups, &a.def.group)
-            && any(&versions, a.version)
+            && any(&versions, &a.def.version)
             && resource_ok
             && scope_ok
     })
 }
 
-fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
-    let gvk = json!({"group": a.def.group, "version": a.version, "kind": a.def.kind});
-    let gvr = json!({"group": a.def.group, "version": a.version, "resource": a.def.plural});
+/// The `AdmissionReview` a webhook is sent (`userInfo` is always `kubernetes-admin`).
+fn review(a: &Attributes<'_>, uid: &str) -> Value {
+    let gvk = json!({"group": a.def.group, "version": a.def.version, "kind": a.def.kind});
+    let gvr = json!({"group": a.def.group, "version": a.def.version, "resource": a.def.plural});
     let mut req = json!({
         "uid": uid,
         "kind": gvk,
@@ -136,7 +112,7 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
         "requestResource": gvr,
         "name": a.name,
         "operation": a.operation.wire(),
-        "userInfo": {"username": username, "groups": ["system:masters", "system:authenticated"]},
+        "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
         "object": a.object.cloned().unwrap_or(Value::Null),
         "oldObject": a.old_object.cloned().unwrap_or(Value::Null),
         "dryRun": false,
@@ -152,54 +128,34 @@ fn review(a: &Attributes<'_>, uid: &str, username: &str) -> Value {
 }
 
 /// One webhook: call, interpret, apply failurePolicy.
-async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<Vec<String>, (ApiError, Vec<String>)> {
+async fn run_one(cfg: &AdmissionConfig, h: &Value, a: &Attributes<'_>) -> Result<(), ApiError> {
     let name = h.get("name").and_then(Value::as_str).unwrap_or("");
     let uid = new_uid();
-    let body = review(a, &uid, &cfg.username);
+    let body = review(a, &uid);
     let timeout = h.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(10);
-    let outcome = match call(cfg, h, &body, timeout).await {
-        Ok(resp) => interpret(name, &uid, &resp),
-        Err(e) => Err(CallFailure(e)),
-    };
-    match outcome {
-        Ok(Answer::Allowed(w)) => Ok(w),
-        Ok(Answer::Denied(e, w)) => Err((e, w)),
-        Err(CallFailure(why)) => {
-            if h.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
-                Ok(vec![])
-            } else {
-                Err((
-                    ApiError::internal(&format!("failed calling webhook {name:?}: {why}")),
-                    vec![],
-                ))
-            }
-        }
+    let answer = call(cfg, h, &body, timeout)
+        .await
+        .and_then(|resp| interpret(name, &uid, &resp));
+    match answer {
+        Ok(verdict) => verdict,
+        Err(_) if h.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") => Ok(()),
+        Err(why) => Err(ApiError::internal(&format!("failed calling webhook {name:?}: {why}"))),
     }
 }
 
-enum Answer {
-    Allowed(Vec<String>),
-    Denied(ApiError, Vec<String>),
-}
-
-/// The webhook could not be consulted (transport error, bad response): failurePolicy decides.
-struct CallFailure(String);
-
-fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailure> {
-    let Some(resp) = review.get("response") else {
-        return Err(CallFailure(
-            "received invalid webhook response: response is missing".into(),
-        ));
-    };
+/// The webhook's verdict, or why its answer is not one (then failurePolicy decides).
+fn interpret(name: &str, uid: &str, review: &Value) -> Result<Result<(), ApiError>, String> {
+    let resp = review
+        .get("response")
+        .ok_or("received invalid webhook response: response is missing")?;
     let got = resp.get("uid").and_then(Value::as_str).unwrap_or("");
     if got != uid {
-        return Err(CallFailure(format!(
+        return Err(format!(
             "received invalid webhook response: expected response.uid={uid:?}, got {got:?}"
-        )));
+        ));
     }
-    let warnings: Vec<String> = strs(resp.get("warnings")).into_iter().map(str::to_owned).collect();
     if resp.get("allowed").and_then(Value::as_bool) == Some(true) {
-        return Ok(Answer::Allowed(warnings));
+        return Ok(Ok(()));
     }
     // Upstream `webhookerrors.ToStatusErr`.
     let status = resp.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -212,7 +168,7 @@ fn interpret(name: &str, uid: &str, review: &Value) -> Result<Answer, CallFailur
     } else {
         format!("{denied_by} without explanation")
     };
-    Ok(Answer::Denied(err, warnings))
+    Ok(Err(err))
 }
 
 /// POSTs the review; `Err` describes the failure like the apiserver's error text.

@@ -37,8 +37,6 @@ pub struct ApiError {
     pub reason: String,
     pub message: String,
     pub details: Option<Value>,
-    /// Sent as a `Retry-After` header (429, 503).
-    pub retry_after: Option<u64>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -67,7 +65,6 @@ impl ApiError {
             reason: reason.into(),
             message: message.into(),
             details: None,
-            retry_after: None,
         }
     }
 
@@ -120,14 +117,6 @@ impl ApiError {
         )
     }
 
-    pub fn not_acceptable(accept: &str) -> Self {
-        Self::new(
-            406,
-            "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml (got {accept:?})"),
-        )
-    }
-
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
         Self::new(
             415,
@@ -140,7 +129,7 @@ impl ApiError {
         .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}))
     }
 
-    /// 410 with reason `Expired`, as for a too old `resourceVersion` or `continue` token.
+    /// 410 with reason `Expired`, as for a watch from a too old `resourceVersion`.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -149,28 +138,6 @@ impl ApiError {
     pub fn internal(why: &str) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {why}"))
             .with_details(json!({"causes": [{"message": why}]}))
-    }
-
-    pub fn too_many_requests(retry_after: u64) -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.")
-            .with_details(json!({"retryAfterSeconds": retry_after}));
-        e.retry_after = Some(retry_after);
-        e
-    }
-
-    pub fn service_unavailable(retry_after: u64) -> Self {
-        let mut e = Self::new(
-            503,
-            "ServiceUnavailable",
-            "The server is currently unable to handle the request",
-        )
-        .with_details(json!({"retryAfterSeconds": retry_after}));
-        e.retry_after = Some(retry_after);
-        e
-    }
-
-    pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
     }
 
     /// The `Status` object sent as the body (and inside watch `ERROR` events).
@@ -199,7 +166,6 @@ impl ApiError {
             reason: status.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
             message: status.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
             details: status.get("details").cloned(),
-            retry_after: None,
         }
     }
 }

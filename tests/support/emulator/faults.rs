@@ -1,8 +1,8 @@
-//! Fault injection, shared between the test (through [`Faults`]) and the server.
+//! Fault injection, shared between the test (through [`Faults`]) and the server: what the
+//! `emulator_` end-to-end tests need and a real server cannot do on demand.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::error::ApiError;
 use super::record::Target;
@@ -13,14 +13,13 @@ type Predicate = Arc<dyn Fn(&str, &str, Option<&Target>) -> bool + Send + Sync>;
 struct FailRule {
     remaining: usize,
     status: u16,
-    matches: Option<Predicate>,
+    matches: Predicate,
 }
 
 #[derive(Default)]
 struct FaultState {
     gone_watches: usize,
     fail: VecDeque<FailRule>,
-    stall: Duration,
 }
 
 /// A handle on the emulator's fault injection; cheap to clone.
@@ -54,18 +53,9 @@ impl Faults {
         self.lock().gone_watches += n;
     }
 
-    /// The next `n` requests (any kind, after authentication) fail with `status`: 500
-    /// InternalError, 429 TooManyRequests or 503 ServiceUnavailable with `Retry-After: 1`,
-    /// 504 Timeout, or a generic Status for other codes.
-    pub fn fail_next(&self, n: usize, status: u16) {
-        self.lock().fail.push_back(FailRule {
-            remaining: n,
-            status,
-            matches: None,
-        });
-    }
-
-    /// Like [`fail_next`](Self::fail_next), for requests `pred(method, path, target)` selects.
+    /// The next `n` requests that `pred(method, path, target)` selects fail with `status`
+    /// (500: an InternalError `Status`; other codes: a `Status` with that code). Rules apply
+    /// in the order they were added.
     pub fn fail_next_matching(
         &self,
         n: usize,
@@ -75,22 +65,13 @@ impl Faults {
         self.lock().fail.push_back(FailRule {
             remaining: n,
             status,
-            matches: Some(Arc::new(pred)),
+            matches: Arc::new(pred),
         });
-    }
-
-    /// Delays every request by `d` before it is handled (`Duration::ZERO` to stop).
-    pub fn stall(&self, d: Duration) {
-        self.lock().stall = d;
     }
 
     /// Clears all pending faults.
     pub fn clear(&self) {
         *self.lock() = FaultState::default();
-    }
-
-    pub(crate) fn stall_duration(&self) -> Duration {
-        self.lock().stall
     }
 
     /// Consumes one pending failure that applies to this request, if any.
@@ -99,7 +80,7 @@ impl Faults {
         let idx = st
             .fail
             .iter()
-            .position(|r| r.remaining > 0 && r.matches.as_ref().is_none_or(|p| p(method, path, target)))?;
+            .position(|r| r.remaining > 0 && (r.matches)(method, path, target))?;
         let rule = &mut st.fail[idx];
         rule.remaining -= 1;
         let status = rule.status;
@@ -107,9 +88,6 @@ impl Faults {
             st.fail.remove(idx);
         }
         Some(match status {
-            429 => ApiError::too_many_requests(1),
-            503 => ApiError::service_unavailable(1),
-            504 => ApiError::timeout("injected fault: the request timed out"),
             500 => ApiError::internal("injected fault"),
             code => ApiError::new(code, "", format!("injected fault ({code})")),
         })

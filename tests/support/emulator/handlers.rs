@@ -13,8 +13,7 @@ use serde_json::{Map, Value, json};
 use super::admission::{self, Attributes, Operation};
 use super::error::ApiError;
 use super::http::{
-    PartialMetadataRef, Query, ResourcePath, View, add_warnings, error_response, json_bytes_response, negotiate,
-    verb_of,
+    PartialMetadataRef, Query, ResourcePath, View, error_response, json_bytes_response, negotiate, verb_of,
 };
 use super::registry::{Kind, Registry, ResourceDef, StorageKey};
 use super::server::Ctx;
@@ -32,25 +31,15 @@ pub struct Req<'a> {
     pub body: &'a [u8],
 }
 
-/// A successful answer: status, body (JSON text), warnings.
+/// A successful answer: status and body (JSON text).
 struct Answer {
     code: u16,
     body: Vec<u8>,
-    warnings: Vec<String>,
 }
 
 impl Answer {
-    fn new(code: u16, body: Value) -> Self {
-        Self::json(code, serde_json::to_vec(&body).unwrap_or_default())
-    }
-
-    /// An answer whose body is already serialised.
     fn json(code: u16, body: Vec<u8>) -> Self {
-        Self {
-            code,
-            body,
-            warnings: vec![],
-        }
+        Self { code, body }
     }
 }
 
@@ -85,33 +74,20 @@ impl Target<'_> {
 pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
     match dispatch(ctx, &req).await {
         Ok(resp) => resp,
-        Err(failure) => {
-            let (err, warnings) = *failure;
-            let mut resp = error_response(&err);
-            add_warnings(&mut resp, &warnings);
-            resp
-        }
+        Err(err) => error_response(&err),
     }
 }
 
-/// A failed request: the error and any warnings gathered before it (boxed: it is large and
-/// travels through every `?`).
-type Failure = Box<(ApiError, Vec<String>)>;
-
-fn fail(e: ApiError) -> Failure {
-    Box::new((e, vec![]))
-}
-
-async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
+async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
     let rp = req.path;
     let found = {
         let st = ctx.store.lock();
         st.registry.find(&rp.group, &rp.version, &rp.resource).cloned()
     };
     let Some(def) = found else {
-        return Err(fail(ApiError::no_such_resource()));
+        return Err(ApiError::no_such_resource());
     };
-    let view = negotiate(req.accept).map_err(fail)?;
+    let view = negotiate(req.accept);
     let t = Target {
         def,
         ns: rp.namespace.clone(),
@@ -123,22 +99,22 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
 
     if let Some(sub) = t.sub {
         if sub != "status" || !t.def.status_subresource {
-            return Err(fail(ApiError::no_such_resource()));
+            return Err(ApiError::no_such_resource());
         }
         if !matches!(verb, "get" | "update" | "patch") {
-            return Err(fail(ApiError::method_not_allowed()));
+            return Err(ApiError::method_not_allowed());
         }
     }
     // A namespaced resource addressed without a namespace can only be listed or watched.
     if t.def.namespaced && t.ns.is_none() && !matches!(verb, "list" | "watch") {
-        return Err(fail(ApiError::method_not_allowed()));
+        return Err(ApiError::method_not_allowed());
     }
     if verb == "create" && t.name.is_some() {
-        return Err(fail(ApiError::method_not_allowed()));
+        return Err(ApiError::method_not_allowed());
     }
 
     if verb == "watch" {
-        return watch(ctx, &t, req).map_err(fail);
+        return watch(ctx, &t, req);
     }
     let answer = match verb {
         "get" => get(ctx, &t),
@@ -146,19 +122,17 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, Failure> {
         "create" => create(ctx, &t, req).await,
         "update" => update(ctx, &t, req).await,
         "patch" => patch(ctx, &t, req).await,
-        _ => Err(fail(ApiError::method_not_allowed())),
+        _ => Err(ApiError::method_not_allowed()),
     }?;
-    let mut resp = json_bytes_response(answer.code, answer.body);
-    add_warnings(&mut resp, &answer.warnings);
-    Ok(resp)
+    Ok(json_bytes_response(answer.code, answer.body))
 }
 
 // ---------------------------------------------------------------- reads
 
-fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, Failure> {
+fn get(ctx: &Ctx, t: &Target<'_>) -> Result<Answer, ApiError> {
     let name = t.name.unwrap_or("");
     let obj = ctx.store.lock().get(&t.def.storage, t.ns_key(), name);
-    let obj = obj.ok_or_else(|| fail(t.not_found(name)))?;
+    let obj = obj.ok_or_else(|| t.not_found(name))?;
     Ok(Answer::json(200, t.render(&obj)))
 }
 
@@ -193,18 +167,18 @@ fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
 /// A list of the current objects, in pages when the client sets `limit`: each page carries the
 /// resourceVersion of the first, so a watch from it replays whatever changed while the pages
 /// were read (the pages themselves show objects as they are when each is read).
-fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, Failure> {
-    refuse_selectors(q).map_err(fail)?;
+fn list(ctx: &Ctx, t: &Target<'_>, q: &Query) -> Result<Answer, ApiError> {
+    refuse_selectors(q)?;
     let limit = match q.get("limit") {
         None | Some("") => None,
         Some(l) => Some(
             l.parse::<usize>()
-                .map_err(|_| fail(ApiError::bad_request(format!("invalid limit {l:?}"))))?,
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
         ),
     }
     .filter(|l| *l > 0);
     let after = match q.get("continue").filter(|s| !s.is_empty()) {
-        Some(token) => Some(decode_continue(token).map_err(fail)?),
+        Some(token) => Some(decode_continue(token)?),
         None => None,
     };
     let st = ctx.store.lock();
@@ -291,14 +265,13 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
             s.parse::<u64>()
                 .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
         ),
-        _ => ctx.settings.default_watch_timeout,
+        _ => watch::DEFAULT_TIMEOUT,
     };
     let spec = WatchSpec {
         def: t.def.clone(),
         view: t.view,
         bookmarks: q.flag("allowWatchBookmarks"),
         timeout,
-        bookmark_interval: ctx.settings.bookmark_interval,
     };
     let rv = q.get("resourceVersion").unwrap_or("");
     let ns = t.ns.as_deref();
@@ -460,13 +433,13 @@ fn sync_crd(st: &mut State, def: &ResourceDef, stored: &Value) {
 
 // ---------------------------------------------------------------- create
 
-async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
-    let mut obj = parse_body(req).map_err(fail)?;
-    check_type(t, &mut obj).map_err(fail)?;
-    check_namespace(t, &mut obj).map_err(fail)?;
+async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
+    let mut obj = parse_body(req)?;
+    check_type(t, &mut obj)?;
+    check_namespace(t, &mut obj)?;
     let name = meta_str(&obj, "name").to_owned();
     if name.is_empty() {
-        return Err(fail(ApiError::bad_request("metadata.name is required")));
+        return Err(ApiError::bad_request("metadata.name is required"));
     }
     {
         let meta = metadata_mut(&mut obj);
@@ -487,7 +460,6 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
     let configs = webhook_configurations(ctx);
     let attrs = Attributes {
         def: &t.def,
-        version: &t.def.version,
         subresource: None,
         operation: Operation::Create,
         name: &name,
@@ -495,20 +467,16 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
         object: Some(&obj),
         old_object: None,
     };
-    let warnings = admission::validate(&ctx.admission, &configs, &attrs)
-        .await
-        .map_err(Box::new)?;
+    admission::validate(&ctx.admission, &configs, &attrs).await?;
 
     let mut st = ctx.store.lock();
     let stored = st.create(&t.def.storage, obj).map_err(|e| match e {
-        WriteError::AlreadyExists => fail(ApiError::already_exists(&gr, &name)),
-        _ => fail(ApiError::internal("unexpected storage error")),
+        WriteError::AlreadyExists => ApiError::already_exists(&gr, &name),
+        _ => ApiError::internal("unexpected storage error"),
     })?;
     sync_crd(&mut st, &t.def, &stored);
     drop(st);
-    let mut a = Answer::json(201, t.render(&stored));
-    a.warnings = warnings;
-    Ok(a)
+    Ok(Answer::json(201, t.render(&stored)))
 }
 
 // ---------------------------------------------------------------- update / patch
@@ -520,16 +488,16 @@ struct Proposal {
     precondition: Option<String>,
 }
 
-async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
-    let mut body = parse_body(req).map_err(fail)?;
-    check_type(t, &mut body).map_err(fail)?;
-    check_namespace(t, &mut body).map_err(fail)?;
+async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
+    let mut body = parse_body(req)?;
+    check_type(t, &mut body)?;
+    check_namespace(t, &mut body)?;
     let url_name = t.name.unwrap_or("");
     let body_name = meta_str(&body, "name").to_owned();
     if body_name != url_name {
-        return Err(fail(ApiError::bad_request(format!(
+        return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({url_name})"
-        ))));
+        )));
     }
     let rv = meta_str(&body, "resourceVersion").to_owned();
     let precondition = (!rv.is_empty()).then_some(rv);
@@ -543,18 +511,15 @@ async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Fail
 }
 
 /// A JSON merge patch (RFC 7386), the only patch type served.
-async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, Failure> {
+async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
     let ct = req.content_type.unwrap_or("");
     if ct.split(';').next().unwrap_or("").trim() != "application/merge-patch+json" {
-        return Err(fail(ApiError::unsupported_media_type(
-            ct,
-            &["application/merge-patch+json"],
-        )));
+        return Err(ApiError::unsupported_media_type(ct, &["application/merge-patch+json"]));
     }
-    let doc: Value = serde_json::from_slice(req.body)
-        .map_err(|e| fail(ApiError::bad_request(format!("error decoding patch: {e}"))))?;
+    let doc: Value =
+        serde_json::from_slice(req.body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     if !doc.is_object() {
-        return Err(fail(ApiError::bad_request("the patch must be a JSON object")));
+        return Err(ApiError::bad_request("the patch must be a JSON object"));
     }
     let precondition = doc
         .pointer("/metadata/resourceVersion")
@@ -584,7 +549,7 @@ async fn write_existing(
     ctx: &Ctx,
     t: &Target<'_>,
     propose: impl Fn(&Value) -> Result<Proposal, ApiError>,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, ApiError> {
     let name = t.name.unwrap_or("");
     let gr = t.def.group_resource();
     loop {
@@ -592,21 +557,21 @@ async fn write_existing(
             .store
             .lock()
             .get(&t.def.storage, t.ns_key(), name)
-            .ok_or_else(|| fail(t.not_found(name)))?;
+            .ok_or_else(|| t.not_found(name))?;
         let current_rv = rv_of(&stored);
         let current: &Value = &stored;
         let Proposal {
             obj: mut new,
             precondition,
-        } = propose(current).map_err(fail)?;
+        } = propose(current)?;
         let pinned = precondition.is_some();
         if let Some(p) = &precondition
             && *p != current_rv.to_string()
         {
-            return Err(fail(ApiError::stale(&gr, name)));
+            return Err(ApiError::stale(&gr, name));
         }
-        check_type(t, &mut new).map_err(fail)?;
-        check_namespace(t, &mut new).map_err(fail)?;
+        check_type(t, &mut new)?;
+        check_namespace(t, &mut new)?;
 
         // System-owned metadata comes from the stored object.
         {
@@ -642,7 +607,6 @@ async fn write_existing(
         let configs = webhook_configurations(ctx);
         let attrs = Attributes {
             def: &t.def,
-            version: &t.def.version,
             subresource: t.sub,
             operation: Operation::Update,
             name,
@@ -650,29 +614,23 @@ async fn write_existing(
             object: Some(&new),
             old_object: Some(current),
         };
-        let warnings = admission::validate(&ctx.admission, &configs, &attrs)
-            .await
-            .map_err(Box::new)?;
+        admission::validate(&ctx.admission, &configs, &attrs).await?;
 
         // A no-op write stores nothing, bumps nothing and notifies nobody.
         if new == *current {
-            let mut a = Answer::json(200, t.render(current));
-            a.warnings = warnings;
-            return Ok(a);
+            return Ok(Answer::json(200, t.render(current)));
         }
         let mut st = ctx.store.lock();
         match st.update(&t.def.storage, new, current_rv) {
             Ok(stored) => {
                 sync_crd(&mut st, &t.def, &stored);
                 drop(st);
-                let mut a = Answer::json(200, t.render(&stored));
-                a.warnings = warnings;
-                return Ok(a);
+                return Ok(Answer::json(200, t.render(&stored)));
             }
-            Err(WriteError::Conflict) if pinned => return Err(fail(ApiError::stale(&gr, name))),
+            Err(WriteError::Conflict) if pinned => return Err(ApiError::stale(&gr, name)),
             Err(WriteError::Conflict | WriteError::NotFound) => continue, // raced: read again
             Err(WriteError::AlreadyExists) => {
-                return Err(fail(ApiError::internal("unexpected storage error")));
+                return Err(ApiError::internal("unexpected storage error"));
             }
         }
     }

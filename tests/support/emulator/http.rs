@@ -34,8 +34,7 @@ pub struct ResourcePath {
 /// Splits a path into a route. Needs the registry to tell `/api/v1/namespaces/{ns}/{resource}`
 /// from `/api/v1/namespaces/{name}/{subresource}`.
 pub fn parse_route(path: &str, registry: &Registry) -> Route {
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["api", v, rest @ ..] => resource_route("", v, rest, registry),
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest, registry),
@@ -62,16 +61,6 @@ fn resource_route(group: &str, version: &str, rest: &[&str], registry: &Registry
         name: p(1),
         subresource: p(2),
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned(); // nothing to decode (a `+` in a path is literal)
-    }
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
 }
 
 /// The Kubernetes verb of a resource request.
@@ -146,35 +135,14 @@ impl Serialize for PartialMetadataRef<'_> {
     }
 }
 
-/// Picks a representation from `Accept`: the first acceptable entry wins. Tables and
-/// protobuf are not offered; a client that accepts only those gets 406.
-pub fn negotiate(accept: Option<&str>) -> Result<View, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return Ok(View::Full);
-    };
-    for entry in accept.split(',') {
-        let mut parts = entry.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("");
-        let params: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
-        if !matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml") {
-            continue;
-        }
-        match params.get("as").copied() {
-            None => return Ok(View::Full),
-            Some("PartialObjectMetadata" | "PartialObjectMetadataList")
-                if params.get("g").copied() == Some("meta.k8s.io") =>
-            {
-                return Ok(View::Metadata);
-            }
-            Some(_) => continue, // Table, APIGroupDiscoveryList, ...: not offered
-        }
+/// Picks a representation from `Accept`: metadata only when the client asks for
+/// `PartialObjectMetadata(List)` (kube's metadata APIs), the full object otherwise.
+pub fn negotiate(accept: Option<&str>) -> View {
+    if accept.is_some_and(|a| a.contains("as=PartialObjectMetadata")) {
+        View::Metadata
+    } else {
+        View::Full
     }
-    Err(ApiError::not_acceptable(accept))
-}
-
-/// A JSON response.
-pub fn json_response(status: u16, body: &Value) -> Response<Body> {
-    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// A JSON response from serialised JSON.
@@ -186,25 +154,7 @@ pub fn json_bytes_response(status: u16, bytes: Vec<u8>) -> Response<Body> {
     resp
 }
 
-/// The Status response for an error (with `Retry-After` where the error carries one).
+/// The Status response for an error.
 pub fn error_response(err: &ApiError) -> Response<Body> {
-    let mut resp = json_response(err.code, &err.to_status());
-    if let Some(secs) = err.retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-/// Adds `Warning: 299 - "text"` headers, as the apiserver relays admission and
-/// unknown-field warnings.
-pub fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
-    for w in warnings {
-        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
-        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        if let Ok(v) = HeaderValue::from_bytes(format!("299 - \"{text}\"").as_bytes()) {
-            resp.headers_mut().append(header::WARNING, v);
-        }
-    }
+    json_bytes_response(err.code, serde_json::to_vec(&err.to_status()).unwrap_or_default())
 }

@@ -1,54 +1,73 @@
-//! A Kubernetes API server emulator for tests.
+//! A Kubernetes API server emulator, kept for what a real kube-apiserver cannot give the tests.
 //!
-//! No kube-apiserver can run where these tests run, so this serves the subset of the
-//! Kubernetes API the operator and its tests use, faithfully on the wire: HTTPS with a
-//! generated CA, built-in resources and the custom resources CRDs define, every verb kube-rs and kubectl send (watch with bookmarks, streaming
-//! lists and 410s included), `Status` errors, validating admission webhooks over real HTTPS,
-//! plus fault injection and a record of every request.
+//! Almost every test runs against a real kube-apiserver and etcd
+//! (`tests/support/control_plane.rs`). The emulator remains for two users:
 //!
-//! Module map: `server` (TLS, routing, record) → `handlers` (verbs) → `store` (objects,
-//! resourceVersions, history, watchers), with `watch`, `admission`, `registry`,
-//! `faults`, `record`, `tls`, `kubeconfig`.
+//! - The `emulator_` tests of `tests/e2e.rs`, for faults a real server cannot produce on
+//!   demand: an error on chosen requests ([`Faults::fail_next_matching`]: the first list of
+//!   connections fails), every open watch ended at once ([`Faults::drop_all_watches`]) with
+//!   the resumed watches told their resourceVersion is gone ([`Faults::gone_on_next_watches`]),
+//!   and webhooks whose `clientConfig.service` is a port on 127.0.0.1
+//!   ([`EmulatorOptions::service_endpoints`]; a real server needs a cluster network for that).
+//! - The scale benchmark (`benches/scale.rs`), for speed: thousands of connections and Secrets
+//!   in the benchmark's own process, and a record of every request (target, status, time;
+//!   bodies optional) it counts status writes from as they happen ([`Emulator::count_since`]).
+//!
+//! It serves, over HTTPS with a throw-away CA, what the operator binary and kube-rs send there:
+//! get, list (in pages), watch (resumable, with bookmarks and 410s), create, update (with
+//! optimistic concurrency) and JSON merge patch, of Secrets, ConfigMaps, `events.k8s.io`
+//! Events, Leases, CRDs, ValidatingWebhookConfigurations and the custom resources of CRDs (with
+//! their status subresource and `metadata.generation`), in full or as `PartialObjectMetadata`,
+//! errors as `Status` objects, and validating admission webhooks called over real HTTPS.
+//! `tests/emulator.rs` tests what its users rely on.
+//!
+//! Module map: `server` (TLS, routing, injected failures, the request record) → `handlers`
+//! (verbs) → `store` (objects, resourceVersions, history, watchers), with `watch` (event
+//! streams), `admission` (webhooks), `registry` (resource types), `http` (paths, queries,
+//! responses), `faults`, `error`, `kubeconfig`, `tls`, `util`. The record's type is
+//! `tests/support/record.rs`, shared with the audit log of the real server.
 //!
 //! # Where it differs from kube-apiserver
 //!
-//! - The only patch type is the JSON merge patch (what the operator writes status with);
-//!   server-side apply, JSON patch and strategic merge patch are 415. No dry runs
-//!   (`dryRun` is ignored): every write is stored. Request bodies are JSON only.
-//! - No validation and no defaulting: objects are stored as sent (with the metadata the server
-//!   owns: uid, creationTimestamp, resourceVersion, generation). CRD schemas are not applied
-//!   (no pruning, defaults, types, enums, CEL rules), `fieldValidation` is ignored, names and
-//!   labels are not checked, Secret `stringData` is not merged into `data`, CRDs get no status.
-//! - Only the built-in types the operator uses are served, each in one version: Secrets,
-//!   ConfigMaps, `events.k8s.io/v1` Events (no core `v1` Events), Leases, CRDs and
-//!   ValidatingWebhookConfigurations; a CRD's resource is served in its storage version only
-//!   (no conversion). Anything else is a 404. List items carry `apiVersion` and `kind`.
-//! - Nothing is ever deleted: DELETE and deletecollection are 405, so there are no
-//!   finalizers, no garbage collection and no namespace termination.
-//! - No Namespace or Service objects: namespaced objects are created in any namespace.
+//! - Resources: only the built-in types above, in one version each (`v1`); a CRD's resource in
+//!   its storage version only (no conversion). Anything else is a 404, and so are discovery,
+//!   `/version`, health endpoints and OpenAPI: clients must know what they address, as kube's
+//!   typed APIs do. No Namespace or Service objects: namespaced objects are created in any
+//!   namespace.
+//! - Verbs: nothing is ever deleted (DELETE and deletecollection are 405), so there are no
+//!   finalizers, no garbage collection and no namespace termination. The only patch type is
+//!   the JSON merge patch (what the operator writes status with); server-side apply, JSON patch
+//!   and strategic merge patch are 415, so [`Emulator::apply_yaml_file`] creates. No dry runs
+//!   (`dryRun` is ignored). Request bodies are JSON only.
+//! - No validation and no defaulting: objects are stored as sent, with the metadata the server
+//!   owns (uid, creationTimestamp, resourceVersion; generation for custom resources only).
+//!   CRD schemas are not applied (no pruning, defaults, types, enums, CEL rules),
+//!   `fieldValidation` is ignored, names and labels are not checked, Secret `stringData` is not
+//!   merged into `data`, CRDs get no status.
 //! - No label or field selectors: a list or watch with one is a 400.
 //! - A list shows the current state (`resourceVersion` and `resourceVersionMatch` are ignored).
 //!   Paginated lists (`limit`, `continue`) are not one snapshot: each page shows the objects
 //!   as they are when it is read, and every page carries the first page's resourceVersion, so
 //!   a watch from it replays whatever changed meanwhile (which is what kube's watcher needs).
 //!   No `remainingItemCount`; continue tokens never expire.
-//! - Watches: from `""`/`"0"` (ADDED events for the current state first) or from a
-//!   resourceVersion within the last `watch_history` writes (older: a 410 `ERROR` event); no
-//!   streaming lists (`sendInitialEvents` is ignored).
-//! - Every write is immediately visible (one process, one lock); watches never lag.
-//!   Bookmarks come every `bookmark_interval` (default 1 s, not ~1 min) and before timeout.
-//!   A watch from a future resourceVersion waits for it rather than failing after 3 s.
-//! - Admission: validating webhooks only (no mutating webhooks, no built-in admission
-//!   plugins, no RBAC: every request is allowed); a webhook is called when its rules match:
-//!   `namespaceSelector`, `objectSelector`, `matchConditions` and `matchPolicy` are not
-//!   evaluated; matching webhooks are called concurrently; a missing `caBundle` fails the
-//!   call (no system roots).
-//! - No authentication: the kubeconfig's user has no credentials and every request is served;
-//!   `userInfo` is fixed (`EmulatorOptions::username`, groups system:masters and
+//! - Watches start from `""`/`"0"` (an ADDED event per object first) or from a resourceVersion
+//!   within the last `watch_history` writes (older: a 410 `ERROR` event); a watch from a future
+//!   resourceVersion waits for it rather than failing after 3 s. No streaming lists
+//!   (`sendInitialEvents` is ignored). Bookmarks come every second (not about every minute) and
+//!   before the timeout. Every write is visible at once (one process, one lock): watches never
+//!   lag.
+//! - Representations: JSON only. A request whose `Accept` asks for `PartialObjectMetadata`
+//!   gets metadata, any other gets the full object (no Table, no protobuf, never a 406). List
+//!   items carry `apiVersion` and `kind`, which the real server leaves out of lists of built-in
+//!   types.
+//! - Admission: validating webhooks only (no mutating webhooks, no built-in admission plugins
+//!   or policies). A webhook is called when its rules match: `namespaceSelector`,
+//!   `objectSelector`, `matchConditions` and `matchPolicy` are not evaluated; matching webhooks
+//!   are called concurrently; a missing `caBundle` fails the call (no system roots); webhooks'
+//!   warnings are not relayed; `userInfo` is always `kubernetes-admin` (groups system:masters,
 //!   system:authenticated).
-//! - Only resource paths are served: no discovery documents, `/version`, health endpoints or
-//!   OpenAPI (404), so clients must know what they address, as kube's typed APIs do.
-//! - Only JSON; no protobuf, no Table.
+//! - No authentication (the kubeconfig's user has no credentials), no RBAC, no priority and
+//!   fairness: every request is served.
 
 mod admission;
 mod error;
@@ -68,18 +87,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch as signal;
 
-// Re-exports for test files; not every test binary uses each of them.
-#[allow(unused_imports)]
-pub use error::{ApiError, EmulatorError};
-#[allow(unused_imports)]
+pub use error::EmulatorError;
 pub use faults::Faults;
-#[allow(unused_imports)]
-pub use record::{RecordedRequest, Target};
+use record::RecordedRequest;
 
 /// How to run an emulator.
 #[derive(Clone, Debug)]
@@ -90,13 +104,6 @@ pub struct EmulatorOptions {
     /// `(namespace, service name)` → local address, for webhooks configured with
     /// `clientConfig.service` (the certificate must be valid for `<name>.<namespace>.svc`).
     pub service_endpoints: HashMap<(String, String), SocketAddr>,
-    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK. Default 1 s (the real
-    /// server: about a minute; shorter keeps tests quick).
-    pub bookmark_interval: Duration,
-    /// Watch length when the client sends no `timeoutSeconds`. Default 30 min.
-    pub default_watch_timeout: Duration,
-    /// `userInfo.username` sent to admission webhooks. Default `kubernetes-admin`.
-    pub username: String,
     /// Keep request and response bodies in the request record. Default true; benchmarks that
     /// send 10,000s of requests turn it off so the record stays small (method, path, query,
     /// target, status and time are always kept, so counting writes still works).
@@ -108,9 +115,6 @@ impl Default for EmulatorOptions {
         Self {
             watch_history: 1000,
             service_endpoints: HashMap::new(),
-            bookmark_interval: Duration::from_secs(1),
-            default_watch_timeout: Duration::from_secs(1800),
-            username: "kubernetes-admin".into(),
             record_bodies: true,
         }
     }
@@ -125,9 +129,7 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts serving HTTPS on 127.0.0.1 (a free port), with a fresh CA and a serving
-    /// certificate for `127.0.0.1` and `localhost`, and writes a kubeconfig for it.
-    /// [`Emulator::start`], with the project's GitProviderConnection CRD applied.
+    /// [`Emulator::start`], with the project's GitProviderConnection CRD created.
     pub async fn start_with_project_crd(opts: EmulatorOptions) -> Emulator {
         let emulator = Emulator::start(opts).await.expect("emulator starts");
         emulator
@@ -136,10 +138,12 @@ impl Emulator {
                 "/crds/gitproviderconnections.yaml"
             )))
             .await
-            .expect("the CRD applies");
+            .expect("the CRD is created");
         emulator
     }
 
+    /// Starts serving HTTPS on 127.0.0.1 (a free port), with a fresh CA and a serving
+    /// certificate for `127.0.0.1` and `localhost`, and writes a kubeconfig for it.
     pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
         let ca = tls::TestCa::new("kube-apiserver-emulator-ca").map_err(EmulatorError::Tls)?;
         let serving = ca
@@ -155,12 +159,6 @@ impl Emulator {
             recorder: record::Recorder::new(opts.record_bodies),
             admission: admission::AdmissionConfig {
                 service_endpoints: opts.service_endpoints.clone(),
-                username: opts.username.clone(),
-            },
-            settings: server::Settings {
-                bookmark_interval: opts.bookmark_interval,
-                default_watch_timeout: opts.default_watch_timeout,
-                max_body: 16 * 1024 * 1024,
             },
         });
 
@@ -209,20 +207,16 @@ impl Emulator {
     /// server-side apply). Returns the objects as stored.
     pub async fn apply_yaml_file(&self, path: &Path) -> Result<Vec<Value>, EmulatorError> {
         let text = std::fs::read_to_string(path)?;
-        self.apply_yaml(&text, &path.display().to_string()).await
-    }
-
-    /// [`apply_yaml_file`](Self::apply_yaml_file) for YAML text; `origin` names it in errors.
-    pub async fn apply_yaml(&self, text: &str, origin: &str) -> Result<Vec<Value>, EmulatorError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| EmulatorError::Yaml {
-            path: origin.to_owned(),
+        let origin = path.display().to_string();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| EmulatorError::Yaml {
+            path: origin.clone(),
             message: e.to_string(),
         })?;
         let client = self.try_client().await?;
         let mut out = Vec::new();
         for (index, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
             let bad = |message: String| EmulatorError::Manifest {
-                path: origin.to_owned(),
+                path: origin.clone(),
                 index,
                 message,
             };
@@ -262,7 +256,7 @@ impl Emulator {
         Ok(out)
     }
 
-    /// Fault injection.
+    /// Fault injection (a handle; cheap to clone).
     pub fn faults(&self) -> Faults {
         self.ctx.faults.clone()
     }
@@ -270,10 +264,6 @@ impl Emulator {
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.ctx.recorder.all()
-    }
-
-    pub fn clear_requests(&self) {
-        self.ctx.recorder.clear();
     }
 
     /// How many recorded requests satisfy `pred`.
@@ -287,19 +277,9 @@ impl Emulator {
         self.ctx.recorder.count_since(from, pred)
     }
 
-    /// Recorded requests that mention `needle` in their request or response body.
-    pub fn requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.mentions(needle)).collect()
-    }
-
-    /// Number of open watch streams.
+    /// Number of open watch streams (the operator's watches, once it is up).
     pub fn open_watches(&self) -> usize {
         self.ctx.store.lock().watcher_count()
-    }
-
-    /// The current (global) resourceVersion.
-    pub fn resource_version(&self) -> u64 {
-        self.ctx.store.lock().current_rv()
     }
 
     /// Reads a stored object directly (not recorded): `group` `""` for core, `resource` the

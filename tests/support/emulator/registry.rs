@@ -29,7 +29,6 @@ impl StorageKey {
 pub enum Kind {
     BuiltIn,
     CustomResourceDefinition,
-    ValidatingWebhookConfiguration,
     /// A resource defined by a CRD.
     Custom,
 }
@@ -60,10 +59,11 @@ impl ResourceDef {
         }
     }
 
-    /// `metadata.generation` is maintained (CRs, CRDs, webhook configurations), and bumped
-    /// when anything outside `metadata` (and `status`, with a status subresource) changes.
+    /// `metadata.generation` is maintained (for custom resources only: the real server does for
+    /// CRDs and webhook configurations too), and bumped when anything outside `metadata` (and
+    /// `status`, with a status subresource) changes.
     pub fn tracks_generation(&self) -> bool {
-        self.behaviour != Kind::BuiltIn
+        self.behaviour == Kind::Custom
     }
 }
 
@@ -108,7 +108,7 @@ impl Registry {
                     "validatingwebhookconfigurations",
                     "ValidatingWebhookConfiguration",
                     false,
-                    Kind::ValidatingWebhookConfiguration,
+                    Kind::BuiltIn,
                 ),
             ]
             .into_iter()

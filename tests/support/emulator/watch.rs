@@ -13,13 +13,18 @@ use super::http::{PartialMetadataRef, View};
 use super::registry::ResourceDef;
 use super::store::{EventType, Store, WatchRecord};
 
-/// How one watch presents and filters events.
+/// How long a watch lasts when the client sends no `timeoutSeconds` (kube always does).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (the real server: about a
+/// minute; a second keeps the clients' resourceVersions fresh).
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How one watch presents events.
 pub struct WatchSpec {
     pub def: Arc<ResourceDef>,
     pub view: View,
     pub bookmarks: bool,
     pub timeout: Duration,
-    pub bookmark_interval: Duration,
 }
 
 impl WatchSpec {
@@ -118,7 +123,7 @@ pub fn stream(
         }
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(spec.bookmark_interval.max(Duration::from_millis(10)));
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await; // the first tick is immediate
         while ok {
             tokio::select! {
