@@ -39,14 +39,6 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
 fn name_details(gr: &GroupResource, name: &str) -> Value {
     // Upstream puts the *resource* (plural) in `details.kind` for these errors.
     let mut d = Map::new();
