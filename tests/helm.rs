@@ -96,7 +96,11 @@ const RELEASE_OBJECTS: &[(&str, &str, bool)] = &[
     ("rolebinding", "gitprovider-operator-leader-election", false),
     ("validatingwebhookconfiguration", "gitprovider-operator", true),
     ("validatingadmissionpolicy", "gitprovider-operator-webhook-cert", true),
-    ("validatingadmissionpolicybinding", "gitprovider-operator-webhook-cert", true),
+    (
+        "validatingadmissionpolicybinding",
+        "gitprovider-operator-webhook-cert",
+        true,
+    ),
 ];
 
 /// One control plane for the whole life of a release (a start costs seconds).
