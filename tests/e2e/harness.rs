@@ -16,7 +16,7 @@
 // Each test binary that includes the harness uses a part of it.
 #![allow(dead_code)]
 
-use crate::support::control_plane::{AuditLog, ControlPlane, SYSTEM_NAMESPACE, random_suffix};
+use crate::support::control_plane::{AuditLog, ControlPlane, PROXY_VARIABLES, SYSTEM_NAMESPACE, random_suffix};
 use crate::support::emulator::tls::TestCa;
 use crate::support::emulator::{Emulator, EmulatorOptions};
 use crate::support::fake_providers::{FakeGitLab, TokenSpec};
@@ -202,16 +202,7 @@ impl Operator {
             .env_remove("POD_NAMESPACE")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT");
-        for proxy in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
+        for proxy in PROXY_VARIABLES {
             command.env_remove(proxy);
         }
         command

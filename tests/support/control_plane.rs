@@ -30,6 +30,17 @@ use std::time::{Duration, Instant, SystemTime};
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The namespace the chart installs into; the operator's Leases and certificate Secret live here.
 pub const SYSTEM_NAMESPACE: &str = "gitprovider-system";
+/// What would send a child's requests to loopback through a proxy.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 /// The chart's ServiceAccount (release `gitprovider-operator`).
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "gitprovider-operator";
 
@@ -185,14 +196,7 @@ impl ControlPlane {
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.kubectl_path());
         command.env("KUBECONFIG", self.kubeconfig()).stdin(Stdio::null());
-        for proxy in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        ] {
+        for proxy in PROXY_VARIABLES {
             command.env_remove(proxy);
         }
         command
@@ -225,35 +229,13 @@ impl ControlPlane {
             return;
         }
         let root = Path::new(ROOT);
-        let namespace = format!(
-            "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{SYSTEM_NAMESPACE}\"}}}}"
-        );
-        let mut apply = self.kubectl();
-        apply
-            .args([
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager",
-                "gpo-tests",
-                "-f",
-                "-",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = apply.spawn().expect("kubectl runs");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(namespace.as_bytes()).expect("write to kubectl");
-        }
-        let output = child.wait_with_output().expect("kubectl finishes");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let crd = root.join("crds/gitproviderconnections.yaml");
-        let sa = root.join("deploy/serviceaccount.yaml");
-        let rbac = root.join("deploy/rbac.yaml");
-        for file in [&crd, &sa, &rbac] {
+        let files = [
+            "deploy/namespace.yaml",
+            "crds/gitproviderconnections.yaml",
+            "deploy/serviceaccount.yaml",
+            "deploy/rbac.yaml",
+        ];
+        for file in files.map(|f| root.join(f)) {
             self.kubectl_ok(&[
                 "apply",
                 "--server-side",
