@@ -267,7 +267,7 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
     let extra_ca_pem = match &args.ca_file {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(pem) => match crate::providers::http::parse_ca_bundle(&pem) {
+            Ok(pem) => match crate::providers::tls::parse_ca_bundle(&pem) {
                 Ok(_) => Some(pem),
                 Err(e) => return usage_error(format_args!("--ca-file {}: {e}", path.display())),
             },

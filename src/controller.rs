@@ -247,7 +247,7 @@ pub async fn evaluate(
         },
     };
     if let Some(pem) = &extra_ca_pem
-        && let Err(error) = crate::providers::http::parse_ca_bundle(pem)
+        && let Err(error) = crate::providers::tls::parse_ca_bundle(pem)
     {
         let ca = tls.ca_bundle_ref.as_ref().map(|c| c.name.as_str()).unwrap_or_default();
         return Ok(Evaluation::local(

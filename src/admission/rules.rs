@@ -15,7 +15,7 @@
 use crate::api::{GitProviderConnectionSpec, ProviderKind};
 use crate::duration::{DurationError, MIN_VERIFY_INTERVAL, parse_duration};
 use crate::index::{ConnectionIndex, InstanceKey, ObjectKey, UniquenessScope};
-use crate::providers::http::is_link_local;
+use crate::providers::address_guard::is_link_local;
 use crate::providers::{parse_base_url, provider};
 use std::net::IpAddr;
 

@@ -18,13 +18,13 @@ use crate::token::Token;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+
+use super::address_guard::{self, DnsFailure, GuardedResolver, LinkLocalRefused};
+pub use super::tls::TlsOptions;
+use super::tls::{InvalidCaBundle, rustls_config};
 use std::time::Duration;
 
 /// Largest response body read from a provider.
@@ -54,14 +54,6 @@ impl Default for HttpConfig {
             retry_base_delay: Duration::from_millis(250),
         }
     }
-}
-
-/// TLS settings of one connection.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TlsOptions {
-    /// PEM certificates trusted in addition to the system roots.
-    pub extra_ca_pem: Option<String>,
-    pub insecure_skip_verify: bool,
 }
 
 /// How the token is presented.
@@ -167,8 +159,8 @@ pub enum HttpError {
     },
     #[error("request to {host} failed: {detail}")]
     Other { host: String, detail: String },
-    #[error("invalid CA bundle: {0}")]
-    InvalidCaBundle(String),
+    #[error(transparent)]
+    InvalidCaBundle(#[from] InvalidCaBundle),
 }
 
 /// The shared client: one reqwest client per distinct TLS setting, reused across requests so
@@ -217,7 +209,13 @@ impl HttpClient {
         headers: &[(&'static str, &str)],
     ) -> Result<HttpResponse, HttpError> {
         let host = host_label(url);
-        refuse_link_local_literal(url)?;
+        if url.host().is_none() {
+            return Err(HttpError::InvalidUrl {
+                url: url.to_string(),
+                reason: "no host".into(),
+            });
+        }
+        address_guard::refuse_literal(url).map_err(|refused| HttpError::LinkLocal(refused.0))?;
         let client = self.client_for(tls)?;
         let mut attempt = 0;
         loop {
@@ -405,70 +403,6 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
-/// Whether an address is link-local (cloud metadata endpoints live there).
-pub fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_link_local();
-            }
-            (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-fn refuse_link_local_literal(url: &Url) -> Result<(), HttpError> {
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-        Some(url::Host::Domain(_)) => return Ok(()),
-        None => {
-            return Err(HttpError::InvalidUrl {
-                url: url.to_string(),
-                reason: "no host".into(),
-            });
-        }
-    };
-    if is_link_local(ip) {
-        return Err(HttpError::LinkLocal(ip.to_string()));
-    }
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refusing link-local address {0}")]
-struct LinkLocalRefused(String);
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct DnsFailure(String);
-
-/// Resolves names with the system resolver and drops link-local answers, so a name that points
-/// at a metadata endpoint is refused before any connection is attempted.
-struct GuardedResolver;
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(DnsFailure(e.to_string())) })?
-                .collect();
-            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| !is_link_local(a.ip())).collect();
-            if allowed.is_empty() {
-                return Err(match resolved.first() {
-                    Some(addr) => Box::new(LinkLocalRefused(format!("{} ({host})", addr.ip()))) as _,
-                    None => Box::new(DnsFailure(format!("{host} has no addresses"))) as _,
-                });
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {
     let tls_config = rustls_config(tls)?;
     reqwest::Client::builder()
@@ -495,116 +429,9 @@ fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client
         })
 }
 
-fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The system's trust roots, loaded once per process.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut store = RootCertStore::empty();
-        let loaded = rustls_native_certs::load_native_certs();
-        for error in &loaded.errors {
-            tracing::warn!(%error, "cannot load some system CA certificates");
-        }
-        let (_added, ignored) = store.add_parsable_certificates(loaded.certs);
-        if ignored > 0 {
-            tracing::debug!(ignored, "ignored unparsable system CA certificates");
-        }
-        store
-    })
-}
-
-/// Parses PEM certificates; an empty or unparsable bundle is an error.
-pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, HttpError> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| HttpError::InvalidCaBundle(format!("not PEM certificates ({e})")))?;
-    if certs.is_empty() {
-        return Err(HttpError::InvalidCaBundle("no PEM certificate found".into()));
-    }
-    Ok(certs)
-}
-
-fn rustls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, HttpError> {
-    let provider = crypto_provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::InvalidCaBundle(e.to_string()))?;
-    let mut config = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = system_roots().clone();
-        if let Some(pem) = &tls.extra_ca_pem {
-            for cert in parse_ca_bundle(pem)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| HttpError::InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
-            }
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// `insecureSkipVerify`: accepts any certificate but still checks handshake signatures.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_local_addresses() {
-        for ip in ["169.254.169.254", "fe80::1", "::ffff:169.254.1.1"] {
-            assert!(is_link_local(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["127.0.0.1", "10.0.0.1", "::1", "fd00::1"] {
-            assert!(!is_link_local(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn retry_after_seconds_and_date() {
@@ -630,16 +457,5 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(basic.to_str().unwrap(), "Basic OnMzY3JldA==");
-    }
-
-    #[test]
-    fn bad_ca_bundle_is_an_error() {
-        assert!(parse_ca_bundle("").is_err());
-        assert!(parse_ca_bundle("hello").is_err());
-        let bad = TlsOptions {
-            extra_ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
-            insecure_skip_verify: false,
-        };
-        assert!(rustls_config(&bad).is_err());
     }
 }

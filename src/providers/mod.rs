@@ -1,12 +1,14 @@
 //! Verifying a token against a Git provider: one small trait, one file per provider, and the
 //! HTTP client they share.
 
+pub mod address_guard;
 pub mod azure_devops;
 pub mod bitbucket;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod tls;
 
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use crate::token::Token;
