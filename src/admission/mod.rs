@@ -2,10 +2,17 @@
 //! validating webhook and offline by `gitprovider-operator check` (one implementation, in
 //! [`rules`]); what slips through is healed behind the door by the controller.
 
+mod decision;
+mod reservations;
+mod review;
 pub mod rules;
+pub mod server;
 pub mod tls;
 pub mod webhook;
 
+pub use decision::{Decision, Rejection};
+pub use reservations::DEFAULT_RESERVATION_TTL;
 pub use rules::{Claim, Duplicate, Holders, Review, check_unique, parse_spec, validate_spec};
+pub use server::{MAX_BODY, VALIDATE_PATH, serve};
 pub use tls::{CertError, CertStore};
-pub use webhook::{Decision, Rejection, Webhook, serve, serve_addr};
+pub use webhook::Webhook;

@@ -36,88 +36,23 @@
 //! not ready, and a review that needs the uniqueness rule is answered with HTTP 503 so that the
 //! API server applies the webhook's failurePolicy instead of trusting an empty index.
 
-use super::rules::{Claim, Holders, check_unique, parse_spec, validate_spec};
-use super::tls::{CertError, CertStore};
-use crate::api::{GROUP, GitProviderConnection};
-use crate::index::{ConnectionIndex, InstanceKey, ObjectKey};
+use super::decision::{Rejection, decide};
+use super::reservations::{DEFAULT_RESERVATION_TTL, Ledger};
+use super::review::{answer, decode, operation_name};
+use super::tls::CertStore;
+use crate::index::ConnectionIndex;
 use crate::metrics::Metrics;
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use kube::Resource;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, GroupVersionKind, Status, TypeMeta};
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
-use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionReview;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-
-/// How long an admitted create keeps its name reserved while the watch catches up.
-pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(30);
-/// The largest review body accepted (two objects of at most ~1.5 MiB each, plus the envelope).
-pub const MAX_BODY: usize = 8 * 1024 * 1024;
-/// The path the API server posts reviews to.
-pub const VALIDATE_PATH: &str = "/validate";
-
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// A sweep of the reservations starts at most this often.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Reservations one review looks at while a sweep is in progress: the sweep is spread over the
-/// reviews that follow instead of holding the lock (and every other review) for all of them.
-const SWEEP_STEP: usize = 16;
 
 /// The webhook's state: the live index, metrics, the serving certificate and the reservations.
 pub struct Webhook {
     index: Arc<ConnectionIndex>,
     metrics: Arc<Metrics>,
     certs: Arc<CertStore>,
-    reservations: Mutex<Reservations>,
-    reservation_ttl: Duration,
-}
-
-/// Why a request got no AdmissionReview back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// HTTP 400: the body is not an AdmissionReview with a request.
-    BadRequest(String),
-    /// HTTP 503: the index has not finished its first list.
-    NotReady(String),
-}
-
-/// The outcome of one review, before it is wrapped into an AdmissionResponse.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// The denial message (empty when allowed).
-    pub message: String,
-    pub warnings: Vec<String>,
-}
-
-impl Decision {
-    fn allow() -> Decision {
-        Decision {
-            allowed: true,
-            ..Decision::default()
-        }
-    }
-
-    fn deny(message: impl Into<String>) -> Decision {
-        Decision {
-            allowed: false,
-            message: message.into(),
-            warnings: Vec::new(),
-        }
-    }
+    ledger: Ledger,
 }
 
 impl Webhook {
@@ -135,8 +70,7 @@ impl Webhook {
             index,
             metrics,
             certs,
-            reservations: Mutex::new(Reservations::default()),
-            reservation_ttl,
+            ledger: Ledger::new(reservation_ttl),
         })
     }
 
@@ -156,622 +90,33 @@ impl Webhook {
 
     /// Reservations not yet expired nor superseded by the index (for tests and diagnostics).
     pub fn live_reservations(&self) -> usize {
-        let now = Instant::now();
-        let reservations = self.reservations();
-        reservations
-            .by_instance
-            .iter()
-            .filter(|(instance, r)| {
-                now.saturating_duration_since(r.at) < self.reservation_ttl && !r.superseded(instance, &self.index)
-            })
-            .count()
+        self.ledger.live(&self.index)
     }
 
-    fn reservations(&self) -> std::sync::MutexGuard<'_, Reservations> {
-        self.reservations.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Answers one review body: the HTTP-free core of `POST /validate`.
-    ///
-    /// The body is read into [`ReviewBody`]: only what a decision reads (the objects' name,
-    /// namespace, generation and `spec`) is kept; the rest of the objects, `userInfo` and the
-    /// options are skipped over without being built (reading them into a typed
-    /// `AdmissionReview<DynamicObject>` cost as much CPU as TLS and HTTP together).
+    /// Answers one review body: the HTTP-free core of `POST /validate`, and the one way in for
+    /// the server, the tests and the fuzz targets alike.
     pub fn review_body(&self, body: &[u8]) -> Result<AdmissionReview<DynamicObject>, Rejection> {
-        let review: ReviewBody = serde_json::from_slice(body)
-            .map_err(|e| Rejection::BadRequest(format!("the body is not an AdmissionReview: {e}")))?;
-        if review.kind != "AdmissionReview" || !review.api_version.starts_with("admission.k8s.io/") {
-            return Err(Rejection::BadRequest(format!(
-                "expected kind AdmissionReview of admission.k8s.io/v1, got kind {:?} apiVersion {:?}",
-                review.kind, review.api_version
-            )));
-        }
-        let Some(request) = review.request else {
-            return Err(Rejection::BadRequest("the AdmissionReview has no request".to_owned()));
-        };
+        let decoded = decode(body)?;
         let started = Instant::now();
-        let decision = self.decide_subject(&request.subject())?;
-        self.metrics
-            .review_done(operation_name(&request.operation), decision.allowed, started.elapsed());
-        // What `AdmissionResponse::from(&AdmissionRequest)` makes, without a typed request.
-        let mut response = AdmissionResponse::invalid("");
-        response.types = TypeMeta {
-            api_version: review.api_version,
-            kind: review.kind,
-        };
-        response.uid = request.uid;
-        response.allowed = true;
-        response.result = Status::default();
-        if !decision.allowed {
-            response = response.deny(decision.message);
-        }
-        if !decision.warnings.is_empty() {
-            response.warnings = Some(decision.warnings);
-        }
-        Ok(response.into_review())
+        let decision = decide(&decoded.request.subject(), &self.index, &self.ledger)?;
+        self.metrics.review_done(
+            operation_name(&decoded.request.operation),
+            decision.allowed,
+            started.elapsed(),
+        );
+        Ok(answer(decoded, decision))
     }
-
-    /// Decides one request.
-    pub fn decide(&self, request: &AdmissionRequest<DynamicObject>) -> Result<Decision, Rejection> {
-        fn object(o: &DynamicObject) -> ObjectView<'_> {
-            ObjectView {
-                name: o.metadata.name.as_deref(),
-                namespace: o.metadata.namespace.as_deref(),
-                generation: o.metadata.generation,
-                spec: o.data.get("spec"),
-            }
-        }
-        self.decide_subject(&Subject {
-            kind: &request.kind,
-            operation: &request.operation,
-            sub_resource: request.sub_resource.as_deref(),
-            namespace: request.namespace.as_deref(),
-            name: &request.name,
-            dry_run: request.dry_run,
-            object: request.object.as_ref().map(object),
-            old_object: request.old_object.as_ref().map(object),
-        })
-    }
-
-    fn decide_subject(&self, request: &Subject<'_>) -> Result<Decision, Rejection> {
-        let kind = request.kind;
-        if kind.group != GROUP || kind.kind != GitProviderConnection::kind(&()) {
-            return Ok(Decision::deny(format!(
-                "this webhook only validates {GROUP} GitProviderConnections, not {}; check the rules of the \
-                 ValidatingWebhookConfiguration that sent this review",
-                describe_kind(&kind.group, &kind.version, &kind.kind)
-            )));
-        }
-        match request.operation {
-            Operation::Create | Operation::Update => {}
-            Operation::Delete | Operation::Connect => return Ok(Decision::allow()),
-        }
-        if request.sub_resource.is_some_and(|s| !s.is_empty()) {
-            // status writes (should the configuration ever match them) change no spec
-            return Ok(Decision::allow());
-        }
-        let Some(object) = &request.object else {
-            return Ok(Decision::deny("the review carries no object to validate"));
-        };
-        let namespace = request
-            .namespace
-            .filter(|ns| !ns.is_empty())
-            .or(object.namespace)
-            .unwrap_or_default();
-        let name = object.name.filter(|n| !n.is_empty()).unwrap_or(request.name);
-        let key = ObjectKey::new(namespace, name);
-        let old = match request.operation {
-            Operation::Update => request.old_object.as_ref(),
-            _ => None,
-        };
-        let raw_spec = object.spec;
-
-        // An update that leaves the spec alone (labels, finalizers, deletion) is never blocked:
-        // the controller must be able to remove its finalizer from whatever is stored.
-        if let Some(old) = old
-            && old.spec == raw_spec
-        {
-            let mut decision = Decision::allow();
-            match parse_spec(raw_spec) {
-                Ok(spec) => {
-                    let review = validate_spec(&spec);
-                    decision.warnings = review.warnings;
-                    decision
-                        .warnings
-                        .extend(review.problems.into_iter().map(|p| format!("existing problem: {p}")));
-                }
-                Err(problem) => decision.warnings.push(format!("existing problem: {problem}")),
-            }
-            return Ok(decision);
-        }
-
-        let spec = match parse_spec(raw_spec) {
-            Ok(spec) => spec,
-            Err(problem) => return Ok(Decision::deny(problem)),
-        };
-        let review = validate_spec(&spec);
-        let mut problems = review.problems;
-        let old_spec = old.and_then(|o| parse_spec(o.spec).ok());
-        let claim = Claim::of(&spec);
-        let old_claim = old_spec.as_ref().map(Claim::of);
-        let scope = self.index.scope();
-        let instance = claim.instance_key(scope, &key.namespace);
-        let keeps_claim = old_claim.is_some_and(|o| o.instance_key(scope, &key.namespace) == instance);
-
-        if !keeps_claim {
-            if !self.index.is_synced() {
-                if problems.is_empty() {
-                    return Err(Rejection::NotReady(
-                        "the operator has not finished loading the existing GitProviderConnections yet, so it cannot \
-                         check instanceName uniqueness; retry in a few seconds"
-                            .to_owned(),
-                    ));
-                }
-            } else {
-                let now = Instant::now();
-                let ttl = self.reservation_ttl;
-                let mut reservations = self.reservations();
-                reservations.retire(&instance, now, ttl, &self.index);
-                reservations.sweep(now, ttl, &self.index);
-                let outcome = {
-                    let index = &*self.index;
-                    let reserved = &*reservations;
-                    let holders = |instance: &InstanceKey, candidate: &ObjectKey| {
-                        index
-                            .holder_of(instance, candidate)
-                            .or_else(|| reserved.holder(instance, candidate, now, ttl, index))
-                    };
-                    check_unique(&holders, scope, &key, claim, old_claim)
-                };
-                match outcome {
-                    Err(duplicate) => {
-                        let mut message = duplicate.message();
-                        if let Some(reservation) = reservations.by_instance.get(&instance)
-                            && reservation.holder == duplicate.holder
-                            && self
-                                .index
-                                .claim_of(&reservation.holder)
-                                .is_none_or(|(i, _)| i != instance)
-                        {
-                            let age = now.saturating_duration_since(reservation.at).as_secs();
-                            let left = ttl
-                                .saturating_sub(now.saturating_duration_since(reservation.at))
-                                .as_secs()
-                                + 1;
-                            message.push_str(&format!(
-                                "; {} was admitted {age}s ago and is not visible to the operator yet; if it was \
-                                 not actually created, the name is free again in {left}s",
-                                duplicate.holder
-                            ));
-                        }
-                        problems.push(message);
-                    }
-                    Ok(()) if problems.is_empty() && !request.dry_run && !key.name.is_empty() => {
-                        reservations.reserve(
-                            instance,
-                            Reservation {
-                                holder: key.clone(),
-                                at: now,
-                                old_generation: match request.operation {
-                                    Operation::Update => Some(old.and_then(|o| o.generation)),
-                                    _ => None,
-                                },
-                            },
-                        );
-                    }
-                    Ok(()) => {}
-                }
-            }
-        }
-
-        Ok(Decision {
-            allowed: problems.is_empty(),
-            message: problems.join("; "),
-            warnings: review.warnings,
-        })
-    }
-}
-
-/// An AdmissionReview as `review_body` reads it: the envelope, and of the request what a
-/// decision or the answer needs. The fields kube's `AdmissionRequest` requires are required here
-/// too (`resource` and `userInfo` are checked for presence only).
-#[derive(Deserialize)]
-struct ReviewBody {
-    #[serde(rename = "apiVersion")]
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    request: Option<RequestBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestBody {
-    uid: String,
-    kind: GroupVersionKind,
-    #[serde(rename = "resource")]
-    _resource: IgnoredAny,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: Operation,
-    #[serde(rename = "userInfo")]
-    _user_info: IgnoredAny,
-    #[serde(default)]
-    object: Option<ObjectBody>,
-    #[serde(default)]
-    old_object: Option<ObjectBody>,
-    #[serde(default)]
-    dry_run: bool,
-}
-
-#[derive(Deserialize)]
-struct ObjectBody {
-    #[serde(default)]
-    metadata: MetadataBody,
-    /// `Some(Value::Null)` for `"spec": null`, as `DynamicObject::data.get("spec")` has it.
-    #[serde(default, deserialize_with = "present")]
-    spec: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-struct MetadataBody {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    generation: Option<i64>,
-}
-
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(deserializer).map(Some)
-}
-
-impl RequestBody {
-    fn subject(&self) -> Subject<'_> {
-        fn object(o: &ObjectBody) -> ObjectView<'_> {
-            ObjectView {
-                name: o.metadata.name.as_deref(),
-                namespace: o.metadata.namespace.as_deref(),
-                generation: o.metadata.generation,
-                spec: o.spec.as_ref(),
-            }
-        }
-        Subject {
-            kind: &self.kind,
-            operation: &self.operation,
-            sub_resource: self.sub_resource.as_deref(),
-            namespace: self.namespace.as_deref(),
-            name: &self.name,
-            dry_run: self.dry_run,
-            object: self.object.as_ref().map(object),
-            old_object: self.old_object.as_ref().map(object),
-        }
-    }
-}
-
-/// What a decision reads from a request, borrowed from a typed `AdmissionRequest` or from a
-/// [`RequestBody`].
-struct Subject<'a> {
-    kind: &'a GroupVersionKind,
-    operation: &'a Operation,
-    sub_resource: Option<&'a str>,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    dry_run: bool,
-    object: Option<ObjectView<'a>>,
-    old_object: Option<ObjectView<'a>>,
-}
-
-struct ObjectView<'a> {
-    name: Option<&'a str>,
-    namespace: Option<&'a str>,
-    generation: Option<i64>,
-    spec: Option<&'a Value>,
-}
-
-fn describe_kind(group: &str, version: &str, kind: &str) -> String {
-    let group_version = if group.is_empty() {
-        version.to_owned()
-    } else {
-        format!("{group}/{version}")
-    };
-    format!("{kind} ({group_version})")
-}
-
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
-}
-
-/// One name reserved for a connection the webhook admitted but the index has not shown yet.
-#[derive(Debug, Clone)]
-struct Reservation {
-    holder: ObjectKey,
-    at: Instant,
-    /// `None` for a CREATE; for an UPDATE, the generation of the object it replaced.
-    old_generation: Option<Option<i64>>,
-}
-
-impl Reservation {
-    /// Whether the index now shows what this reservation was standing in for.
-    fn superseded(&self, instance: &InstanceKey, index: &ConnectionIndex) -> bool {
-        match (index.claim_of(&self.holder), self.old_generation) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some((seen, generation)), Some(old_generation)) => {
-                &seen == instance || (generation.is_some() && generation > old_generation)
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Reservations {
-    by_instance: HashMap<InstanceKey, Reservation>,
-    by_object: HashMap<ObjectKey, InstanceKey>,
-    /// Every reservation made, in the order the sweep visits them: its instance and when it was
-    /// made. An entry whose reservation was replaced or dropped since is discarded when visited.
-    queue: VecDeque<(InstanceKey, Instant)>,
-    /// Entries of `queue` the sweep in progress has yet to visit (0: none in progress).
-    sweep_left: usize,
-    last_sweep: Option<Instant>,
-}
-
-impl Reservations {
-    /// The holder of a live reservation of `instance`, when it is not `candidate`.
-    fn holder(
-        &self,
-        instance: &InstanceKey,
-        candidate: &ObjectKey,
-        now: Instant,
-        ttl: Duration,
-        index: &ConnectionIndex,
-    ) -> Option<ObjectKey> {
-        let reservation = self.by_instance.get(instance)?;
-        let live = now.saturating_duration_since(reservation.at) < ttl && !reservation.superseded(instance, index);
-        (live && &reservation.holder != candidate).then(|| reservation.holder.clone())
-    }
-
-    fn reserve(&mut self, instance: InstanceKey, reservation: Reservation) {
-        if let Some(previous) = self.by_object.remove(&reservation.holder)
-            && self
-                .by_instance
-                .get(&previous)
-                .is_some_and(|r| r.holder == reservation.holder)
-        {
-            self.by_instance.remove(&previous);
-        }
-        self.by_object.insert(reservation.holder.clone(), instance.clone());
-        self.queue.push_back((instance.clone(), reservation.at));
-        let holder = reservation.holder.clone();
-        if let Some(displaced) = self.by_instance.insert(instance.clone(), reservation)
-            && displaced.holder != holder
-            && self.by_object.get(&displaced.holder) == Some(&instance)
-        {
-            // an expired or superseded reservation of someone else
-            self.by_object.remove(&displaced.holder);
-        }
-    }
-
-    /// Drops the reservation of `instance` when it expired or the index superseded it, so that
-    /// it cannot come back to life when the index later forgets its holder (a delete).
-    fn retire(&mut self, instance: &InstanceKey, now: Instant, ttl: Duration, index: &ConnectionIndex) {
-        if let Some(r) = self.by_instance.get(instance)
-            && (now.saturating_duration_since(r.at) >= ttl || r.superseded(instance, index))
-        {
-            let holder = r.holder.clone();
-            self.by_instance.remove(instance);
-            if self.by_object.get(&holder) == Some(instance) {
-                self.by_object.remove(&holder);
-            }
-        }
-    }
-
-    /// Drops expired and superseded reservations: a sweep over all of them starts at most once
-    /// a second and looks at [`SWEEP_STEP`] of them per call until it has seen each once. Each
-    /// look asks the index, so a sweep done at once would stall every review for as long as
-    /// there are reservations (milliseconds, with thousands of creates in the last TTL).
-    fn sweep(&mut self, now: Instant, ttl: Duration, index: &ConnectionIndex) {
-        if self.sweep_left == 0 {
-            if self
-                .last_sweep
-                .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_EVERY)
-            {
-                return;
-            }
-            self.last_sweep = Some(now);
-            self.sweep_left = self.queue.len();
-        }
-        for _ in 0..SWEEP_STEP {
-            if self.sweep_left == 0 {
-                break;
-            }
-            self.sweep_left -= 1;
-            let Some((instance, at)) = self.queue.pop_front() else {
-                self.sweep_left = 0;
-                break;
-            };
-            let Some(r) = self.by_instance.get(&instance).filter(|r| r.at == at) else {
-                // dropped, or replaced by a reservation that has its own entry
-                continue;
-            };
-            if now.saturating_duration_since(r.at) < ttl && !r.superseded(&instance, index) {
-                self.queue.push_back((instance, at));
-            } else if let Some(r) = self.by_instance.remove(&instance)
-                && self.by_object.get(&r.holder) == Some(&instance)
-            {
-                self.by_object.remove(&r.holder);
-            }
-        }
-    }
-}
-
-fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let mut body = body.into();
-    body.push('\n');
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn json(body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Routes one HTTP request: `POST /validate`, and `GET /readyz` for convenience.
-pub async fn handle(webhook: Arc<Webhook>, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path().to_owned();
-    match (request.method().clone(), path.as_str()) {
-        (Method::POST, VALIDATE_PATH) => {
-            let body = match axum::body::to_bytes(Body::new(request.into_body()), MAX_BODY).await {
-                Ok(body) => body,
-                Err(error) => {
-                    let too_large = std::error::Error::source(&error)
-                        .is_some_and(|s| s.to_string().contains("length limit"))
-                        || error.to_string().contains("length limit");
-                    return if too_large {
-                        text(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("the AdmissionReview is larger than {MAX_BODY} bytes"),
-                        )
-                    } else {
-                        text(
-                            StatusCode::BAD_REQUEST,
-                            format!("cannot read the request body: {error}"),
-                        )
-                    };
-                }
-            };
-            match webhook.review_body(&body) {
-                Ok(review) => match serde_json::to_vec(&review) {
-                    Ok(bytes) => json(bytes),
-                    Err(error) => text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot encode the AdmissionReview: {error}"),
-                    ),
-                },
-                Err(Rejection::BadRequest(message)) => text(StatusCode::BAD_REQUEST, message),
-                Err(Rejection::NotReady(message)) => text(StatusCode::SERVICE_UNAVAILABLE, message),
-            }
-        }
-        (Method::GET, "/readyz") => {
-            if webhook.is_ready() {
-                text(StatusCode::OK, "ok")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready")
-            }
-        }
-        (_, VALIDATE_PATH) => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST an admission.k8s.io/v1 AdmissionReview to /validate",
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            format!("no such path {path:?}; the webhook serves POST {VALIDATE_PATH}"),
-        ),
-    }
-}
-
-/// Binds `addr` and [`serve`]s on it.
-pub async fn serve_addr<F>(addr: SocketAddr, webhook: Arc<Webhook>, shutdown: F) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send,
-{
-    let listener = TcpListener::bind(addr).await?;
-    serve(listener, webhook, shutdown).await
-}
-
-/// Serves the webhook over HTTPS (HTTP/1.1 and HTTP/2, keep-alive) on `listener` until
-/// `shutdown` completes, then lets open connections finish their requests (up to 5 s).
-/// The certificate comes from `webhook.certs()` at each handshake.
-pub async fn serve<F>(listener: TcpListener, webhook: Arc<Webhook>, shutdown: F) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send,
-{
-    let config = webhook
-        .certs()
-        .server_config()
-        .map_err(|e: CertError| std::io::Error::other(e.to_string()))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = Arc::new(builder);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // out of file descriptors and the like: back off instead of spinning
-                    tracing::warn!(%error, "webhook cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let webhook = webhook.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "webhook TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "webhook TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |request| {
-                let webhook = webhook.clone();
-                async move { Ok::<_, Infallible>(handle(webhook, request).await) }
-            });
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, %error, "webhook connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("webhook connections still open after the shutdown grace period");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{GitProviderConnectionSpec, ProviderKind};
+    use crate::admission::decision::Decision;
+    use crate::admission::reservations::{SWEEP_EVERY, SWEEP_STEP};
+    use crate::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind};
     use crate::index::UniquenessScope;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::core::admission::{AdmissionRequest, AdmissionResponse};
     use serde_json::{Value, json};
 
     fn spec_json(provider: &str, instance: &str) -> Value {
@@ -783,14 +128,7 @@ mod tests {
         })
     }
 
-    fn request(
-        op: &str,
-        ns: &str,
-        name: &str,
-        spec: Value,
-        old: Option<(Value, i64)>,
-        dry_run: bool,
-    ) -> AdmissionRequest<DynamicObject> {
+    fn request(op: &str, ns: &str, name: &str, spec: Value, old: Option<(Value, i64)>, dry_run: bool) -> Vec<u8> {
         let object = |spec: Value, generation: i64| {
             json!({
                 "apiVersion": "gitprovider.dev/v1alpha1",
@@ -815,11 +153,20 @@ mod tests {
                 "dryRun": dry_run,
             }
         });
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).unwrap();
-        review.try_into().unwrap()
+        serde_json::to_vec(&review).unwrap()
     }
 
-    fn create(ns: &str, name: &str, provider: &str, instance: &str) -> AdmissionRequest<DynamicObject> {
+    /// The decision carried by the answer to `body`, through [`Webhook::review_body`].
+    fn decide(hook: &Webhook, body: &[u8]) -> Result<Decision, Rejection> {
+        let response = hook.review_body(body)?.response.unwrap();
+        Ok(Decision {
+            allowed: response.allowed,
+            message: response.result.message,
+            warnings: response.warnings.unwrap_or_default(),
+        })
+    }
+
+    fn create(ns: &str, name: &str, provider: &str, instance: &str) -> Vec<u8> {
         request("CREATE", ns, name, spec_json(provider, instance), None, false)
     }
 
@@ -844,9 +191,9 @@ mod tests {
     #[test]
     fn a_racing_create_is_denied_by_the_reservation() {
         let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
-        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "main")).unwrap().allowed);
         assert_eq!(hook.live_reservations(), 1);
-        let denied = hook.decide(&create("a", "second", "GitLab", " MAIN")).unwrap();
+        let denied = decide(&hook, &create("a", "second", "GitLab", " MAIN")).unwrap();
         assert!(!denied.allowed);
         assert!(
             denied
@@ -861,38 +208,38 @@ mod tests {
                 .contains("a/first was admitted 0s ago and is not visible to the operator yet")
         );
         // the same object again (a retried request) is fine; other providers and namespaces too
-        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
-        assert!(hook.decide(&create("a", "gh", "GitHub", "main")).unwrap().allowed);
-        assert!(hook.decide(&create("b", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "gh", "GitHub", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("b", "first", "GitLab", "main")).unwrap().allowed);
     }
 
     #[test]
     fn dry_run_reserves_nothing() {
         let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
         let dry = request("CREATE", "a", "first", spec_json("GitLab", "main"), None, true);
-        assert!(hook.decide(&dry).unwrap().allowed);
+        assert!(decide(&hook, &dry).unwrap().allowed);
         assert_eq!(hook.live_reservations(), 0);
-        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
     }
 
     #[test]
     fn reservations_expire() {
         let hook = webhook(UniquenessScope::Namespace, Duration::from_millis(50));
-        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
-        assert!(!hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(!decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(hook.live_reservations(), 0);
-        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
     }
 
     #[test]
     fn the_index_supersedes_a_reservation_for_good() {
         let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
-        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "main")).unwrap().allowed);
         let first = stored("a", "first", ProviderKind::GitLab, "main", 1);
         hook.index().apply(&first);
         assert_eq!(hook.live_reservations(), 0);
-        let denied = hook.decide(&create("a", "second", "GitLab", "main")).unwrap();
+        let denied = decide(&hook, &create("a", "second", "GitLab", "main")).unwrap();
         assert!(!denied.allowed);
         assert!(
             !denied.message.contains("admitted"),
@@ -901,14 +248,15 @@ mod tests {
         );
         // once the index forgot the deleted holder, the name is free: the reservation is gone
         hook.index().delete(&first);
-        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
     }
 
-    /// `review_body` as it was before it read a [`ReviewBody`]: through the typed review.
+    /// The answer built the typed way (kube's `AdmissionResponse::from(&AdmissionRequest)`),
+    /// carrying the decision `hook` makes.
     fn typed_review_body(hook: &Webhook, body: &[u8]) -> Value {
         let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
         let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-        let decision = hook.decide(&request).unwrap();
+        let decision = decide(hook, body).unwrap();
         let mut response = AdmissionResponse::from(&request);
         if !decision.allowed {
             response = response.deny(decision.message);
@@ -1028,7 +376,7 @@ mod tests {
         let count = SWEEP_STEP * 5 + 3;
         for i in 0..count {
             let name = format!("c{i}");
-            assert!(hook.decide(&create("a", &name, "GitLab", &name)).unwrap().allowed);
+            assert!(decide(&hook, &create("a", &name, "GitLab", &name)).unwrap().allowed);
         }
         // the watch delivers every one of them; then one is deleted again
         for i in 0..count {
@@ -1039,7 +387,7 @@ mod tests {
         let later = Instant::now() + SWEEP_EVERY * 2;
         let mut calls = 0;
         loop {
-            let mut reservations = hook.reservations();
+            let mut reservations = hook.ledger.lock();
             let before = reservations.by_instance.len();
             reservations.sweep(later, DEFAULT_RESERVATION_TTL, hook.index());
             assert!(before - reservations.by_instance.len() <= SWEEP_STEP);
@@ -1049,16 +397,16 @@ mod tests {
             }
         }
         assert_eq!(calls, count.div_ceil(SWEEP_STEP));
-        let reservations = hook.reservations();
+        let reservations = hook.ledger.lock();
         // c0's reservation was not superseded (the index forgot it) and stays until it expires
         assert_eq!(reservations.by_instance.len(), 1);
         assert_eq!(reservations.by_object.len(), 1);
         assert_eq!(reservations.queue.len(), 1);
         drop(reservations);
-        assert!(!hook.decide(&create("a", "other", "GitLab", "c0")).unwrap().allowed);
+        assert!(!decide(&hook, &create("a", "other", "GitLab", "c0")).unwrap().allowed);
         // the others' reservations are gone for good: deleted later, their names are free
         hook.index().delete(&stored("a", "c1", ProviderKind::GitLab, "c1", 1));
-        assert!(hook.decide(&create("a", "other", "GitLab", "c1")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "other", "GitLab", "c1")).unwrap().allowed);
     }
 
     #[test]
@@ -1074,7 +422,7 @@ mod tests {
             Some((spec_json("GitLab", "x"), 3)),
             false,
         );
-        assert!(hook.decide(&rename).unwrap().allowed);
+        assert!(decide(&hook, &rename).unwrap().allowed);
         assert_eq!(hook.live_reservations(), 1, "the index still shows the old name");
         let racing = request(
             "UPDATE",
@@ -1084,7 +432,7 @@ mod tests {
             Some((spec_json("GitLab", "y"), 1)),
             false,
         );
-        let denied = hook.decide(&racing).unwrap();
+        let denied = decide(&hook, &racing).unwrap();
         assert!(
             denied.message.contains("already used by GitLab connection a/one"),
             "{}",
@@ -1093,7 +441,7 @@ mod tests {
         // the watch delivers the update: the index answers from now on
         hook.index().apply(&stored("a", "one", ProviderKind::GitLab, "z", 4));
         assert_eq!(hook.live_reservations(), 0);
-        let denied = hook.decide(&racing).unwrap();
+        let denied = decide(&hook, &racing).unwrap();
         assert!(
             denied.message.contains("already used by GitLab connection a/one"),
             "{}",
@@ -1108,17 +456,17 @@ mod tests {
             Some((spec_json("GitLab", "y"), 1)),
             false,
         );
-        assert!(hook.decide(&back).unwrap().allowed);
+        assert!(decide(&hook, &back).unwrap().allowed);
     }
 
     #[test]
     fn taking_another_name_releases_the_previous_reservation() {
         let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
-        assert!(hook.decide(&create("a", "first", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "main")).unwrap().allowed);
         // the create is retried with another name before the watch delivered the first one
-        assert!(hook.decide(&create("a", "first", "GitLab", "other")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "first", "GitLab", "other")).unwrap().allowed);
         assert_eq!(hook.live_reservations(), 1);
-        assert!(hook.decide(&create("a", "second", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
     }
 
     #[test]
@@ -1131,7 +479,7 @@ mod tests {
                     s.spawn(move || {
                         let ns = format!("ns-{}", i % 4);
                         let name = format!("conn-{i}");
-                        let decision = hook.decide(&create(&ns, &name, "AzureDevOps", "dev1")).unwrap();
+                        let decision = decide(hook, &create(&ns, &name, "AzureDevOps", "dev1")).unwrap();
                         decision.allowed.then(|| format!("{ns}/{name}"))
                     })
                 })
@@ -1148,7 +496,7 @@ mod tests {
         hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
         let bad = json!({"provider": "GitLab", "instanceName": "x", "url": "ftp://x", "tokenSecretRef": {"name": "p"}});
         let relabel = request("UPDATE", "a", "young", bad.clone(), Some((bad, 1)), false);
-        let decision = hook.decide(&relabel).unwrap();
+        let decision = decide(&hook, &relabel).unwrap();
         assert!(decision.allowed);
         assert!(
             decision
@@ -1159,9 +507,11 @@ mod tests {
         );
         // an unparseable stored spec, too
         let broken = json!({"provider": "Gitlab"});
-        let decision = hook
-            .decide(&request("UPDATE", "a", "b", broken.clone(), Some((broken, 1)), false))
-            .unwrap();
+        let decision = decide(
+            &hook,
+            &request("UPDATE", "a", "b", broken.clone(), Some((broken, 1)), false),
+        )
+        .unwrap();
         assert!(decision.allowed);
         assert_eq!(decision.warnings.len(), 1);
     }
@@ -1172,14 +522,14 @@ mod tests {
         index.expect_partitions(1);
         let hook = Webhook::new(index.clone(), Arc::new(Metrics::new()), CertStore::new());
         assert!(matches!(
-            hook.decide(&create("a", "x", "GitLab", "main")),
+            decide(&hook, &create("a", "x", "GitLab", "main")),
             Err(Rejection::NotReady(_))
         ));
         // what is wrong regardless of other connections is still said
-        let bad = hook.decide(&create("a", "x", "GitLab", " ")).unwrap();
+        let bad = decide(&hook, &create("a", "x", "GitLab", " ")).unwrap();
         assert!(!bad.allowed);
         index.partition_synced(None);
-        assert!(hook.decide(&create("a", "x", "GitLab", "main")).unwrap().allowed);
+        assert!(decide(&hook, &create("a", "x", "GitLab", "main")).unwrap().allowed);
     }
 
     #[test]
@@ -1188,7 +538,7 @@ mod tests {
         hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
         let mut spec = spec_json("GitLab", "x");
         spec["verifyInterval"] = json!("10s");
-        let decision = hook.decide(&request("CREATE", "a", "new", spec, None, false)).unwrap();
+        let decision = decide(&hook, &request("CREATE", "a", "new", spec, None, false)).unwrap();
         assert!(!decision.allowed);
         assert_eq!(
             decision.message,
