@@ -31,6 +31,15 @@ impl Token {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A keyed hash of the token within `scope` (e.g. an instance), for remembering things per
+    /// token without keeping it: the key is random per process, so the value reveals nothing
+    /// outside it.
+    pub fn fingerprint(&self, scope: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+        KEY.get_or_init(Default::default).hash_one((scope, &self.0))
+    }
 }
 
 impl fmt::Debug for Token {
@@ -55,6 +64,14 @@ mod tests {
         assert_eq!(format!("{token:?}"), "Token(<redacted>)");
         assert_eq!(format!("{token}"), "<redacted>");
         assert_eq!(token.expose(), "glpat-secret-value");
+    }
+
+    #[test]
+    fn fingerprints_differ_by_token_and_scope() {
+        let token = Token::new("a").unwrap();
+        assert_eq!(token.fingerprint("x"), Token::new("a").unwrap().fingerprint("x"));
+        assert_ne!(token.fingerprint("x"), token.fingerprint("y"));
+        assert_ne!(token.fingerprint("x"), Token::new("b").unwrap().fingerprint("x"));
     }
 
     #[test]

@@ -26,11 +26,21 @@
 //!   (<https://github.com/microsoft/azure-pipelines-agent/issues/1559>,
 //!   <https://github.com/microsoft/azure-pipelines-tasks/issues/18732>): TokenExpired.
 //!
+//! # Requests per verification: 2, in one round trip
+//!
+//! `GET _apis/connectionData` (who, and hosted or on-premises) and `GET _apis/projects?$top=1`
+//! (the scope check: connection data answers any PAT) do not depend on each other and go out
+//! together. Which API version the projects call uses is an instance fact: an instance that
+//! refused 5.0 with 400 is remembered as one that serves 2.0 (for
+//! [`super::memory::INSTANCE_FACTS_TTL`]), so only its first verification per interval needs a
+//! second round trip.
+//!
 //! Not revealed, so left out: the PAT's scopes and expiry (the token lifecycle API needs an
 //! Entra ID token, not a PAT) and the server version (no documented response header or API
 //! carries it).
 
 use super::http::{Auth, HttpClient, HttpResponse};
+use super::memory::{InstanceFacts, instance_key};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -164,7 +174,10 @@ fn not_accepted(what: &str, response: &HttpResponse) -> Option<Verification> {
     None
 }
 
-async fn verify(http: &HttpClient, target: &Target) -> Verification {
+const PROJECTS_5_0: &str = "/_apis/projects?$top=1&api-version=5.0";
+const PROJECTS_2_0: &str = "/_apis/projects?$top=1&api-version=2.0";
+
+async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     if let Err(message) = AzureDevOps.check_spec(&target.base_url, target.username.as_deref()) {
         return Verification::failed(ReadyReason::InvalidSpec, message);
     }
@@ -181,9 +194,17 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         ..Facts::default()
     };
 
+    // One round trip: who the token is, and a read that needs a scope, together; the projects
+    // call in the API version the instance is known to serve.
+    let legacy = http.memory().known_facts(key).is_some_and(|facts| facts.legacy_api);
+    let (connection, projects) = futures::join!(
+        get("/_apis/connectionData?connectOptions=none"),
+        get(if legacy { PROJECTS_2_0 } else { PROJECTS_5_0 }),
+    );
+
     // 1. Who the token is, and which product answers.
     const CONNECTION: &str = "GET _apis/connectionData";
-    let response = match get("/_apis/connectionData?connectOptions=none").await {
+    let response = match connection {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error),
     };
@@ -221,16 +242,28 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
 
     // 2. A read that needs a scope: the first project.
     const PROJECTS: &str = "GET _apis/projects";
-    let mut response = match get("/_apis/projects?$top=1&api-version=5.0").await {
+    let mut response = match projects {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
     };
-    if response.status == StatusCode::BAD_REQUEST {
-        // TFS older than 2019 does not serve api-version 5.0.
-        response = match get("/_apis/projects?$top=1&api-version=2.0").await {
+    if response.status == StatusCode::BAD_REQUEST && !legacy {
+        // TFS older than 2019 does not serve api-version 5.0: remembered for the instance.
+        response = match get(PROJECTS_2_0).await {
             Ok(response) => response,
             Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
         };
+        if response.status == StatusCode::OK {
+            http.memory().remember_facts(
+                key,
+                InstanceFacts {
+                    legacy_api: true,
+                    ..InstanceFacts::default()
+                },
+            );
+        }
+    } else if response.status == StatusCode::BAD_REQUEST {
+        // Upgraded since: the current version next time.
+        http.memory().forget_instance(key);
     }
     let status = response.status;
     if status == StatusCode::UNAUTHORIZED
@@ -303,7 +336,13 @@ impl Provider for AzureDevOps {
     }
 
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
+        Box::pin(async move {
+            let key = instance_key(KIND, target.base_url.as_str());
+            verify(http, target, &key)
+                .await
+                .settle(http, &key)
+                .without_token(&target.token)
+        })
     }
 }
 

@@ -19,6 +19,14 @@
 //!   (<https://confluence.atlassian.com/bitbucketserverkb/access-tokens-no-longer-work-as-expected-after-upgrading-bitbucket-data-center-1455430278.html>):
 //!   only `/rest/...` paths are used, and a login page is Unauthorized.
 //!
+//! Requests per verification: 1 or 2 from a token's second verification on, in one round trip:
+//! `GET /rest/api/1.0/repos?limit=1` (the scope check, and its `X-AUSERNAME` says who) and
+//! `GET /rest/api/1.0/users/{slug}` (display name, e-mail), whose path needs the user name:
+//! it is remembered from the token's last verification (a token hint, [`super::memory`]), so
+//! only a token's first verification asks for the details one round trip later.
+//! `application-properties` (the version) is the same for every token: asked once per instance
+//! per [`super::memory::INSTANCE_FACTS_TTL`], alongside.
+//!
 //! Not confirmed by the documentation: the body of a 401 for an *expired* token (a body that
 //! says "expired" is TokenExpired, any other 401 Unauthorized), and when Data Center answers
 //! 403 to a token; here a 401/403 on listing repositories after the token authenticated is
@@ -40,6 +48,10 @@
 //!   <https://support.atlassian.com/bitbucket-cloud/kb/getting-401-http-error-while-authenticating-to-bitbucket-cloud-rest-apis/>;
 //!   403 `{"type":"error","error":{"message":...}}` for a token lacking the scope.
 //!
+//! Requests per verification: 2, or 1 for a token that may not read its e-mail addresses (a
+//! token hint, [`super::memory`]), in one round trip: `GET /2.0/user` and `GET /2.0/user/emails`
+//! do not depend on each other and go out together.
+//!
 //! Not confirmed by the documentation: whether API tokens get an `X-OAuth-Scopes` header (OAuth
 //! access tokens do); it is read when present and `tokenScopes` is left out otherwise.
 //! The server version is not revealed by the cloud.
@@ -55,6 +67,7 @@
 //! reported as Cloud.
 
 use super::http::{Auth, HttpClient, HttpResponse};
+use super::memory::{Hint, InstanceFacts, instance_key};
 use super::{Facts, Provider, Target, Verification, join, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -185,57 +198,34 @@ fn path_segment(text: &str) -> String {
         .replace('+', "%20")
 }
 
-async fn verify_server(http: &HttpClient, target: &Target) -> Verification {
-    let auth = Auth::Bearer(&target.token);
+/// The instance's version, asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`]
+/// (`application-properties` is the same for every token): nice to know, never a reason to fail.
+async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
+    let mut facts = InstanceFacts::default();
+    if let Ok(url) = target.endpoint("/rest/api/1.0/application-properties")
+        && let Ok(response) = http.get(&url, auth, &target.tls).await
+        && response.status == StatusCode::OK
+        && let Ok(properties) = response.json::<ApplicationProperties>()
+    {
+        facts.server_version = non_empty(properties.version);
+    }
+    facts
+}
+
+/// The display name and e-mail of `username`: nice to know, not needed (project and repository
+/// tokens act as service users without a readable profile).
+async fn user_details(http: &HttpClient, target: &Target, auth: Auth<'_>, username: &str) -> Option<ServerUser> {
     let get = |path: String| async move {
         let url = target.endpoint(&path)?;
         http.get(&url, auth, &target.tls).await
     };
-    let mut facts = Facts {
-        deployment: Some(Deployment::SelfHosted),
-        ..Facts::default()
-    };
-
-    // 1. Version, and who the token is (X-AUSERNAME on any authenticated answer).
-    const PROPERTIES: &str = "GET /rest/api/1.0/application-properties";
-    let response = match get("/rest/api/1.0/application-properties".to_owned()).await {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
-    match response.status {
-        StatusCode::OK => match response.json::<ApplicationProperties>() {
-            Ok(properties) => facts.server_version = non_empty(properties.version),
-            Err(_) => return Verification::unexpected_answer(KIND, PROPERTIES, &response),
-        },
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return server_rejected(PROPERTIES, &response).with_facts(facts);
-        }
-        _ => return Verification::unexpected_answer(KIND, PROPERTIES, &response),
-    }
-    let Some(username) = non_empty(response.header("x-ausername").map(str::to_owned)) else {
-        return Verification::failed(
-            ReadyReason::Unauthorized,
-            format!(
-                "Bitbucket at {} answered as if no one had signed in (no X-AUSERNAME header): the token was not used; check that it is a valid HTTP access token and that no proxy strips the Authorization header",
-                target.base_url
-            ),
-        )
-        .with_facts(facts);
-    };
-    facts.user = Some(AuthenticatedUser {
-        username: Some(username.clone()),
-        ..AuthenticatedUser::default()
-    });
-
-    // 2. The user's details: nice to know, not needed (project and repository tokens act as
-    //    service users without a readable profile).
-    let details = match get(format!("/rest/api/1.0/users/{}", path_segment(&username))).await {
+    match get(format!("/rest/api/1.0/users/{}", path_segment(username))).await {
         Ok(response) if response.status == StatusCode::OK => response.json::<ServerUser>().ok(),
         Ok(response) if response.status == StatusCode::NOT_FOUND => {
             // The slug differs from the name (e.g. characters a URL cannot hold): search by name.
             match get(format!(
                 "/rest/api/1.0/users?filter={}&limit=25",
-                path_segment(&username)
+                path_segment(username)
             ))
             .await
             {
@@ -247,40 +237,109 @@ async fn verify_server(http: &HttpClient, target: &Target) -> Verification {
             }
         }
         _ => None,
+    }
+}
+
+async fn verify_server(http: &HttpClient, target: &Target, key: &str) -> Verification {
+    let auth = Auth::Bearer(&target.token);
+    let memory = http.memory();
+    let mut facts = Facts {
+        deployment: Some(Deployment::SelfHosted),
+        ..Facts::default()
     };
-    if let Some(details) = details {
-        facts.user = Some(AuthenticatedUser {
+
+    // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
+    // version when not remembered, and the user's details when this token's user name is
+    // remembered from its last verification.
+    let hinted = match memory.hint(key, &target.token) {
+        Some(Hint::Username(name)) => Some(name),
+        _ => None,
+    };
+    const REPOS: &str = "GET /rest/api/1.0/repos";
+    let (instance, response, details) = futures::join!(
+        memory.instance_facts(key, || learn_version(http, target, auth)),
+        async {
+            let url = target.endpoint("/rest/api/1.0/repos?limit=1")?;
+            http.get(&url, auth, &target.tls).await
+        },
+        async {
+            match &hinted {
+                Some(name) => Some(user_details(http, target, auth, name).await),
+                None => None,
+            }
+        },
+    );
+    facts.server_version = instance.server_version;
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    let username = non_empty(response.header("x-ausername").map(str::to_owned));
+    let anonymous = || {
+        Verification::failed(
+            ReadyReason::Unauthorized,
+            format!(
+                "Bitbucket at {} answered as if no one had signed in (no X-AUSERNAME header): the token was not used; check that it is a valid HTTP access token and that no proxy strips the Authorization header",
+                target.base_url
+            ),
+        )
+    };
+    match (response.status, &username) {
+        (StatusCode::OK | StatusCode::FORBIDDEN, Some(_)) => {}
+        // Not "authentication failed" but "not permitted": the request arrived without
+        // credentials (an anonymous user may not list repositories).
+        (StatusCode::UNAUTHORIZED, None)
+            if ServerErrors::text(&response)
+                .to_ascii_lowercase()
+                .contains("not permitted") =>
+        {
+            return anonymous().with_facts(facts);
+        }
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+            return server_rejected(REPOS, &response).with_facts(facts);
+        }
+        (StatusCode::OK, None) if response.json::<serde_json::Value>().is_ok() => {}
+        _ => return Verification::unexpected_answer(KIND, REPOS, &response),
+    }
+    let Some(username) = username else {
+        return anonymous().with_facts(facts);
+    };
+    // The first verification of a token learns its name here, and its details one round trip
+    // later; the next ones ask for them together with the rest.
+    let details = match details {
+        Some(details) if hinted.as_deref() == Some(username.as_str()) => details,
+        _ => user_details(http, target, auth, &username).await,
+    };
+    memory.remember_hint(key, &target.token, Hint::Username(username.clone()));
+    facts.user = Some(match details {
+        Some(details) => AuthenticatedUser {
             username: Some(username.clone()),
             display_name: non_empty(details.display_name),
             email: non_empty(details.email_address),
-        });
-    }
+        },
+        None => AuthenticatedUser {
+            username: Some(username.clone()),
+            ..AuthenticatedUser::default()
+        },
+    });
 
-    // 3. What a Git connection needs: reading repositories.
-    const REPOS: &str = "GET /rest/api/1.0/repos";
-    let response = match get("/rest/api/1.0/repos?limit=1".to_owned()).await {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
-    };
-    match response.status {
-        StatusCode::OK if response.json::<serde_json::Value>().is_ok() => {}
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            let text = ServerErrors::text(&response);
-            let said = if text.is_empty() {
-                String::new()
-            } else {
-                format!(": {text}")
-            };
-            return Verification::failed(
-                ReadyReason::InsufficientScope,
-                format!(
-                    "the token authenticates as {username} but may not list repositories (HTTP {}{said}); give it at least repository read permission",
-                    response.status.as_u16()
-                ),
-            )
-            .with_facts(facts);
-        }
-        _ => return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts),
+    if response.status == StatusCode::FORBIDDEN {
+        let text = ServerErrors::text(&response);
+        let said = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        };
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!(
+                "the token authenticates as {username} but may not list repositories (HTTP 403{said}); give it at least repository read permission"
+            ),
+        )
+        .with_facts(facts);
+    }
+    if response.json::<serde_json::Value>().is_err() {
+        return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts);
     }
 
     let on = match &facts.server_version {
@@ -372,8 +431,19 @@ impl Bitbucket {
             ..Facts::default()
         };
 
+        // One round trip: the e-mail list goes out with /2.0/user unless this token's last
+        // verification could not read it.
+        let key = instance_key(KIND, &root);
+        let memory = http.memory();
+        let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
+        let (response, emails) = futures::join!(get("/2.0/user"), async {
+            match ask_emails {
+                true => Some(get("/2.0/user/emails").await),
+                false => None,
+            }
+        });
         const USER: &str = "GET /2.0/user";
-        let response = match get("/2.0/user").await {
+        let response = match response {
             Ok(response) => response,
             Err(error) => return Verification::from_http_error(KIND, &error),
         };
@@ -420,16 +490,19 @@ impl Bitbucket {
 
         // The e-mail, when the token may read it.
         let mut address = None;
-        if let Ok(response) = get("/2.0/user/emails").await
+        let mut readable = false;
+        if let Some(Ok(response)) = emails
             && response.status == StatusCode::OK
             && let Ok(emails) = response.json::<CloudEmails>()
         {
+            readable = true;
             address = emails
                 .values
                 .into_iter()
                 .find(|e| e.is_primary && e.is_confirmed)
                 .and_then(|e| non_empty(Some(e.email)));
         }
+        memory.remember_hint(&key, &target.token, Hint::ReadEmails(readable));
         let username = non_empty(user.username)
             .or(non_empty(user.nickname))
             .or(non_empty(user.account_id));
@@ -471,7 +544,8 @@ impl Provider for Bitbucket {
             let verification = if is_cloud(&target.base_url) {
                 self.verify_cloud(http, target).await
             } else {
-                verify_server(http, target).await
+                let key = instance_key(KIND, target.base_url.as_str());
+                verify_server(http, target, &key).await.settle(http, &key)
             };
             verification.without_token(&target.token)
         })

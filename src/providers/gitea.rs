@@ -16,11 +16,19 @@
 //! - `/api/v1/version` itself answered 403 to some scoped tokens in Gitea 1.20.0
 //!   (<https://github.com/go-gitea/gitea/issues/26035>), so the version is best effort.
 //!
+//! # Requests per verification: 2, in one round trip
+//!
+//! `GET /user` (who) and `GET /user/repos?limit=1` (may it read repositories: a scope of its
+//! own) do not depend on each other and go out together. `GET /version` belongs to the
+//! instance: asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`] (again at once
+//! after the instance failed or answered something other than its API), alongside the others.
+//!
 //! Not revealed to a token, so left out: its scopes (listing tokens needs the password) and
 //! its expiry (Gitea tokens do not expire; a 401 body that says "expired" is still reported
 //! as TokenExpired).
 
 use super::http::{Auth, HttpClient, HttpResponse};
+use super::memory::{InstanceFacts, instance_key};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -96,7 +104,21 @@ fn rejected(what: &str, needed: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-async fn verify(http: &HttpClient, target: &Target) -> Verification {
+/// The instance's version, asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`]:
+/// nice to know, never a reason to fail.
+async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
+    let mut facts = InstanceFacts::default();
+    if let Ok(url) = target.endpoint("/api/v1/version")
+        && let Ok(response) = http.get(&url, auth, &target.tls).await
+        && response.status == StatusCode::OK
+        && let Ok(version) = response.json::<Version>()
+    {
+        facts.server_version = non_empty(Some(version.version));
+    }
+    facts
+}
+
+async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     let auth = Auth::TokenScheme(&target.token);
     let get = |path: &'static str| async move {
         let url = target.endpoint(path)?;
@@ -107,9 +129,17 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         ..Facts::default()
     };
 
+    // One round trip: the user, the repositories and (when not remembered) the version.
+    let (instance, user_response, repos_response) = futures::join!(
+        http.memory().instance_facts(key, || learn_version(http, target, auth)),
+        get("/api/v1/user"),
+        get("/api/v1/user/repos?limit=1"),
+    );
+    facts.server_version = instance.server_version;
+
     // 1. Who the token is.
     const USER: &str = "GET /api/v1/user";
-    let response = match get("/api/v1/user").await {
+    let response = match user_response {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error),
     };
@@ -131,7 +161,7 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
 
     // 2. What a Git connection needs: reading repositories.
     const REPOS: &str = "GET /api/v1/user/repos";
-    let response = match get("/api/v1/user/repos?limit=1").await {
+    let response = match repos_response {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
     };
@@ -152,14 +182,6 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         _ => return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts),
     }
 
-    // 3. The version: nice to know, never a reason to fail.
-    if let Ok(response) = get("/api/v1/version").await
-        && response.status == StatusCode::OK
-        && let Ok(version) = response.json::<Version>()
-    {
-        facts.server_version = non_empty(Some(version.version));
-    }
-
     let on = match &facts.server_version {
         Some(version) if version.contains("gitea-") || version.contains("forgejo") => format!("Forgejo {version}"),
         Some(version) => format!("Gitea {version}"),
@@ -178,7 +200,13 @@ impl Provider for Gitea {
     }
 
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
+        Box::pin(async move {
+            let key = instance_key(KIND, target.base_url.as_str());
+            verify(http, target, &key)
+                .await
+                .settle(http, &key)
+                .without_token(&target.token)
+        })
     }
 }
 

@@ -25,6 +25,16 @@
 //! - Media type and API version headers (`Accept: application/vnd.github+json`,
 //!   `X-GitHub-Api-Version: 2022-11-28`): <https://docs.github.com/en/rest/about-the-rest-api/api-versions>.
 //!
+//! # Requests per verification: 1 or 2, in one round trip
+//!
+//! `GET /user` proves the token and carries everything else in its headers (scopes, expiry,
+//! the GHES version), so there is no instance fact to remember. The e-mail is in `/user` only
+//! when public; otherwise `GET /user/emails` has it, if the token may read it. Whether it is
+//! worth asking is known only after `/user`, so it goes out *with* `/user` on a token's first
+//! verification, and afterwards only while the last one found it useful (a token hint, see
+//! [`super::memory`]): 1 request for a token whose e-mail is public or unreadable, 2 for one
+//! whose e-mail comes from the list, always one round trip.
+//!
 //! Not confirmed by the documentation: what an expired token gets exactly. GitHub documents
 //! that an expired token stops working; in practice `/user` then answers 401 "Bad credentials"
 //! without an expiry header, which is indistinguishable from a revoked token (Unauthorized).
@@ -44,6 +54,7 @@
 //! requests anywhere and still call it Cloud, so that was not done.
 
 use super::http::{Auth, HttpClient, HttpResponse};
+use super::memory::{Hint, instance_key};
 use super::{Facts, Provider, Target, Verification, join, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -239,7 +250,18 @@ impl GitHub {
             ..Facts::default()
         };
 
-        let response = match get("/user").await {
+        // One round trip: the e-mail list goes out with /user unless this token's last
+        // verification found it of no use (public e-mail, or not readable).
+        let key = instance_key(KIND, &api);
+        let memory = http.memory();
+        let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
+        let (response, emails) = futures::join!(get("/user"), async {
+            match ask_emails {
+                true => Some(get("/user/emails").await),
+                false => None,
+            }
+        });
+        let response = match response {
             Ok(response) => response,
             Err(error) => return Verification::from_http_error(KIND, &error),
         };
@@ -288,22 +310,31 @@ impl GitHub {
         // The e-mail: /user shows only a public one; /user/emails needs user:email (classic) or
         // the "Email addresses" permission (fine-grained, whose permissions cannot be seen).
         let mut email = non_empty(user.email.clone());
-        let may_read_emails = match &facts.scopes {
-            Some(scopes) => scopes.iter().any(|s| s == "user" || s == "user:email"),
-            None => true,
+        let needs_emails = email.is_none()
+            && match &facts.scopes {
+                Some(scopes) => scopes.iter().any(|s| s == "user" || s == "user:email"),
+                None => true,
+            };
+        let emails = match emails {
+            Some(emails) => Some(emails),
+            // The hint is stale for a classic token whose scopes now allow the list: ask.
+            None if needs_emails && facts.scopes.is_some() => Some(get("/user/emails").await),
+            None => None,
         };
-        if email.is_none()
-            && may_read_emails
-            && let Ok(response) = get("/user/emails").await
+        let mut readable = false;
+        if needs_emails
+            && let Some(Ok(response)) = emails
             && response.status == StatusCode::OK
             && let Ok(emails) = response.json::<Vec<Email>>()
         {
+            readable = true;
             email = emails
                 .into_iter()
                 .find(|e| e.primary && e.verified)
                 .map(|e| e.email)
                 .and_then(|e| non_empty(Some(e)));
         }
+        memory.remember_hint(&key, &target.token, Hint::ReadEmails(readable));
         facts.user = Some(AuthenticatedUser {
             username: non_empty(Some(user.login.clone())),
             display_name: non_empty(user.name),

@@ -11,8 +11,18 @@
 //!   header; 401 `{"message":"401 Unauthorized"}` for a bad token; OAuth-style bodies
 //!   `{"error":"invalid_token","error_description":"Token is expired..."}` / `"Token was revoked..."`;
 //!   403 `{"error":"insufficient_scope",...}` when the token lacks a scope.
+//!
+//! # Requests per verification: 2, in one round trip
+//!
+//! `GET /personal_access_tokens/self` (scopes, expiry, revoked: the user endpoint shows none of
+//! them) and `GET /user` (who: the token endpoint names only a `user_id`) do not depend on each
+//! other and go out together. `GET /version` belongs to the instance, not the token: it is asked
+//! once per instance per [`super::memory::INSTANCE_FACTS_TTL`] (again at once after the instance
+//! failed or answered something other than its API), alongside the other two, so it adds no
+//! latency and one request per instance per interval.
 
 use super::http::{Auth, HttpClient, HttpResponse};
+use super::memory::{InstanceFacts, instance_key};
 use super::{Facts, Provider, Target, Verification};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -124,7 +134,21 @@ fn rejected(what: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-async fn verify(http: &HttpClient, target: &Target) -> Verification {
+/// The instance's version, asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`]:
+/// nice to know, never a reason to fail.
+async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
+    let mut facts = InstanceFacts::default();
+    if let Ok(url) = target.endpoint("/api/v4/version")
+        && let Ok(response) = http.get(&url, auth, &target.tls).await
+        && response.status == StatusCode::OK
+        && let Ok(version) = response.json::<Version>()
+    {
+        facts.server_version = non_empty(Some(version.version));
+    }
+    facts
+}
+
+async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     let auth = Auth::Header {
         name: "private-token",
         token: &target.token,
@@ -138,8 +162,16 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         ..Facts::default()
     };
 
+    // One round trip: the token, its user and (when not remembered) the version, together.
+    let (instance, token_self, user_response) = futures::join!(
+        http.memory().instance_facts(key, || learn_version(http, target, auth)),
+        get("/api/v4/personal_access_tokens/self"),
+        get("/api/v4/user"),
+    );
+    facts.server_version = instance.server_version;
+
     // 1. The token itself: scopes, expiry, revoked. Older GitLab (< 15.5) answers 404.
-    let token_self = match get("/api/v4/personal_access_tokens/self").await {
+    let token_self = match token_self {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error),
     };
@@ -175,7 +207,7 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
     }
 
     // 2. Who the token is.
-    let user_response = match get("/api/v4/user").await {
+    let user_response = match user_response {
         Ok(response) => response,
         Err(error) => return Verification::from_http_error(KIND, &error),
     };
@@ -211,14 +243,6 @@ async fn verify(http: &HttpClient, target: &Target) -> Verification {
         .with_facts(facts);
     }
 
-    // 3. The server version: nice to know, never a reason to fail.
-    if let Ok(response) = get("/api/v4/version").await
-        && response.status == StatusCode::OK
-        && let Ok(version) = response.json::<Version>()
-    {
-        facts.server_version = non_empty(Some(version.version));
-    }
-
     let on = match &facts.server_version {
         Some(version) => format!("GitLab {version}"),
         None => format!("GitLab at {}", target.base_url),
@@ -239,7 +263,13 @@ impl Provider for GitLab {
     }
 
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move { verify(http, target).await.without_token(&target.token) })
+        Box::pin(async move {
+            let key = instance_key(KIND, target.base_url.as_str());
+            verify(http, target, &key)
+                .await
+                .settle(http, &key)
+                .without_token(&target.token)
+        })
     }
 }
 

@@ -168,6 +168,7 @@ pub enum HttpError {
 pub struct HttpClient {
     config: HttpConfig,
     clients: Mutex<HashMap<TlsOptions, reqwest::Client>>,
+    memory: super::memory::Memory,
 }
 
 impl HttpClient {
@@ -175,11 +176,17 @@ impl HttpClient {
         HttpClient {
             config,
             clients: Mutex::new(HashMap::new()),
+            memory: super::memory::Memory::default(),
         }
     }
 
     pub fn config(&self) -> &HttpConfig {
         &self.config
+    }
+
+    /// What verifications through this client remember between themselves.
+    pub fn memory(&self) -> &super::memory::Memory {
+        &self.memory
     }
 
     fn client_for(&self, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {

@@ -8,6 +8,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod memory;
 pub mod tls;
 
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
@@ -81,6 +82,21 @@ impl Verification {
         let secret = token.expose();
         if !secret.is_empty() && self.message.contains(secret) {
             self.message = self.message.replace(secret, "<redacted>");
+        }
+        self
+    }
+
+    /// Forgets what is remembered about the instance (`key`) when this outcome says the
+    /// instance answered differently: unreachable, another TLS identity, not its API, failing.
+    pub(crate) fn settle(self, http: &HttpClient, key: &str) -> Verification {
+        if matches!(
+            self.reason,
+            ReadyReason::Unreachable
+                | ReadyReason::TlsError
+                | ReadyReason::EndpointNotFound
+                | ReadyReason::ProviderError
+        ) {
+            http.memory().forget_instance(key);
         }
         self
     }

@@ -236,7 +236,11 @@ struct FaultRule {
 struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<FaultRule>>,
+    waves: Mutex<Option<Arc<tokio::sync::Barrier>>>,
 }
+
+/// How long a request waits for the rest of its wave before it is answered 503.
+const WAVE_WAIT: Duration = Duration::from_secs(5);
 
 impl Shared {
     fn take_fault(&self, path: &str) -> Option<Fault> {
@@ -263,6 +267,12 @@ async fn record_and_misbehave(State(shared): State<Arc<Shared>>, request: Reques
         path: path.clone(),
         headers: request.headers().clone(),
     });
+    let wave = shared.waves.lock().unwrap().clone();
+    if let Some(barrier) = wave
+        && tokio::time::timeout(WAVE_WAIT, barrier.wait()).await.is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the rest of the wave never came").into_response();
+    }
     match shared.take_fault(request.uri().path()) {
         None => next.run(request).await,
         Some(Fault::Delay(delay)) => {
@@ -358,6 +368,13 @@ impl FakeServer {
             fault,
             remaining: times,
         });
+    }
+
+    /// Answers requests only in waves of `n` that are in flight together: a client that sends
+    /// them one after the other gets 503 after a few seconds instead. Proves that requests go
+    /// out together without timing anything. `None` answers each request at once again.
+    pub fn answer_in_waves_of(&self, n: Option<usize>) {
+        *self.shared.waves.lock().unwrap() = n.map(|n| Arc::new(tokio::sync::Barrier::new(n)));
     }
 
     pub fn clear_faults(&self) {
