@@ -86,12 +86,12 @@ async fn slow_answer_times_out_within_bound() {
 #[tokio::test]
 async fn five_megabyte_body_is_a_clean_error() {
     let gitlab = gitlab().await;
-    gitlab.fault(None, Fault::LargeBody(5 * 1024 * 1024), Some(1));
+    gitlab.fault(Some("/api/v4/user"), Fault::LargeBody(5 * 1024 * 1024), Some(1));
     let v = verify_with(&client(), &target(&gitlab.url(), TlsOptions::default())).await;
     assert_reason(&v, ReadyReason::EndpointNotFound, &["larger than 1048576 bytes"]);
 
     // The same without a Content-Length: the cap applies while reading.
-    gitlab.fault(None, Fault::LargeStream(5 * 1024 * 1024), Some(1));
+    gitlab.fault(Some("/api/v4/user"), Fault::LargeStream(5 * 1024 * 1024), Some(1));
     let v = verify_with(&client(), &target(&gitlab.url(), TlsOptions::default())).await;
     assert_reason(&v, ReadyReason::EndpointNotFound, &["larger than 1048576 bytes"]);
 }
@@ -133,14 +133,16 @@ async fn server_error_forever_is_a_provider_error() {
     gitlab.fault(None, Fault::status(500), None);
     let v = verify_with(&client(), &target(&gitlab.url(), TlsOptions::default())).await;
     assert_reason(&v, ReadyReason::ProviderError, &["HTTP 500", "3 attempts"]);
-    assert_eq!(gitlab.requests().len(), 3);
+    let user_calls = gitlab.requests().iter().filter(|r| r.path == "/api/v4/user").count();
+    assert_eq!(user_calls, 3);
 
     // A Retry-After beyond what is honoured ends the retries at once.
     let other = FakeGitLab::start().await;
     other.fault(None, Fault::status_with(503, &[("retry-after", "3600")], ""), None);
     let v = verify_with(&client(), &target(&other.url(), TlsOptions::default())).await;
     assert_reason(&v, ReadyReason::ProviderError, &["HTTP 503", "retry after 3600s"]);
-    assert_eq!(other.requests().len(), 1);
+    let user_calls = other.requests().iter().filter(|r| r.path == "/api/v4/user").count();
+    assert_eq!(user_calls, 1);
 }
 
 #[tokio::test]
