@@ -13,6 +13,6 @@ pub mod webhook;
 pub use decision::{Decision, Rejection};
 pub use reservations::DEFAULT_RESERVATION_TTL;
 pub use rules::{Claim, Duplicate, Holders, Review, check_unique, parse_spec, validate_spec};
-pub use server::{MAX_BODY, VALIDATE_PATH, serve};
+pub use server::{BODY_BUDGET, BODY_READ_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, VALIDATE_PATH, serve};
 pub use tls::{CertError, CertStore};
 pub use webhook::Webhook;
