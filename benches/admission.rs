@@ -138,7 +138,7 @@ fn main() {
             let (body, allowed) = body(i, "mem");
             let bytes = serde_json::to_vec(&body).unwrap();
             let t = Instant::now();
-            let answer = server.webhook.review_body(&bytes).unwrap();
+            let answer = server.webhook.review_body(&bytes).await.unwrap();
             samples.push(t.elapsed());
             assert_eq!(answer.response.unwrap().allowed, allowed);
         }
@@ -157,7 +157,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let bytes = serde_json::to_vec(&body(1, "sweep").0).unwrap();
         let started = Instant::now();
-        server.webhook.review_body(&bytes).unwrap();
+        server.webhook.review_body(&bytes).await.unwrap();
         let first = started.elapsed();
         let live = server.webhook.live_reservations();
         let keys: Vec<ObjectKey> = (0..live)

@@ -1,7 +1,7 @@
 //! `gitprovider-operator run`: wires the shared watch, the controller (leader only), the health
 //! and metrics server, and leader election, and shuts them down cleanly on SIGTERM.
 
-use crate::admission::{CertStore, Webhook};
+use crate::admission::{ApiConfirm, CertStore, DEFAULT_RESERVATION_TTL, Webhook};
 use crate::certs::{CertManager, CertSettings};
 use crate::controller::{self, Context, Settings};
 use crate::feed::Feed;
@@ -116,7 +116,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             addr: config.metrics_addr,
             source,
         })?;
-    // The webhook answers on every replica, leader or not, from the shared index.
+    // The webhook answers on every replica, leader or not, from the shared index, and asks the
+    // API server before a reservation alone denies a name.
+    let webhook_with = |certs| {
+        let confirm = Arc::new(ApiConfirm::new(client.clone(), config.uniqueness_scope));
+        Webhook::confirmed_by(index.clone(), metrics.clone(), certs, DEFAULT_RESERVATION_TTL, confirm)
+    };
     let webhook = match &config.webhook_certs {
         WebhookCerts::Disabled => {
             tracing::warn!(
@@ -128,7 +133,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             let certs = CertStore::new();
             certs.load_files(cert, key)?;
             tokio::spawn(certs.clone().watch_files(cert.clone(), key.clone(), CERT_FILE_POLL));
-            Some(Webhook::new(index.clone(), metrics.clone(), certs))
+            Some(webhook_with(certs))
         }
         WebhookCerts::SelfManaged(settings) => {
             let certs = CertStore::new();
@@ -142,7 +147,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 },
                 shutdown_rx.clone(),
             ));
-            Some(Webhook::new(index.clone(), metrics.clone(), certs))
+            Some(webhook_with(certs))
         }
     };
     let webhook_task = match &webhook {

@@ -45,8 +45,56 @@ impl Decision {
     }
 }
 
+/// A denial that rests on a reservation only the webhook's own word supports: the reserved object
+/// is not in the index. Before it denies, the caller asks the API server whether that object
+/// exists (see [`super::confirm`]).
+#[derive(Debug, Clone)]
+pub(super) struct Unconfirmed {
+    pub(super) instance: InstanceKey,
+    pub(super) holder: ObjectKey,
+    pub(super) at: Instant,
+}
+
+pub(super) enum Verdict {
+    Decided(Decision),
+    Unconfirmed(Unconfirmed),
+}
+
+/// How a review treats reservations it has not seen confirmed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deferral {
+    /// A denial that rests only on an unconfirmed reservation comes back as
+    /// [`Verdict::Unconfirmed`] instead.
+    pub(super) may_defer: bool,
+    /// Reservations made at or after this instant are not counted: once this review found a
+    /// reservation to be unfounded, a new one made while it waited (a forger posting again)
+    /// must not send it back to the end of the queue.
+    pub(super) ignore_from: Option<Instant>,
+}
+
 /// Decides one request.
-pub(super) fn decide(request: &Subject<'_>, index: &ConnectionIndex, ledger: &Ledger) -> Result<Decision, Rejection> {
+pub(super) fn decide(
+    request: &Subject<'_>,
+    index: &ConnectionIndex,
+    ledger: &Ledger,
+    deferral: Deferral,
+) -> Result<Verdict, Rejection> {
+    let mut unconfirmed = None;
+    let slot = deferral.may_defer.then_some(&mut unconfirmed);
+    let decision = decide_or_defer(request, index, ledger, slot, deferral.ignore_from)?;
+    Ok(match unconfirmed {
+        Some(unconfirmed) => Verdict::Unconfirmed(unconfirmed),
+        None => Verdict::Decided(decision),
+    })
+}
+
+fn decide_or_defer(
+    request: &Subject<'_>,
+    index: &ConnectionIndex,
+    ledger: &Ledger,
+    defer: Option<&mut Option<Unconfirmed>>,
+    ignore_from: Option<Instant>,
+) -> Result<Decision, Rejection> {
     let kind = request.kind;
     if kind.group != GROUP || kind.kind != GitProviderConnection::kind(&()) {
         return Ok(Decision::deny(format!(
@@ -131,7 +179,7 @@ pub(super) fn decide(request: &Subject<'_>, index: &ConnectionIndex, ledger: &Le
                 let holders = |instance: &InstanceKey, candidate: &ObjectKey| {
                     index
                         .holder_of(instance, candidate)
-                        .or_else(|| reserved.holder(instance, candidate, now, ttl, index))
+                        .or_else(|| reserved.holder(instance, candidate, now, ttl, index, ignore_from))
                 };
                 check_unique(&holders, scope, &key, claim, old_claim)
             };
@@ -142,6 +190,14 @@ pub(super) fn decide(request: &Subject<'_>, index: &ConnectionIndex, ledger: &Le
                         && reservation.holder == duplicate.holder
                         && index.claim_of(&reservation.holder).is_none_or(|(i, _)| i != instance)
                     {
+                        if let Some(slot) = defer {
+                            *slot = Some(Unconfirmed {
+                                instance: instance.clone(),
+                                holder: reservation.holder.clone(),
+                                at: reservation.at,
+                            });
+                            return Ok(Decision::deny(message));
+                        }
                         let age = now.saturating_duration_since(reservation.at).as_secs();
                         let left = ttl
                             .saturating_sub(now.saturating_duration_since(reservation.at))

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(30);
 /// A sweep of the reservations starts at most this often.
 pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Most reservations kept at once; beyond it the oldest is dropped (its race, if any, is then
+/// healed by the controller), so that no client can grow the ledger without bound.
+pub(super) const MAX_RESERVATIONS: usize = 10_000;
 /// Reservations one review looks at while a sweep is in progress: the sweep is spread over the
 /// reviews that follow instead of holding the lock (and every other review) for all of them.
 pub(super) const SWEEP_STEP: usize = 16;
@@ -33,6 +36,22 @@ impl Ledger {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Reservations> {
         self.reservations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the reservation of `instance` made for `holder` at `at`, if it is still there: the
+    /// API server said that object was not created (or does not hold that name).
+    pub(super) fn release(&self, instance: &InstanceKey, holder: &ObjectKey, at: Instant) {
+        let mut reservations = self.lock();
+        if reservations
+            .by_instance
+            .get(instance)
+            .is_some_and(|r| &r.holder == holder && r.at == at)
+        {
+            reservations.by_instance.remove(instance);
+            if reservations.by_object.get(holder) == Some(instance) {
+                reservations.by_object.remove(holder);
+            }
+        }
     }
 
     /// Reservations not yet expired nor superseded by the index.
@@ -81,7 +100,8 @@ pub(super) struct Reservations {
 }
 
 impl Reservations {
-    /// The holder of a live reservation of `instance`, when it is not `candidate`.
+    /// The holder of a live reservation of `instance`, when it is not `candidate` (and, with
+    /// `made_before`, when it was made before that instant).
     pub(super) fn holder(
         &self,
         instance: &InstanceKey,
@@ -89,13 +109,28 @@ impl Reservations {
         now: Instant,
         ttl: Duration,
         index: &ConnectionIndex,
+        made_before: Option<Instant>,
     ) -> Option<ObjectKey> {
         let reservation = self.by_instance.get(instance)?;
-        let live = now.saturating_duration_since(reservation.at) < ttl && !reservation.superseded(instance, index);
+        let live = now.saturating_duration_since(reservation.at) < ttl
+            && !reservation.superseded(instance, index)
+            && made_before.is_none_or(|before| reservation.at < before);
         (live && &reservation.holder != candidate).then(|| reservation.holder.clone())
     }
 
     pub(super) fn reserve(&mut self, instance: InstanceKey, reservation: Reservation) {
+        while self.by_instance.len() >= MAX_RESERVATIONS {
+            let Some((oldest, at)) = self.queue.pop_front() else {
+                break;
+            };
+            self.sweep_left = self.sweep_left.min(self.queue.len());
+            if self.by_instance.get(&oldest).is_some_and(|r| r.at == at)
+                && let Some(r) = self.by_instance.remove(&oldest)
+                && self.by_object.get(&r.holder) == Some(&oldest)
+            {
+                self.by_object.remove(&r.holder);
+            }
+        }
         if let Some(previous) = self.by_object.remove(&reservation.holder)
             && self
                 .by_instance

@@ -182,7 +182,7 @@ async fn validate(State(state): State<ServerState>, body: Body) -> Response {
         Ok(read) => read,
         Err(error) => return text(error.status(), error.to_string()),
     };
-    match state.webhook.review_body(&body) {
+    match state.webhook.review_body(&body).await {
         Ok(review) => match serde_json::to_vec(&review) {
             Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
             Err(error) => text(

@@ -36,7 +36,8 @@
 //! not ready, and a review that needs the uniqueness rule is answered with HTTP 503 so that the
 //! API server applies the webhook's failurePolicy instead of trusting an empty index.
 
-use super::decision::{Rejection, decide};
+use super::confirm::{CONFIRM_AFTER, Confirm};
+use super::decision::{Deferral, Rejection, Unconfirmed, Verdict, decide};
 use super::reservations::{DEFAULT_RESERVATION_TTL, Ledger};
 use super::review::{answer, decode, operation_name};
 use super::tls::CertStore;
@@ -53,7 +54,11 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     certs: Arc<CertStore>,
     ledger: Ledger,
+    confirm: Option<Arc<dyn Confirm>>,
 }
+
+/// Confirmations one review may ask for before a reservation's word is taken as it is.
+const MAX_CONFIRMATIONS: u32 = 3;
 
 impl Webhook {
     pub fn new(index: Arc<ConnectionIndex>, metrics: Arc<Metrics>, certs: Arc<CertStore>) -> Arc<Webhook> {
@@ -71,6 +76,25 @@ impl Webhook {
             metrics,
             certs,
             ledger: Ledger::new(reservation_ttl),
+            confirm: None,
+        })
+    }
+
+    /// A webhook that asks `confirm` before a reservation alone denies a review (see
+    /// [`super::confirm`]): what the operator runs.
+    pub fn confirmed_by(
+        index: Arc<ConnectionIndex>,
+        metrics: Arc<Metrics>,
+        certs: Arc<CertStore>,
+        reservation_ttl: Duration,
+        confirm: Arc<dyn Confirm>,
+    ) -> Arc<Webhook> {
+        Arc::new(Webhook {
+            index,
+            metrics,
+            certs,
+            ledger: Ledger::new(reservation_ttl),
+            confirm: Some(confirm),
         })
     }
 
@@ -95,10 +119,31 @@ impl Webhook {
 
     /// Answers one review body: the HTTP-free core of `POST /validate`, and the one way in for
     /// the server, the tests and the fuzz targets alike.
-    pub fn review_body(&self, body: &[u8]) -> Result<AdmissionReview<DynamicObject>, Rejection> {
+    pub async fn review_body(&self, body: &[u8]) -> Result<AdmissionReview<DynamicObject>, Rejection> {
         let decoded = decode(body)?;
         let started = Instant::now();
-        let decision = decide(&decoded.request.subject(), &self.index, &self.ledger)?;
+        let subject = decoded.request.subject();
+        let mut confirmations = 0;
+        let mut ignore_from = None;
+        let decision = loop {
+            let deferral = Deferral {
+                may_defer: self.confirm.is_some() && confirmations < MAX_CONFIRMATIONS,
+                ignore_from,
+            };
+            match decide(&subject, &self.index, &self.ledger, deferral)? {
+                Verdict::Decided(decision) => break decision,
+                Verdict::Unconfirmed(unconfirmed) => {
+                    confirmations += 1;
+                    let waited_from = Instant::now();
+                    if self.confirm_reservation(unconfirmed).await {
+                        // the reservation stands: decide once more, taking its word
+                        confirmations = MAX_CONFIRMATIONS;
+                    } else {
+                        ignore_from.get_or_insert(waited_from);
+                    }
+                }
+            }
+        };
         self.metrics.review_done(
             operation_name(&decoded.request.operation),
             decision.allowed,
@@ -106,15 +151,42 @@ impl Webhook {
         );
         Ok(answer(decoded, decision))
     }
+
+    /// Waits until the reservation is [`CONFIRM_AFTER`] old, then asks the API server about the
+    /// reserved object: released when it is absent or claims another name. Whether it stands.
+    async fn confirm_reservation(&self, unconfirmed: Unconfirmed) -> bool {
+        let Some(confirm) = &self.confirm else {
+            return true;
+        };
+        tokio::time::sleep_until((unconfirmed.at + CONFIRM_AFTER).into()).await;
+        if self.index.claim_of(&unconfirmed.holder).is_some() {
+            // the watch delivered it meanwhile: the index answers from now on
+            return false;
+        }
+        match confirm.current_claim(&unconfirmed.holder).await {
+            Ok(Some(claim)) if claim == unconfirmed.instance => true,
+            Ok(_) => {
+                tracing::info!(holder = %unconfirmed.holder, "releasing a reservation for an object that was not created");
+                self.ledger
+                    .release(&unconfirmed.instance, &unconfirmed.holder, unconfirmed.at);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(holder = %unconfirmed.holder, %error, "cannot confirm a reservation; it stands");
+                true
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::confirm::Confirm;
     use crate::admission::decision::Decision;
     use crate::admission::reservations::{SWEEP_EVERY, SWEEP_STEP};
     use crate::api::{GitProviderConnection, GitProviderConnectionSpec, ProviderKind};
-    use crate::index::UniquenessScope;
+    use crate::index::{InstanceKey, ObjectKey, UniquenessScope};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use kube::core::admission::{AdmissionRequest, AdmissionResponse};
     use serde_json::{Value, json};
@@ -158,7 +230,7 @@ mod tests {
 
     /// The decision carried by the answer to `body`, through [`Webhook::review_body`].
     fn decide(hook: &Webhook, body: &[u8]) -> Result<Decision, Rejection> {
-        let response = hook.review_body(body)?.response.unwrap();
+        let response = futures::executor::block_on(hook.review_body(body))?.response.unwrap();
         Ok(Decision {
             allowed: response.allowed,
             message: response.result.message,
@@ -348,7 +420,7 @@ mod tests {
             hook.index().apply(&stored("a", "old", ProviderKind::GitLab, "x", 1));
         }
         for body in &bodies {
-            let answer = serde_json::to_value(lean.review_body(body).unwrap()).unwrap();
+            let answer = serde_json::to_value(futures::executor::block_on(lean.review_body(body)).unwrap()).unwrap();
             assert_eq!(
                 answer,
                 typed_review_body(&typed, body),
@@ -364,7 +436,7 @@ mod tests {
             let bytes = serde_json::to_vec(&body).unwrap();
             assert!(serde_json::from_slice::<AdmissionReview<DynamicObject>>(&bytes).is_err());
             assert!(
-                matches!(lean.review_body(&bytes), Err(Rejection::BadRequest(m)) if m.contains(missing)),
+                matches!(futures::executor::block_on(lean.review_body(&bytes)), Err(Rejection::BadRequest(m)) if m.contains(missing)),
                 "{missing}"
             );
         }
@@ -547,5 +619,51 @@ mod tests {
              spaces)"
         );
         assert_eq!(hook.live_reservations(), 0, "a denied create reserves nothing");
+    }
+
+    /// What the API server says exists, for [`Confirm`].
+    struct Stored(std::collections::HashMap<ObjectKey, InstanceKey>);
+
+    impl Confirm for Stored {
+        fn current_claim(
+            &self,
+            key: &ObjectKey,
+        ) -> futures::future::BoxFuture<'_, Result<Option<InstanceKey>, kube::Error>> {
+            let claim = self.0.get(key).cloned();
+            Box::pin(async move { Ok(claim) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reservation_for_an_object_that_was_not_created_is_released() {
+        let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
+        index.partition_synced(None);
+        let claim = |name: &str| InstanceKey::new(UniquenessScope::Namespace, "a", ProviderKind::GitLab, name);
+        // "a/real-first" was created (the watch has not shown it yet); "a/forged" never was
+        let stored = Stored([(ObjectKey::new("a", "real-first"), claim("taken"))].into());
+        let hook = Webhook::confirmed_by(
+            index,
+            Arc::new(Metrics::new()),
+            CertStore::new(),
+            DEFAULT_RESERVATION_TTL,
+            Arc::new(stored),
+        );
+        let review = |body: Vec<u8>| {
+            let hook = hook.clone();
+            async move { hook.review_body(&body).await.unwrap().response.unwrap() }
+        };
+        assert!(review(create("a", "forged", "GitLab", "main")).await.allowed);
+        assert!(review(create("a", "real-first", "GitLab", "taken")).await.allowed);
+        // denied only after the API server confirmed the holder
+        let denied = review(create("a", "second", "GitLab", "taken")).await;
+        assert!(!denied.allowed);
+        assert!(
+            denied.result.message.contains("a/real-first"),
+            "{}",
+            denied.result.message
+        );
+        // allowed: the forged reservation is released once the API server says it does not exist
+        assert!(review(create("a", "real", "GitLab", "main")).await.allowed);
+        assert_eq!(hook.live_reservations(), 2);
     }
 }
