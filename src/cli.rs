@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// Time-out of one request to a provider.
     #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
     pub timeout: Duration,
+    /// PEM CA certificates trusted for every provider, beside the system roots and each
+    /// connection's spec.tls.caBundleRef (read once at start).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Elect a leader through a Lease so that only one replica reconciles.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: bool,
@@ -181,6 +185,10 @@ pub fn main() -> ExitCode {
 
 fn run_command(args: RunArgs) -> ExitCode {
     init_logging(args.log_format, "info");
+    let extra_ca_pem = match args.ca_file.as_deref().map(read_ca_file).transpose() {
+        Ok(pem) => pem,
+        Err(message) => return usage_error(message),
+    };
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("gitprovider-operator-{:08x}", fastrand::u32(..)));
     let config = OperatorConfig {
@@ -195,6 +203,7 @@ fn run_command(args: RunArgs) -> ExitCode {
         },
         http: HttpConfig {
             timeout: args.timeout,
+            extra_ca_pem,
             ..HttpConfig::default()
         },
         leader_election: args.leader_elect.then(|| {
@@ -240,6 +249,13 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Reads `--ca-file`: PEM certificates, at least one, or a message naming the file.
+fn read_ca_file(path: &std::path::Path) -> Result<String, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
+    crate::providers::tls::parse_ca_bundle(&pem).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+    Ok(pem)
+}
+
 fn verify_command(args: VerifyArgs) -> ExitCode {
     init_logging(LogFormat::Text, "warn");
     let raw_token = match (&args.token_file, &args.token_env) {
@@ -264,15 +280,9 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
     if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
         return usage_error(message);
     }
-    let extra_ca_pem = match &args.ca_file {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(pem) => match crate::providers::tls::parse_ca_bundle(&pem) {
-                Ok(_) => Some(pem),
-                Err(e) => return usage_error(format_args!("--ca-file {}: {e}", path.display())),
-            },
-            Err(e) => return usage_error(format_args!("cannot read --ca-file {}: {e}", path.display())),
-        },
+    let extra_ca_pem = match args.ca_file.as_deref().map(read_ca_file).transpose() {
+        Ok(pem) => pem,
+        Err(message) => return usage_error(message),
     };
     if args.insecure_skip_tls_verify {
         eprintln!("warning: TLS certificate verification is disabled (--insecure-skip-tls-verify)");

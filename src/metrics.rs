@@ -52,6 +52,7 @@ pub struct Metrics {
     review_duration: Histogram,
     token_expiry: Family<ConnectionLabels, Gauge>,
     ready: Family<ConnectionLabels, Gauge>,
+    suspended: Family<ConnectionLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -113,6 +114,14 @@ impl Metrics {
             "1 when the connection's Ready condition is True",
             ready.clone(),
         );
+        // Beside `ready` (0 for a suspended connection too), so that an alert on `ready == 0`
+        // can leave out deliberate suspensions.
+        let suspended = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "connection_suspended",
+            "1 when the connection is suspended (spec.suspend: Ready is Unknown, reason Suspended)",
+            suspended.clone(),
+        );
         Metrics {
             registry,
             reconciliations,
@@ -123,6 +132,7 @@ impl Metrics {
             review_duration,
             token_expiry,
             ready,
+            suspended,
         }
     }
 
@@ -167,8 +177,11 @@ impl Metrics {
     /// Records a connection's Ready and expiry after a reconcile.
     pub fn connection_status(&self, key: &ObjectKey, provider: ProviderKind, status: &GitProviderConnectionStatus) {
         let labels = Self::labels(key, provider);
-        let ready = status.conditions.iter().any(|c| c.type_ == READY && c.status == "True");
+        let condition = status.conditions.iter().find(|c| c.type_ == READY);
+        let ready = condition.is_some_and(|c| c.status == "True");
+        let suspended = condition.is_some_and(|c| c.reason == ReadyReason::Suspended.as_str());
         self.ready.get_or_create(&labels).set(i64::from(ready));
+        self.suspended.get_or_create(&labels).set(i64::from(suspended));
         match &status.token_expires_at {
             Some(at) => {
                 self.token_expiry.get_or_create(&labels).set(at.0.as_second());
@@ -183,6 +196,7 @@ impl Metrics {
     pub fn connection_deleted(&self, key: &ObjectKey, provider: ProviderKind) {
         let labels = Self::labels(key, provider);
         self.ready.remove(&labels);
+        self.suspended.remove(&labels);
         self.token_expiry.remove(&labels);
     }
 
@@ -233,8 +247,50 @@ mod tests {
         assert!(text.contains(r#"gitprovider_verifications_total{provider="GitLab",reason="Verified"} 1"#));
         assert!(text.contains(r#"gitprovider_reconciliations_total{result="success"} 1"#));
         assert!(text.contains(r#"gitprovider_webhook_reviews_total{operation="CREATE",allowed="false"} 1"#));
+        assert!(text.contains(r#"gitprovider_connection_suspended{namespace="team-a",name="gl",provider="GitLab"} 0"#));
         metrics.connection_deleted(&key, ProviderKind::GitLab);
         let text = metrics.encode();
         assert!(!text.contains(r#"name="gl""#), "{text}");
+    }
+
+    /// A suspended connection is not Ready (0) and says why: the PrometheusRule's
+    /// GitProviderConnectionNotReady leaves it out through `gitprovider_connection_suspended`.
+    #[test]
+    fn suspended_connections_are_marked() {
+        let metrics = Metrics::new();
+        let key = ObjectKey::new("team-a", "paused");
+        let condition = |status: &str, reason: &str| Condition {
+            type_: READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+        };
+        let line = |family: &str, value: u8| {
+            format!(r#"gitprovider_connection_{family}{{namespace="team-a",name="paused",provider="Gitea"}} {value}"#)
+        };
+        let status = |c: Condition| GitProviderConnectionStatus {
+            conditions: vec![c],
+            ..Default::default()
+        };
+        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("Unknown", "Suspended")));
+        let text = metrics.encode();
+        assert!(
+            text.contains(&line("ready", 0)) && text.contains(&line("suspended", 1)),
+            "{text}"
+        );
+        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("False", "Unauthorized")));
+        let text = metrics.encode();
+        assert!(
+            text.contains(&line("ready", 0)) && text.contains(&line("suspended", 0)),
+            "{text}"
+        );
+        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("True", "Verified")));
+        let text = metrics.encode();
+        assert!(
+            text.contains(&line("ready", 1)) && text.contains(&line("suspended", 0)),
+            "{text}"
+        );
     }
 }

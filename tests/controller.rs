@@ -58,6 +58,7 @@ impl Harness {
             HttpClient::new(HttpConfig {
                 timeout: Duration::from_secs(3),
                 retry_base_delay: Duration::from_millis(10),
+                ..HttpConfig::default()
             }),
             index,
             metrics.clone(),

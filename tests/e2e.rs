@@ -25,6 +25,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::emulator::EmulatorOptions;
@@ -100,6 +101,53 @@ async fn secret_and_connection_become_verified() {
             .iter()
             .any(|r| r.header("private-token") == Some(TOKEN))
     );
+}
+
+/// `run --ca-file` (the chart's `providerCABundle`): a CA trusted for every connection, none of
+/// which names it in `spec.tls`. A file that is not a CA bundle is a usage error at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ca_file_is_trusted_for_every_connection() {
+    let bin = env!("CARGO_BIN_EXE_gitprovider-operator");
+    let not_pem = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(not_pem.path(), "not a certificate").expect("write");
+    for (file, message) in [
+        (
+            Path::new("/nonexistent/ca.crt"),
+            "error: cannot read --ca-file /nonexistent/ca.crt: ",
+        ),
+        (not_pem.path(), "no PEM certificate found"),
+    ] {
+        let output = std::process::Command::new(bin)
+            .args(["run", "--ca-file"])
+            .arg(file)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+
+    let c = Cluster::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), &support::fake_providers::pki().ca_pem).expect("write the CA");
+    let ca_path = ca.path().display().to_string();
+    let op = c
+        .operator_with(OperatorSpec::new("gpo-0").args(["--ca-file", ca_path.as_str()]))
+        .await;
+    op.wait_ready().await;
+    c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
+    let https = c.gitlab.https_url();
+    c.create(
+        &c.ns,
+        "gitlab-tls",
+        "main",
+        "gitlab-pat",
+        json!({"url": https.as_str()}),
+    )
+    .await;
+    let conn = c.wait_reason(&c.ns, "gitlab-tls", "Verified").await;
+    assert_eq!(ready(&conn).message, "authenticated as jdoe on GitLab 17.5.1-ee");
 }
 
 /// 2. A missing Secret is SecretNotFound; creating it verifies the connection within seconds.
@@ -432,7 +480,7 @@ async fn spec_changes_are_reverified() {
 /// 8. Suspended connections are Suspended and never reach the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspended_connections_never_call_the_provider() {
-    let (c, _op) = setup().await;
+    let (c, op) = setup().await;
     // The suspended connection has a GitLab of its own, so that any call it makes shows.
     let its_gitlab = FakeGitLab::start().await;
     let (first, second) = ("glpat-e2e-shared-19ad", "glpat-e2e-shared-2b7e");
@@ -452,6 +500,15 @@ async fn suspended_connections_never_call_the_provider() {
     let conn = c.wait_reason(&c.ns, "paused", "Suspended").await;
     assert_eq!(ready(&conn).status, "Unknown");
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(1));
+    // Not ready, and marked suspended: the chart's GitProviderConnectionNotReady leaves it out.
+    let metrics = op.metrics().await;
+    let ns = &c.ns;
+    for line in [
+        gauge(ns, "paused", 0),
+        format!(r#"gitprovider_connection_suspended{{namespace="{ns}",name="paused",provider="GitLab"}} 1"#),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 
     // Another connection shares the Secret: when it has been re-verified with the rotated
     // token, the suspended one has been told about the rotation too, and must not have called.

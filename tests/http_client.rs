@@ -17,6 +17,7 @@ fn client_with(timeout: Duration) -> HttpClient {
     HttpClient::new(HttpConfig {
         timeout,
         retry_base_delay: Duration::from_millis(10),
+        ..HttpConfig::default()
     })
 }
 
@@ -207,6 +208,30 @@ async fn custom_ca_is_trusted() {
         insecure_skip_verify: false,
     };
     let v = verify_with(&client(), &target(&gitlab.https_url(), tls)).await;
+    assert_reason(&v, ReadyReason::Verified, &["jdoe"]);
+}
+
+/// `run --ca-file`: a client-wide CA is trusted beside the connection's own bundle (which may
+/// be absent or name another CA).
+#[tokio::test]
+async fn client_wide_ca_is_trusted_for_every_connection() {
+    let gitlab = gitlab().await;
+    let client = HttpClient::new(HttpConfig {
+        retry_base_delay: Duration::from_millis(10),
+        extra_ca_pem: Some(pki().ca_pem.clone()),
+        ..HttpConfig::default()
+    });
+    let v = verify_with(&client, &target(&gitlab.https_url(), TlsOptions::default())).await;
+    assert_reason(&v, ReadyReason::Verified, &["jdoe"]);
+    let other_ca = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.self_signed(&rcgen::KeyPair::generate()?))
+        .expect("another CA")
+        .pem();
+    let own = TlsOptions {
+        extra_ca_pem: Some(other_ca),
+        insecure_skip_verify: false,
+    };
+    let v = verify_with(&client, &target(&gitlab.https_url(), own)).await;
     assert_reason(&v, ReadyReason::Verified, &["jdoe"]);
 }
 

@@ -45,6 +45,9 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Base delay of the retry backoff (doubled per attempt).
     pub retry_base_delay: Duration,
+    /// PEM certificates trusted for every connection, beside the system roots and the
+    /// connection's own bundle (`run --ca-file`: a corporate CA for all instances at once).
+    pub extra_ca_pem: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +55,7 @@ impl Default for HttpConfig {
         HttpConfig {
             timeout: Duration::from_secs(10),
             retry_base_delay: Duration::from_millis(250),
+            extra_ca_pem: None,
         }
     }
 }
@@ -411,7 +415,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {
-    let tls_config = rustls_config(tls)?;
+    let tls_config = rustls_config(config.extra_ca_pem.as_deref(), tls)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls_config)
         .user_agent(USER_AGENT)

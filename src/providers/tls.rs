@@ -1,5 +1,5 @@
-//! TLS towards providers: rustls with the system roots plus a connection's CA bundle, and the
-//! `insecureSkipVerify` verifier.
+//! TLS towards providers: rustls with the system roots plus `run --ca-file` and a connection's CA
+//! bundle, and the `insecureSkipVerify` verifier.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -52,7 +52,11 @@ pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, Invali
     Ok(certs)
 }
 
-pub(super) fn rustls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, InvalidCaBundle> {
+/// `global_ca_pem` (`run --ca-file`) is trusted for every connection, beside the connection's own.
+pub(super) fn rustls_config(
+    global_ca_pem: Option<&str>,
+    tls: &TlsOptions,
+) -> Result<rustls::ClientConfig, InvalidCaBundle> {
     let provider = crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -64,7 +68,7 @@ pub(super) fn rustls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, In
             .with_no_client_auth()
     } else {
         let mut roots = system_roots().clone();
-        if let Some(pem) = &tls.extra_ca_pem {
+        for pem in global_ca_pem.into_iter().chain(tls.extra_ca_pem.as_deref()) {
             for cert in parse_ca_bundle(pem)? {
                 roots
                     .add(cert)
@@ -128,6 +132,6 @@ mod tests {
             extra_ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
             insecure_skip_verify: false,
         };
-        assert!(rustls_config(&bad).is_err());
+        assert!(rustls_config(None, &bad).is_err());
     }
 }
