@@ -143,6 +143,10 @@ def test_namespaced_objects_are_in_the_release_namespace(scenario):
             assert ns is None, obj["metadata"]
         elif obj["kind"] in ("Role", "RoleBinding") and ns in watched:
             continue
+        elif obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-dashboard"):
+            # where the Grafana sidecar looks, when set
+            dashboard_ns = effective_values(values)["metrics"]["grafanaDashboard"]["namespace"]
+            assert ns == (dashboard_ns or NAMESPACE), obj["metadata"]
         else:
             assert ns == NAMESPACE, obj["metadata"]
 
@@ -246,6 +250,7 @@ def test_default_args():
         "--max-concurrent-verifications", "32",
         "--max-in-flight-per-host", "8",
         "--token-expiry-warning", "336h",
+        "--timeout", "10s",
         "--log-format", "json",
         "--leader-elect=true",
         "--leader-election-namespace", "$(POD_NAMESPACE)",
@@ -265,6 +270,7 @@ def test_args_follow_values(scenario):
     assert flags["--max-concurrent-verifications"] == [str(merged["maxConcurrentVerifications"])]
     assert flags["--max-in-flight-per-host"] == [str(merged["maxInFlightPerHost"])]
     assert flags["--token-expiry-warning"] == [merged["tokenExpiryWarning"]]
+    assert flags["--timeout"] == [merged["timeout"]]
     assert flags["--log-format"] == [merged["logFormat"]]
     assert flags.get("--namespace", []) == merged["watchNamespaces"]
     assert flags["--leader-elect"] == [str(merged["leaderElection"]["enabled"]).lower()]
@@ -491,6 +497,7 @@ DOCUMENTED_METRICS = {
     "gitprovider_webhook_review_duration_seconds",
     "gitprovider_token_expiry_timestamp_seconds",
     "gitprovider_connection_ready",
+    "gitprovider_connection_suspended",
 }
 
 
@@ -540,7 +547,9 @@ def test_prometheus_rule(name):
     assert expiring["expr"] == (
         f"gitprovider_token_expiry_timestamp_seconds - time() < {days}*86400")
     not_ready = alerts["GitProviderConnectionNotReady"]
-    assert not_ready["expr"] == "gitprovider_connection_ready == 0"
+    # a deliberate suspend pages no one
+    assert not_ready["expr"] == ("gitprovider_connection_ready == 0 unless on (namespace, name) "
+                                 "gitprovider_connection_suspended == 1")
     assert not_ready["for"] == "15m"
     for alert in alerts.values():
         assert alert["labels"]["severity"] in ("warning", "critical")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -42,6 +43,24 @@ BAD_VALUES = {
     "pdb minAvailable a word": {"podDisruptionBudget": {"minAvailable": "one"}},
     "serviceAccount.create a string": {"serviceAccount": {"create": "false"}},
     "imagePullSecrets of strings": {"imagePullSecrets": ["regcred"]},
+    "timeout without unit": {"timeout": "10"},
+    "timeout a number": {"timeout": 10},
+    "extraArgs not a flag": {"extraArgs": ["run"]},
+    "extraArgs flag and value apart": {"extraArgs": ["--bind-address", "::"]},
+    "extraArgs a number": {"extraArgs": [1]},
+    "extraEnv without a name": {"extraEnv": [{"value": "x"}]},
+    "extraEnv bad name": {"extraEnv": [{"name": "A B", "value": "x"}]},
+    "extraEnv value and valueFrom": {"extraEnv": [{"name": "A", "value": "x",
+                                                   "valueFrom": {"fieldRef": {}}}]},
+    "extraEnv value a number": {"extraEnv": [{"name": "A", "value": 1}]},
+    "extraEnv unknown key": {"extraEnv": [{"name": "A", "val": "x"}]},
+    "proxy without scheme": {"proxy": {"httpsProxy": "proxy.example.com:3128"}},
+    "proxy unknown key": {"proxy": {"https": "http://p:3128"}},
+    "noProxy with spaces": {"proxy": {"noProxy": "a.example.com, b.example.com"}},
+    "providerCABundle kind": {"providerCABundle": {"name": "ca", "kind": "Opaque"}},
+    "providerCABundle bad name": {"providerCABundle": {"name": "Corp_CA"}},
+    "runbookBaseURL not a URL": {"metrics": {"prometheusRule": {"runbookBaseURL": "docs"}}},
+    "grafanaDashboard.enabled a string": {"metrics": {"grafanaDashboard": {"enabled": "true"}}},
 }
 
 
@@ -97,6 +116,10 @@ def test_defaults_are_documented_and_as_specified():
     assert values["tokenExpiryWarning"] == "336h"
     assert values["logFormat"] == "json"
     assert values["logLevel"] == "info"
+    assert values["timeout"] == "10s"
+    assert values["proxy"] == {"httpsProxy": "", "httpProxy": "", "noProxy": ""}
+    assert values["providerCABundle"] == {"name": "", "kind": "ConfigMap", "key": "ca.crt"}
+    assert values["extraEnv"] == [] and values["extraArgs"] == []
     assert values["leaderElection"] == {"enabled": True}
     assert values["webhook"] == {
         "port": 8443, "failurePolicy": "Fail", "timeoutSeconds": 5,
@@ -106,7 +129,9 @@ def test_defaults_are_documented_and_as_specified():
     assert values["metrics"] == {
         "port": 8080,
         "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {}},
-        "prometheusRule": {"enabled": False, "expiryWarningDays": 14, "labels": {}},
+        "prometheusRule": {"enabled": False, "expiryWarningDays": 14, "labels": {},
+                           "runbookBaseURL": ""},
+        "grafanaDashboard": {"enabled": False, "namespace": "", "labels": {}, "annotations": {}},
     }
     assert values["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
                                    "limits": {"memory": "256Mi"}}
@@ -134,3 +159,52 @@ def test_schema_is_valid_json_schema():
     jsonschema.Draft7Validator.check_schema(schema)
     jsonschema.validate(default_values(), schema)
     assert yaml.safe_load((CHART_DIR / "values.yaml").read_text()) == default_values()
+
+
+# Values documented as a whole in the README (their parts are Kubernetes' own shapes).
+WHOLE_VALUES = {"resources", "webhook.certManager.issuerRef", "webhook.namespaceSelector",
+                "webhook.objectSelector"}
+
+
+def _schema_values(node: dict, prefix: str = ""):
+    for key, sub in node.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        if path == "global":  # Helm's, for subcharts
+            continue
+        if "properties" in sub and path not in WHOLE_VALUES:
+            yield from _schema_values(sub, path + ".")
+        else:
+            yield path
+
+
+def _readme_values_table() -> dict[str, str]:
+    """value -> default cell of the README's chart values table."""
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("Chart values (every one;")
+    rows = {}
+    for line in text[start:].splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        match = re.match(r"^\| `([^`]+)` \| ([^|]*) \|", line)
+        if match:
+            assert match.group(1) not in rows, f"{match.group(1)} twice"
+            rows[match.group(1)] = match.group(2).strip()
+    return rows
+
+
+def test_readme_values_table_lists_every_value_with_its_default():
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    documented = _readme_values_table()
+    values = list(_schema_values(schema))
+    assert list(documented) == values, "the README's table must list the schema's values in order"
+    defaults = default_values()
+    for path in values:
+        value = defaults
+        for part in path.split("."):
+            value = value[part]
+        if path in WHOLE_VALUES and value:
+            continue
+        expected = f"`{json.dumps(value)}`" if value == "" else f"`{yaml.safe_dump(value).strip().removesuffix('...').strip()}`"
+        assert documented[path] == expected, (path, documented[path], expected)
