@@ -22,6 +22,7 @@ fn client() -> HttpClient {
     HttpClient::new(HttpConfig {
         timeout: Duration::from_secs(20),
         retry_base_delay: Duration::from_millis(10),
+        ..HttpConfig::default()
     })
 }
 
