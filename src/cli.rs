@@ -7,6 +7,7 @@ use crate::duration::parse_flag_duration;
 use crate::index::UniquenessScope;
 use crate::leader::LeaseSettings;
 use crate::operator::{OperatorConfig, WebhookCerts, run};
+use crate::providers::address_guard::{AddressPolicy, Cidr};
 use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
 use crate::providers::{Target, parse_base_url, provider};
 use crate::status::{StatusContext, next_status};
@@ -107,6 +108,29 @@ pub struct RunArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub addresses: AddressArgs,
+}
+
+/// Where verification requests may go, beyond the built-in refusals (link-local, site-local and
+/// cloud metadata addresses).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AddressArgs {
+    /// Never contact addresses in this range (repeatable), e.g. 10.0.0.0/8 or fd00::/8.
+    #[arg(long = "deny-cidr", value_name = "CIDR")]
+    pub deny: Vec<Cidr>,
+    /// Contact only addresses in these ranges (repeatable); any address when absent.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+}
+
+impl AddressArgs {
+    fn policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            deny: self.deny.clone(),
+            allow: self.allow.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +163,8 @@ pub struct VerifyArgs {
     /// TokenExpiringSoon turns True this long before the token expires.
     #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
     pub token_expiry_warning: Duration,
+    #[command(flatten)]
+    pub addresses: AddressArgs,
 }
 
 fn parse_provider(text: &str) -> Result<ProviderKind, String> {
@@ -204,6 +230,7 @@ fn run_command(args: RunArgs) -> ExitCode {
         http: HttpConfig {
             timeout: args.timeout,
             extra_ca_pem,
+            addresses: args.addresses.policy(),
             ..HttpConfig::default()
         },
         leader_election: args.leader_elect.then(|| {
@@ -305,6 +332,7 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
     };
     let http = HttpClient::new(HttpConfig {
         timeout: args.timeout,
+        addresses: args.addresses.policy(),
         ..HttpConfig::default()
     });
     let verification = rt.block_on(implementation.verify(&http, &target));

@@ -255,7 +255,7 @@ async fn link_local_is_refused_without_connecting() {
         .await
         .expect_err("refused");
     assert!(
-        matches!(error, HttpError::LinkLocal(ref ip) if ip == "169.254.169.254"),
+        matches!(error, HttpError::AddressRefused(ref what) if what.starts_with("169.254.169.254 is a link-local address")),
         "{error:?}"
     );
     // A connection attempt to an unrouted address would take the connect time-out.

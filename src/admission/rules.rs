@@ -15,7 +15,7 @@
 use crate::api::{GitProviderConnectionSpec, ProviderKind};
 use crate::duration::{DurationError, MIN_VERIFY_INTERVAL, parse_duration};
 use crate::index::{ConnectionIndex, InstanceKey, ObjectKey, UniquenessScope};
-use crate::providers::address_guard::is_link_local;
+use crate::providers::address_guard::{LINK_LOCAL, always_refused};
 use crate::providers::{parse_base_url, provider};
 use std::net::IpAddr;
 
@@ -182,11 +182,16 @@ fn check_url(spec: &GitProviderConnectionSpec, review: &mut Review) {
         _ => None,
     };
     if let Some(ip) = literal
-        && is_link_local(ip)
+        && let Some(kind) = always_refused(ip)
     {
+        let note = if kind == LINK_LOCAL {
+            " (where cloud metadata endpoints live)"
+        } else {
+            ""
+        };
         review.problem(format!(
-            "spec.url points at the link-local address {ip} (where cloud metadata endpoints live), which the \
-             operator never contacts; use the instance's real address"
+            "spec.url points at the {kind} {ip}{note}, which the operator never contacts; use the instance's real \
+             address"
         ));
         return;
     }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 
-use super::address_guard::{self, DnsFailure, GuardedResolver, LinkLocalRefused};
+use super::address_guard::{AddressPolicy, DnsFailure, GuardError, GuardedResolver, Refused};
 pub use super::tls::TlsOptions;
 use super::tls::{InvalidCaBundle, rustls_config};
 use std::time::Duration;
@@ -48,6 +48,8 @@ pub struct HttpConfig {
     /// PEM certificates trusted for every connection, beside the system roots and the
     /// connection's own bundle (`run --ca-file`: a corporate CA for all instances at once).
     pub extra_ca_pem: Option<String>,
+    /// Which addresses may be contacted.
+    pub addresses: AddressPolicy,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             timeout: Duration::from_secs(10),
             retry_base_delay: Duration::from_millis(250),
             extra_ca_pem: None,
+            addresses: AddressPolicy::default(),
         }
     }
 }
@@ -142,8 +145,8 @@ pub enum NotJson {
 pub enum HttpError {
     #[error("invalid URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("refusing to connect to link-local address {0} (cloud metadata endpoints are off limits)")]
-    LinkLocal(String),
+    #[error("refusing to connect to {0}")]
+    AddressRefused(String),
     #[error("TLS error talking to {host}: {detail}")]
     Tls { host: String, detail: String },
     #[error("cannot resolve {host}: {detail}")]
@@ -226,7 +229,26 @@ impl HttpClient {
                 reason: "no host".into(),
             });
         }
-        address_guard::refuse_literal(url).map_err(|refused| HttpError::LinkLocal(refused.0))?;
+        let policy = &self.config.addresses;
+        policy
+            .judge_literal(url)
+            .map_err(|refusal| HttpError::AddressRefused(refusal.to_string()))?;
+        if let Some(url::Host::Domain(name)) = url.host()
+            && proxy_configured()
+        {
+            // A proxy resolves the name itself, past the resolver below: judge it here first.
+            match policy.resolve(name).await {
+                Ok(_) => {}
+                Err(GuardError::Refused(refused)) => return Err(HttpError::AddressRefused(refused.0)),
+                Err(GuardError::Dns(_)) if !policy.allow.is_empty() => {
+                    return Err(HttpError::AddressRefused(format!(
+                        "{name}: it does not resolve here, so it cannot be checked against --allow-cidr"
+                    )));
+                }
+                // only the proxy knows the name: its DNS decides (see the README)
+                Err(GuardError::Dns(_)) => {}
+            }
+        }
         let client = self.client_for(tls)?;
         let mut attempt = 0;
         loop {
@@ -269,6 +291,20 @@ impl HttpClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// Whether a proxy variable is set (reqwest reads the same ones).
+fn proxy_configured() -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 fn host_label(url: &Url) -> String {
@@ -346,8 +382,8 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
     }
     let mut source = error.source();
     while let Some(cause) = source {
-        if let Some(link_local) = cause.downcast_ref::<LinkLocalRefused>() {
-            return HttpError::LinkLocal(link_local.0.clone());
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return HttpError::AddressRefused(refused.0.clone());
         }
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return HttpError::Tls {
@@ -432,7 +468,7 @@ fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client
                 attempt.stop()
             }
         }))
-        .dns_resolver(Arc::new(GuardedResolver))
+        .dns_resolver(Arc::new(GuardedResolver(Arc::new(config.addresses.clone()))))
         .build()
         .map_err(|e| HttpError::Other {
             host: String::new(),

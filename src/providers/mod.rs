@@ -108,7 +108,7 @@ impl Verification {
             HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } => ReadyReason::Unreachable,
             HttpError::Unavailable { .. } | HttpError::Other { .. } => ReadyReason::ProviderError,
             HttpError::BodyTooLarge { .. } => ReadyReason::EndpointNotFound,
-            HttpError::InvalidUrl { .. } | HttpError::LinkLocal(_) | HttpError::InvalidCaBundle(_) => {
+            HttpError::InvalidUrl { .. } | HttpError::AddressRefused(_) | HttpError::InvalidCaBundle(_) => {
                 ReadyReason::InvalidSpec
             }
         };

@@ -1,0 +1,162 @@
+//! `gitprovider-operator verify`, the built binary, where verification must not go: every
+//! notation of a metadata address, names resolving into refused ranges (also behind a proxy),
+//! and the operator's own `--deny-cidr` / `--allow-cidr`.
+
+mod support;
+
+use axum::Router;
+use axum::extract::Request;
+use serde_json::Value;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use support::fake_providers::TokenSpec;
+use support::fake_providers::gitlab::FakeGitLab;
+
+const TOKEN: &str = "glpat-s3cr3t-hardening-token";
+
+async fn verify(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
+    command
+        .arg("verify")
+        .args(["--provider", "GitLab", "--token-env", "GL_TOKEN", "--timeout", "3s"]);
+    command.args(args).env("GL_TOKEN", TOKEN).env_remove("RUST_LOG");
+    for name in support::control_plane::PROXY_VARIABLES {
+        command.env_remove(name);
+    }
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
+        .await
+        .unwrap()
+}
+
+/// The Ready condition's reason and message; the token never appears anywhere.
+fn ready(output: &Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN), "the token leaked");
+    let status: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not the status JSON ({e}):\n{stdout}\n{stderr}"));
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("a Ready condition")
+        .clone();
+    (
+        ready["reason"].as_str().unwrap().to_owned(),
+        ready["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn metadata_addresses_in_every_notation_are_refused_without_connecting() {
+    for url in [
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[::ffff:0:a9fe:a9fe]/",
+        "http://[fec0::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+        "http://168.63.129.16/",
+        "http://[::ffff:a83f:8110]/",
+        "http://2852039166/",
+    ] {
+        let output = verify(&["--url", url], &[]).await;
+        assert_eq!(output.status.code(), Some(1), "{url}");
+        let (reason, message) = ready(&output);
+        assert_eq!(reason, "InvalidSpec", "{url}: {message}");
+        assert!(message.contains("refusing to connect to"), "{url}: {message}");
+    }
+}
+
+async fn gitlab() -> FakeGitLab {
+    let gitlab = FakeGitLab::start().await;
+    gitlab.add_token(TOKEN, TokenSpec::user("jdoe").scopes(["read_api"]));
+    gitlab
+}
+
+#[tokio::test]
+async fn deny_and_allow_ranges_apply_to_resolved_names() {
+    let gitlab = gitlab().await;
+    let port = gitlab.url().port().unwrap();
+    let by_name = format!("http://localhost:{port}");
+    let output = verify(&["--url", &by_name], &[]).await;
+    assert_eq!(ready(&output).0, "Verified");
+
+    let output = verify(
+        &[
+            "--url",
+            &by_name,
+            "--deny-cidr",
+            "127.0.0.0/8",
+            "--deny-cidr",
+            "::1/128",
+        ],
+        &[],
+    )
+    .await;
+    let (reason, message) = ready(&output);
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(message.contains("refused by --deny-cidr"), "{message}");
+
+    let output = verify(&["--url", &by_name, "--allow-cidr", "10.0.0.0/8"], &[]).await;
+    let (reason, message) = ready(&output);
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(
+        message.contains("outside the ranges allowed by --allow-cidr"),
+        "{message}"
+    );
+
+    let output = verify(
+        &["--url", &by_name, "--allow-cidr", "127.0.0.0/8", "--allow-cidr", "::1"],
+        &[],
+    )
+    .await;
+    assert_eq!(ready(&output).0, "Verified");
+
+    let output = verify(&["--url", &by_name, "--deny-cidr", "10.0.0.0/33"], &[]).await;
+    assert_eq!(output.status.code(), Some(2), "a bad CIDR is a usage error");
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_name_is_judged_locally_first() {
+    // A forward proxy stand-in that records what it is asked for and answers like GitLab would
+    // not: any request reaching it is the failure.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let app = Router::new().fallback(move |request: Request| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(request.uri().to_string());
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let output = verify(
+        &[
+            "--url",
+            "http://localhost:9/",
+            "--deny-cidr",
+            "127.0.0.0/8",
+            "--deny-cidr",
+            "::1/128",
+        ],
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    )
+    .await;
+    let (reason, message) = ready(&output);
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(message.contains("refused by --deny-cidr"), "{message}");
+    assert!(seen.lock().unwrap().is_empty(), "the proxy was asked: {seen:?}");
+
+    // A name only the proxy can resolve still goes through it (its DNS decides).
+    let output = verify(&["--url", "http://gitlab.proxied.invalid/"], &[("HTTP_PROXY", &proxy)]).await;
+    let _ = ready(&output);
+    assert!(!seen.lock().unwrap().is_empty(), "the proxy was not asked");
+}
