@@ -315,7 +315,7 @@ impl Drop for Quickstart {
 
 /// The README's quick start, as written: `scripts/quickstart up` gives a working operator
 /// (this test's binary) with its webhook on a real control plane; the examples are accepted by
-/// `kubectl apply --server-side`, and `examples/invalid/` is refused: the URL with a
+/// `kubectl apply --server-side`, and `examples-invalid/` is refused: the URL with a
 /// credential by the CRD's CEL rule, the duplicate by the webhook naming the holder.
 /// `kubectl get gpc -A` then shows what the README shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,7 +354,7 @@ async fn quickstart_and_the_examples() {
         "{applied}"
     );
 
-    let invalid = examples.join("invalid");
+    let invalid = Path::new(ROOT).join("examples-invalid");
     let output = plane
         .kubectl()
         .args(["apply", "--server-side", "-f", &invalid.display().to_string()])
@@ -365,7 +365,7 @@ async fn quickstart_and_the_examples() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!output.status.success(), "examples/invalid is refused:\n{text}");
+    assert!(!output.status.success(), "examples-invalid is refused:\n{text}");
     assert!(
         text.contains("url must not contain user info"),
         "CEL refused the credential:\n{text}"
@@ -376,15 +376,20 @@ async fn quickstart_and_the_examples() {
     );
 
     // Every example connection gets a status from the operator: their hosts do not resolve
-    // here (Unreachable), and the two that use the placeholder CA bundle are InvalidSpec. The
-    // first object of examples/invalid/duplicate.yaml was admitted before its duplicate.
+    // here (Unreachable), and the three that use a placeholder CA bundle are InvalidSpec. The
+    // first object of examples-invalid/duplicate.yaml was admitted before its duplicate.
     let expected = [
         ("team-a", "azure-dev1", "Unreachable"),
         ("team-a", "azure-dev2", "InvalidSpec"),
+        ("team-a", "azure-services", "Unreachable"),
+        ("team-a", "bitbucket-cloud", "Unreachable"),
         ("team-a", "bitbucket-dev", "Unreachable"),
         ("team-a", "bitbucket-prod", "Unreachable"),
+        ("team-a", "forgejo", "Unreachable"),
+        ("team-a", "gitea", "Unreachable"),
         ("team-a", "github", "Unreachable"),
         ("team-a", "gitlab-dev1", "InvalidSpec"),
+        ("team-a", "gitlab-lab", "InvalidSpec"),
         ("team-a", "gitlab-prod", "Unreachable"),
         ("team-b", "gitlab-staging", "Unreachable"),
     ];
@@ -407,6 +412,48 @@ async fn quickstart_and_the_examples() {
     .await;
     eprintln!("kubectl get gpc -A after applying examples/:\n{table}");
     assert!(table.starts_with("NAMESPACE"), "{table}");
+
+    // The README's way to store a token: from a prompt through stdin, never on a command line
+    // (shell history, `ps`). Its pipeline, as written, with the token where the prompt puts it.
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README");
+    let pipeline =
+        r#"printf '%s' "$TOKEN" | kubectl -n team-a create secret generic gitlab-pat --from-file=token=/dev/stdin"#;
+    assert!(
+        readme.contains("read -rsp 'Token: ' TOKEN"),
+        "the README prompts for the token"
+    );
+    assert!(readme.contains(pipeline), "the README stores it with: {pipeline}");
+    assert!(!readme.contains("--from-literal=token="), "no token on a command line");
+    let kubectl_path = plane.kubectl_path();
+    let path = format!(
+        "{}:{}",
+        kubectl_path.parent().expect("kubectl's folder").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", pipeline])
+        .env("TOKEN", "glpat-from-a-prompt")
+        .env("PATH", path)
+        .env("KUBECONFIG", plane.kubeconfig());
+    for proxy in support::control_plane::PROXY_VARIABLES {
+        bash.env_remove(proxy);
+    }
+    let output = bash.output().expect("bash runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = plane.kubectl_ok(&[
+        "-n",
+        "team-a",
+        "get",
+        "secret",
+        "gitlab-pat",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    assert_eq!(
+        stored.trim(),
+        "Z2xwYXQtZnJvbS1hLXByb21wdA==",
+        "exactly the token, no newline"
+    );
     drop(quickstart);
     assert!(!dir.exists(), "scripts/quickstart down removed {}", dir.display());
 }
