@@ -62,6 +62,15 @@ pub enum RunError {
     },
 }
 
+/// How long each stage of the shutdown (the controller, then the Lease and the servers) may take.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves `grace` after the shutdown flag is set.
+async fn after_shutdown(mut rx: watch::Receiver<bool>, grace: Duration) {
+    let _ = rx.wait_for(|stop| *stop).await;
+    tokio::time::sleep(grace).await;
+}
+
 /// Resolves once the shutdown flag is set.
 async fn on_shutdown(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -243,16 +252,32 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 _ = term_shutdown.wait_for(|s| *s) => {}
             }
         };
-        controller::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop).await;
+        let term = controller::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop);
+        tokio::select! {
+            () = term => {}
+            () = after_shutdown(shutdown_rx.clone(), STOP_GRACE) => {
+                // e.g. still waiting for a first list from an API server that does not answer
+                tracing::warn!("the controller did not stop within {STOP_GRACE:?} of the shutdown signal; leaving it");
+                break;
+            }
+        }
     }
 
-    if let Some(task) = election_task {
-        // Gives the Lease back so a successor starts at once.
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), health_task).await;
-    if let Some(task) = webhook_task {
-        let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    // The Lease given back (so a successor starts at once), the servers closed: together, and
+    // bounded, whatever the API server does.
+    let election = async {
+        if let Some(task) = election_task {
+            let _ = task.await;
+        }
+    };
+    let webhook = async {
+        if let Some(task) = webhook_task {
+            let _ = task.await;
+        }
+    };
+    let wind_down = futures::future::join3(election, health_task, webhook);
+    if tokio::time::timeout(STOP_GRACE, wind_down).await.is_err() {
+        tracing::warn!("some tasks did not finish within {STOP_GRACE:?} of the shutdown signal; leaving them");
     }
     feed_task.abort();
     tracing::info!("stopped");
