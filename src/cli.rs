@@ -335,7 +335,7 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
         addresses: args.addresses.policy(),
         ..HttpConfig::default()
     });
-    let verification = rt.block_on(implementation.verify(&http, &target));
+    let verification = rt.block_on(crate::providers::verify_within(implementation, &http, &target));
     let status = next_status(
         StatusContext {
             previous: None,

@@ -268,7 +268,7 @@ pub async fn evaluate(
         },
     };
     let started = Instant::now();
-    let verification = provider.verify(&ctx.http, &target).await;
+    let verification = crate::providers::verify_within(provider, &ctx.http, &target).await;
     ctx.metrics
         .verification_done(spec.provider, verification.reason, started.elapsed());
     Ok(Evaluation {

@@ -49,7 +49,10 @@ fn wait_listening(port: u16, child: &mut Child) {
     let started = Instant::now();
     while std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
         assert!(child.try_wait().unwrap().is_none(), "the operator exited early");
-        assert!(started.elapsed() < Duration::from_secs(30), "the metrics port never opened");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the metrics port never opened"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // a moment in the retrying state

@@ -16,9 +16,13 @@ const TOKEN: &str = "glpat-s3cr3t-hardening-token";
 
 async fn verify(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
-    command
-        .arg("verify")
-        .args(["--provider", "GitLab", "--token-env", "GL_TOKEN", "--timeout", "3s"]);
+    command.arg("verify").args(["--token-env", "GL_TOKEN"]);
+    if !args.contains(&"--provider") {
+        command.args(["--provider", "GitLab"]);
+    }
+    if !args.contains(&"--timeout") {
+        command.args(["--timeout", "3s"]);
+    }
     command.args(args).env("GL_TOKEN", TOKEN).env_remove("RUST_LOG");
     for name in support::control_plane::PROXY_VARIABLES {
         command.env_remove(name);
@@ -159,4 +163,67 @@ async fn behind_a_proxy_the_name_is_judged_locally_first() {
     let output = verify(&["--url", "http://gitlab.proxied.invalid/"], &[("HTTP_PROXY", &proxy)]).await;
     let _ = ready(&output);
     assert!(!seen.lock().unwrap().is_empty(), "the proxy was not asked");
+}
+
+/// A stand-in instance answering every request with `status`, `headers` and `body`.
+async fn answering(status: u16, headers: &'static [(&'static str, &'static str)], body: String) -> String {
+    let app = Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            let mut response = axum::response::Response::new(axum::body::Body::from(body));
+            *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(*name, axum::http::HeaderValue::from_static(value));
+            }
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_provider_says_at_most_a_short_excerpt() {
+    // just under the 1 MiB body cap, in every field a provider's error may use
+    let said = "x".repeat(300_000);
+    let body = serde_json::json!({
+        "message": said, "error": {"message": said}, "errors": [{"message": said}], "error_description": "y",
+    })
+    .to_string();
+    let url = answering(401, &[("content-type", "application/json")], body).await;
+    for (provider, path) in [
+        ("GitLab", ""),
+        ("GitHub", ""),
+        ("Gitea", ""),
+        ("Bitbucket", ""),
+        ("AzureDevOps", "/DefaultCollection"),
+    ] {
+        let url = format!("{url}{path}");
+        let output = verify(&["--url", &url, "--provider", provider], &[]).await;
+        let (reason, message) = ready(&output);
+        assert_ne!(reason, "Verified", "{provider}");
+        assert!(
+            message.chars().count() <= 1024,
+            "{provider}: {} characters",
+            message.chars().count()
+        );
+        assert!(!message.contains(&"x".repeat(201)), "{provider}: more than an excerpt");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_does_not_outlast_the_timeout() {
+    let url = answering(503, &[("retry-after", "30")], "busy".into()).await;
+    let started = std::time::Instant::now();
+    let output = verify(&["--url", &url, "--timeout", "4s"], &[]).await;
+    let took = started.elapsed();
+    let (reason, message) = ready(&output);
+    assert_eq!(reason, "ProviderError", "{message}");
+    eprintln!("503 + Retry-After: 30 under --timeout 4s ended after {took:?}: {message}");
+    // a bound far below the 30 s the instance asked for (twice, before)
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
 }

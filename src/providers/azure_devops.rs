@@ -118,10 +118,10 @@ fn hex(byte: u8) -> Option<u8> {
 /// What the service said about a refusal: `X-TFS-ServiceError` or the JSON body's `message`.
 fn service_error(response: &HttpResponse) -> String {
     if let Some(header) = response.header("x-tfs-serviceerror") {
-        return percent_decode(header).trim().to_owned();
+        return super::excerpt(&percent_decode(header));
     }
     let body: ErrorBody = response.json().unwrap_or_default();
-    body.message.unwrap_or_default().trim().to_owned()
+    super::excerpt(&body.message.unwrap_or_default())
 }
 
 fn looks_like_sign_in(location: &str) -> bool {

@@ -151,11 +151,14 @@ struct ServerErrorEntry {
 impl ServerErrors {
     fn text(response: &HttpResponse) -> String {
         let body: ServerErrors = response.json().unwrap_or_default();
-        body.errors
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join("; ")
+        super::excerpt(
+            &body
+                .errors
+                .into_iter()
+                .filter_map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 }
 
@@ -392,7 +395,7 @@ struct CloudErrorDetail {
 
 fn cloud_error_text(response: &HttpResponse) -> String {
     let body: CloudError = response.json().unwrap_or_default();
-    body.error.and_then(|e| e.message).unwrap_or_default()
+    super::excerpt(&body.error.and_then(|e| e.message).unwrap_or_default())
 }
 
 /// Scopes, if the answer names them (`X-OAuth-Scopes`, comma or space separated).

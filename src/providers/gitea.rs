@@ -61,7 +61,7 @@ struct ErrorBody {
 
 fn message(response: &HttpResponse) -> String {
     let body: ErrorBody = response.json().unwrap_or_default();
-    body.message.unwrap_or_default().trim().to_owned()
+    super::excerpt(&body.message.unwrap_or_default())
 }
 
 /// The scope named in Gitea's "required scope(s): [read:user]" message, if any.

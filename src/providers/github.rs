@@ -206,7 +206,7 @@ fn expired_verification(at: jiff::Timestamp) -> Verification {
 fn rate_limited(response: &HttpResponse) -> Option<Verification> {
     let exhausted = response.header("x-ratelimit-remaining").map(str::trim) == Some("0");
     let body: ErrorBody = response.json().unwrap_or_default();
-    let message = body.message.unwrap_or_default();
+    let message = super::excerpt(&body.message.unwrap_or_default());
     let secondary = message.to_ascii_lowercase().contains("rate limit") || response.header("retry-after").is_some();
     if !exhausted && !secondary {
         return None;
@@ -277,7 +277,10 @@ impl GitHub {
                     return expired_verification(at).with_facts(facts);
                 }
                 let body: ErrorBody = response.json().unwrap_or_default();
-                let said = body.message.map(|m| format!(" ({m})")).unwrap_or_default();
+                let said = body
+                    .message
+                    .map(|m| format!(" ({})", super::excerpt(&m)))
+                    .unwrap_or_default();
                 return Verification::failed(
                     ReadyReason::Unauthorized,
                     format!(
@@ -294,7 +297,10 @@ impl GitHub {
                     return Verification::unexpected_answer(KIND, "GET /user", &response);
                 }
                 let body: ErrorBody = response.json().unwrap_or_default();
-                let said = body.message.map(|m| format!(": {m}")).unwrap_or_default();
+                let said = body
+                    .message
+                    .map(|m| format!(": {}", super::excerpt(&m)))
+                    .unwrap_or_default();
                 return Verification::failed(
                     ReadyReason::InsufficientScope,
                     format!(

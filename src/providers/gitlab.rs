@@ -73,7 +73,7 @@ struct ErrorBody {
 
 impl ErrorBody {
     fn text(&self) -> String {
-        [
+        let text = [
             self.error.clone(),
             self.error_description.clone(),
             self.message.as_ref().map(|m| m.to_string()),
@@ -81,7 +81,8 @@ impl ErrorBody {
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+        super::excerpt(&text)
     }
 }
 

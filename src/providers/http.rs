@@ -273,11 +273,17 @@ impl HttpClient {
                 return read_capped(response, self.config.timeout, &host).await;
             }
             let retry_after = parse_retry_after(response.headers());
-            if attempt >= MAX_ATTEMPTS || retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
-                let retry_note = match retry_after {
+            let backoff = self.config.retry_base_delay * 2u32.pow(attempt - 1);
+            let delay = retry_after.unwrap_or(backoff);
+            let past_deadline = deadline::passes_after(delay);
+            if attempt >= MAX_ATTEMPTS || retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) || past_deadline {
+                let mut retry_note = match retry_after {
                     Some(d) => format!("; it asks to retry after {}s", d.as_secs()),
                     None => String::new(),
                 };
+                if past_deadline {
+                    retry_note.push_str(", past the verification's time-out");
+                }
                 return Err(HttpError::Unavailable {
                     host,
                     status: status.as_u16(),
@@ -285,11 +291,39 @@ impl HttpClient {
                     retry_note,
                 });
             }
-            let backoff = self.config.retry_base_delay * 2u32.pow(attempt - 1);
-            let delay = retry_after.unwrap_or(backoff);
             tracing::debug!(%host, status = status.as_u16(), ?delay, "retrying after a failed answer");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// One deadline for all the requests of a verification, retries included.
+pub mod deadline {
+    use std::future::Future;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    tokio::task_local! {
+        static DEADLINE: Instant;
+    }
+
+    /// Runs `work` with a deadline `within` from now that retries respect; `None` when it did
+    /// not finish by then.
+    pub async fn run<F: Future>(within: Duration, work: F) -> Option<F::Output> {
+        let deadline = Instant::now() + within;
+        DEADLINE
+            .scope(
+                deadline,
+                async move { tokio::time::timeout_at(deadline, work).await.ok() },
+            )
+            .await
+    }
+
+    /// Whether waiting `delay` from now would end past the deadline of the work in progress.
+    pub(super) fn passes_after(delay: Duration) -> bool {
+        DEADLINE
+            .try_with(|deadline| Instant::now() + delay >= *deadline)
+            .unwrap_or(false)
     }
 }
 

@@ -17,6 +17,50 @@ use futures::future::BoxFuture;
 use http::{HttpClient, HttpError, HttpResponse, NotJson, TlsOptions};
 use reqwest::Url;
 
+/// Most characters of a provider's own words quoted in a message.
+pub const MAX_EXCERPT_CHARS: usize = 200;
+/// Most characters of a verification's message (the API server refuses a condition message over
+/// 32,768; people read far less).
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// A short excerpt of what a provider said, for a message: white space runs (line breaks
+/// included) become one space, control characters go, and at most [`MAX_EXCERPT_CHARS`]
+/// characters are kept (an ellipsis says when text was cut).
+pub fn excerpt(text: &str) -> String {
+    let flat = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    cut(&flat, MAX_EXCERPT_CHARS)
+}
+
+/// `text` cut to at most `max` characters, the last of them an ellipsis when it was cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Verifies `target` with `provider` within one deadline, the HTTP time-out (retries and
+/// `Retry-After` included): what every caller goes through.
+pub async fn verify_within(provider: &dyn Provider, http: &HttpClient, target: &Target) -> Verification {
+    let within = http.config().timeout;
+    match http::deadline::run(within, provider.verify(http, target)).await {
+        Some(verification) => verification,
+        None => Verification::failed(
+            ReadyReason::Unreachable,
+            format!(
+                "{} gave no complete answer within {within:?}",
+                target.base_url.host_str().unwrap_or("the instance")
+            ),
+        ),
+    }
+}
+
 /// Everything needed to verify one token.
 #[derive(Debug)]
 pub struct Target {
@@ -77,11 +121,15 @@ impl Verification {
     }
 
     /// Replaces the token in the message, should an instance have echoed it back in an error
-    /// body that the message quotes. Every provider applies this to its result.
+    /// body that the message quotes, and bounds the message to [`MAX_MESSAGE_CHARS`]. Every
+    /// provider applies this to its result.
     pub fn without_token(mut self, token: &Token) -> Verification {
         let secret = token.expose();
         if !secret.is_empty() && self.message.contains(secret) {
             self.message = self.message.replace(secret, "<redacted>");
+        }
+        if self.message.chars().count() > MAX_MESSAGE_CHARS {
+            self.message = cut(&self.message, MAX_MESSAGE_CHARS);
         }
         self
     }
