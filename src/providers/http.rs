@@ -422,7 +422,7 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return HttpError::Tls {
                 host,
-                detail: tls.to_string(),
+                detail: tls_detail(tls),
             };
         }
         if let Some(dns) = cause.downcast_ref::<DnsFailure>() {
@@ -438,7 +438,7 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
             if let Some(tls) = rustls_error_in(io) {
                 return HttpError::Tls {
                     host,
-                    detail: tls.to_string(),
+                    detail: tls_detail(tls),
                 };
             }
             if io.kind() == std::io::ErrorKind::TimedOut {
@@ -460,6 +460,14 @@ fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError 
     HttpError::Other {
         host,
         detail: root_cause(error),
+    }
+}
+
+/// rustls' words, and what to do about them when there is something to say.
+fn tls_detail(error: &rustls::Error) -> String {
+    match super::tls::advice(error) {
+        Some(advice) => format!("{advice} ({error})"),
+        None => error.to_string(),
     }
 }
 

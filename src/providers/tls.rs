@@ -67,18 +67,120 @@ pub(super) fn rustls_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth()
     } else {
-        let mut roots = system_roots().clone();
-        for pem in global_ca_pem.into_iter().chain(tls.extra_ca_pem.as_deref()) {
-            for cert in parse_ca_bundle(pem)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
-            }
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier(global_ca_pem, tls)?)
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The chain verifier over the system roots and the given bundles, pinning the bundles' own
+/// certificates.
+fn verifier(global_ca_pem: Option<&str>, tls: &TlsOptions) -> Result<Arc<PinningVerifier>, InvalidCaBundle> {
+    let provider = crypto_provider();
+    {
+        let mut roots = system_roots().clone();
+        let mut pinned = Vec::new();
+        for pem in global_ca_pem.into_iter().chain(tls.extra_ca_pem.as_deref()) {
+            for cert in parse_ca_bundle(pem)? {
+                // a self-signed server certificate (made as a CA, like `openssl req -x509` does)
+                // may still be given: it is trusted as a root and pinned as itself
+                roots
+                    .add(cert.clone())
+                    .map_err(|e| InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
+                pinned.push(cert);
+            }
+        }
+        if roots.is_empty() {
+            return Err(InvalidCaBundle("no usable CA certificate".into()));
+        }
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| InvalidCaBundle(format!("unusable CA certificates ({e})")))?;
+        Ok(Arc::new(PinningVerifier { webpki, pinned }))
+    }
+}
+
+/// The usual chain verification, and one more way in: a server certificate that is itself in
+/// the configured bundle is trusted as it is (pinned), when it names the host: the exact
+/// certificate the user gave (its dates are not checked: renewing it means giving the new one).
+/// That is what curl does with a self-signed certificate given as `--cacert`; rustls alone
+/// refuses a certificate marked as a CA as a server's (`CaUsedAsEndEntity`).
+#[derive(Debug)]
+struct PinningVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        if verdict.is_ok() || !self.pinned.iter().any(|pin| pin.as_ref() == end_entity.as_ref()) {
+            return verdict;
+        }
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// What to do about a certificate that could not be verified, in plain words.
+pub fn advice(error: &rustls::Error) -> Option<&'static str> {
+    use rustls::CertificateError as E;
+    let rustls::Error::InvalidCertificate(error) = error else {
+        return None;
+    };
+    let untrusted = "the server's certificate is not signed by a CA the operator trusts: give that CA, or the \
+                     server's own certificate if it is self-signed, in spec.tls.caBundleRef (verify: --ca-file)";
+    Some(match error {
+        // webpki's CaUsedAsEndEntity: a self-signed server certificate that is not in the bundle
+        E::UnknownIssuer | E::UnknownRevocationStatus => untrusted,
+        E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => untrusted,
+        E::Expired | E::ExpiredContext { .. } => {
+            "the server's certificate has expired: renew it on the server (a CA bundle cannot help)"
+        }
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet: check the clocks of the server and of the operator's node"
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "the server's certificate is issued for another name: use a host name it names in spec.url, or reissue \
+             it for this one"
+        }
+        _ => return None,
+    })
 }
 
 /// `insecureSkipVerify`: accepts any certificate but still checks handshake signatures.
@@ -133,5 +235,26 @@ mod tests {
             insecure_skip_verify: false,
         };
         assert!(rustls_config(None, &bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn a_self_signed_ca_style_certificate_in_the_bundle_is_pinned() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let tls = TlsOptions {
+            extra_ca_pem: Some(cert.pem()),
+            insecure_skip_verify: false,
+        };
+        let verifier = verifier(None, &tls).unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let verdict = verifier.verify_server_cert(cert.der(), &[], &name, &[], UnixTime::now());
+        assert!(verdict.is_ok(), "{verdict:?}");
     }
 }
