@@ -174,7 +174,7 @@ pub enum HttpError {
 /// connections are pooled.
 pub struct HttpClient {
     config: HttpConfig,
-    clients: Mutex<HashMap<TlsOptions, reqwest::Client>>,
+    clients: Mutex<ClientCache>,
     memory: super::memory::Memory,
 }
 
@@ -182,7 +182,7 @@ impl HttpClient {
     pub fn new(config: HttpConfig) -> HttpClient {
         HttpClient {
             config,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(ClientCache::default()),
             memory: super::memory::Memory::default(),
         }
     }
@@ -197,13 +197,19 @@ impl HttpClient {
     }
 
     fn client_for(&self, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {
+        let key = ClientKey::of(tls)?;
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(tls) {
-            return Ok(client.clone());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client);
         }
         let client = build_client(&self.config, tls)?;
-        clients.insert(tls.clone(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
+    }
+
+    /// How many clients are cached (for tests and diagnostics).
+    pub fn cached_clients(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).entries.len()
     }
 
     /// GET `url` with `auth`, retrying 5xx/429 with backoff.
@@ -294,6 +300,69 @@ impl HttpClient {
             tracing::debug!(%host, status = status.as_u16(), ?delay, "retrying after a failed answer");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Most HTTP clients kept, one per distinct TLS setting; the least recently used goes first.
+pub const MAX_CLIENTS: usize = 64;
+
+/// What a TLS setting means: the certificates of the bundle (DER, sorted, without duplicates),
+/// not its text, so that bundles that differ only in comments or order share one client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
+    insecure_skip_verify: bool,
+    certificates: Vec<Vec<u8>>,
+}
+
+impl ClientKey {
+    fn of(tls: &TlsOptions) -> Result<ClientKey, HttpError> {
+        let mut certificates = match &tls.extra_ca_pem {
+            Some(pem) => super::tls::parse_ca_bundle(pem)?
+                .into_iter()
+                .map(|cert| cert.as_ref().to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
+        certificates.sort();
+        certificates.dedup();
+        Ok(ClientKey {
+            insecure_skip_verify: tls.insecure_skip_verify,
+            certificates,
+        })
+    }
+}
+
+/// The clients, bounded by [`MAX_CLIENTS`], evicting the least recently used.
+#[derive(Default)]
+struct ClientCache {
+    entries: HashMap<ClientKey, (reqwest::Client, u64)>,
+    uses: u64,
+}
+
+impl ClientCache {
+    fn get(&mut self, key: &ClientKey) -> Option<reqwest::Client> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.entries.get_mut(key).map(|(client, last)| {
+            *last = uses;
+            client.clone()
+        })
+    }
+
+    fn insert(&mut self, key: ClientKey, client: reqwest::Client) {
+        while self.entries.len() >= MAX_CLIENTS {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        self.uses += 1;
+        self.entries.insert(key, (client, self.uses));
     }
 }
 
@@ -521,6 +590,36 @@ fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn self_signed_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["git.example.com".to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn clients_are_keyed_by_the_certificates_and_bounded() {
+        let http = HttpClient::new(HttpConfig::default());
+        let pem = self_signed_pem();
+        // the same certificate, in bundles that differ in comments: one client
+        for i in 0..200 {
+            let tls = TlsOptions {
+                extra_ca_pem: Some(format!("# edited {i}\n{pem}")),
+                insecure_skip_verify: false,
+            };
+            http.client_for(&tls).unwrap();
+        }
+        assert_eq!(http.cached_clients(), 1);
+        // many different bundles: at most MAX_CLIENTS kept
+        for _ in 0..MAX_CLIENTS + 10 {
+            let tls = TlsOptions {
+                extra_ca_pem: Some(self_signed_pem()),
+                insecure_skip_verify: false,
+            };
+            http.client_for(&tls).unwrap();
+        }
+        assert_eq!(http.cached_clients(), MAX_CLIENTS);
+    }
 
     #[test]
     fn retry_after_seconds_and_date() {
