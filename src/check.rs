@@ -115,7 +115,9 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
 
 /// Checks the files and folders of `args` and returns the report.
 pub fn check(args: &CheckArgs) -> Result<CheckReport, UsageError> {
-    let files = collect_files(&args.paths)?;
+    let mut report = CheckReport::default();
+    let files = collect_files(&args.paths, &mut report)?;
+    report.files = files.len();
     let namespace = args
         .namespace
         .clone()
@@ -126,10 +128,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport, UsageError> {
         default_namespace: namespace,
         holders: HashMap::new(),
         defined: HashMap::new(),
-        report: CheckReport {
-            files: files.len(),
-            ..CheckReport::default()
-        },
+        report,
     };
     for file in &files {
         checker.file(file);
@@ -137,10 +136,20 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport, UsageError> {
     Ok(checker.report)
 }
 
-/// The YAML files under `paths`, deduplicated and in sorted path order.
-fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
+/// Largest manifest file read; a larger one is reported, not read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The YAML files under `paths`, deduplicated and in sorted path order, with what was skipped
+/// or could not be read on the way (problems: unreadable folders; warnings: what is not followed
+/// or not a regular file).
+///
+/// The tree may be untrusted (CI runs `check` on pull requests): inside the given folders,
+/// symbolic links are never followed (so nothing outside them is read) and only regular files
+/// are read; the walk is one pass over the entries, whatever the depth.
+fn collect_files(paths: &[PathBuf], report: &mut CheckReport) -> Result<Vec<PathBuf>, UsageError> {
     let mut files = Vec::new();
     for path in paths {
+        // a path given by name is followed: the user chose it
         let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => UsageError::NotFound(path.display().to_string()),
             _ => UsageError::Unreadable {
@@ -149,16 +158,37 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
             },
         })?;
         if metadata.is_dir() {
-            let mut visited = HashSet::new();
-            walk(path, &mut files, &mut visited)?;
-        } else {
+            walk(path, &mut files, report);
+        } else if metadata.is_file() {
             files.push(path.clone());
+        } else {
+            skipped(report, path, "is not a regular file: not read");
         }
     }
     files.sort();
     let mut seen = HashSet::new();
-    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    files.retain(|f| seen.insert(identity(f)));
     Ok(files)
+}
+
+/// What makes two paths the same file, without resolving every folder on the way.
+fn identity(path: &Path) -> (u64, u64, Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            return (metadata.dev(), metadata.ino(), None);
+        }
+    }
+    (0, 0, Some(path.to_owned()))
+}
+
+fn skipped(report: &mut CheckReport, path: &Path, message: &str) {
+    report.warnings.push(Finding {
+        path: path.display().to_string(),
+        subject: "file".to_owned(),
+        message: message.to_owned(),
+    });
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -167,31 +197,64 @@ fn is_yaml(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, visited: &mut HashSet<PathBuf>) -> Result<(), UsageError> {
-    // symbolic links may loop
-    if !visited.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())) {
-        return Ok(());
-    }
-    let unreadable = |e: std::io::Error| UsageError::Unreadable {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    };
-    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-        let entry = entry.map_err(unreadable)?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            continue; // a dangling link
+fn walk(root: &Path, files: &mut Vec<PathBuf>, report: &mut CheckReport) {
+    let mut folders = vec![root.to_owned()];
+    while let Some(dir) = folders.pop() {
+        let unreadable = |report: &mut CheckReport, e: std::io::Error| {
+            report.problems.push(Finding {
+                path: dir.display().to_string(),
+                subject: "folder".to_owned(),
+                message: format!("cannot be read ({e}); the rest was checked"),
+            });
         };
-        if metadata.is_dir() {
-            walk(&path, files, visited)?;
-        } else if is_yaml(&path) {
-            files.push(path);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                unreadable(report, e);
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    unreadable(report, e);
+                    break;
+                }
+            };
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            // the entry itself, never what a link points at
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                folders.push(path);
+            } else if kind.is_symlink() {
+                if is_yaml(&path) || std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    skipped(report, &path, "is a symbolic link: not followed");
+                }
+            } else if is_yaml(&path) {
+                if kind.is_file() {
+                    files.push(path);
+                } else {
+                    skipped(report, &path, "is not a regular file: not read");
+                }
+            }
         }
     }
-    Ok(())
+}
+
+/// The file's bytes, or `None` when it holds more than [`MAX_FILE_BYTES`] (read no further).
+fn read_capped(file: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_FILE_BYTES).then_some(bytes))
 }
 
 /// One document of a YAML stream: its text and the line it starts on (1-based).
@@ -258,8 +321,16 @@ impl Checker {
 
     fn file(&mut self, file: &Path) {
         let path = file.display().to_string();
-        let text = match std::fs::read(file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
+        let text = match read_capped(file) {
+            Ok(None) => {
+                self.problem(
+                    &path,
+                    "file",
+                    format!("is larger than {MAX_FILE_BYTES} bytes: not read (a manifest is far smaller)"),
+                );
+                return;
+            }
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
                 Ok(text) => text,
                 Err(_) => {
                     self.problem(&path, "file", "is not UTF-8 text");
