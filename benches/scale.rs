@@ -33,6 +33,8 @@ mod common;
 mod floor;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/provider_mix.rs"]
+mod provider_mix;
 #[path = "support/real_api.rs"]
 mod real_api;
 #[path = "../tests/support/mod.rs"]
@@ -92,6 +94,9 @@ struct Options {
     interval_window: u64,
     blob_kib: usize,
     report: Option<PathBuf>,
+    /// Only the provider mix (`--provider-mix`): every provider variant, at the defaults and
+    /// with the per-host cap off.
+    provider_mix: bool,
 }
 
 fn usage() -> ! {
@@ -120,6 +125,7 @@ fn parse_options(args: &[String]) -> Options {
         interval_window: 0,
         blob_kib: 50,
         report: None,
+        provider_mix: false,
     };
     let list = |v: &str| -> Vec<usize> {
         v.split(',')
@@ -159,6 +165,7 @@ fn parse_options(args: &[String]) -> Options {
             "--interval-window" => options.interval_window = value().parse().unwrap_or_else(|_| usage()),
             "--blob-kib" => options.blob_kib = value().parse().unwrap_or_else(|_| usage()),
             "--report" => options.report = Some(PathBuf::from(value())),
+            "--provider-mix" => options.provider_mix = true,
             _ => usage(),
         }
     }
@@ -252,6 +259,17 @@ impl Providers {
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// Provider requests counted by stand-ins.
+trait RequestCount {
+    fn requests(&self) -> u64;
+}
+
+impl RequestCount for Providers {
+    fn requests(&self) -> u64 {
+        Providers::requests(self)
     }
 }
 
@@ -795,7 +813,7 @@ fn operator_flags(scenario: &Scenario) -> Vec<String> {
 /// operator.
 async fn converge(
     cluster: &Cluster,
-    providers: &Providers,
+    providers: &dyn RequestCount,
     pki: &Pki,
     flags: &[String],
     n: usize,
@@ -1905,6 +1923,23 @@ fn main() {
     );
     let pki = Pki::new();
     let _ = (&pki.cert_pem, &pki.key_pem);
+    if options.provider_mix {
+        let mut rows = Vec::new();
+        runtime.block_on(async {
+            for &n in &options.sizes {
+                for run in 1..=options.runs_for.get(&n).copied().unwrap_or(options.runs) {
+                    rows.extend(provider_mix::run(n, run, options.api, &pki, dir.path()).await);
+                }
+            }
+        });
+        let table = provider_mix::table(&rows);
+        println!("\n{table}");
+        if let Some(out) = &options.report {
+            std::fs::create_dir_all(out).unwrap();
+            std::fs::write(out.join("provider-mix.md"), &table).unwrap();
+        }
+        return;
+    }
     let mut results = Vec::new();
     runtime.block_on(async {
         for &n in &options.sizes {

@@ -157,7 +157,8 @@ pub struct VerifyArgs {
     /// Skip TLS certificate verification (insecure).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// Time-out of each request.
+    /// Time-out of each request; also the longest rate-limit reset waited out before verifying
+    /// again (a later one is a ProviderError at once, its reset time in the message).
     #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
     pub timeout: Duration,
     /// TokenExpiringSoon turns True this long before the token expires.
@@ -283,6 +284,37 @@ fn read_ca_file(path: &std::path::Path) -> Result<String, String> {
     Ok(pem)
 }
 
+/// Verifies; a rate limit whose reset falls within `timeout` is waited out (said on stderr)
+/// and the token verified again, a later one is the answer at once, its reset time in the
+/// message.
+async fn verify_waiting_out_rate_limits(
+    provider: &dyn crate::providers::Provider,
+    http: &HttpClient,
+    target: &Target,
+    timeout: std::time::Duration,
+) -> crate::providers::Verification {
+    let deadline = jiff::Timestamp::now() + timeout;
+    loop {
+        let mut verification = crate::providers::verify_within(provider, http, target).await;
+        let Some(until) = verification.retry_at else {
+            return verification;
+        };
+        if until > deadline {
+            verification.message = format!(
+                "{}; the reset is later than --timeout {timeout:?} allows to wait",
+                verification.message
+            );
+            return verification;
+        }
+        let wait = std::time::Duration::try_from(until.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+        eprintln!(
+            "rate-limited until {until}: waiting {}s, then verifying again",
+            wait.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
 fn verify_command(args: VerifyArgs) -> ExitCode {
     init_logging(LogFormat::Text, "warn");
     let raw_token = match (&args.token_file, &args.token_env) {
@@ -335,7 +367,12 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
         addresses: args.addresses.policy(),
         ..HttpConfig::default()
     });
-    let verification = rt.block_on(crate::providers::verify_within(implementation, &http, &target));
+    let verification = rt.block_on(verify_waiting_out_rate_limits(
+        implementation,
+        &http,
+        &target,
+        args.timeout,
+    ));
     let status = next_status(
         StatusContext {
             previous: None,

@@ -19,6 +19,7 @@ use crate::politeness::{Busy, HostLimiter};
 use crate::providers::http::{HttpClient, TlsOptions};
 use crate::providers::{Target, Verification, parse_base_url, provider};
 use crate::status::{StatusContext, materially_changed, next_status, ready_transition, status_merge_patch};
+use crate::throttle::{Holds, delay_until};
 use crate::token::Token;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -32,6 +33,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 /// Name under which the operator writes status and records events.
@@ -100,6 +102,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     hosts: HostLimiter,
+    /// Tokens an instance rate-limited, held until its reset.
+    holds: Holds,
     /// Consecutive transient failures per connection, for the backoff.
     failures: Mutex<HashMap<ObjectKey, u32>>,
 }
@@ -120,6 +124,7 @@ impl Context {
             index,
             metrics,
             hosts: HostLimiter::new(settings.max_in_flight_per_host),
+            holds: Holds::default(),
             settings,
             failures: Mutex::new(HashMap::new()),
         }
@@ -155,11 +160,13 @@ impl Evaluation {
 
 /// Decides the Ready reason of a connection, asking the provider only when everything local is
 /// in order. This is where every Ready reason except the provider's own is decided.
-/// `base_url` is `spec.url` parsed by [`parse_base_url`] (the caller needs it too).
+/// `base_url` is `spec.url` parsed by [`parse_base_url`] (the caller needs it too); `slot` is
+/// the connection's place under the per-host cap, given up as soon as the instance answered.
 pub async fn evaluate(
     conn: &GitProviderConnection,
     ctx: &Context,
     base_url: Result<Url, String>,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Result<Evaluation, Error> {
     let spec = &conn.spec;
     let namespace = conn.namespace().unwrap_or_default();
@@ -267,8 +274,23 @@ pub async fn evaluate(
             insecure_skip_verify: tls.insecure_skip_verify,
         },
     };
+    // The instance rate-limited this token (on this connection or another): not before the reset.
+    let instance = provider.api_host(&target.base_url);
+    if let Some(until) = ctx.holds.held_until(&instance, &target.token) {
+        return Ok(Evaluation {
+            verification: Verification::rate_limited(
+                format_args!("{instance} rate-limited this token until {until}"),
+                until,
+            ),
+            contacted_provider: false,
+        });
+    }
     let started = Instant::now();
     let verification = crate::providers::verify_within(provider, &ctx.http, &target).await;
+    drop(slot);
+    if let Some(until) = verification.retry_at {
+        ctx.holds.hold(&instance, &target.token, until);
+    }
     ctx.metrics
         .verification_done(spec.provider, verification.reason, started.elapsed());
     Ok(Evaluation {
@@ -319,15 +341,6 @@ async fn read_ca_bundle(
         .ok_or_else(|| format!("CA bundle {kind:?} {name} has no key {key:?}")))
 }
 
-/// The politeness key of an instance: host and port.
-fn host_key(url: &reqwest::Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default()
-    )
-}
-
 /// One reconcile: evaluate, write the status if it changed, record the transition, requeue.
 ///
 /// kube's applier polls every reconcile future from its own single task, so decoding Secrets,
@@ -373,8 +386,10 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let base_url = parse_base_url(&conn.spec.url);
-    let _slot = match &base_url {
-        Ok(url) => match ctx.hosts.try_acquire(&host_key(url)) {
+    // Taken before the Secret is read, so that a busy instance costs no API request; given
+    // up when the instance answered (see [`evaluate`]).
+    let slot = match &base_url {
+        Ok(url) => match ctx.hosts.try_acquire(&provider(conn.spec.provider).api_host(url)) {
             Ok(slot) => slot,
             // The instance already has its share in flight: look again shortly, holding nothing.
             // Shortly: a busy host frees a slot every latency ÷ cap, and at the end of a burst
@@ -383,7 +398,7 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
         },
         Err(_) => None,
     };
-    let evaluation = evaluate(conn, ctx, base_url).await?;
+    let evaluation = evaluate(conn, ctx, base_url, slot).await?;
     let reason = evaluation.verification.reason;
     let previous = conn.status.as_ref();
     let status = next_status(
@@ -407,7 +422,13 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
     ctx.metrics.connection_status(key, conn.spec.provider, &status);
 
     let failures = ctx.note_failure(key, reason.is_transient());
-    Ok(next_action(conn, reason, failures, &ctx.settings))
+    Ok(next_action(
+        conn,
+        reason,
+        failures,
+        evaluation.verification.retry_at,
+        &ctx.settings,
+    ))
 }
 
 async fn write_status(
@@ -470,8 +491,17 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// When to look again.
-pub fn next_action(conn: &GitProviderConnection, reason: ReadyReason, failures: u32, settings: &Settings) -> Action {
+/// When to look again: right after a rate limit's reset (`retry_at`), else by the reason.
+pub fn next_action(
+    conn: &GitProviderConnection,
+    reason: ReadyReason,
+    failures: u32,
+    retry_at: Option<jiff::Timestamp>,
+    settings: &Settings,
+) -> Action {
+    if let Some(until) = retry_at {
+        return Action::requeue(delay_until(until));
+    }
     match reason {
         // Nothing to do until the spec changes (or, for duplicates, the holder goes away:
         // the index triggers that).
@@ -743,15 +773,35 @@ mod tests {
         let settings = Settings::default();
         let c = conn("30m");
         assert_eq!(
-            next_action(&c, ReadyReason::Suspended, 0, &settings),
+            next_action(&c, ReadyReason::Suspended, 0, None, &settings),
             Action::await_change()
         );
         assert_eq!(
-            next_action(&c, ReadyReason::DuplicateInstanceName, 0, &settings),
+            next_action(&c, ReadyReason::DuplicateInstanceName, 0, None, &settings),
             Action::await_change()
         );
-        let verified = format!("{:?}", next_action(&c, ReadyReason::Verified, 0, &settings));
+        let verified = format!("{:?}", next_action(&c, ReadyReason::Verified, 0, None, &settings));
         assert!(verified.contains("requeue_after: Some("), "{verified}");
+
+        // A rate limit: right after its reset, not on the backoff (at most 10 s for a first
+        // failure) nor the interval.
+        let reset = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100);
+        let limited = next_action(&c, ReadyReason::ProviderError, 1, Some(reset), &settings);
+        let backoff = Action::requeue(backoff_delay(1, Duration::from_secs(1800), &settings));
+        assert_ne!(limited, backoff);
+        for _ in 0..20 {
+            let action = format!(
+                "{:?}",
+                next_action(&c, ReadyReason::ProviderError, 1, Some(reset), &settings)
+            );
+            let secs: f64 = action
+                .split("requeue_after: Some(")
+                .nth(1)
+                .and_then(|rest| rest.split('s').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{action}"));
+            assert!((99.0..=111.0).contains(&secs), "{action}");
+        }
     }
 
     #[test]

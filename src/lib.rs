@@ -17,4 +17,5 @@ pub mod operator;
 pub mod politeness;
 pub mod providers;
 pub mod status;
+pub mod throttle;
 pub mod token;

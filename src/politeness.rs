@@ -1,6 +1,10 @@
-//! Per-instance politeness: a cap on verifications in flight against one host, so that many
+//! Per-instance politeness: a cap on verifications in flight against one instance, so that many
 //! connections to the same instance never hammer it, while connections spread over many hosts
 //! still use the full `--max-concurrent-verifications`.
+//!
+//! What it counts is what is really in flight: the key is the host the requests go to
+//! ([`crate::providers::Provider::api_host`]: github.com and api.github.com are one), and the
+//! controller gives the slot up as soon as the instance has answered, before the status write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,8 +55,6 @@ impl HostLimiter {
 /// Every slot for the host is taken.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Busy;
-
-impl HostLimiter {}
 
 #[cfg(test)]
 mod tests {

@@ -408,3 +408,56 @@ async fn invalid_ca_bundle_reference_is_invalid_spec() {
     let conn = h.wait_reason("gitlab-main", "InvalidSpec").await;
     assert!(conn.ready_condition().unwrap().message.contains("corp-ca"));
 }
+
+#[tokio::test]
+async fn rate_limit_holds_every_connection_of_the_token_until_the_reset() {
+    use support::fake_providers::rate_limits::{RateLimitAnswer, rate_limited};
+    let h = Harness::start().await;
+    h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
+    h.put_secret("gitlab-pat-2", json!({"token": TOKEN})).await;
+    // Longer than the blind backoff (10 s at most for a first failure).
+    let reset_in = Duration::from_secs(20);
+    h.gitlab.fault(
+        Some("/api/v4/user"),
+        rate_limited(RateLimitAnswer::GitLab, reset_in),
+        Some(1),
+    );
+    h.create_connection("first", "first", "gitlab-pat", json!({})).await;
+    let first = h.wait_reason("first", "ProviderError").await;
+    let limited_at = std::time::SystemTime::now();
+    let message = first.ready_condition().unwrap().message.clone();
+    assert!(message.contains("rate-limited this token until"), "{message}");
+    let asked = h.gitlab.requests().len();
+
+    // Another connection with the same token is not sent into the same wall.
+    h.create_connection("second", "second", "gitlab-pat-2", json!({})).await;
+    let second = h.wait_reason("second", "ProviderError").await;
+    let held = second.ready_condition().unwrap().message.clone();
+    assert!(held.contains("rate-limited this token until"), "{held}");
+    assert_eq!(
+        h.gitlab.requests().len(),
+        asked,
+        "nothing was asked for the held connection"
+    );
+
+    // Both are verified right after the reset, and nothing was asked before it.
+    let deadline = Duration::from_secs(45);
+    for name in ["first", "second"] {
+        let api = h.connections();
+        let started = tokio::time::Instant::now();
+        loop {
+            let conn = api.get(name).await.unwrap();
+            if conn.ready_condition().is_some_and(|c| c.reason == "Verified") {
+                break;
+            }
+            assert!(started.elapsed() < deadline, "{name} was not verified after the reset");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let requests = h.gitlab.requests();
+    let early = requests[asked..]
+        .iter()
+        .filter(|r| r.at < limited_at + reset_in - Duration::from_secs(2))
+        .count();
+    assert_eq!(early, 0, "asked before the reset: {:?}", &requests[asked..]);
+}

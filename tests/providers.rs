@@ -336,7 +336,7 @@ async fn github_rate_limit_is_not_a_token_problem() {
         &v,
         ReadyReason::ProviderError,
         GH_TOKEN,
-        &["rate-limited", "2100-01-01", "retried later"],
+        &["rate-limited", "2100-01-01", "not a token problem", "verified again"],
     );
     assert_eq!(
         fake.requests().iter().filter(|r| r.path == "/user").count(),

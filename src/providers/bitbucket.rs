@@ -68,7 +68,7 @@
 
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::memory::{Hint, InstanceFacts, instance_key};
-use super::{Facts, Provider, Target, Verification, join, non_empty};
+use super::{Facts, Provider, Target, Verification, host_port, join, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
@@ -530,6 +530,13 @@ impl Provider for Bitbucket {
         } else {
             Deployment::SelfHosted
         }
+    }
+
+    fn api_host(&self, base_url: &Url) -> String {
+        let api = is_cloud(base_url)
+            .then(|| Url::parse(&self.cloud_root()).ok())
+            .flatten();
+        host_port(api.as_ref().unwrap_or(base_url))
     }
 
     fn check_spec(&self, base_url: &Url, username: Option<&str>) -> Result<(), String> {

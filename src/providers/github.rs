@@ -16,7 +16,8 @@
 //!   format `2027-01-31 00:00:00 UTC` (also seen with a numeric offset, `+0900`).
 //! - Rate limits: <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>
 //!   — exceeding one answers 403 or 429 with `x-ratelimit-remaining: 0` (primary) or a
-//!   "secondary rate limit" message / `retry-after` (secondary). Not a token problem.
+//!   "secondary rate limit" message / `retry-after` (secondary). Not a token problem: the
+//!   HTTP client tells them apart ([`super::rate_limit`]) before this module sees a 403.
 //! - Authentication: <https://docs.github.com/en/rest/authentication/authenticating-to-the-rest-api>
 //!   — `Authorization: Bearer TOKEN`; a bad token answers 401 `{"message":"Bad credentials"}`
 //!   (GHES may say "Must authenticate to access this API.", so only the status is relied on).
@@ -55,7 +56,7 @@
 
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::memory::{Hint, instance_key};
-use super::{Facts, Provider, Target, Verification, join, non_empty};
+use super::{Facts, Provider, Target, Verification, host_port, join, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
@@ -202,30 +203,6 @@ fn expired_verification(at: jiff::Timestamp) -> Verification {
     )
 }
 
-/// A primary or secondary rate limit, as GitHub documents them.
-fn rate_limited(response: &HttpResponse) -> Option<Verification> {
-    let exhausted = response.header("x-ratelimit-remaining").map(str::trim) == Some("0");
-    let body: ErrorBody = response.json().unwrap_or_default();
-    let message = super::excerpt(&body.message.unwrap_or_default());
-    let secondary = message.to_ascii_lowercase().contains("rate limit") || response.header("retry-after").is_some();
-    if !exhausted && !secondary {
-        return None;
-    }
-    let reset = response
-        .header("x-ratelimit-reset")
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
-        .map(|at| format!(" until {at}"))
-        .unwrap_or_default();
-    Some(Verification::failed(
-        ReadyReason::ProviderError,
-        format!(
-            "GitHub rate-limited this token{reset} (HTTP {}); this is not a token problem, verification is retried later",
-            response.status.as_u16()
-        ),
-    ))
-}
-
 fn product(target: &Target, version: Option<&str>) -> String {
     match (is_cloud(&target.base_url), version) {
         (true, _) => "GitHub.com".to_owned(),
@@ -290,9 +267,6 @@ impl GitHub {
                 .with_facts(facts);
             }
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
-                if let Some(limited) = rate_limited(&response) {
-                    return limited.with_facts(facts);
-                }
                 if response.json::<serde_json::Value>().is_err() {
                     return Verification::unexpected_answer(KIND, "GET /user", &response);
                 }
@@ -386,6 +360,10 @@ impl Provider for GitHub {
         } else {
             Deployment::SelfHosted
         }
+    }
+
+    fn api_host(&self, base_url: &Url) -> String {
+        Url::parse(&self.api_root(base_url)).map_or_else(|_| host_port(base_url), |api| host_port(&api))
     }
 
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {

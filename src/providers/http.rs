@@ -5,7 +5,9 @@
 //!   `insecureSkipVerify` honoured (the caller warns);
 //! - a connect time-out and an overall per-request time-out;
 //! - response bodies capped at [`MAX_BODY_BYTES`]: a larger body is an error, not an allocation;
-//! - bounded retries with exponential backoff for 5xx and 429, honouring `Retry-After`;
+//! - bounded retries with exponential backoff for 5xx, honouring `Retry-After`;
+//! - rate-limited answers ([`super::rate_limit`]) waited out here only when the wait is short,
+//!   else returned at once as [`HttpError::RateLimited`] with the reset time;
 //! - redirects followed only within the same origin (scheme, host, port), so credentials never
 //!   reach another host; any other redirect is handed back to the provider as a 3xx answer;
 //! - requests to link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata endpoints)
@@ -23,6 +25,7 @@ use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 
 use super::address_guard::{AddressPolicy, DnsFailure, GuardError, GuardedResolver, Refused};
+use super::rate_limit;
 pub use super::tls::TlsOptions;
 use super::tls::{InvalidCaBundle, rustls_config};
 use std::time::Duration;
@@ -31,8 +34,11 @@ use std::time::Duration;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Attempts per request when the instance answers 5xx or 429.
 const MAX_ATTEMPTS: u32 = 3;
-/// Longest `Retry-After` honoured; a longer one ends the retries at once.
+/// Longest `Retry-After` of a 5xx answer honoured; a longer one ends the retries at once.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Longest rate-limit wait waited inside a request; a longer one is returned as
+/// [`HttpError::RateLimited`] for the caller to schedule.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
 /// Same-origin redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 
@@ -164,6 +170,12 @@ pub enum HttpError {
         attempts: u32,
         retry_note: String,
     },
+    #[error("{host} rate-limited this token until {until} (HTTP {status})")]
+    RateLimited {
+        host: String,
+        status: u16,
+        until: jiff::Timestamp,
+    },
     #[error("request to {host} failed: {detail}")]
     Other { host: String, detail: String },
     #[error(transparent)]
@@ -274,8 +286,26 @@ impl HttpClient {
                 .await
                 .map_err(|e| classify(&e, &host, self.config.timeout))?;
             let status = response.status();
-            let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            if !retryable {
+            if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN) {
+                let answer = read_capped(response, self.config.timeout, &host).await?;
+                let Some(until) = rate_limit::rate_limited_until(answer.status, &answer.headers, &answer.body) else {
+                    return Ok(answer);
+                };
+                // A short wait is waited here; a longer one is the caller's to schedule:
+                // asking again before the reset only walks into the same wall.
+                let wait = Duration::try_from(until.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+                if attempt >= MAX_ATTEMPTS || wait > MAX_RATE_LIMIT_WAIT || deadline::passes_after(wait) {
+                    return Err(HttpError::RateLimited {
+                        host,
+                        status: status.as_u16(),
+                        until,
+                    });
+                }
+                tracing::debug!(%host, status = status.as_u16(), ?wait, "rate-limited briefly; waiting");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !status.is_server_error() {
                 return read_capped(response, self.config.timeout, &host).await;
             }
             let retry_after = parse_retry_after(response.headers());
@@ -468,13 +498,7 @@ async fn read_capped(
 
 /// `Retry-After` as seconds or an HTTP date.
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let now = jiff::Timestamp::now();
-    Some(Duration::try_from(when.duration_since(now)).unwrap_or(Duration::ZERO))
+    rate_limit::retry_after_delay(headers)
 }
 
 /// Turns reqwest's error into one the user can act on, by walking its source chain.

@@ -9,6 +9,7 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod memory;
+pub mod rate_limit;
 pub mod tls;
 
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
@@ -96,6 +97,8 @@ pub struct Verification {
     pub reason: ReadyReason,
     pub message: String,
     pub facts: Facts,
+    /// The instance rate-limited the token: when it takes its requests again.
+    pub retry_at: Option<jiff::Timestamp>,
 }
 
 impl Verification {
@@ -104,6 +107,7 @@ impl Verification {
             reason: ReadyReason::Verified,
             message: message.into(),
             facts,
+            retry_at: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl Verification {
             reason,
             message: message.into(),
             facts: Facts::default(),
+            retry_at: None,
         }
     }
 
@@ -137,24 +142,42 @@ impl Verification {
     /// Forgets what is remembered about the instance (`key`) when this outcome says the
     /// instance answered differently: unreachable, another TLS identity, not its API, failing.
     pub(crate) fn settle(self, http: &HttpClient, key: &str) -> Verification {
-        if matches!(
-            self.reason,
-            ReadyReason::Unreachable
-                | ReadyReason::TlsError
-                | ReadyReason::EndpointNotFound
-                | ReadyReason::ProviderError
-        ) {
+        if self.retry_at.is_none()
+            && matches!(
+                self.reason,
+                ReadyReason::Unreachable
+                    | ReadyReason::TlsError
+                    | ReadyReason::EndpointNotFound
+                    | ReadyReason::ProviderError
+            )
+        {
             http.memory().forget_instance(key);
         }
         self
     }
 
+    /// A rate-limited token: not a token problem; verified again after `until`.
+    pub fn rate_limited(message: impl std::fmt::Display, until: jiff::Timestamp) -> Verification {
+        Verification {
+            retry_at: Some(until),
+            ..Verification::failed(
+                ReadyReason::ProviderError,
+                format!("{message}; this is not a token problem: it is verified again after that"),
+            )
+        }
+    }
+
     /// A request that got no usable answer, mapped to its reason.
     pub fn from_http_error(provider: ProviderKind, error: &HttpError) -> Verification {
+        if let HttpError::RateLimited { until, .. } = error {
+            return Verification::rate_limited(error, *until);
+        }
         let reason = match error {
             HttpError::Tls { .. } => ReadyReason::TlsError,
             HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } => ReadyReason::Unreachable,
-            HttpError::Unavailable { .. } | HttpError::Other { .. } => ReadyReason::ProviderError,
+            HttpError::Unavailable { .. } | HttpError::Other { .. } | HttpError::RateLimited { .. } => {
+                ReadyReason::ProviderError
+            }
             HttpError::BodyTooLarge { .. } => ReadyReason::EndpointNotFound,
             HttpError::InvalidUrl { .. } | HttpError::AddressRefused(_) | HttpError::InvalidCaBundle(_) => {
                 ReadyReason::InvalidSpec
@@ -214,6 +237,12 @@ pub trait Provider: Send + Sync {
         Ok(())
     }
 
+    /// The instance the requests for `base_url` really go to, as `host:port`: the per-host cap
+    /// and rate-limit holds count by it (github.com and api.github.com are one instance).
+    fn api_host(&self, base_url: &Url) -> String {
+        host_port(base_url)
+    }
+
     /// Proves the token against the instance and reports what the instance revealed.
     fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification>;
 }
@@ -227,6 +256,15 @@ pub fn provider(kind: ProviderKind) -> &'static dyn Provider {
         ProviderKind::GitHub => &github::GITHUB,
         ProviderKind::Gitea => &gitea::Gitea,
     }
+}
+
+/// `host:port` of a URL, the port explicit.
+pub fn host_port(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
 }
 
 /// `Some(text)` unless it is missing or blank.

@@ -23,6 +23,7 @@ pub mod bitbucket;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod rate_limits;
 
 pub use azure_devops::{FakeAzureDevOps, InvalidTokenAnswer};
 pub use bitbucket::{FakeBitbucketCloud, FakeBitbucketServer};
@@ -173,6 +174,8 @@ pub struct RecordedRequest {
     /// Path and query.
     pub path: String,
     pub headers: HeaderMap,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 impl RecordedRequest {
@@ -266,6 +269,7 @@ async fn record_and_misbehave(State(shared): State<Arc<Shared>>, request: Reques
         method: request.method().to_string(),
         path: path.clone(),
         headers: request.headers().clone(),
+        at: std::time::SystemTime::now(),
     });
     let wave = shared.waves.lock().unwrap().clone();
     if let Some(barrier) = wave

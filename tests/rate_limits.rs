@@ -1,0 +1,249 @@
+//! Rate-limited answers, as each provider gives them, through the real HTTP client and the
+//! real `verify` binary: a ProviderError that carries the reset time (in the message and as
+//! `retry_at`), no request sent again into the limit, a short limit waited out, and `verify`
+//! waiting out a reset within its `--timeout` but not beyond.
+
+mod support;
+
+use gitprovider_operator::api::{ProviderKind, ReadyReason};
+use gitprovider_operator::providers::bitbucket::Bitbucket;
+use gitprovider_operator::providers::github::GitHub;
+use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
+use gitprovider_operator::providers::{Provider, Target, Verification, parse_base_url, provider};
+use gitprovider_operator::token::Token;
+use reqwest::Url;
+use std::time::Duration;
+use support::fake_providers::rate_limits::{RateLimitAnswer, rate_limited};
+use support::fake_providers::*;
+
+const TOKEN: &str = "tok-SECRET-rate-limited";
+const RESET_IN: Duration = Duration::from_secs(600);
+
+fn target(url: &Url, username: Option<&str>) -> Target {
+    Target {
+        base_url: parse_base_url(url.as_str()).expect("base url"),
+        token: Token::new(TOKEN).expect("token"),
+        username: username.map(str::to_owned),
+        tls: TlsOptions::default(),
+    }
+}
+
+async fn verify(provider: &dyn Provider, target: &Target) -> Verification {
+    let http = HttpClient::new(HttpConfig {
+        timeout: Duration::from_secs(5),
+        retry_base_delay: Duration::from_millis(10),
+        ..HttpConfig::default()
+    });
+    tokio::time::timeout(Duration::from_secs(20), provider.verify(&http, target))
+        .await
+        .expect("verification finished in time")
+}
+
+/// A ProviderError until about `reset_in` from now, saying so, without the token.
+#[track_caller]
+fn assert_limited_until(v: &Verification, reset_in: Duration) {
+    assert_eq!(v.reason, ReadyReason::ProviderError, "{v:#?}");
+    let until = v.retry_at.expect("a reset time");
+    let from_now = until.duration_since(jiff::Timestamp::now()).as_secs();
+    let expected = reset_in.as_secs() as i64;
+    assert!(
+        (expected - 3..=expected + 1).contains(&from_now),
+        "reset in {from_now}s, not {expected}s"
+    );
+    assert!(v.message.contains(&until.to_string()), "{}", v.message);
+    assert!(
+        v.message.contains("rate-limited") && v.message.contains("not a token problem"),
+        "{}",
+        v.message
+    );
+    assert!(!v.message.contains(TOKEN));
+}
+
+/// The stand-in was asked once on `path`: nothing sent again into the limit.
+#[track_caller]
+fn assert_asked_once(fake: &FakeServer, path: &str) {
+    let asked = fake.requests().iter().filter(|r| r.path.starts_with(path)).count();
+    assert_eq!(asked, 1, "requests to {path}: {:?}", fake.requests());
+}
+
+#[tokio::test]
+async fn github_primary_and_secondary_limits() {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, TokenSpec::user("octocat").scopes(["repo"]));
+    let github = GitHub::with_cloud_api(fake.url());
+    let github_com = "https://github.com".parse().expect("url");
+    fake.fault(
+        Some("/user"),
+        rate_limited(RateLimitAnswer::GitHubPrimary, RESET_IN),
+        None,
+    );
+    let v = verify(&github, &target(&github_com, None)).await;
+    assert_limited_until(&v, RESET_IN);
+    assert!(v.message.contains("HTTP 403"), "{}", v.message);
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/user").count(), 1);
+
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, TokenSpec::user("octocat").scopes(["repo"]));
+    let github = GitHub::with_cloud_api(fake.url());
+    fake.fault(
+        Some("/user"),
+        rate_limited(RateLimitAnswer::GitHubSecondary, RESET_IN),
+        None,
+    );
+    let v = verify(&github, &target(&github_com, None)).await;
+    assert_limited_until(&v, RESET_IN);
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/user").count(), 1);
+}
+
+#[tokio::test]
+async fn gitlab_limit() {
+    let fake = FakeGitLab::start().await;
+    fake.add_token(TOKEN, TokenSpec::jane_doe());
+    fake.fault(
+        Some("/api/v4/user"),
+        rate_limited(RateLimitAnswer::GitLab, RESET_IN),
+        None,
+    );
+    let v = verify(provider(ProviderKind::GitLab), &target(&fake.url(), None)).await;
+    assert_limited_until(&v, RESET_IN);
+    assert!(v.message.contains("HTTP 429"), "{}", v.message);
+    assert_asked_once(&fake, "/api/v4/user");
+}
+
+#[tokio::test]
+async fn azure_devops_limit() {
+    let fake = FakeAzureDevOps::start_services().await;
+    fake.add_token(TOKEN, TokenSpec::user("jane@example.com"));
+    fake.fault(
+        Some("/fabrikam/_apis/connectionData"),
+        rate_limited(RateLimitAnswer::AzureDevOps, RESET_IN),
+        None,
+    );
+    let url = fake.collection_url("/fabrikam");
+    let v = verify(provider(ProviderKind::AzureDevOps), &target(&url, None)).await;
+    assert_limited_until(&v, RESET_IN);
+    assert_asked_once(&fake, "/fabrikam/_apis/connectionData");
+}
+
+#[tokio::test]
+async fn bitbucket_limits() {
+    let server = FakeBitbucketServer::start().await;
+    server.add_token(TOKEN, TokenSpec::user("jdoe"));
+    server.fault(
+        Some("/rest/api/1.0/repos"),
+        rate_limited(RateLimitAnswer::BitbucketServer, RESET_IN),
+        None,
+    );
+    let v = verify(provider(ProviderKind::Bitbucket), &target(&server.url(), None)).await;
+    assert_limited_until(&v, RESET_IN);
+    assert_asked_once(&server, "/rest/api/1.0/repos");
+
+    // Bitbucket Cloud names no reset: its window rolls by the minute.
+    let cloud = FakeBitbucketCloud::start().await;
+    cloud.add_token(TOKEN, TokenSpec::user("jdoe").email("jdoe@example.com"));
+    cloud.fault(
+        Some("/2.0/user"),
+        rate_limited(RateLimitAnswer::BitbucketCloud, RESET_IN),
+        None,
+    );
+    let bitbucket = Bitbucket::with_cloud_api(cloud.url());
+    let bitbucket_org = "https://bitbucket.org".parse().expect("url");
+    let v = verify(&bitbucket, &target(&bitbucket_org, Some("jdoe@example.com"))).await;
+    assert_limited_until(&v, Duration::from_secs(60));
+    assert_eq!(cloud.requests().iter().filter(|r| r.path == "/2.0/user").count(), 1);
+}
+
+#[tokio::test]
+async fn a_short_limit_is_waited_out_inside_the_request() {
+    let fake = FakeGitLab::start().await;
+    fake.add_token(TOKEN, TokenSpec::jane_doe());
+    fake.fault(
+        Some("/api/v4/user"),
+        rate_limited(RateLimitAnswer::GitLab, Duration::from_secs(1)),
+        Some(1),
+    );
+    let v = verify(provider(ProviderKind::GitLab), &target(&fake.url(), None)).await;
+    assert_eq!(v.reason, ReadyReason::Verified, "{v:#?}");
+    assert_eq!(v.retry_at, None);
+}
+
+// ---- the verify command ---------------------------------------------------------------
+
+async fn verify_cli(url: &Url, timeout: &str) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
+    command
+        .args(["verify", "--provider", "GitLab", "--url", url.as_str()])
+        .args(["--token-env", "GL_TOKEN", "--timeout", timeout])
+        .env("GL_TOKEN", TOKEN)
+        .env_remove("RUST_LOG");
+    tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
+        .await
+        .expect("join")
+}
+
+fn ready(output: &std::process::Output) -> (String, String) {
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not the status JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("a Ready condition")
+        .clone();
+    (
+        ready["reason"].as_str().unwrap_or_default().to_owned(),
+        ready["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn verify_waits_out_a_reset_within_its_timeout() {
+    let fake = FakeGitLab::start().await;
+    fake.add_token(TOKEN, TokenSpec::jane_doe());
+    // Longer than what the client waits inside a request, shorter than --timeout.
+    fake.fault(
+        Some("/api/v4/user"),
+        rate_limited(RateLimitAnswer::GitLab, Duration::from_secs(7)),
+        Some(1),
+    );
+    let output = verify_cli(&fake.url(), "30s").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(ready(&output).0, "Verified");
+    assert!(
+        stderr.contains("rate-limited until") && stderr.contains("verifying again"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN));
+    // Asked again only once the reset had passed.
+    let users: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v4/user")
+        .collect();
+    assert_eq!(users.len(), 2);
+    let waited = users[1].at.duration_since(users[0].at).unwrap_or_default();
+    assert!(waited >= Duration::from_secs(5), "asked again after {waited:?}");
+}
+
+#[tokio::test]
+async fn verify_fails_at_once_on_a_reset_beyond_its_timeout() {
+    let fake = FakeGitLab::start().await;
+    fake.add_token(TOKEN, TokenSpec::jane_doe());
+    fake.fault(
+        Some("/api/v4/user"),
+        rate_limited(RateLimitAnswer::GitLab, RESET_IN),
+        None,
+    );
+    let output = verify_cli(&fake.url(), "10s").await;
+    assert_eq!(output.status.code(), Some(1));
+    let (reason, message) = ready(&output);
+    assert_eq!(reason, "ProviderError");
+    assert!(message.contains("rate-limited this token until 20"), "{message}");
+    assert!(message.contains("--timeout 10s"), "{message}");
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/api/v4/user").count(), 1);
+}
