@@ -793,6 +793,34 @@ impl Cluster {
         api.create(&PostParams::default(), &config)
             .await
             .expect("create the webhook configuration");
+        if failure_policy == "Fail" && self.plane().is_some() {
+            self.wait_webhook_in_effect().await;
+        }
+    }
+
+    /// kube-apiserver picks up a new webhook configuration from its informer a moment after the
+    /// create returns: until then, writes are admitted without calling it. Waits (bounded) until
+    /// a dry-run create comes back with the webhook's http:// warning. Real server only (the
+    /// emulator has no dry run); a dry run reserves no name.
+    async fn wait_webhook_in_effect(&self) {
+        let probe = serde_json::to_value(self.connection(&self.ns, "webhook-probe", "webhook-probe", "pat", json!({})))
+            .expect("JSON");
+        let path = format!(
+            "/apis/gitprovider.dev/v1alpha1/namespaces/{}/gitproviderconnections?dryRun=All",
+            self.ns
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, warnings, _) = self.raw("POST", &path, &probe).await;
+            if warnings.iter().any(|w| w.contains("spec.url uses http://")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook configuration was not in effect within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Reads the Lease `ns/name`'s holder, if any.
