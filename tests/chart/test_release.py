@@ -156,7 +156,8 @@ def test_the_packaging_step_works_with_the_real_helm(helm, tmp_path):
         names = set(tar.getnames())
         packaged = yaml.safe_load(tar.extractfile("gitprovider-operator/Chart.yaml").read())
     for needed in ("Chart.yaml", "values.yaml", "values.schema.json",
-                   "crds/gitproviderconnections.yaml", "templates/deployment.yaml"):
+                   "crds/gitproviderconnections.yaml", "templates/deployment.yaml",
+                   "dashboards/gitprovider-operator.json"):
         assert f"gitprovider-operator/{needed}" in names, needed
     assert packaged["version"] == version and packaged["appVersion"] == version
     assert packaged["home"] and packaged["sources"] and packaged["maintainers"]
