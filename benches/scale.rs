@@ -33,6 +33,8 @@ mod common;
 mod floor;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/provider_mix.rs"]
 mod provider_mix;
 #[path = "support/real_api.rs"]
@@ -49,6 +51,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use load::{Shot, Stats};
+use process::{cpu_of, proc_kib};
 use real_api::{ApiCall, RealApi, Usage};
 use serde_json::json;
 use std::collections::HashMap;
@@ -662,39 +665,8 @@ impl Operator {
 
     /// SIGTERM (a profiler wrapping the operator writes its output then), SIGKILL after 30 s.
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::stop(&mut self.child);
     }
-}
-
-/// A field of /proc/PID/status in KiB (VmHWM: peak RSS; VmRSS: current); 0 if unreadable.
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) of a process (`self` for this one), from /proc (100 ticks/s).
-fn cpu_of(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 fn mib(kib: u64) -> f64 {

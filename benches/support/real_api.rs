@@ -11,6 +11,9 @@
 //! `stageTimestamp`). A metadata watch in this process ([`WatchClock`]) sees the same writes as
 //! any client of the server would, for comparison.
 
+// Shared by the scale and peer benchmarks; neither uses all of it.
+#![allow(dead_code)]
+
 use crate::support::control_plane::{self, ControlPlane, ROOT, SYSTEM_NAMESPACE};
 use futures::StreamExt;
 use gitprovider_operator::api::GitProviderConnection;
@@ -79,6 +82,7 @@ pub struct Usage {
 /// A control plane of the benchmark's own, stopped (`scripts/control-plane down`) when dropped.
 pub struct RealApi {
     _down: Down,
+    dir: PathBuf,
     client: kube::Client,
     operator_kubeconfig: PathBuf,
     audit: AuditTail,
@@ -121,6 +125,7 @@ impl RealApi {
         let client = plane.client().await;
         let real = RealApi {
             _down: down,
+            dir,
             client,
             operator_kubeconfig,
             audit,
@@ -144,6 +149,17 @@ impl RealApi {
         .await;
         created.into_iter().collect::<Result<Vec<()>, String>>()?;
         Ok(real)
+    }
+
+    /// The control plane, for kubectl and kubeconfigs (not stopped when dropped: this is).
+    pub fn plane(&self) -> ControlPlane {
+        ControlPlane::open_existing(&self.dir)
+    }
+
+    /// A record of the requests of another user (a peer operator's ServiceAccount), read from
+    /// the start of the audit log.
+    pub fn audit_of(&self, user: &str) -> AuditTail {
+        AuditTail::new(self.plane().audit_log_path(), user)
     }
 
     /// An admin client (`system:masters`: exempt from priority and fairness).
@@ -200,10 +216,10 @@ impl RealApi {
     pub fn usage(&self) -> Usage {
         let pid = |p: u32| p.to_string();
         Usage {
-            apiserver_cpu: crate::cpu_of(&pid(self.apiserver_pid)),
-            etcd_cpu: crate::cpu_of(&pid(self.etcd_pid)),
-            apiserver_peak_kib: crate::proc_kib(self.apiserver_pid, "VmHWM"),
-            etcd_peak_kib: crate::proc_kib(self.etcd_pid, "VmHWM"),
+            apiserver_cpu: crate::process::cpu_of(&pid(self.apiserver_pid)),
+            etcd_cpu: crate::process::cpu_of(&pid(self.etcd_pid)),
+            apiserver_peak_kib: crate::process::proc_kib(self.apiserver_pid, "VmHWM"),
+            etcd_peak_kib: crate::process::proc_kib(self.etcd_pid, "VmHWM"),
         }
     }
 
@@ -249,7 +265,7 @@ fn prepare(plane: &ControlPlane) {
 /// The audit log as a growing record of one user's requests: reads what was appended since the
 /// last look (and the end of the rotated file when the log was rotated meanwhile); other users'
 /// lines are skipped unparsed.
-struct AuditTail {
+pub struct AuditTail {
     path: PathBuf,
     /// `"username":"USER"`
     needle: String,
@@ -305,7 +321,9 @@ impl AuditTail {
         }
     }
 
-    fn count_from(&self, from: usize, pred: impl Fn(&ApiCall) -> bool) -> (usize, usize) {
+    /// How many of the user's requests from index `from` on satisfy `pred`, and how many there
+    /// are.
+    pub fn count_from(&self, from: usize, pred: impl Fn(&ApiCall) -> bool) -> (usize, usize) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.read_new(&mut state);
         let matching = state
@@ -315,7 +333,8 @@ impl AuditTail {
         (matching, state.calls.len())
     }
 
-    fn calls_from(&self, from: usize) -> Vec<ApiCall> {
+    /// The user's requests from index `from` on.
+    pub fn calls_from(&self, from: usize) -> Vec<ApiCall> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.read_new(&mut state);
         state.calls.get(from..).unwrap_or_default().to_vec()

@@ -259,20 +259,20 @@ impl ControlPlane {
     /// runs with in a cluster, so its RBAC is proven by every scenario.
     pub fn operator_kubeconfig(&self) -> PathBuf {
         self.operator_kubeconfig
-            .get_or_init(|| {
-                let token = self.kubectl_ok(&[
-                    "create",
-                    "token",
-                    OPERATOR_SERVICE_ACCOUNT,
-                    "-n",
-                    SYSTEM_NAMESPACE,
-                    "--duration",
-                    "4h",
-                ]);
-                let ca = std::fs::read(self.dir.join("ca.crt")).expect("ca.crt");
-                let path = self.dir.join(format!("operator-{}.kubeconfig", std::process::id()));
-                let contents = format!(
-                    "apiVersion: v1
+            .get_or_init(|| self.service_account_kubeconfig(SYSTEM_NAMESPACE, OPERATOR_SERVICE_ACCOUNT))
+            .clone()
+    }
+
+    /// A kubeconfig (written into the control plane's folder) that authenticates as the
+    /// ServiceAccount `namespace/name` with a TokenRequest token of 4 hours.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.kubectl_ok(&["create", "token", name, "-n", namespace, "--duration", "4h"]);
+        let ca = std::fs::read(self.dir.join("ca.crt")).expect("ca.crt");
+        let path = self
+            .dir
+            .join(format!("{namespace}-{name}-{}.kubeconfig", std::process::id()));
+        let contents = format!(
+            "apiVersion: v1
 kind: Config
 clusters:
 - name: control-plane
@@ -280,25 +280,22 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 contexts:
-- name: operator
+- name: {name}
   context:
     cluster: control-plane
-    user: {sa}
-current-context: operator
+    user: {name}
+current-context: {name}
 users:
-- name: {sa}
+- name: {name}
   user:
     token: {token}
 ",
-                    server = self.server_url(),
-                    ca = b64(&ca),
-                    sa = OPERATOR_SERVICE_ACCOUNT,
-                    token = token.trim(),
-                );
-                std::fs::write(&path, contents).expect("write the operator kubeconfig");
-                path
-            })
-            .clone()
+            server = self.server_url(),
+            ca = b64(&ca),
+            token = token.trim(),
+        );
+        std::fs::write(&path, contents).expect("write the ServiceAccount kubeconfig");
+        path
     }
 
     /// The full user name the operator authenticates as.

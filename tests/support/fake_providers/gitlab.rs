@@ -6,7 +6,10 @@
 //! - `GET /api/v4/personal_access_tokens/self` (GitLab 15.5+; 404 when switched off with
 //!   [`FakeGitLab::set_self_endpoint`]): `scopes`, `expires_at` as a date, `active`, `revoked`;
 //! - `GET /api/v4/user` needs `api`, `read_api` or `read_user` (else 403 `insufficient_scope`);
-//! - `GET /api/v4/version`: `{"version": ..., "revision": ...}`.
+//! - `GET /api/v4/version`: `{"version": ..., "revision": ...}`;
+//! - `GET /api/v4/projects/:id/variables` (project-level CI/CD variables API) needs `api` or
+//!   `read_api`: one variable, for any project id. External Secrets Operator validates its GitLab
+//!   SecretStore with this call (the peer benchmark, `benches/peer.rs`).
 
 use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, json, lookup};
 use axum::Router;
@@ -152,6 +155,28 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             Some(version) => json(StatusCode::OK, json!({"version": version, "revision": "6a5f9e3b"})),
             None => not_found(),
         },
+        path if path.starts_with("/api/v4/projects/") && path.ends_with("/variables") => {
+            if !spec.has_scope(&["api", "read_api"]) {
+                return json(
+                    StatusCode::FORBIDDEN,
+                    json!({"error": "insufficient_scope", "scope": "api read_api"}),
+                );
+            }
+            json(
+                StatusCode::OK,
+                json!([{
+                    "variable_type": "env_var",
+                    "key": "DEPLOY_TARGET",
+                    "value": "staging",
+                    "protected": false,
+                    "masked": false,
+                    "hidden": false,
+                    "raw": false,
+                    "environment_scope": "*",
+                    "description": null,
+                }]),
+            )
+        }
         _ => not_found(),
     }
 }
