@@ -67,6 +67,7 @@ pub struct Running {
     audit: AuditTail,
     /// Where its audit record stood when it started.
     mark: usize,
+    label: String,
     resource: ApiResource,
 }
 
@@ -90,6 +91,7 @@ impl Running {
             spawned_wall: SystemTime::now(),
             audit,
             mark,
+            label: spec.label.clone(),
             resource: spec.resource.clone(),
         }
     }
@@ -116,7 +118,7 @@ impl Running {
         let mut all_ready = None;
         while self.spawned.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited: {status}", self.resource.kind);
+                panic!("{} exited: {status}", self.label);
             }
             let calls = self.audit.calls_from(seen);
             seen += calls.len();

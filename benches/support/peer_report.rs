@@ -60,7 +60,7 @@ fn converged_rows(out: &mut String, n: usize, ours: &Converged, peer: &Converged
     };
     let _ = writeln!(
         out,
-        "| start → all {n} Ready (s) | {:.1} | {:.1} | {:.2} (peer ÷ ours: {speedup:.2}× faster) | ≥ 3× faster: {} |",
+        "| start → all {n} Ready (s) | {:.1} | {:.1} | {} (peer ÷ ours: {speedup:.2}× faster) | ≥ 3× faster: {} |",
         ours.all_ready_secs,
         peer.all_ready_secs,
         ratio(ours.all_ready_secs, peer.all_ready_secs),
@@ -75,85 +75,66 @@ fn converged_rows(out: &mut String, n: usize, ours: &Converged, peer: &Converged
         1,
         &format!("≤ ¼: {}", verdict(rss_met)),
     );
-    row(out, "CPU, start → all Ready (s)", ours.cpu_secs, peer.cpu_secs, 2, "");
-    row(
-        out,
-        "kube-apiserver CPU meanwhile (s)",
-        ours.apiserver_cpu_secs,
-        peer.apiserver_cpu_secs,
-        2,
-        "",
-    );
-    row(
-        out,
-        "API requests per object",
-        ours.api_requests as f64 / n as f64,
-        peer.api_requests as f64 / n as f64,
-        2,
-        "",
-    );
-    row(
-        out,
-        "API writes per object",
-        ours.api_writes as f64 / n as f64,
-        peer.api_writes as f64 / n as f64,
-        2,
-        "",
-    );
-    row(
-        out,
-        "provider requests per object",
-        ours.provider_requests as f64 / n as f64,
-        peer.provider_requests as f64 / n as f64,
-        2,
-        "",
-    );
+    let per_object = |count: usize| count as f64 / n as f64;
+    for (what, o, p) in [
+        ("CPU, start → all Ready (s)", ours.cpu_secs, peer.cpu_secs),
+        (
+            "kube-apiserver CPU meanwhile (s)",
+            ours.apiserver_cpu_secs,
+            peer.apiserver_cpu_secs,
+        ),
+        (
+            "API requests per object",
+            per_object(ours.api_requests),
+            per_object(peer.api_requests),
+        ),
+        (
+            "API writes per object",
+            per_object(ours.api_writes),
+            per_object(peer.api_writes),
+        ),
+        (
+            "provider requests per object",
+            per_object(ours.provider_requests),
+            per_object(peer.provider_requests),
+        ),
+    ] {
+        row(out, what, o, p, 2, "");
+    }
 }
 
 fn steady_rows(out: &mut String, n: usize, ours: &Steady, peer: &Steady, interval_secs: u64) {
     let per = |s: &Steady, count: usize| per_interval(count, n, s, interval_secs);
-    row(
-        out,
-        "after convergence: API requests per object per interval",
-        per(ours, ours.api_requests),
-        per(peer, peer.api_requests),
-        2,
-        "",
-    );
-    row(
-        out,
-        "after convergence: API writes per object per interval",
-        per(ours, ours.api_writes),
-        per(peer, peer.api_writes),
-        2,
-        "",
-    );
-    row(
-        out,
-        "after convergence: provider requests per object per interval",
-        per(ours, ours.provider_requests),
-        per(peer, peer.provider_requests),
-        2,
-        "",
-    );
-    let cpu = |s: &Steady| s.cpu_secs / (s.window_secs / interval_secs as f64);
-    let apiserver = |s: &Steady| s.apiserver_cpu_secs / (s.window_secs / interval_secs as f64);
-    row(
-        out,
-        "after convergence: CPU per interval (s)",
-        cpu(ours),
-        cpu(peer),
-        2,
-        "",
-    );
-    row(
-        out,
-        "after convergence: kube-apiserver CPU per interval (s)",
-        apiserver(ours),
-        apiserver(peer),
-        2,
-        "",
-    );
+    let intervals = |s: &Steady| s.window_secs / interval_secs as f64;
+    for (what, o, p) in [
+        (
+            "API requests per object per interval",
+            per(ours, ours.api_requests),
+            per(peer, peer.api_requests),
+        ),
+        (
+            "API writes per object per interval",
+            per(ours, ours.api_writes),
+            per(peer, peer.api_writes),
+        ),
+        (
+            "provider requests per object per interval",
+            per(ours, ours.provider_requests),
+            per(peer, peer.provider_requests),
+        ),
+        (
+            "CPU per interval (s)",
+            ours.cpu_secs / intervals(ours),
+            peer.cpu_secs / intervals(peer),
+        ),
+        (
+            "kube-apiserver CPU per interval (s)",
+            ours.apiserver_cpu_secs / intervals(ours),
+            peer.apiserver_cpu_secs / intervals(peer),
+        ),
+    ] {
+        row(out, &format!("after convergence: {what}"), o, p, 2, "");
+    }
     row(out, "after convergence: RSS (MiB)", ours.rss_mib, peer.rss_mib, 1, "");
 }
 
