@@ -10,7 +10,7 @@
 //!
 //! 1. start to all Ready (each object's first status write, then a list showing all Ready),
 //!    peak RSS, CPU, API requests and provider requests;
-//! 2. a window after convergence at the same 1m interval: API requests and writes per object
+//! 2. a window after convergence at the same interval (1m by default): API requests and writes per object
 //!    per interval, CPU;
 //! 3. at the largest size, N unrelated Secrets of 50 KiB more, and each restarted until every
 //!    object was validated again: peak RSS.
@@ -48,7 +48,7 @@ pub struct Options {
     /// ESO `--concurrent`, ours `--max-concurrent-verifications` (per-host cap off).
     pub concurrency: u16,
     pub latency: Duration,
-    /// Both validate every minute: ours `verifyInterval: 1m`, ESO `--store-requeue-interval`.
+    /// Both validate every M minutes: ours `verifyInterval: Mm`, ESO `--store-requeue-interval`.
     pub interval_secs: u64,
     pub window: Duration,
     /// Unrelated Secrets added at the largest size (0: skip) and their size.
@@ -92,6 +92,7 @@ fn parse_options(args: &[String]) -> Options {
             "--sizes" => options.sizes = value().split(',').map(|v| number(v.trim().to_owned())).collect(),
             "--concurrency" => options.concurrency = value().parse().unwrap_or_else(|_| usage()),
             "--latency-ms" => options.latency = Duration::from_millis(number(value()) as u64),
+            "--interval-minutes" => options.interval_secs = 60 * number(value()).max(1) as u64,
             "--window" => options.window = Duration::from_secs(number(value()) as u64),
             "--blobs" => options.blobs = number(value()),
             "--blob-kib" => options.blob_kib = number(value()),
