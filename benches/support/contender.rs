@@ -30,6 +30,8 @@ pub struct Converged {
     /// Process start to the last object's first successful status write (or, when a write left
     /// an object not Ready, to the list that first showed all Ready).
     pub all_ready_secs: f64,
+    /// Process start to the first successful status write (start-up, lists, first verification).
+    pub first_write_secs: f64,
     pub converged: bool,
     /// Objects whose Ready condition is True, listed after convergence.
     pub ready: usize,
@@ -151,7 +153,9 @@ impl Running {
         let peak = proc_kib(self.pid(), "VmHWM");
         let apiserver_cpu = real.usage().apiserver_cpu.saturating_sub(apiserver_before);
         let calls = self.audit.calls_from(self.mark);
+        let since_start = |t: SystemTime| t.duration_since(self.spawned_wall).unwrap_or_default().as_secs_f64();
         Converged {
+            first_write_secs: first_write.values().min().copied().map_or(0.0, since_start),
             all_ready_secs: all_ready
                 .and_then(|t| t.duration_since(self.spawned_wall).ok())
                 .unwrap_or_else(|| self.spawned.elapsed())

@@ -77,6 +77,11 @@ fn converged_rows(out: &mut String, n: usize, ours: &Converged, peer: &Converged
     );
     let per_object = |count: usize| count as f64 / n as f64;
     for (what, o, p) in [
+        (
+            "start → first status write (s)",
+            ours.first_write_secs,
+            peer.first_write_secs,
+        ),
         ("CPU, start → all Ready (s)", ours.cpu_secs, peer.cpu_secs),
         (
             "kube-apiserver CPU meanwhile (s)",
