@@ -81,8 +81,8 @@ pub struct Usage {
 
 /// A control plane of the benchmark's own, stopped (`scripts/control-plane down`) when dropped.
 pub struct RealApi {
-    _down: Down,
-    dir: PathBuf,
+    /// Its folder; stopped when dropped.
+    down: Down,
     client: kube::Client,
     operator_kubeconfig: PathBuf,
     audit: AuditTail,
@@ -124,8 +124,7 @@ impl RealApi {
         let audit = AuditTail::new(plane.audit_log_path(), &plane.operator_user());
         let client = plane.client().await;
         let real = RealApi {
-            _down: down,
-            dir,
+            down,
             client,
             operator_kubeconfig,
             audit,
@@ -153,7 +152,7 @@ impl RealApi {
 
     /// The control plane, for kubectl and kubeconfigs (not stopped when dropped: this is).
     pub fn plane(&self) -> ControlPlane {
-        ControlPlane::open_existing(&self.dir)
+        ControlPlane::open_existing(&self.down.0)
     }
 
     /// A record of the requests of another user (a peer operator's ServiceAccount), read from
