@@ -47,7 +47,13 @@ pub const TOKEN_EXPIRING_SOON: &str = "TokenExpiringSoon";
     ),
     printcolumn(name = "User", type_ = "string", json_path = ".status.authenticatedUser.username"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.tokenExpiresAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Repositories",
+        type_ = "string",
+        json_path = ".status.repositorySummary",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitProviderConnectionSpec {
@@ -98,6 +104,39 @@ pub struct GitProviderConnectionSpec {
     /// When true, the token is not verified and the status says Suspended.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Repositories this connection must reach (at most 100), in the provider's path form:
+    /// GitLab group/subgroup/project; GitHub and Gitea owner/repo; Bitbucket Server
+    /// PROJECTKEY/repo-slug; Bitbucket Cloud workspace/repo-slug; Azure DevOps project/repo.
+    /// Each is looked up with the token on every verification (see status.repositories).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "repositories_schema")]
+    pub repositories: Vec<String>,
+}
+
+/// Most entries `spec.repositories` may hold.
+pub const MAX_REPOSITORIES: usize = 100;
+/// Longest repository path accepted.
+pub const MAX_REPOSITORY_PATH: usize = 512;
+
+// A set (the API server refuses duplicates, naming the entry), bounded, and each entry without
+// a leading or trailing slash; the per-provider path forms are checked by the webhook.
+fn repositories_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Repositories this connection must reach (at most 100), in the provider's path form: GitLab group/subgroup/project; GitHub and Gitea owner/repo; Bitbucket Server PROJECTKEY/repo-slug; Bitbucket Cloud workspace/repo-slug; Azure DevOps project/repo. Each is looked up with the token on every verification (see status.repositories).",
+        "type": "array",
+        "maxItems": MAX_REPOSITORIES,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 3,
+            "maxLength": MAX_REPOSITORY_PATH,
+            "x-kubernetes-validations": [
+                {"rule": "!self.startsWith('/') && !self.endsWith('/') && self.contains('/')",
+                 "message": "a repository path has at least two segments separated by /, and no leading or trailing /"}
+            ]
+        }
+    })
 }
 
 impl GitProviderConnectionSpec {
@@ -121,6 +160,7 @@ impl GitProviderConnectionSpec {
             tls: None,
             verify_interval: default_verify_interval(),
             suspend: false,
+            repositories: Vec::new(),
         }
     }
 }
@@ -253,6 +293,13 @@ pub struct GitProviderConnectionStatus {
     /// When the token expires, when the provider reveals it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<Time>,
+    /// One entry per spec.repositories path, in the same order: whether the token can read it.
+    /// Left out when spec.repositories is empty or the token itself failed verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<RepositoryStatus>>,
+    /// How many of spec.repositories are readable, as READABLE/LISTED (e.g. 3/4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_summary: Option<String>,
     /// Ready and TokenExpiringSoon, in the metav1.Condition shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -267,6 +314,76 @@ fn deployment_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "string",
         "enum": ["Cloud", "SelfHosted"]
     })
+}
+
+/// Whether the token can read one repository of spec.repositories.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryStatus {
+    /// The path as listed in spec.repositories.
+    pub path: String,
+    /// Whether the token can read the repository.
+    pub readable: bool,
+    /// The default branch, when the provider reveals it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    /// The HTTPS clone URL, when the provider reveals it.
+    #[serde(default, rename = "cloneURL", skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
+    /// Why the repository cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "repository_reason_schema")]
+    pub reason: Option<RepositoryReason>,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn repository_reason_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Why the repository cannot be read.",
+        "type": "string",
+        "enum": ["NotFound", "Forbidden", "SSORequired", "ProviderError", "Unreachable"]
+    })
+}
+
+/// Why a listed repository cannot be read: a closed set.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RepositoryReason {
+    /// The token cannot see it, or it does not exist.
+    NotFound,
+    /// The token sees it but may not read it.
+    Forbidden,
+    /// An organisation's SAML single sign-on requires the token to be authorised first.
+    #[serde(rename = "SSORequired")]
+    SsoRequired,
+    /// The instance failed (5xx, rate limited, an answer that is not its API).
+    ProviderError,
+    /// No answer (DNS, refused connection, time-out, TLS).
+    Unreachable,
+}
+
+impl RepositoryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepositoryReason::NotFound => "NotFound",
+            RepositoryReason::Forbidden => "Forbidden",
+            RepositoryReason::SsoRequired => "SSORequired",
+            RepositoryReason::ProviderError => "ProviderError",
+            RepositoryReason::Unreachable => "Unreachable",
+        }
+    }
+
+    /// Failures that may heal by themselves: the connection is looked at again with backoff.
+    pub fn is_transient(self) -> bool {
+        matches!(self, RepositoryReason::ProviderError | RepositoryReason::Unreachable)
+    }
+}
+
+impl fmt::Display for RepositoryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The account a token authenticates as.
@@ -307,11 +424,12 @@ pub enum ReadyReason {
     Unreachable,
     TlsError,
     ProviderError,
+    RepositoryUnreadable,
     DuplicateInstanceName,
 }
 
 impl ReadyReason {
-    pub const ALL: [ReadyReason; 14] = [
+    pub const ALL: [ReadyReason; 15] = [
         ReadyReason::Progressing,
         ReadyReason::Verified,
         ReadyReason::Suspended,
@@ -325,6 +443,7 @@ impl ReadyReason {
         ReadyReason::Unreachable,
         ReadyReason::TlsError,
         ReadyReason::ProviderError,
+        ReadyReason::RepositoryUnreadable,
         ReadyReason::DuplicateInstanceName,
     ];
 
@@ -343,6 +462,7 @@ impl ReadyReason {
             ReadyReason::Unreachable => "Unreachable",
             ReadyReason::TlsError => "TLSError",
             ReadyReason::ProviderError => "ProviderError",
+            ReadyReason::RepositoryUnreadable => "RepositoryUnreadable",
             ReadyReason::DuplicateInstanceName => "DuplicateInstanceName",
         }
     }

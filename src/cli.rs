@@ -1,6 +1,6 @@
 //! The command line: `run`, `crd`, `verify`, `check`.
 
-use crate::api::ProviderKind;
+use crate::api::{ProviderKind, ReadyReason};
 use crate::certs::CertSettings;
 use crate::controller::Settings;
 use crate::duration::parse_flag_duration;
@@ -10,6 +10,7 @@ use crate::operator::{OperatorConfig, WebhookCerts, run};
 use crate::providers::address_guard::{AddressPolicy, Cidr};
 use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
 use crate::providers::{Target, parse_base_url, provider};
+use crate::repositories::{self, Apis, Concurrency};
 use crate::status::{StatusContext, next_status};
 use crate::token::Token;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -166,6 +167,10 @@ pub struct VerifyArgs {
     pub token_expiry_warning: Duration,
     #[command(flatten)]
     pub addresses: AddressArgs,
+    /// A repository the token must be able to read, in the provider's path form (repeatable,
+    /// at most 100), e.g. group/project or owner/repo.
+    #[arg(long = "repository", value_name = "PATH")]
+    pub repositories: Vec<String>,
 }
 
 fn parse_provider(text: &str) -> Result<ProviderKind, String> {
@@ -339,6 +344,11 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
     if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
         return usage_error(message);
     }
+    let problems = repositories::paths::problems(args.provider, &args.repositories);
+    if !problems.is_empty() {
+        let problems = problems.join("; ").replace("spec.repositories", "--repository");
+        return usage_error(problems);
+    }
     let extra_ca_pem = match args.ca_file.as_deref().map(read_ca_file).transpose() {
         Ok(pem) => pem,
         Err(message) => return usage_error(message),
@@ -373,6 +383,20 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
         &target,
         args.timeout,
     ));
+    let (verification, repositories) = if verification.reason == ReadyReason::Verified && !args.repositories.is_empty()
+    {
+        let found = rt.block_on(repositories::check_all(
+            args.provider,
+            Apis::deployed(),
+            &http,
+            &target,
+            &args.repositories,
+            Concurrency::new(repositories::DEFAULT_CONCURRENCY),
+        ));
+        (repositories::readiness(verification, &found), Some(found))
+    } else {
+        (verification, None)
+    };
     let status = next_status(
         StatusContext {
             previous: None,
@@ -380,6 +404,7 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
             now: jiff::Timestamp::now(),
             expiry_warning: args.token_expiry_warning,
             contacted_provider: true,
+            repositories: repositories.as_deref(),
         },
         &verification,
     );
@@ -390,7 +415,7 @@ fn verify_command(args: VerifyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if verification.reason == crate::api::ReadyReason::Verified {
+    if verification.reason == ReadyReason::Verified {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -10,7 +10,7 @@
 //! holder of its instance name, a Secret or ConfigMap it references being created, changed or
 //! deleted (metadata-only watches, mapped through the index), and its own requeue timer.
 
-use crate::api::{CaBundleKind, GitProviderConnection, GitProviderConnectionStatus, ReadyReason};
+use crate::api::{CaBundleKind, GitProviderConnection, GitProviderConnectionStatus, ReadyReason, RepositoryStatus};
 use crate::duration::parse_verify_interval;
 use crate::feed::{Feed, object_ref};
 use crate::index::{ConnectionIndex, ObjectKey, RefKind};
@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::politeness::{Busy, HostLimiter};
 use crate::providers::http::{HttpClient, TlsOptions};
 use crate::providers::{Target, Verification, parse_base_url, provider};
+use crate::repositories::{self, Apis};
 use crate::status::{StatusContext, materially_changed, next_status, ready_transition, status_merge_patch};
 use crate::throttle::{Holds, delay_until};
 use crate::token::Token;
@@ -143,10 +144,12 @@ impl Context {
     }
 }
 
-/// The outcome of looking at a connection: the verification and whether the instance was asked.
+/// The outcome of looking at a connection: the verification, whether the instance was asked,
+/// and what the look-ups of spec.repositories found (when the token verified and some are listed).
 pub struct Evaluation {
     pub verification: Verification,
     pub contacted_provider: bool,
+    pub repositories: Option<Vec<RepositoryStatus>>,
 }
 
 impl Evaluation {
@@ -154,6 +157,7 @@ impl Evaluation {
         Evaluation {
             verification: Verification::failed(reason, message),
             contacted_provider: false,
+            repositories: None,
         }
     }
 }
@@ -283,10 +287,28 @@ pub async fn evaluate(
                 until,
             ),
             contacted_provider: false,
+            repositories: None,
         });
     }
     let started = Instant::now();
     let verification = crate::providers::verify_within(provider, &ctx.http, &target).await;
+    // The look-ups go out in this verification's slot and in whichever others are free.
+    let (verification, repositories) = if verification.reason == ReadyReason::Verified && !spec.repositories.is_empty()
+    {
+        let (concurrency, _extra_slots) = repositories::borrow_slots(&ctx.hosts, &instance);
+        let found = repositories::check_all(
+            spec.provider,
+            Apis::deployed(),
+            &ctx.http,
+            &target,
+            &spec.repositories,
+            concurrency,
+        )
+        .await;
+        (repositories::readiness(verification, &found), Some(found))
+    } else {
+        (verification, None)
+    };
     drop(slot);
     if let Some(until) = verification.retry_at {
         ctx.holds.hold(&instance, &target.token, until);
@@ -296,6 +318,7 @@ pub async fn evaluate(
     Ok(Evaluation {
         verification,
         contacted_provider: true,
+        repositories,
     })
 }
 
@@ -408,12 +431,14 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
             now: jiff::Timestamp::now(),
             expiry_warning: ctx.settings.expiry_warning,
             contacted_provider: evaluation.contacted_provider,
+            repositories: evaluation.repositories.as_deref(),
         },
         &evaluation.verification,
     );
-    // Write when something changed, or to record a successful verification's time.
+    // Write when something changed, or to record the time of a verification the token passed.
     let changed = materially_changed(previous, &status);
-    if changed || (evaluation.contacted_provider && reason == ReadyReason::Verified) {
+    let token_passed = matches!(reason, ReadyReason::Verified | ReadyReason::RepositoryUnreadable);
+    if changed || (evaluation.contacted_provider && token_passed) {
         write_status(conn, ctx, &status).await?;
     }
     if ready_transition(previous, &status) {
@@ -421,11 +446,18 @@ async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &Obje
     }
     ctx.metrics.connection_status(key, conn.spec.provider, &status);
 
-    let failures = ctx.note_failure(key, reason.is_transient());
+    // A look-up that failed on the instance's side is retried like the token's own failures.
+    let transient = reason.is_transient()
+        || evaluation
+            .repositories
+            .as_deref()
+            .is_some_and(repositories::any_transient);
+    let failures = ctx.note_failure(key, transient);
     Ok(next_action(
         conn,
         reason,
         failures,
+        transient,
         evaluation.verification.retry_at,
         &ctx.settings,
     ))
@@ -496,6 +528,7 @@ pub fn next_action(
     conn: &GitProviderConnection,
     reason: ReadyReason,
     failures: u32,
+    transient: bool,
     retry_at: Option<jiff::Timestamp>,
     settings: &Settings,
 ) -> Action {
@@ -508,7 +541,7 @@ pub fn next_action(
         ReadyReason::Suspended | ReadyReason::DuplicateInstanceName => Action::await_change(),
         _ => {
             let interval = parse_verify_interval(&conn.spec.verify_interval).unwrap_or(Duration::from_secs(3600));
-            if reason.is_transient() {
+            if transient {
                 Action::requeue(backoff_delay(failures, interval, settings))
             } else {
                 Action::requeue(jittered(interval))
@@ -773,26 +806,29 @@ mod tests {
         let settings = Settings::default();
         let c = conn("30m");
         assert_eq!(
-            next_action(&c, ReadyReason::Suspended, 0, None, &settings),
+            next_action(&c, ReadyReason::Suspended, 0, false, None, &settings),
             Action::await_change()
         );
         assert_eq!(
-            next_action(&c, ReadyReason::DuplicateInstanceName, 0, None, &settings),
+            next_action(&c, ReadyReason::DuplicateInstanceName, 0, false, None, &settings),
             Action::await_change()
         );
-        let verified = format!("{:?}", next_action(&c, ReadyReason::Verified, 0, None, &settings));
+        let verified = format!(
+            "{:?}",
+            next_action(&c, ReadyReason::Verified, 0, false, None, &settings)
+        );
         assert!(verified.contains("requeue_after: Some("), "{verified}");
 
         // A rate limit: right after its reset, not on the backoff (at most 10 s for a first
         // failure) nor the interval.
         let reset = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100);
-        let limited = next_action(&c, ReadyReason::ProviderError, 1, Some(reset), &settings);
+        let limited = next_action(&c, ReadyReason::ProviderError, 1, true, Some(reset), &settings);
         let backoff = Action::requeue(backoff_delay(1, Duration::from_secs(1800), &settings));
         assert_ne!(limited, backoff);
         for _ in 0..20 {
             let action = format!(
                 "{:?}",
-                next_action(&c, ReadyReason::ProviderError, 1, Some(reset), &settings)
+                next_action(&c, ReadyReason::ProviderError, 1, true, Some(reset), &settings)
             );
             let secs: f64 = action
                 .split("requeue_after: Some(")

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod operator;
 pub mod politeness;
 pub mod providers;
+pub mod repositories;
 pub mod status;
 pub mod throttle;
 pub mod token;

@@ -53,6 +53,9 @@ pub struct Metrics {
     token_expiry: Family<ConnectionLabels, Gauge>,
     ready: Family<ConnectionLabels, Gauge>,
     suspended: Family<ConnectionLabels, Gauge>,
+    // Per connection, not per path: paths are at most 100 per connection but unbounded across
+    // connections, and which ones fail is in status.repositories.
+    unreadable_repositories: Family<ConnectionLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -122,7 +125,14 @@ impl Metrics {
             "1 when the connection is suspended (spec.suspend: Ready is Unknown, reason Suspended)",
             suspended.clone(),
         );
+        let unreadable_repositories = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "connection_unreadable_repositories",
+            "How many of the connection's spec.repositories the token cannot read (only connections that list some, after the token verified)",
+            unreadable_repositories.clone(),
+        );
         Metrics {
+            unreadable_repositories,
             registry,
             reconciliations,
             reconcile_duration,
@@ -190,6 +200,17 @@ impl Metrics {
                 self.token_expiry.remove(&labels);
             }
         }
+        match &status.repositories {
+            Some(repositories) => {
+                let unreadable = repositories.iter().filter(|r| !r.readable).count();
+                self.unreadable_repositories
+                    .get_or_create(&labels)
+                    .set(i64::try_from(unreadable).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.unreadable_repositories.remove(&labels);
+            }
+        }
     }
 
     /// Forgets a deleted connection (and any provider it had).
@@ -198,6 +219,7 @@ impl Metrics {
         self.ready.remove(&labels);
         self.suspended.remove(&labels);
         self.token_expiry.remove(&labels);
+        self.unreadable_repositories.remove(&labels);
     }
 
     /// The OpenMetrics text exposition.
@@ -214,6 +236,30 @@ impl Metrics {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    #[test]
+    fn unreadable_repositories_per_connection() {
+        use crate::api::{RepositoryReason, RepositoryStatus};
+        let metrics = Metrics::new();
+        let key = ObjectKey::new("team-a", "gh");
+        let entry = |path: &str, readable: bool| RepositoryStatus {
+            path: path.into(),
+            readable,
+            reason: (!readable).then_some(RepositoryReason::NotFound),
+            ..Default::default()
+        };
+        let mut status = GitProviderConnectionStatus {
+            repositories: Some(vec![entry("a/1", true), entry("a/2", false), entry("a/3", false)]),
+            ..Default::default()
+        };
+        metrics.connection_status(&key, ProviderKind::GitHub, &status);
+        let line = r#"gitprovider_connection_unreadable_repositories{namespace="team-a",name="gh",provider="GitHub"}"#;
+        assert!(metrics.encode().contains(&format!("{line} 2")), "{}", metrics.encode());
+        assert!(!metrics.encode().contains("a/2"), "no path labels");
+        status.repositories = None;
+        metrics.connection_status(&key, ProviderKind::GitHub, &status);
+        assert!(!metrics.encode().contains(line), "gone once nothing is listed");
+    }
 
     #[test]
     fn exposes_connection_gauges_and_forgets_deleted() {

@@ -1,7 +1,7 @@
 //! Where a verification becomes a status: the Ready and TokenExpiringSoon conditions, what the
 //! provider revealed, and whether anything changed enough to be written.
 
-use crate::api::{Deployment, GitProviderConnectionStatus, READY, ReadyReason, TOKEN_EXPIRING_SOON};
+use crate::api::{Deployment, GitProviderConnectionStatus, READY, ReadyReason, RepositoryStatus, TOKEN_EXPIRING_SOON};
 use crate::providers::{Facts, Verification};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
@@ -20,6 +20,9 @@ pub struct StatusContext<'a> {
     pub expiry_warning: Duration,
     /// Whether the instance was asked (false for spec, Secret, duplicate and suspend outcomes).
     pub contacted_provider: bool,
+    /// What the look-ups of spec.repositories found (`None`: none listed, or not looked up
+    /// because the token itself failed).
+    pub repositories: Option<&'a [RepositoryStatus]>,
 }
 
 /// Seconds precision, as Kubernetes serialises times.
@@ -57,6 +60,13 @@ pub fn next_status(ctx: StatusContext<'_>, verification: &Verification) -> GitPr
     status.deployment = facts.deployment;
     status.token_scopes = facts.scopes;
     status.token_expires_at = facts.expires_at.map(|t| Time(truncate_to_seconds(t)));
+    // Suspended: the last look-ups still say best what the token could read.
+    status.repositories = if verification.reason == ReadyReason::Suspended {
+        previous.repositories.clone()
+    } else {
+        ctx.repositories.map(<[RepositoryStatus]>::to_vec)
+    };
+    status.repository_summary = status.repositories.as_deref().map(crate::repositories::summary);
 
     let ready = Condition {
         type_: READY.to_owned(),
@@ -169,6 +179,8 @@ pub fn status_merge_patch(status: &GitProviderConnectionStatus) -> StatusPatch<'
             deployment: status.deployment,
             token_scopes: status.token_scopes.as_deref(),
             token_expires_at: status.token_expires_at.as_ref(),
+            repositories: status.repositories.as_deref(),
+            repository_summary: status.repository_summary.as_deref(),
             conditions: (!status.conditions.is_empty()).then_some(status.conditions.as_slice()),
         },
     }
@@ -190,6 +202,9 @@ struct StatusFields<'a> {
     deployment: Option<Deployment>,
     token_scopes: Option<&'a [String]>,
     token_expires_at: Option<&'a Time>,
+    // A merge patch replaces a list whole, so the entries need no nulling of their own.
+    repositories: Option<&'a [RepositoryStatus]>,
+    repository_summary: Option<&'a str>,
     conditions: Option<&'a [Condition]>,
 }
 
@@ -218,6 +233,7 @@ mod tests {
             now: at(now),
             expiry_warning: Duration::from_secs(14 * 86_400),
             contacted_provider: true,
+            repositories: None,
         }
     }
 
@@ -367,6 +383,8 @@ mod tests {
             "deployment",
             "tokenScopes",
             "tokenExpiresAt",
+            "repositories",
+            "repositorySummary",
             "conditions",
         ];
         all.sort_unstable();
@@ -377,6 +395,8 @@ mod tests {
             "deployment",
             "tokenScopes",
             "tokenExpiresAt",
+            "repositories",
+            "repositorySummary",
         ] {
             assert_eq!(patch["status"][gone], Value::Null, "{gone}");
         }

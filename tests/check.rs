@@ -238,3 +238,24 @@ fn the_invalid_examples_fail() {
         examples.stderr
     );
 }
+
+#[test]
+fn repository_paths_are_checked_per_provider() {
+    let outcome = check(&[&format!("{F}/repositories")]);
+    let file = format!("{F}/repositories/connections.yaml");
+    assert_eq!(
+        outcome.stdout,
+        vec![
+            format!(
+                r#"{file}: team-a/gh: spec.repositories[1] "octo-org/web/extra": expected owner/repo (two segments), got 3"#
+            ),
+            format!(
+                r#"{file}: team-a/gh: spec.repositories[2] "Octo-Org/Web" duplicates spec.repositories[0] "octo-org/web""#
+            ),
+            format!(
+                r#"{file}: team-a/gl: spec.repositories[1] "app-team/web.git": the project must not end in .git or .atom (give the path, not the clone URL)"#
+            ),
+        ]
+    );
+    assert_eq!(outcome.code, 1);
+}

@@ -59,6 +59,7 @@ fn printer_columns() {
         .clone()
         .unwrap()
         .into_iter()
+        .filter(|c| c.priority.unwrap_or(0) == 0)
         .map(|c| (c.name.to_uppercase(), c.json_path))
         .collect();
     let expected = [
@@ -72,7 +73,24 @@ fn printer_columns() {
         ("AGE", ".metadata.creationTimestamp"),
     ];
     let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    assert_eq!(columns, expected);
+    assert_eq!(columns, expected, "the columns of `kubectl get gpc`");
+    // `-o wide` adds how many listed repositories are readable.
+    let wide: Vec<(String, String, Option<i32>)> = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.priority.unwrap_or(0) > 0)
+        .map(|c| (c.name.to_uppercase(), c.json_path, c.priority))
+        .collect();
+    assert_eq!(
+        wide,
+        [(
+            "REPOSITORIES".to_owned(),
+            ".status.repositorySummary".to_owned(),
+            Some(1)
+        )]
+    );
 }
 
 fn schema() -> Value {

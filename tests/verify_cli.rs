@@ -277,3 +277,170 @@ async fn usage_errors_exit_two_with_a_message() {
         assert_no_token(&output);
     }
 }
+
+// ---- --repository -----------------------------------------------------------------------
+
+fn repository_args<'a>(url: &'a str, repos: &'a [&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--provider", "GitLab", "--url", url, "--token-env", "GL_TOKEN"];
+    for repo in repos {
+        args.push("--repository");
+        args.push(repo);
+    }
+    args
+}
+
+#[tokio::test]
+async fn repositories_readable_missing_and_forbidden_in_order() {
+    let gitlab = gitlab().await;
+    for path in ["app-team/web", "app-team/ops"] {
+        gitlab.add_repository(path);
+    }
+    gitlab.add_token(
+        TOKEN,
+        TokenSpec::user("jdoe")
+            .scopes(["read_api"])
+            .reads(["app-team/web"])
+            .forbidden_on("app-team/ops"),
+    );
+    let url = gitlab.url().to_string();
+    let output = verify(
+        &repository_args(&url, &["app-team/web", "app-team/secret-thing", "app-team/ops"]),
+        &[("GL_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_no_token(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = status(&output);
+    assert_eq!(ready(&status), ("False", "RepositoryUnreadable"));
+    assert_eq!(status["authenticatedUser"]["username"], "jdoe", "the token facts stay");
+    assert_eq!(status["repositorySummary"], "1/3");
+    let entries = status["repositories"].as_array().unwrap();
+    let paths: Vec<&str> = entries.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["app-team/web", "app-team/secret-thing", "app-team/ops"]);
+    assert_eq!(entries[0]["readable"], true);
+    assert_eq!(entries[0]["defaultBranch"], "main");
+    assert!(entries[0]["cloneURL"].as_str().unwrap().ends_with("/app-team/web.git"));
+    assert!(entries[0].get("reason").is_none());
+    assert_eq!(
+        (&entries[1]["readable"], &entries[1]["reason"]),
+        (&Value::Bool(false), &Value::from("NotFound"))
+    );
+    let missing = entries[1]["message"].as_str().unwrap();
+    assert!(
+        missing.contains("cannot see app-team/secret-thing or it does not exist"),
+        "{missing}"
+    );
+    assert_eq!(entries[2]["reason"], "Forbidden");
+    let message = ready_message(&status);
+    assert!(
+        message.starts_with("2 of 3 listed repositories cannot be read"),
+        "{message}"
+    );
+}
+
+fn ready_message(status: &Value) -> String {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_hundred_readable_repositories_exit_zero_and_a_rotated_token_that_lost_them_exits_one() {
+    let gitlab = gitlab().await;
+    let list: Vec<String> = (0..100).map(|i| format!("group/p{i}")).collect();
+    for path in &list {
+        gitlab.add_repository(path);
+    }
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    let url = gitlab.url().to_string();
+    let output = verify(&repository_args(&url, &refs), &[("GL_TOKEN", TOKEN)]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let all = status(&output);
+    assert_eq!(ready(&all), ("True", "Verified"));
+    assert_eq!(all["repositorySummary"], "100/100");
+    assert_eq!(all["repositories"].as_array().unwrap().len(), 100);
+
+    let rotated = "glpat-s3cr3t-rotated-without-access";
+    gitlab.add_token(rotated, TokenSpec::user("jdoe").scopes(["read_api"]).reads_nothing());
+    let output = verify(&repository_args(&url, &refs), &[("GL_TOKEN", rotated)]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let none = status(&output);
+    assert_eq!(ready(&none), ("False", "RepositoryUnreadable"));
+    assert_eq!(none["repositorySummary"], "0/100");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(rotated));
+}
+
+#[tokio::test]
+async fn sso_required_names_the_authorisation_url() {
+    // The same look-up code serves github.com and GHES; the binary can only reach a local
+    // stand-in as a GHES URL (github.com's API root is fixed), so the SSO answer comes from it.
+    let github = support::fake_providers::FakeGitHub::start_enterprise("3.14.2").await;
+    github.add_repository("sso-org/app");
+    github.add_token(TOKEN, TokenSpec::user("octocat").sso_required_on("sso-org/app"));
+    let url = github.url().to_string();
+    let output = verify(
+        &[
+            "--provider",
+            "GitHub",
+            "--url",
+            &url,
+            "--token-env",
+            "GH_TOKEN",
+            "--repository",
+            "sso-org/app",
+        ],
+        &[("GH_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_no_token(&output);
+    assert_eq!(output.status.code(), Some(1));
+    let status = status(&output);
+    let entry = &status["repositories"][0];
+    assert_eq!(entry["reason"], "SSORequired");
+    assert!(
+        entry["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://github.com/orgs/sso-org/sso?authorization_request="),
+        "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_duplicate_and_too_many_repositories_are_usage_errors() {
+    let url = "https://gitlab.example.com";
+    let output = verify(
+        &repository_args(url, &["app-team/web", "App-Team/Web"]),
+        &[("GL_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(r#"--repository[1] "App-Team/Web" duplicates --repository[0] "app-team/web""#),
+        "{stderr}"
+    );
+    let output = verify(&repository_args(url, &["web"]), &[("GL_TOKEN", TOKEN)]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(r#"--repository[0] "web""#));
+    let many: Vec<String> = (0..101).map(|i| format!("g/p{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let output = verify(&repository_args(url, &refs), &[("GL_TOKEN", TOKEN)]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("101 entries; at most 100"));
+}

@@ -212,6 +212,56 @@ async fn invalid_specs_are_denied_with_every_problem() {
 }
 
 #[tokio::test]
+async fn repository_paths_are_checked_per_provider() {
+    let pki = TestPki::new("ca-1");
+    let server = Server::synced(UniquenessScope::Namespace, &pki).await;
+    let client = client(&pki.ca_pem);
+    let deny = |provider: &str, repositories: serde_json::Value| {
+        let mut s = spec(provider, "x", "https://git.example.com");
+        s["repositories"] = repositories;
+        review("u", "CREATE", "a", "x", Some(s), None, false)
+    };
+    // GitHub: owner/repo only; a duplicate ignoring case; each message names the entry.
+    let answer = post(
+        &client,
+        &server.url(),
+        &deny("GitHub", json!(["octo/web", "a/b/c", "Octo/Web"])),
+    )
+    .await;
+    assert!(!allowed(&answer));
+    let text = message(&answer);
+    assert!(
+        text.contains(r#"spec.repositories[1] "a/b/c": expected owner/repo (two segments), got 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"spec.repositories[2] "Octo/Web" duplicates spec.repositories[0] "octo/web""#),
+        "{text}"
+    );
+    // GitLab takes subgroups, Azure DevOps names with spaces: both allowed.
+    for (provider, paths) in [
+        ("GitLab", json!(["group/sub/project"])),
+        ("AzureDevOps", json!(["Fabrikam Fiber/web app"])),
+        ("Bitbucket", json!(["PRJ/app", "~jdoe/personal"])),
+    ] {
+        let answer = post(&client, &server.url(), &deny(provider, paths)).await;
+        assert!(allowed(&answer), "{provider}: {answer}");
+    }
+    let answer = post(&client, &server.url(), &deny("AzureDevOps", json!(["proj/re:po"]))).await;
+    assert!(
+        message(&answer).contains(r#"spec.repositories[0] "proj/re:po": repository "re:po" must not contain ':'"#),
+        "{answer}"
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("g/p{i}")).collect();
+    let answer = post(&client, &server.url(), &deny("GitLab", json!(many))).await;
+    assert!(
+        message(&answer).contains("spec.repositories has 101 entries; at most 100 are allowed"),
+        "{answer}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn warnings_come_back_with_an_allowed_review() {
     let pki = TestPki::new("ca-1");
     let server = Server::synced(UniquenessScope::Namespace, &pki).await;

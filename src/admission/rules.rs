@@ -75,6 +75,9 @@ pub fn validate_spec(spec: &GitProviderConnectionSpec) -> Review {
     check_url(spec, &mut review);
     check_username(spec.username.as_deref(), &mut review);
     check_verify_interval(&spec.verify_interval, &mut review);
+    for problem in crate::repositories::paths::problems(spec.provider, &spec.repositories) {
+        review.problem(problem);
+    }
     check_ref(
         "spec.tokenSecretRef",
         "Secret",

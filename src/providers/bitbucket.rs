@@ -94,7 +94,7 @@ impl Bitbucket {
         }
     }
 
-    fn cloud_root(&self) -> String {
+    pub fn cloud_root(&self) -> String {
         match &self.cloud_api {
             Some(root) => root.as_str().trim_end_matches('/').to_owned(),
             None => CLOUD_API.to_owned(),

@@ -12,8 +12,14 @@
 //!   [`FakeAzureDevOps::start_services`], `onPremises` from [`FakeAzureDevOps::start_server`]);
 //! - `GET _apis/projects`: needs `vso.project` (or `_write`/`_manage`) when the spec lists
 //!   scopes, else 401 TF400813; [`FakeAzureDevOps::set_max_api_version`] plays an old TFS that
-//!   answers 400 `VssVersionOutOfRangeException` for newer `api-version`s.
+//!   answers 400 `VssVersionOutOfRangeException` for newer `api-version`s;
+//! - `GET {collection}/{project}/_apis/git/repositories/{repo}`: needs `vso.code` when the spec
+//!   lists scopes, else 401 TF400813; a project without repositories here: 404 TF200016
+//!   (`ProjectDoesNotExistWithNameException`); a repository that does not exist or that the
+//!   token cannot see: 404 TF401019 (`GitRepositoryNotFoundException`); a forbidden one: 401
+//!   TF400813; `defaultBranch` `refs/heads/...` (absent when empty), `remoteUrl`, `isDisabled`.
 
+use super::repositories::{Seen, decode, resolve};
 use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, basic_credentials, id_of, json, lookup, query};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -221,11 +227,88 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             }]}),
         );
     }
+    if let Some((before, repo)) = path.split_once("/_apis/git/repositories/") {
+        let requested: f32 = query(&request)
+            .get("api-version")
+            .and_then(|v| v.split('-').next().and_then(|v| v.parse().ok()))
+            .unwrap_or(1.0);
+        if requested > settings.max_api_version {
+            return vss_error(
+                StatusCode::BAD_REQUEST,
+                &format!("The requested REST API version of {requested:.1} is out of range for this server."),
+                "VssVersionOutOfRangeException",
+            );
+        }
+        let (collection, project) = before.rsplit_once('/').unwrap_or(("", before));
+        return git_repository(&request, &spec, collection, &decode(project), &decode(repo));
+    }
     vss_error(
         StatusCode::NOT_FOUND,
         "The controller for path was not found or does not implement IController.",
         "HttpException",
     )
+}
+
+fn git_repository(request: &Request, spec: &TokenSpec, collection: &str, project: &str, repo: &str) -> Response {
+    let not_authorized = || {
+        vss_error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "TF400813: The user '{}' is not authorized to access this resource.",
+                spec.username
+            ),
+            "UnauthorizedRequestException",
+        )
+    };
+    if !spec.has_scope(&["vso.code", "vso.code_write", "vso.code_manage", "vso.code_full"]) {
+        return not_authorized();
+    }
+    let full = format!("{project}/{repo}");
+    let found = match resolve(request, spec, &full) {
+        Seen::Read(found) => found,
+        Seen::Forbidden(_) => return not_authorized(),
+        Seen::Missing | Seen::SsoRequired(_) => {
+            let project_known = request.extensions().get::<super::Repos>().is_some_and(|repos| {
+                let prefix = format!("{}/", project.to_ascii_lowercase());
+                repos.lock().unwrap().keys().any(|k| k.starts_with(&prefix))
+            });
+            return if project_known {
+                vss_error(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "TF401019: The Git repository with name or identifier {repo} does not exist or you do not have permissions for the operation you are attempting."
+                    ),
+                    "GitRepositoryNotFoundException",
+                )
+            } else {
+                vss_error(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "TF200016: The following project does not exist: {project}. Verify that the name of the project is correct and that the project exists on the specified Azure DevOps Server."
+                    ),
+                    "ProjectDoesNotExistWithNameException",
+                )
+            };
+        }
+    };
+    let host = request
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("dev.azure.com");
+    let (project, name) = found.path.split_once('/').unwrap_or_default();
+    let mut body = json!({
+        "id": format!("{:08x}-833d-4e14-b9c0-14cb638f91e6", id_of(&found.path)),
+        "name": name,
+        "project": {"id": "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "name": project, "state": "wellFormed"},
+        "remoteUrl": format!("http://{host}{collection}/{}/_git/{}", project.replace(' ', "%20"), name.replace(' ', "%20")),
+        "isDisabled": found.disabled,
+        "size": 1024
+    });
+    if let Some(branch) = &found.default_branch {
+        body["defaultBranch"] = json!(format!("refs/heads/{branch}"));
+    }
+    json(StatusCode::OK, body)
 }
 
 impl std::ops::Deref for FakeAzureDevOps {

@@ -9,7 +9,13 @@
 //!   plays a proxy that strips them);
 //! - `GET /rest/api/1.0/users/{slug}`, `GET /rest/api/1.0/users?filter=`;
 //! - `GET /rest/api/1.0/repos`: 403 for a token with `scopes: Some([])` (no repository
-//!   permission), a page otherwise.
+//!   permission), a page otherwise;
+//! - `GET /rest/api/1.0/projects/{key}/repos/{slug}`: `links.clone` (`http`, `ssh`); a
+//!   repository that does not exist or that the user cannot see: 404 "Repository KEY/slug does
+//!   not exist." (`NoSuchRepositoryException`); a removed permission: 401 "You are not
+//!   permitted to access this resource" (`AuthorisationException`);
+//!   `.../default-branch`: `{"id":"refs/heads/main","displayId":"main"}`, 404
+//!   `NoDefaultBranchException` for an empty repository.
 //!
 //! [`FakeBitbucketCloud`], API 2.0 (serves `/2.0/...` as `https://api.bitbucket.org` does):
 //! - HTTP Basic `EMAIL:API_TOKEN` where EMAIL is the token spec's `email`; anything else: 401
@@ -17,9 +23,14 @@
 //! - `GET /2.0/user` needs `read:user:bitbucket` (or the OAuth scope `account`): 403
 //!   `{"type":"error","error":{"message":"Your credentials lack one or more required privilege scopes.",...}}`;
 //! - `GET /2.0/user/emails` needs `read:user:bitbucket` (or OAuth `email`);
+//! - `GET /2.0/repositories/{workspace}/{slug}`: needs `read:repository:bitbucket` (or OAuth
+//!   `repository`); `mainbranch.name`, `links.clone` (`https` with the account as user info,
+//!   `ssh`); not found or not visible: 404 "Repository ws/slug not found"; a removed
+//!   permission: 403 "Access denied. You must have read access to access this repository.";
 //! - `X-OAuth-Scopes` only when [`FakeBitbucketCloud::send_scopes_header`] asks for it (OAuth
 //!   access tokens get it; API tokens are not documented to).
 
+use super::repositories::{Seen, decode, resolve};
 use super::{
     FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, basic_credentials, id_of, json, lookup, query,
 };
@@ -193,6 +204,7 @@ async fn handle_server(State(state): State<ServerState>, request: Request) -> Re
                 )
             }
         }
+        (path, Some(spec)) if path.starts_with("/rest/api/1.0/projects/") => server_repository(&request, spec, path),
         _ => server_error(
             StatusCode::NOT_FOUND,
             "No such resource",
@@ -205,6 +217,74 @@ async fn handle_server(State(state): State<ServerState>, request: Request) -> Re
             .insert("x-ausername", spec.username.parse().unwrap());
     }
     response
+}
+
+fn server_repository(request: &Request, spec: &TokenSpec, path: &str) -> Response {
+    let parts: Vec<String> = path["/rest/api/1.0/projects/".len()..].split('/').map(decode).collect();
+    let (key, slug, rest) = match parts.as_slice() {
+        [key, repos, slug, rest @ ..] if repos == "repos" => (key.clone(), slug.clone(), rest.join("/")),
+        _ => {
+            return server_error(
+                StatusCode::NOT_FOUND,
+                "No such resource",
+                "com.sun.jersey.api.NotFoundException",
+            );
+        }
+    };
+    let full = format!("{key}/{slug}");
+    let repo = match resolve(request, spec, &full) {
+        Seen::Read(repo) => repo,
+        Seen::Forbidden(_) => {
+            return server_error(
+                StatusCode::UNAUTHORIZED,
+                "You are not permitted to access this resource",
+                "com.atlassian.bitbucket.AuthorisationException",
+            );
+        }
+        Seen::Missing | Seen::SsoRequired(_) => {
+            return server_error(
+                StatusCode::NOT_FOUND,
+                &format!("Repository {key}/{slug} does not exist."),
+                "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
+            );
+        }
+    };
+    let host = request
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("bitbucket.example.com");
+    let lower = repo.path.to_ascii_lowercase();
+    let (key, slug) = lower.split_once('/').unwrap_or_default();
+    match rest.as_str() {
+        "" => json(
+            StatusCode::OK,
+            json!({
+                "slug": slug, "name": slug, "id": id_of(&repo.path), "state": "AVAILABLE", "public": !repo.private,
+                "project": {"key": key.to_ascii_uppercase()},
+                "links": {"clone": [
+                    {"href": format!("http://{host}/scm/{key}/{slug}.git"), "name": "http"},
+                    {"href": format!("ssh://git@{host}:7999/{key}/{slug}.git"), "name": "ssh"}
+                ]}
+            }),
+        ),
+        "default-branch" => match &repo.default_branch {
+            Some(branch) => json(
+                StatusCode::OK,
+                json!({"id": format!("refs/heads/{branch}"), "displayId": branch, "type": "BRANCH", "isDefault": true}),
+            ),
+            None => server_error(
+                StatusCode::NOT_FOUND,
+                &format!("Repository {key}/{slug} does not have a default branch."),
+                "com.atlassian.bitbucket.repository.NoDefaultBranchException",
+            ),
+        },
+        _ => server_error(
+            StatusCode::NOT_FOUND,
+            "No such resource",
+            "com.sun.jersey.api.NotFoundException",
+        ),
+    }
 }
 
 // ---- Cloud ----------------------------------------------------------------------------
@@ -308,6 +388,36 @@ async fn handle_cloud(State(state): State<CloudState>, request: Request) -> Resp
                     "values": [{"type": "email", "email": spec.email, "is_primary": true, "is_confirmed": true}]
                 }),
             )
+        }
+        path if path.starts_with("/2.0/repositories/") => {
+            if !spec.has_scope(&["read:repository:bitbucket", "repository"]) {
+                return lacks_scope("read:repository:bitbucket", &granted);
+            }
+            let full: Vec<String> = path["/2.0/repositories/".len()..].split('/').map(decode).collect();
+            let full = full.join("/");
+            match resolve(&request, &spec, &full) {
+                Seen::Read(repo) => json(
+                    StatusCode::OK,
+                    json!({
+                        "type": "repository",
+                        "full_name": repo.path,
+                        "is_private": repo.private,
+                        "mainbranch": repo.default_branch.as_ref().map(|b| json!({"type": "branch", "name": b})),
+                        "links": {"clone": [
+                            {"href": format!("https://{}@bitbucket.org/{}.git", spec.username, repo.path), "name": "https"},
+                            {"href": format!("git@bitbucket.org:{}.git", repo.path), "name": "ssh"}
+                        ]}
+                    }),
+                ),
+                Seen::Forbidden(_) => json(
+                    StatusCode::FORBIDDEN,
+                    json!({"type": "error", "error": {"message": "Access denied. You must have read access to access this repository."}}),
+                ),
+                Seen::Missing | Seen::SsoRequired(_) => json(
+                    StatusCode::NOT_FOUND,
+                    json!({"type": "error", "error": {"message": format!("Repository {full} not found")}}),
+                ),
+            }
         }
         _ => json(
             StatusCode::NOT_FOUND,

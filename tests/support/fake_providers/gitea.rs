@@ -6,8 +6,13 @@
 //!   /api/v1/user/repos` `read:repository`; else 403
 //!   `{"message":"token does not have at least one of required scope(s): [read:user]",...}`;
 //!   `scopes: None` is an old all-access token;
-//! - `GET /api/v1/version`: `{"version": ...}` (`1.22.3` by default, see [`FakeGitea::set_version`]).
+//! - `GET /api/v1/version`: `{"version": ...}` (`1.22.3` by default, see [`FakeGitea::set_version`]);
+//! - `GET /api/v1/repos/{owner}/{repo}`: needs `read:repository`; a repository that does not
+//!   exist or that the token's user cannot see: 404 `{"message":"The target couldn't be
+//!   found.","url":...,"errors":[]}`; one it sees without code access (a team with other units
+//!   only): 200 with `permissions.pull: false`; `empty: true` and no branch for an empty one.
 
+use super::repositories::{Seen, decode, resolve};
 use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, json, lookup};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -107,6 +112,36 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             json(
                 StatusCode::OK,
                 json!([{"id": 1, "name": "app", "full_name": format!("{}/app", spec.username), "private": true}]),
+            )
+        }
+        _ if path.starts_with("/api/v1/repos/") => {
+            if !spec.has_scope(&["read:repository", "write:repository", "all"]) {
+                return scope_error("read:repository", &base);
+            }
+            let rest = &path["/api/v1/repos/".len()..];
+            let full: Vec<String> = rest.split('/').map(decode).collect();
+            let (repo, pull) = match resolve(&request, &spec, &full.join("/")) {
+                Seen::Read(repo) => (repo, true),
+                Seen::Forbidden(repo) => (repo, false),
+                Seen::Missing | Seen::SsoRequired(_) => {
+                    return json(
+                        StatusCode::NOT_FOUND,
+                        json!({"message": "The target couldn't be found.", "url": format!("{base}/api/swagger"), "errors": []}),
+                    );
+                }
+            };
+            json(
+                StatusCode::OK,
+                json!({
+                    "id": id_of(&repo.path),
+                    "full_name": repo.path,
+                    "private": repo.private,
+                    "empty": repo.default_branch.is_none(),
+                    "default_branch": repo.default_branch.clone().unwrap_or_else(|| "main".to_owned()),
+                    "clone_url": format!("{base}/{}.git", repo.path),
+                    "ssh_url": format!("git@localhost:{}.git", repo.path),
+                    "permissions": {"admin": false, "push": false, "pull": pull},
+                }),
             )
         }
         _ => json(

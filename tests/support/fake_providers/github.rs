@@ -8,11 +8,18 @@
 //! - `GET /user/emails`: needs `user` or `user:email` (classic); fine-grained tokens here lack
 //!   the "Email addresses" permission: 403 "Resource not accessible by personal access token";
 //! - [`FakeGitHub::exhaust_rate_limit`]: 403 "API rate limit exceeded" with
-//!   `x-ratelimit-remaining: 0`.
+//!   `x-ratelimit-remaining: 0`;
+//! - `GET /repos/{owner}/{repo}`: `full_name`, `private`, `default_branch`, `clone_url`,
+//!   `permissions`; a repository that does not exist or that the token cannot see (a
+//!   fine-grained token made for other repositories): 404 "Not Found"; one it sees without
+//!   the permission: 403 "Resource not accessible by personal access token"; an organisation
+//!   enforcing SAML SSO for an unauthorised classic token: 403 "Resource protected by
+//!   organization SAML enforcement..." with `X-GitHub-SSO: required; url=https://github.com/orgs/ORG/sso?authorization_request=...`.
 //!
 //! [`FakeGitHub::start`] stands in for `https://api.github.com` (paths at the root);
 //! [`FakeGitHub::start_enterprise`] is a GHES instance (paths under `/api/v3`).
 
+use super::repositories::{Seen, decode, resolve};
 use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, lookup};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -185,6 +192,67 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
                 }),
             ),
         },
+        _ if path.starts_with("/repos/") => {
+            let full: Vec<String> = path["/repos/".len()..].split('/').map(decode).collect();
+            let full = full.join("/");
+            match resolve(&request, &spec, &full) {
+                Seen::Missing => answer(&state, StatusCode::NOT_FOUND, headers, not_found),
+                Seen::Forbidden(_) => answer(
+                    &state,
+                    StatusCode::FORBIDDEN,
+                    headers,
+                    json!({
+                        "message": "Resource not accessible by personal access token",
+                        "documentation_url": "https://docs.github.com/rest/repos/repos#get-a-repository",
+                        "status": "403"
+                    }),
+                ),
+                Seen::SsoRequired(repo) => {
+                    let org = repo.path.split('/').next().unwrap_or_default().to_owned();
+                    headers.push((
+                        "x-github-sso".into(),
+                        format!("required; url=https://github.com/orgs/{org}/sso?authorization_request=AZSCKtL4U8yX1H3sCQIVnVgmjmon5fWxks5YrqhJgah0b2tlbl9pZM4EuMz4"),
+                    ));
+                    answer(
+                        &state,
+                        StatusCode::FORBIDDEN,
+                        headers,
+                        json!({
+                            "message": "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization.",
+                            "documentation_url": "https://docs.github.com/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/",
+                            "status": "403"
+                        }),
+                    )
+                }
+                Seen::Read(repo) => {
+                    let web = if state.enterprise_version.is_some() {
+                        format!(
+                            "http://{}",
+                            request
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("ghes.example.com")
+                        )
+                    } else {
+                        "https://github.com".to_owned()
+                    };
+                    answer(
+                        &state,
+                        StatusCode::OK,
+                        headers,
+                        json!({
+                            "id": id_of(&repo.path),
+                            "full_name": repo.path,
+                            "private": repo.private,
+                            "default_branch": repo.default_branch.clone().unwrap_or_else(|| "main".to_owned()),
+                            "clone_url": format!("{web}/{}.git", repo.path),
+                            "permissions": {"admin": false, "maintain": false, "push": false, "triage": false, "pull": true},
+                        }),
+                    )
+                }
+            }
+        }
         _ => answer(&state, StatusCode::NOT_FOUND, headers, not_found),
     }
 }

@@ -10,7 +10,13 @@
 //! - `GET /api/v4/projects/:id/variables` (project-level CI/CD variables API) needs `api` or
 //!   `read_api`: one variable, for any project id. External Secrets Operator validates its GitLab
 //!   SecretStore with this call (the peer benchmark, `benches/peer.rs`).
+//! - `GET /api/v4/projects/:url-encoded-path`: needs `api` or `read_api` (else 403
+//!   `insufficient_scope`); a project that does not exist or that the token cannot see: 404
+//!   `{"message":"404 Project Not Found"}`; a forbidden one answers with the Guest role
+//!   (`permissions.project_access.access_level` 10) on a private project, which GitLab shows
+//!   but does not let read the code; `default_branch` `null` for an empty repository.
 
+use super::repositories::{Seen, decode, resolve};
 use super::{FakeServer, Fault, RecordedRequest, TokenSpec, Tokens, authorization, id_of, json, lookup};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -112,6 +118,10 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             json!({"error": "invalid_token", "error_description": "Token is expired. You can either do re-authorization or token refresh."}),
         );
     }
+    // A project by its URL-encoded path (no `/` left): `/api/v4/projects/app-team%2Fweb`.
+    if let Some(project) = path.strip_prefix("/api/v4/projects/").filter(|p| !p.contains('/')) {
+        return project_answer(&request, &spec, &decode(project));
+    }
     let settings = state.settings.lock().unwrap();
     match path.as_str() {
         "/api/v4/personal_access_tokens/self" if !settings.no_self_endpoint => json(
@@ -179,6 +189,44 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         }
         _ => not_found(),
     }
+}
+
+fn project_answer(request: &Request, spec: &TokenSpec, path: &str) -> Response {
+    if !spec.has_scope(&["api", "read_api"]) {
+        return json(
+            StatusCode::FORBIDDEN,
+            json!({
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided by the access token.",
+                "scope": "api read_api"
+            }),
+        );
+    }
+    let (repo, level) = match resolve(request, spec, path) {
+        Seen::Missing | Seen::SsoRequired(_) => {
+            return json(StatusCode::NOT_FOUND, json!({"message": "404 Project Not Found"}));
+        }
+        Seen::Read(repo) => (repo, 30),
+        Seen::Forbidden(repo) => (repo, 10),
+    };
+    let host = request
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("gitlab.example.com");
+    json(
+        StatusCode::OK,
+        json!({
+            "id": id_of(&repo.path),
+            "path_with_namespace": repo.path,
+            "default_branch": repo.default_branch,
+            "visibility": if repo.private { "private" } else { "public" },
+            "http_url_to_repo": format!("http://{host}/{}.git", repo.path),
+            "ssh_url_to_repo": format!("git@{host}:{}.git", repo.path),
+            "repository_access_level": "enabled",
+            "permissions": {"project_access": {"access_level": level, "notification_level": 3}, "group_access": null},
+        }),
+    )
 }
 
 impl std::ops::Deref for FakeGitLab {

@@ -24,12 +24,14 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod rate_limits;
+pub mod repositories;
 
 pub use azure_devops::{FakeAzureDevOps, InvalidTokenAnswer};
 pub use bitbucket::{FakeBitbucketCloud, FakeBitbucketServer};
 pub use gitea::FakeGitea;
 pub use github::FakeGitHub;
 pub use gitlab::FakeGitLab;
+pub use repositories::{Access, FakeRepo, Repos, Seen};
 
 use axum::Router;
 use axum::body::Body;
@@ -94,6 +96,9 @@ pub struct TokenSpec {
     pub expired: bool,
     /// The provider refuses the token as revoked.
     pub revoked: bool,
+    /// Repository access by lower-cased path; `None`: reads every repository of the fake
+    /// (see [`repositories`]).
+    pub repositories: Option<HashMap<String, Access>>,
 }
 
 impl TokenSpec {
@@ -240,6 +245,7 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<FaultRule>>,
     waves: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    repos: Repos,
 }
 
 /// How long a request waits for the rest of its wave before it is answered 503.
@@ -259,7 +265,8 @@ impl Shared {
     }
 }
 
-async fn record_and_misbehave(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn record_and_misbehave(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(shared.repos.clone());
     let path = request
         .uri()
         .path_and_query()
@@ -383,6 +390,23 @@ impl FakeServer {
 
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Creates a (private) repository with default branch `main`.
+    pub fn add_repository(&self, path: &str) {
+        self.add_repository_like(FakeRepo::new(path));
+    }
+
+    pub fn add_repository_like(&self, repo: FakeRepo) {
+        self.shared
+            .repos
+            .lock()
+            .unwrap()
+            .insert(repo.path.to_ascii_lowercase(), repo);
+    }
+
+    pub fn remove_repository(&self, path: &str) {
+        self.shared.repos.lock().unwrap().remove(&path.to_ascii_lowercase());
     }
 }
 

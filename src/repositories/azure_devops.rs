@@ -1,0 +1,125 @@
+//! Azure DevOps (Services and Server): one request per repository, inside the organisation or
+//! collection of `spec.url`.
+//!
+//! Documentation followed:
+//! - Repositories - Get Repository: <https://learn.microsoft.com/en-us/rest/api/azure/devops/git/repositories/get-repository>
+//!   — `GET {organization}/{project}/_apis/git/repositories/{repositoryId}?api-version=...`,
+//!   the repository by ID *or name*, the project by ID or name; answers `name`,
+//!   `defaultBranch` (`refs/heads/main`; absent for an empty repository), `remoteUrl` (the
+//!   HTTPS clone URL), `isDisabled`; needs the "Code (Read)" scope (`vso.code`).
+//! - TFS 2015–2018 (<https://learn.microsoft.com/en-us/previous-versions/azure/devops/integrate/previous-apis/git/repositories>):
+//!   the same path with `api-version=1.0`; 5.0 answers 400 there, so 2.0 is asked next.
+//! - Errors (`{"message":...,"typeKey":...}`): `404` `TF401019: The Git repository with name
+//!   or identifier X does not exist or you do not have permissions for the operation you are
+//!   attempting.` (`GitRepositoryNotFoundException`), `404` `TF200016: The following project
+//!   does not exist: X` (`ProjectDoesNotExistWithNameException`); a PAT without "Code (Read)"
+//!   answers `401`/`403` although it authenticated
+//!   (<https://learn.microsoft.com/en-us/azure/devops/integrate/get-started/authentication/oauth#scopes>);
+//!   a PAT of another organisation is not accepted at all (HTTP 203 sign-in page or 401),
+//!   which the token verification already reports.
+//! - Disabled repositories: <https://learn.microsoft.com/en-us/azure/devops/repos/git/repo-settings#disable-repository>
+//!   — they cannot be cloned: Forbidden.
+//!
+//! Not said by the documentation: whether a repository the PAT's user may not read answers
+//! 403 or the TF401019 404 (the message says "does not exist or you do not have permissions");
+//! a 404 is reported as NotFound with both possibilities named.
+
+use super::{excerpt, forbidden, from_http_error, not_found, readable, segment, unexpected, unreadable};
+use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
+use crate::providers::Target;
+use crate::providers::http::{Auth, HttpClient, HttpResponse};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+const KIND: ProviderKind = ProviderKind::AzureDevOps;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Repository {
+    #[serde(default)]
+    default_branch: Option<String>,
+    #[serde(default)]
+    remote_url: Option<String>,
+    #[serde(default)]
+    is_disabled: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn said(response: &HttpResponse) -> String {
+    if let Some(header) = response.header("x-tfs-serviceerror") {
+        return excerpt(
+            &url::form_urlencoded::parse(format!("m={header}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    excerpt(
+        &response
+            .json::<ErrorBody>()
+            .unwrap_or_default()
+            .message
+            .unwrap_or_default(),
+    )
+}
+
+pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
+    let Some((project, repo)) = path.split_once('/') else {
+        return not_found(path, "not a project/repo path");
+    };
+    let auth = Auth::Basic {
+        user: "",
+        token: &target.token,
+    };
+    let base = format!("/{}/_apis/git/repositories/{}", segment(project), segment(repo));
+    let get = |version: &'static str| {
+        let full = format!("{base}?api-version={version}");
+        async move {
+            let url = target.endpoint(&full)?;
+            http.get(&url, auth, &target.tls).await
+        }
+    };
+    let mut response = match get("5.0").await {
+        Ok(response) => response,
+        Err(error) => return from_http_error(path, &error),
+    };
+    if response.status == StatusCode::BAD_REQUEST {
+        // TFS older than 2019 does not serve api-version 5.0.
+        response = match get("2.0").await {
+            Ok(response) => response,
+            Err(error) => return from_http_error(path, &error),
+        };
+    }
+    match response.status {
+        StatusCode::OK if !response.is_html() => {}
+        StatusCode::NOT_FOUND => return not_found(path, &said(&response)),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NON_AUTHORITATIVE_INFORMATION => {
+            return forbidden(
+                path,
+                response.status.as_u16(),
+                &said(&response),
+                "give the PAT the Code (Read) scope and its user Read on the repository",
+            );
+        }
+        _ => return unexpected(path, KIND, &response),
+    }
+    let Ok(repository) = response.json::<Repository>() else {
+        return unexpected(path, KIND, &response);
+    };
+    if repository.is_disabled {
+        return unreadable(
+            path,
+            RepositoryReason::Forbidden,
+            format!("{path} is disabled and cannot be cloned; a project administrator can enable it"),
+        );
+    }
+    let branch = repository
+        .default_branch
+        .map(|b| b.strip_prefix("refs/heads/").map(str::to_owned).unwrap_or(b));
+    readable(path, branch, repository.remote_url)
+}

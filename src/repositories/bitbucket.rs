@@ -1,0 +1,211 @@
+//! Bitbucket: Server / Data Center (two requests per repository) and Cloud (one).
+//!
+//! # Bitbucket Server / Data Center
+//!
+//! Documentation followed (REST API reference, <https://developer.atlassian.com/server/bitbucket/rest/>):
+//! - `GET /rest/api/1.0/projects/{projectKey}/repos/{repositorySlug}` — needs REPO_READ;
+//!   answers `slug`, `project.key`, `links.clone[]` (`name` `http` or `ssh`, `href`); `401`
+//!   "The currently authenticated user has insufficient permissions to see the specified
+//!   repository" (Bitbucket answers 401, not 403, for a permission the authenticated user
+//!   lacks); `404` "The specified repository does not exist" (also for a project that does
+//!   not exist); errors as `{"errors":[{"message":...,"exceptionName":...}]}`.
+//! - `GET /rest/api/1.0/projects/{projectKey}/repos/{repositorySlug}/default-branch` (7.5 and
+//!   later; `GET .../branches/default` before) — answers `{"id":"refs/heads/main","displayId":"main"}`,
+//!   `404` when the repository has no default branch yet (empty).
+//! - Permission and authentication errors: <https://confluence.atlassian.com/bitbucketserver/using-repository-permissions-776639771.html>
+//!   — revoking a project permission makes the repositories of the project unreadable to the
+//!   user at once; the token was verified just before, so a 401/403 here is Forbidden.
+//!
+//! Not said by the documentation: which of `/default-branch` and `/branches/default` an
+//! instance serves; the first is asked, then the second on a 404 that names no repository.
+//!
+//! # Bitbucket Cloud
+//!
+//! Documentation followed (<https://developer.atlassian.com/cloud/bitbucket/rest/api-group-repositories/#api-repositories-workspace-repo-slug-get>):
+//! - `GET /2.0/repositories/{workspace}/{repo_slug}` — needs `read:repository:bitbucket`
+//!   (API tokens) or `repository` (OAuth); answers `full_name`, `mainbranch.name`,
+//!   `links.clone[]` (`name` `https` or `ssh`, the https href carrying the account name as user
+//!   info, removed here); `403` `{"type":"error","error":{"message":...}}` when the token may
+//!   not read it or lacks the scope, `404` "Repository ws/slug not found" when it does not
+//!   exist or is private to others.
+//!
+//! Not said by the documentation: whether a private repository of a workspace the account is
+//! not in answers 403 or 404 (the API reference lists both); both are reported with their own
+//! reason.
+
+use super::{clean_clone_url, excerpt, forbidden, from_http_error, not_found, readable, segment, unexpected};
+use crate::api::{Deployment, ProviderKind, RepositoryStatus};
+use crate::providers::bitbucket::Bitbucket;
+use crate::providers::http::{Auth, HttpClient, HttpResponse};
+use crate::providers::{Provider, Target, join};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+const KIND: ProviderKind = ProviderKind::Bitbucket;
+
+#[derive(Deserialize, Default)]
+struct Links {
+    #[serde(default)]
+    clone: Vec<CloneLink>,
+}
+
+#[derive(Deserialize)]
+struct CloneLink {
+    #[serde(default)]
+    href: String,
+    #[serde(default)]
+    name: String,
+}
+
+impl Links {
+    fn https(&self) -> Option<String> {
+        self.clone
+            .iter()
+            .filter(|l| matches!(l.name.as_str(), "http" | "https"))
+            .find_map(|l| clean_clone_url(&l.href))
+    }
+}
+
+#[derive(Deserialize)]
+struct ServerRepository {
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerBranch {
+    #[serde(default)]
+    display_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CloudRepository {
+    #[serde(default)]
+    mainbranch: Option<CloudBranch>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize)]
+struct CloudBranch {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `{"errors":[{"message":...}]}` (Server) or `{"error":{"message":...}}` (Cloud).
+fn error_text(response: &HttpResponse) -> String {
+    let Ok(body) = response.json::<serde_json::Value>() else {
+        return String::new();
+    };
+    let text = body["errors"][0]["message"]
+        .as_str()
+        .or_else(|| body["error"]["message"].as_str())
+        .unwrap_or_default();
+    excerpt(text)
+}
+
+pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
+    let Some((owner, slug)) = path.split_once('/') else {
+        return not_found(path, "not a PROJECTKEY/repo-slug path");
+    };
+    if bitbucket.deployment(&target.base_url) == Deployment::Cloud {
+        cloud(bitbucket, http, target, path, owner, slug).await
+    } else {
+        server(http, target, path, owner, slug).await
+    }
+}
+
+async fn server(http: &HttpClient, target: &Target, path: &str, key: &str, slug: &str) -> RepositoryStatus {
+    let auth = Auth::Bearer(&target.token);
+    let repo_path = format!("/rest/api/1.0/projects/{}/repos/{}", segment(key), segment(slug));
+    let get = |suffix: &'static str| {
+        let full = format!("{repo_path}{suffix}");
+        async move {
+            let url = target.endpoint(&full)?;
+            http.get(&url, auth, &target.tls).await
+        }
+    };
+    let response = match get("").await {
+        Ok(response) => response,
+        Err(error) => return from_http_error(path, &error),
+    };
+    match response.status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return not_found(path, &error_text(&response)),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return forbidden(
+                path,
+                response.status.as_u16(),
+                &error_text(&response),
+                "grant the token's user (or the project/repository token) at least Project read or Repository read",
+            );
+        }
+        _ => return unexpected(path, KIND, &response),
+    }
+    let Ok(repository) = response.json::<ServerRepository>() else {
+        return unexpected(path, KIND, &response);
+    };
+    let clone_url = repository.links.https();
+    // The default branch is a second, optional answer: its failure does not make a readable
+    // repository unreadable, the branch is then simply left out.
+    let mut branch = None;
+    for suffix in ["/default-branch", "/branches/default"] {
+        match get(suffix).await {
+            Ok(answer) if answer.status == StatusCode::OK => {
+                branch = answer.json::<ServerBranch>().ok().and_then(|b| b.display_id);
+                break;
+            }
+            Ok(answer) if answer.status == StatusCode::NOT_FOUND && error_text(&answer).is_empty() => continue,
+            _ => break,
+        }
+    }
+    readable(path, branch, clone_url)
+}
+
+async fn cloud(
+    bitbucket: &Bitbucket,
+    http: &HttpClient,
+    target: &Target,
+    path: &str,
+    workspace: &str,
+    slug: &str,
+) -> RepositoryStatus {
+    let email = target.username.as_deref().unwrap_or_default().trim();
+    let auth = Auth::Basic {
+        user: email,
+        token: &target.token,
+    };
+    let url = match join(
+        &bitbucket.cloud_root(),
+        &format!("/2.0/repositories/{}/{}", segment(workspace), segment(slug)),
+    ) {
+        Ok(url) => url,
+        Err(error) => return from_http_error(path, &error),
+    };
+    let response = match http.get(&url, auth, &target.tls).await {
+        Ok(response) => response,
+        Err(error) => return from_http_error(path, &error),
+    };
+    match response.status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return not_found(path, &error_text(&response)),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return forbidden(
+                path,
+                response.status.as_u16(),
+                &error_text(&response),
+                "give the API token the read:repository:bitbucket scope and its account read access to the repository",
+            );
+        }
+        _ => return unexpected(path, KIND, &response),
+    }
+    let Ok(repository) = response.json::<CloudRepository>() else {
+        return unexpected(path, KIND, &response);
+    };
+    readable(
+        path,
+        repository.mainbranch.and_then(|b| b.name),
+        repository.links.https(),
+    )
+}

@@ -1,0 +1,379 @@
+//! Which repositories a connection reaches: every path of `spec.repositories` looked up with
+//! the connection's token, once the token itself is verified.
+//!
+//! One file per provider holds the look-up as its vendor documents it (`gitlab`, `github`,
+//! `bitbucket`, `azure_devops`, `gitea`); [`paths`] checks the path forms for admission and
+//! `check`. This module runs the look-ups and decides what they mean for Ready:
+//! - look-ups of one connection go out together, at most [`Concurrency`] at once: the controller
+//!   gives them only the per-host politeness slots that are free (never waiting for one, so two
+//!   connections to one host can never hold each other's slots), `verify` a fixed number;
+//! - every request goes through the shared [`HttpClient`] to URLs built from `spec.url` (or the
+//!   provider's fixed cloud API root), so the TLS settings and the address guard are the
+//!   token's, and a redirect to another host never carries it;
+//! - the token verified but a listed repository unreadable: Ready turns False with
+//!   `RepositoryUnreadable`, the token facts stay.
+
+pub mod azure_devops;
+pub mod bitbucket;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod paths;
+
+use crate::api::{ProviderKind, ReadyReason, RepositoryReason, RepositoryStatus};
+use crate::politeness::{Busy, HostLimiter};
+use crate::providers::bitbucket::{BITBUCKET, Bitbucket};
+pub(crate) use crate::providers::excerpt;
+use crate::providers::github::{GITHUB, GitHub};
+use crate::providers::http::{HttpClient, HttpError, HttpResponse, NotJson, deadline};
+use crate::providers::{Target, Verification};
+use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Look-ups in flight at once for one connection when nothing else limits them (`verify`).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Unreadable paths named in the Ready message; the rest are counted.
+const NAMED_IN_MESSAGE: usize = 3;
+
+/// Where the cloud APIs of GitHub and Bitbucket live: the deployed roots, or (tests) a local
+/// stand-in. Only code builds these, never a spec.
+#[derive(Clone, Copy)]
+pub struct Apis<'a> {
+    pub github: &'a GitHub,
+    pub bitbucket: &'a Bitbucket,
+}
+
+impl Apis<'static> {
+    /// `https://api.github.com` and `https://api.bitbucket.org`.
+    pub fn deployed() -> Apis<'static> {
+        Apis {
+            github: &GITHUB,
+            bitbucket: &BITBUCKET,
+        }
+    }
+}
+
+/// How many look-ups of one connection may be in flight at once (at least one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Concurrency(usize);
+
+impl Concurrency {
+    pub fn new(n: usize) -> Concurrency {
+        Concurrency(n.max(1))
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// Takes the host's free politeness slots, up to [`DEFAULT_CONCURRENCY`] look-ups in all,
+/// without waiting: the caller's own verification slot is the first. Hold the permits while
+/// the look-ups run.
+pub fn borrow_slots(limiter: &HostLimiter, host: &str) -> (Concurrency, Vec<OwnedSemaphorePermit>) {
+    let mut permits = Vec::new();
+    while permits.len() + 1 < DEFAULT_CONCURRENCY {
+        match limiter.try_acquire(host) {
+            Ok(Some(permit)) => permits.push(permit),
+            // No cap on this host: as many as one connection sends at most.
+            Ok(None) => return (Concurrency::new(DEFAULT_CONCURRENCY), Vec::new()),
+            Err(Busy) => break,
+        }
+    }
+    (Concurrency::new(permits.len() + 1), permits)
+}
+
+/// Looks every path up, in order; one entry per path.
+pub async fn check_all(
+    kind: ProviderKind,
+    apis: Apis<'_>,
+    http: &HttpClient,
+    target: &Target,
+    paths: &[String],
+    concurrency: Concurrency,
+) -> Vec<RepositoryStatus> {
+    // The futures are made by the iterator, not by a closure of the stream: a closure that
+    // returns a borrowing future makes the reconcile task's future not `Send` for all lifetimes.
+    let lookups: Vec<_> = paths
+        .iter()
+        .map(|path| lookup(kind, apis, http, target, path))
+        .collect();
+    futures::stream::iter(lookups)
+        .buffered(concurrency.get())
+        .collect()
+        .await
+}
+
+/// Looks one path up with the provider's API.
+pub async fn lookup(
+    kind: ProviderKind,
+    apis: Apis<'_>,
+    http: &HttpClient,
+    target: &Target,
+    path: &str,
+) -> RepositoryStatus {
+    let work = async {
+        match kind {
+            ProviderKind::GitLab => gitlab::lookup(http, target, path).await,
+            ProviderKind::GitHub => github::lookup(apis.github, http, target, path).await,
+            ProviderKind::Bitbucket => bitbucket::lookup(apis.bitbucket, http, target, path).await,
+            ProviderKind::AzureDevOps => azure_devops::lookup(http, target, path).await,
+            ProviderKind::Gitea => gitea::lookup(http, target, path).await,
+        }
+    };
+    // One deadline per look-up, as for the token check: retries and Retry-After included.
+    let within = http.config().timeout;
+    let status = match deadline::run(within, work).await {
+        Some(status) => status,
+        None => unreadable(
+            path,
+            RepositoryReason::Unreachable,
+            format!("looking up {path} got no complete answer within {within:?}; it is tried again"),
+        ),
+    };
+    without_token(status, target)
+}
+
+/// An instance that echoes the token back in an error body never gets it into a status.
+fn without_token(mut status: RepositoryStatus, target: &Target) -> RepositoryStatus {
+    let secret = target.token.expose();
+    if let Some(message) = &mut status.message
+        && !secret.is_empty()
+        && message.contains(secret)
+    {
+        *message = message.replace(secret, "<redacted>");
+    }
+    status
+}
+
+/// Turns a verified token with unreadable repositories into `RepositoryUnreadable`; any other
+/// verification passes unchanged (the token's own failure says more).
+pub fn readiness(verification: Verification, repositories: &[RepositoryStatus]) -> Verification {
+    if verification.reason != ReadyReason::Verified {
+        return verification;
+    }
+    let unreadable: Vec<&RepositoryStatus> = repositories.iter().filter(|r| !r.readable).collect();
+    if unreadable.is_empty() {
+        return verification;
+    }
+    let named: Vec<String> = unreadable
+        .iter()
+        .take(NAMED_IN_MESSAGE)
+        .map(|r| match r.reason {
+            Some(reason) => format!("{} ({reason})", r.path),
+            None => r.path.clone(),
+        })
+        .collect();
+    let more = match unreadable.len().saturating_sub(NAMED_IN_MESSAGE) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let message = format!(
+        "{} of {} listed repositories cannot be read with this token: {}{more}; see status.repositories ({})",
+        unreadable.len(),
+        repositories.len(),
+        named.join(", "),
+        verification.message,
+    );
+    Verification {
+        reason: ReadyReason::RepositoryUnreadable,
+        message,
+        ..verification
+    }
+}
+
+/// `READABLE/LISTED`, the `-o wide` column.
+pub fn summary(repositories: &[RepositoryStatus]) -> String {
+    let readable = repositories.iter().filter(|r| r.readable).count();
+    format!("{readable}/{}", repositories.len())
+}
+
+/// Whether a repository failed in a way that may heal by itself (look again with backoff).
+pub fn any_transient(repositories: &[RepositoryStatus]) -> bool {
+    repositories
+        .iter()
+        .any(|r| r.reason.is_some_and(RepositoryReason::is_transient))
+}
+
+// ---- building blocks the provider files share ----------------------------------------------
+
+/// A readable repository.
+pub(crate) fn readable(path: &str, default_branch: Option<String>, clone_url: Option<String>) -> RepositoryStatus {
+    RepositoryStatus {
+        path: path.to_owned(),
+        readable: true,
+        default_branch: default_branch.filter(|b| !b.trim().is_empty()),
+        clone_url: clone_url.filter(|u| !u.trim().is_empty()),
+        reason: None,
+        message: None,
+    }
+}
+
+/// An unreadable repository.
+pub(crate) fn unreadable(path: &str, reason: RepositoryReason, message: impl Into<String>) -> RepositoryStatus {
+    RepositoryStatus {
+        path: path.to_owned(),
+        readable: false,
+        default_branch: None,
+        clone_url: None,
+        reason: Some(reason),
+        message: Some(message.into()),
+    }
+}
+
+/// A 404: the token cannot see the repository, or it does not exist. Both are said.
+pub(crate) fn not_found(path: &str, provider_said: &str) -> RepositoryStatus {
+    unreadable(
+        path,
+        RepositoryReason::NotFound,
+        format!(
+            "the token cannot see {path} or it does not exist (404{}); grant the token's user access to it, or fix the path",
+            said(provider_said)
+        ),
+    )
+}
+
+/// The token sees the repository (or its project) but may not read it.
+pub(crate) fn forbidden(path: &str, status: u16, provider_said: &str, what_to_do: &str) -> RepositoryStatus {
+    unreadable(
+        path,
+        RepositoryReason::Forbidden,
+        format!(
+            "the token may not read {path} (HTTP {status}{}); {what_to_do}",
+            said(provider_said)
+        ),
+    )
+}
+
+/// A request that got no usable answer.
+pub(crate) fn from_http_error(path: &str, error: &HttpError) -> RepositoryStatus {
+    let reason = match error {
+        HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Tls { .. } => {
+            RepositoryReason::Unreachable
+        }
+        _ => RepositoryReason::ProviderError,
+    };
+    unreadable(
+        path,
+        reason,
+        format!("looking up {path} failed: {error}; it is tried again"),
+    )
+}
+
+/// An answer the API does not document for this request.
+pub(crate) fn unexpected(path: &str, provider: ProviderKind, response: &HttpResponse) -> RepositoryStatus {
+    let body = if response.is_login_page() {
+        "a sign-in page".to_owned()
+    } else {
+        match response.json::<serde_json::Value>() {
+            Ok(_) => "unexpected JSON".to_owned(),
+            Err(NotJson::Html) => "an HTML page".to_owned(),
+            Err(NotJson::Malformed(_)) => "a body that is not JSON".to_owned(),
+        }
+    };
+    unreadable(
+        path,
+        RepositoryReason::ProviderError,
+        format!(
+            "looking up {path} answered HTTP {} with {body}, not the {provider} API; it is tried again",
+            response.status.as_u16()
+        ),
+    )
+}
+
+/// `: what the provider said`, shortened, or nothing.
+fn said(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    format!(": {}", excerpt(text))
+}
+
+/// One path segment, percent-encoded for a URL path.
+pub(crate) fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A clone URL without user info (Bitbucket Cloud puts the account name in it).
+pub(crate) fn clean_clone_url(raw: &str) -> Option<String> {
+    let mut url = url::Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return None;
+    }
+    // Setting empty user info cannot fail on an http(s) URL with a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Facts;
+
+    fn entry(path: &str, reason: Option<RepositoryReason>) -> RepositoryStatus {
+        match reason {
+            None => readable(path, Some("main".into()), None),
+            Some(reason) => unreadable(path, reason, "x"),
+        }
+    }
+
+    #[test]
+    fn readiness_names_the_first_few_and_counts_the_rest() {
+        let verified = Verification::verified("authenticated as jdoe", Facts::default());
+        let all_good = [entry("a/b", None)];
+        assert_eq!(readiness(verified.clone(), &all_good).reason, ReadyReason::Verified);
+        let mixed = [
+            entry("a/ok", None),
+            entry("a/1", Some(RepositoryReason::NotFound)),
+            entry("a/2", Some(RepositoryReason::Forbidden)),
+            entry("a/3", Some(RepositoryReason::SsoRequired)),
+            entry("a/4", Some(RepositoryReason::NotFound)),
+            entry("a/5", Some(RepositoryReason::NotFound)),
+        ];
+        let v = readiness(verified, &mixed);
+        assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
+        assert!(
+            v.message
+                .starts_with("5 of 6 listed repositories cannot be read with this token: a/1 (NotFound), a/2 (Forbidden), a/3 (SSORequired) and 2 more"),
+            "{}",
+            v.message
+        );
+        assert_eq!(summary(&mixed), "1/6");
+        let failed = Verification::failed(ReadyReason::Unauthorized, "no");
+        assert_eq!(readiness(failed, &mixed).reason, ReadyReason::Unauthorized);
+    }
+
+    #[test]
+    fn look_ups_use_only_free_host_slots() {
+        let limiter = HostLimiter::new(4);
+        let _own = limiter.try_acquire("h:443").unwrap();
+        let (concurrency, extra) = borrow_slots(&limiter, "h:443");
+        assert_eq!(
+            (concurrency.get(), extra.len()),
+            (4, 3),
+            "its own slot and the 3 free ones"
+        );
+        let (busy, none) = borrow_slots(&limiter, "h:443");
+        assert_eq!(
+            (busy.get(), none.len()),
+            (1, 0),
+            "a full host leaves one look-up at a time"
+        );
+        drop(extra);
+        let unlimited = HostLimiter::new(0);
+        assert_eq!(borrow_slots(&unlimited, "h").0.get(), DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn clone_urls_lose_user_info() {
+        assert_eq!(
+            clean_clone_url("https://jdoe@bitbucket.org/ws/app.git").as_deref(),
+            Some("https://bitbucket.org/ws/app.git")
+        );
+        assert_eq!(clean_clone_url("ssh://git@host/x.git"), None);
+    }
+}
