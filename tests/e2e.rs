@@ -501,14 +501,23 @@ async fn suspended_connections_never_call_the_provider() {
     assert_eq!(ready(&conn).status, "Unknown");
     assert_eq!(conn.status.as_ref().unwrap().observed_generation, Some(1));
     // Not ready, and marked suspended: the chart's GitProviderConnectionNotReady leaves it out.
-    let metrics = op.metrics().await;
+    // The gauges are set just after the status write: read them with a bounded wait.
     let ns = &c.ns;
-    for line in [
+    let expected = [
         gauge(ns, "paused", 0),
         format!(r#"gitprovider_connection_suspended{{namespace="{ns}",name="paused",provider="GitLab"}} 1"#),
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
-    }
+    ];
+    eventually("the suspended connection's gauges", WAIT, || async {
+        let metrics = op.metrics().await;
+        match expected
+            .iter()
+            .find(|line| !metrics.lines().any(|l| l == line.as_str()))
+        {
+            None => Ok(()),
+            Some(line) => Err(format!("{line} in:\n{metrics}")),
+        }
+    })
+    .await;
 
     // Another connection shares the Secret: when it has been re-verified with the rotated
     // token, the suspended one has been told about the rotation too, and must not have called.

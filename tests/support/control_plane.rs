@@ -195,7 +195,12 @@ impl ControlPlane {
     /// A `kubectl` command with the admin kubeconfig and no proxy.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.kubectl_path());
-        command.env("KUBECONFIG", self.kubeconfig()).stdin(Stdio::null());
+        // A discovery cache of its own: ports are reused by later control planes, and a cache
+        // from one without the CRD made `kubectl explain gpc` fail.
+        command
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"))
+            .stdin(Stdio::null());
         for proxy in PROXY_VARIABLES {
             command.env_remove(proxy);
         }
@@ -252,6 +257,20 @@ impl ControlPlane {
             "--timeout=60s",
             "crd/gitproviderconnections.gitprovider.dev",
         ]);
+        // Established comes a moment before discovery serves the kind (what kubectl resolves
+        // `gpc` through): wait for that too, bounded.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = self.kubectl_ok(&["api-resources", "--api-group=gitprovider.dev", "-o", "name"]);
+            if listed.lines().any(|l| l.starts_with("gitproviderconnections.")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "discovery did not list gitproviderconnections within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = std::fs::write(marker, "");
     }
 
