@@ -90,7 +90,7 @@ pub struct RunArgs {
     /// TokenExpiringSoon turns True this long before the token expires (e.g. 14d, 336h).
     #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
     pub token_expiry_warning: Duration,
-    /// Time-out of one request to a provider.
+    /// Deadline of one verification: all its requests, retries and Retry-After waits included.
     #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
     pub timeout: Duration,
     /// PEM CA certificates trusted for every provider, beside the system roots and each
@@ -158,8 +158,9 @@ pub struct VerifyArgs {
     /// Skip TLS certificate verification (insecure).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// Time-out of each request; also the longest rate-limit reset waited out before verifying
-    /// again (a later one is a ProviderError at once, its reset time in the message).
+    /// Deadline of the verification (all its requests, retries and Retry-After waits included);
+    /// also the longest rate-limit reset waited out before verifying again (a later one is a
+    /// ProviderError at once, its reset time in the message).
     #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
     pub timeout: Duration,
     /// TokenExpiringSoon turns True this long before the token expires.
