@@ -128,7 +128,7 @@ pub async fn lookup(
         None => unreadable(
             path,
             RepositoryReason::Unreachable,
-            format!("looking up {path} got no complete answer within {within:?}; it is tried again"),
+            format!("looking up {path}: no answer within {within:?}; it is tried again"),
         ),
     };
     without_token(status, target)
