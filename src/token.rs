@@ -32,6 +32,14 @@ impl Token {
         &self.0
     }
 
+    /// Replaces the token wherever `text` quotes it (an instance may echo it back in an error
+    /// body): the one redaction rule for every message that leaves verification.
+    pub fn redact(&self, text: &mut String) {
+        if !self.0.is_empty() && text.contains(self.0.as_str()) {
+            *text = text.replace(self.0.as_str(), "<redacted>");
+        }
+    }
+
     /// A keyed hash of the token within `scope` (e.g. an instance), for remembering things per
     /// token without keeping it: the key is random per process, so the value reveals nothing
     /// outside it.
@@ -64,6 +72,14 @@ mod tests {
         assert_eq!(format!("{token:?}"), "Token(<redacted>)");
         assert_eq!(format!("{token}"), "<redacted>");
         assert_eq!(token.expose(), "glpat-secret-value");
+    }
+
+    #[test]
+    fn redact_replaces_every_quote_of_the_token() {
+        let token = Token::new("glpat-secret-value").unwrap();
+        let mut text = "401: glpat-secret-value is not valid (glpat-secret-value)".to_owned();
+        token.redact(&mut text);
+        assert_eq!(text, "401: <redacted> is not valid (<redacted>)");
     }
 
     #[test]

@@ -129,10 +129,7 @@ impl Verification {
     /// body that the message quotes, and bounds the message to [`MAX_MESSAGE_CHARS`]. Every
     /// provider applies this to its result.
     pub fn without_token(mut self, token: &Token) -> Verification {
-        let secret = token.expose();
-        if !secret.is_empty() && self.message.contains(secret) {
-            self.message = self.message.replace(secret, "<redacted>");
-        }
+        token.redact(&mut self.message);
         if self.message.chars().count() > MAX_MESSAGE_CHARS {
             self.message = cut(&self.message, MAX_MESSAGE_CHARS);
         }

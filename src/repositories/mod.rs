@@ -136,12 +136,8 @@ pub async fn lookup(
 
 /// An instance that echoes the token back in an error body never gets it into a status.
 fn without_token(mut status: RepositoryStatus, target: &Target) -> RepositoryStatus {
-    let secret = target.token.expose();
-    if let Some(message) = &mut status.message
-        && !secret.is_empty()
-        && message.contains(secret)
-    {
-        *message = message.replace(secret, "<redacted>");
+    if let Some(message) = &mut status.message {
+        target.token.redact(message);
     }
     status
 }
