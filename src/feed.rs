@@ -10,15 +10,14 @@
 //! partitions can share one store without one relist wiping the others.
 
 use crate::api::GitProviderConnection;
-use crate::controller::scoped_api;
 use crate::index::{ConnectionIndex, Effect, ObjectKey};
 use crate::metrics::Metrics;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
-use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
+use kube::{Api, Client, Resource};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -69,7 +68,7 @@ impl Feed {
         let (tx, rx) = mpsc::unbounded();
         let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
         for key in self.index.keys() {
-            let _ = tx.unbounded_send(object_ref(&key));
+            let _ = tx.unbounded_send(key.object_ref());
         }
         *subscriber = Some(tx);
         rx
@@ -82,7 +81,7 @@ impl Feed {
         let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = subscriber.as_ref() {
             for key in &effect.reconcile {
-                if tx.unbounded_send(object_ref(key)).is_err() {
+                if tx.unbounded_send(key.object_ref()).is_err() {
                     // The controller stopped (lost leadership); stop queueing.
                     *subscriber = None;
                     break;
@@ -116,7 +115,7 @@ impl Feed {
             // While initializing, the object may sit in the init buffer, which cannot be edited;
             // mark_store_ready drops what the index no longer holds.
             if !store.initializing
-                && let Some(gone) = self.store.get(&object_ref(key))
+                && let Some(gone) = self.store.get(&key.object_ref())
             {
                 store.writer.apply_watcher_event(&Event::Delete(gone.as_ref().clone()));
             }
@@ -199,8 +198,16 @@ fn slim(conn: &mut GitProviderConnection) {
     conn.metadata.owner_references = None;
 }
 
-pub(crate) fn object_ref(key: &ObjectKey) -> ObjectRef<GitProviderConnection> {
-    ObjectRef::new(&key.name).within(&key.namespace)
+/// An `Api` for all namespaces or one.
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use crate::api::{CaBundleKind, GitProviderConnection, ProviderKind};
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -45,6 +46,11 @@ impl ObjectKey {
 
     pub fn of(conn: &GitProviderConnection) -> ObjectKey {
         ObjectKey::new(conn.namespace().unwrap_or_default(), conn.name_any())
+    }
+
+    /// The reference kube's reflector store and applier know the connection by.
+    pub fn object_ref(&self) -> ObjectRef<GitProviderConnection> {
+        ObjectRef::new(&self.name).within(&self.namespace)
     }
 }
 

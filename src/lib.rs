@@ -20,3 +20,4 @@ pub mod repositories;
 pub mod status;
 pub mod throttle;
 pub mod token;
+pub mod triggers;

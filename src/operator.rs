@@ -10,6 +10,7 @@ use crate::index::{ConnectionIndex, UniquenessScope};
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::providers::http::{HttpClient, HttpConfig};
+use crate::triggers;
 use kube::Client;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
@@ -252,7 +253,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 _ = term_shutdown.wait_for(|s| *s) => {}
             }
         };
-        let term = controller::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop);
+        let term = triggers::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop);
         tokio::select! {
             () = term => {}
             () = after_shutdown(shutdown_rx.clone(), STOP_GRACE) => {

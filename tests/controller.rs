@@ -5,11 +5,12 @@
 mod support;
 
 use gitprovider_operator::api::{GitProviderConnection, READY, TOKEN_EXPIRING_SOON};
-use gitprovider_operator::controller::{self, Context, Settings};
+use gitprovider_operator::controller::{Context, Settings};
 use gitprovider_operator::feed::Feed;
 use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
 use gitprovider_operator::metrics::Metrics;
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig};
+use gitprovider_operator::triggers;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
@@ -70,7 +71,7 @@ impl Harness {
         ));
         let (stop, stopped) = watch::channel(false);
         let mut stopped_rx = stopped.clone();
-        tokio::spawn(controller::run(
+        tokio::spawn(triggers::run(
             ctx,
             feed.clone(),
             feed.store(),

@@ -2,12 +2,13 @@
 //! the reservation ledger.
 
 use super::reservations::{Ledger, Reservation};
-use super::review::Subject;
 use super::rules::{Claim, Holders, check_unique, parse_spec, validate_spec};
 use crate::api::{GROUP, GitProviderConnection};
 use crate::index::{ConnectionIndex, InstanceKey, ObjectKey};
 use kube::Resource;
+use kube::core::GroupVersionKind;
 use kube::core::admission::Operation;
+use serde_json::Value;
 use std::time::Instant;
 
 /// Why a request got no AdmissionReview back.
@@ -43,6 +44,26 @@ impl Decision {
             warnings: Vec::new(),
         }
     }
+}
+
+/// What a decision reads from a request, borrowed from the decoded body (see
+/// [`super::review`]).
+pub(super) struct Subject<'a> {
+    pub(super) kind: &'a GroupVersionKind,
+    pub(super) operation: &'a Operation,
+    pub(super) sub_resource: Option<&'a str>,
+    pub(super) namespace: Option<&'a str>,
+    pub(super) name: &'a str,
+    pub(super) dry_run: bool,
+    pub(super) object: Option<ObjectView<'a>>,
+    pub(super) old_object: Option<ObjectView<'a>>,
+}
+
+pub(super) struct ObjectView<'a> {
+    pub(super) name: Option<&'a str>,
+    pub(super) namespace: Option<&'a str>,
+    pub(super) generation: Option<i64>,
+    pub(super) spec: Option<&'a Value>,
 }
 
 /// A denial that rests on a reservation only the webhook's own word supports: the reserved object

@@ -4,7 +4,7 @@
 //! rest of the objects, `userInfo` and the options are skipped over without being built (reading
 //! them into a typed `AdmissionReview<DynamicObject>` cost as much CPU as TLS and HTTP together).
 
-use super::decision::{Decision, Rejection};
+use super::decision::{Decision, ObjectView, Rejection, Subject};
 use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, Status, TypeMeta};
 use serde::de::IgnoredAny;
@@ -139,25 +139,6 @@ impl RequestBody {
             old_object: self.old_object.as_ref().map(object),
         }
     }
-}
-
-/// What a decision reads from a request, borrowed from a [`RequestBody`].
-pub(super) struct Subject<'a> {
-    pub(super) kind: &'a GroupVersionKind,
-    pub(super) operation: &'a Operation,
-    pub(super) sub_resource: Option<&'a str>,
-    pub(super) namespace: Option<&'a str>,
-    pub(super) name: &'a str,
-    pub(super) dry_run: bool,
-    pub(super) object: Option<ObjectView<'a>>,
-    pub(super) old_object: Option<ObjectView<'a>>,
-}
-
-pub(super) struct ObjectView<'a> {
-    pub(super) name: Option<&'a str>,
-    pub(super) namespace: Option<&'a str>,
-    pub(super) generation: Option<i64>,
-    pub(super) spec: Option<&'a Value>,
 }
 
 pub(super) fn operation_name(operation: &Operation) -> &'static str {
