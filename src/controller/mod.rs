@@ -1,0 +1,313 @@
+//! The controller: turns a connection and its Secret into a verified status.
+//!
+//! One reconcile = decide the Ready reason ([`evaluate`]: local checks → host slot →
+//! credentials → verify), compute the status
+//! ([`crate::status::next_status`]), write it only if something changed, record an Event when
+//! Ready moved, and schedule the next verification (interval with jitter, or capped exponential
+//! backoff for transient failures).
+//!
+//! What triggers a reconcile, and the queue that runs them, is [`crate::triggers`]'s job.
+
+mod credentials;
+mod evaluate;
+mod outcome;
+mod schedule;
+
+pub use evaluate::evaluate;
+pub use outcome::{Evaluation, Refusal, Stop};
+pub use schedule::{backoff_delay, jittered, next_action};
+
+use crate::api::{GitProviderConnection, GitProviderConnectionStatus, ReadyReason};
+use crate::index::{ConnectionIndex, ObjectKey};
+use crate::metrics::Metrics;
+use crate::politeness::HostLimiter;
+use crate::providers::Verification;
+use crate::providers::http::HttpClient;
+use crate::repositories;
+use crate::status::{StatusContext, materially_changed, next_status, ready_transition, status_merge_patch};
+use crate::throttle::Holds;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Name under which the operator writes status and records events.
+pub const FIELD_MANAGER: &str = "gitprovider-operator";
+
+/// Errors that stop a reconcile; they are retried by [`error_policy`]. Verification failures are
+/// not errors: they are a status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot write the status of {object}: {source}")]
+    WriteStatus {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the reconcile was cancelled (the runtime is shutting down)")]
+    Cancelled,
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// TokenExpiringSoon turns True within this long of the expiry.
+    pub expiry_warning: Duration,
+    /// First retry delay after a transient failure (doubled per failure).
+    pub backoff_base: Duration,
+    /// Longest retry delay after transient failures (never longer than the interval).
+    pub backoff_max: Duration,
+    /// Retry delay after an API error of our own (reading a Secret, writing status).
+    pub api_error_retry: Duration,
+    /// Reconciles running at once (each verification is one of them).
+    pub max_concurrent_verifications: u16,
+    /// Verifications in flight against one host (0: no cap beyond the global one).
+    pub max_in_flight_per_host: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            expiry_warning: Duration::from_secs(14 * 86_400),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            api_error_retry: Duration::from_secs(5),
+            max_concurrent_verifications: 32,
+            max_in_flight_per_host: 8,
+        }
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub http: HttpClient,
+    pub index: Arc<ConnectionIndex>,
+    /// Who records Events. A `Recorder` is made per Event: kube's keeps every Event it published
+    /// for minutes (to turn repeats into a series), ~2.4 KB per connection whose Ready moved,
+    /// and scans that cache on each publish; Events here mark Ready transitions only, so the
+    /// series aggregation is not worth 24 MB at 10,000 connections.
+    pub reporter: Reporter,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    hosts: HostLimiter,
+    /// Tokens an instance rate-limited, held until its reset.
+    holds: Holds,
+    /// Consecutive transient failures per connection, for the backoff.
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        http: HttpClient,
+        index: Arc<ConnectionIndex>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+    ) -> Context {
+        Context {
+            reporter,
+            client,
+            http,
+            index,
+            metrics,
+            hosts: HostLimiter::new(settings.max_in_flight_per_host),
+            holds: Holds::default(),
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn note_failure(&self, key: &ObjectKey, transient: bool) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if transient {
+            let count = failures.entry(key.clone()).or_insert(0);
+            *count += 1;
+            *count
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+/// One reconcile: evaluate, write the status if it changed, record the transition, requeue.
+///
+/// kube's applier polls every reconcile future from its own single task, so decoding Secrets,
+/// building requests and parsing answers for all concurrent verifications would share one
+/// core. Each reconcile runs as its own task instead; dropping the returned future (the
+/// controller stopping, e.g. on lost leadership) aborts it as before.
+pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let task = AbortOnDrop(tokio::spawn(async move {
+        let started = Instant::now();
+        let key = ObjectKey::of(&conn);
+        let result = reconcile_inner(&conn, &ctx, &key).await;
+        ctx.metrics.reconcile_done(result.is_ok(), started.elapsed());
+        result
+    }));
+    match task.await {
+        Ok(result) => result,
+        // A panic stays a panic, as it was when the reconcile ran inside the applier.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(Error::Cancelled),
+    }
+}
+
+/// A task handle that aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &ObjectKey) -> Result<Action, Error> {
+    // Until every connection is listed, "nobody else holds this name" cannot be trusted.
+    if !ctx.index.is_synced() {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let evaluation = match evaluate(conn, ctx).await {
+        Ok(evaluation) => evaluation,
+        Err(Stop::Refused(refusal)) => Evaluation::refused(refusal),
+        // The instance already has its share in flight: look again shortly, holding nothing.
+        // Shortly: a busy host frees a slot every latency ÷ cap, and at the end of a burst a
+        // long wait here would be the whole tail (BENCHMARKS.md: figures behind choices).
+        Err(Stop::HostBusy) => return Ok(Action::requeue(Duration::from_millis(20 + fastrand::u64(..60)))),
+        Err(Stop::Failed(error)) => return Err(error),
+    };
+    let reason = evaluation.verification.reason;
+    let previous = conn.status.as_ref();
+    let status = next_status(
+        StatusContext {
+            previous,
+            generation: conn.metadata.generation,
+            now: jiff::Timestamp::now(),
+            expiry_warning: ctx.settings.expiry_warning,
+            contacted_provider: evaluation.contacted_provider,
+            repositories: evaluation.repositories.as_deref(),
+        },
+        &evaluation.verification,
+    );
+    // Write when something changed, or to record the time of a verification the token passed.
+    let changed = materially_changed(previous, &status);
+    let token_passed = matches!(reason, ReadyReason::Verified | ReadyReason::RepositoryUnreadable);
+    if changed || (evaluation.contacted_provider && token_passed) {
+        write_status(conn, ctx, &status).await?;
+    }
+    if ready_transition(previous, &status) {
+        publish_transition(conn, ctx, &evaluation.verification);
+    }
+    ctx.metrics.connection_status(key, conn.spec.provider, &status);
+
+    // A look-up that failed on the instance's side is retried like the token's own failures.
+    let transient = reason.is_transient()
+        || evaluation
+            .repositories
+            .as_deref()
+            .is_some_and(repositories::any_transient);
+    let failures = ctx.note_failure(key, transient);
+    Ok(next_action(
+        conn,
+        reason,
+        failures,
+        transient,
+        evaluation.verification.retry_at,
+        &ctx.settings,
+    ))
+}
+
+async fn write_status(
+    conn: &GitProviderConnection,
+    ctx: &Context,
+    status: &GitProviderConnectionStatus,
+) -> Result<(), Error> {
+    let namespace = conn.namespace().unwrap_or_default();
+    let api: Api<GitProviderConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &conn.name_any(),
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(status_merge_patch(status)),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        object: ObjectKey::of(conn).to_string(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Records the transition as an Event, off the reconcile's path: the status already says it,
+/// and the verification slot is free one API round trip sooner (with 256 verifications in flight
+/// that round trip was a few ms of each ~55 ms verification).
+fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verification: &Verification) {
+    let type_ = match verification.reason.condition_status() {
+        "False" => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let event = KubeEvent {
+        type_,
+        reason: verification.reason.as_str().to_owned(),
+        note: Some(truncate(&verification.message, 1000)),
+        action: "Verify".to_owned(),
+        secondary: None,
+    };
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = conn.object_ref(&());
+    let key = ObjectKey::of(conn);
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            // An Event is a courtesy; the status already says it.
+            tracing::warn!(connection = %key, %error, "cannot record an event");
+        }
+    });
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Retries our own API errors quickly; verification outcomes never come here.
+pub fn error_policy(conn: Arc<GitProviderConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(connection = %ObjectKey::of(&conn), %error, "reconcile failed; retrying");
+    Action::requeue(ctx.settings.api_error_retry.mul_f64(0.5 + fastrand::f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+}
