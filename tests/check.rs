@@ -120,8 +120,8 @@ fn every_spec_problem_is_reported() {
         "ns/everything-wrong: spec.tls.caBundleRef.name must not be empty: name the ConfigMap that holds it",
         "ns/metadata-endpoint: spec.url points at the link-local address 169.254.169.254 (where cloud metadata \
          endpoints live), which the operator never contacts; use the instance's real address",
-        "ns/wrong-provider: spec.provider: unknown variant `Gitlab`, expected one of `GitLab`, `Bitbucket`, \
-         `AzureDevOps`, `GitHub`, `Gitea`",
+        "ns/wrong-provider: spec.provider: unsupported value \"Gitlab\"; supported values: \"GitLab\", \
+         \"Bitbucket\", \"AzureDevOps\", \"GitHub\", \"Gitea\"",
         "ns/<no name, document 4>: metadata.name is missing",
         "ns/<no name, document 4>: spec.url must not contain a query (?...); give the instance's base URL only",
         "document 5: kind \"GitProviderConection\" is not a kind of gitprovider.dev; did you mean \
@@ -258,4 +258,247 @@ fn repository_paths_are_checked_per_provider() {
         ]
     );
     assert_eq!(outcome.code, 1);
+}
+
+/// Runs `check ARGS` with `stdin` on its standard input: (exit code, stdout, stderr).
+fn check_with_stdin(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"))
+        .arg("check")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // a child that stops reading early (the size cap) closes the pipe: not an error here
+    let _ = input.write_all(stdin);
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Two documents: one with an unknown field (line 10) and a CEL failure, one of an unknown
+/// version of the group.
+const PIPED: &str = "apiVersion: gitprovider.dev/v1alpha1
+kind: GitProviderConnection
+metadata:
+  name: piped
+  namespace: ns-1
+spec:
+  provider: GitLab
+  instanceName: main
+  url: https://gitlab.example.com
+  verifyinterval: 10s
+  tokenSecretRef:
+    name: pat
+    key: \"\"
+---
+apiVersion: gitprovider.dev/v2
+kind: GitProviderConnection
+metadata: {name: later}
+";
+
+#[test]
+fn standard_input_is_read_with_the_files() {
+    let (code, stdout, stderr) = check_with_stdin(&[&format!("{F}/valid"), "-"], PIPED.as_bytes());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "<stdin>: ns-1/piped: unknown field \"spec.verifyinterval\"",
+            "<stdin>: ns-1/piped: spec.tokenSecretRef.key must not be empty: name the key of the Secret's data",
+            "<stdin>: document 2: apiVersion \"gitprovider.dev/v2\" is not served by the CRD; use gitprovider.dev/v1alpha1",
+            // standard input is read first: its connection holds the name
+            &format!(
+                "{F}/valid/connections.yaml: ns-1/gl: instanceName \"main\" is already used by GitLab connection \
+                 ns-1/piped (in <stdin>); {DUPLICATE_HINT}"
+            ),
+        ]
+    );
+    assert_eq!(stderr, "checked 4 GitProviderConnections in 3 files: 4 problems\n");
+    // alone, and the same size cap as files
+    let (code, stdout, _) = check_with_stdin(&["-"], b"");
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    let big = format!("# {}\n", "x".repeat(4 * 1024 * 1024));
+    let (code, stdout, _) = check_with_stdin(&["-"], big.as_bytes());
+    assert_eq!(code, 1);
+    assert_eq!(
+        stdout,
+        "<stdin>: file: is larger than 4194304 bytes: not read (a manifest is far smaller)\n"
+    );
+}
+
+#[test]
+fn schema_problems_are_the_api_servers() {
+    let manifest = "apiVersion: gitprovider.dev/v1alpha1
+kind: GitProviderConnection
+metadata: {name: typed, namespace: ns, labels: {ok: yes}, nmespace: x}
+spec:
+  provider: Gitea
+  instanceName: 7
+  url: https://git.example.com
+  suspend: \"no\"
+  tokenSecretRef: {name: pat}
+  tls: {caBundleRef: {kind: Configmap, name: ca}}
+  repositories: [a/b, a/b, c]
+status: {ready: true, observedGeneration: later}
+";
+    let (code, stdout, _) = check_with_stdin(&["-"], manifest.as_bytes());
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "<stdin>: ns/typed: metadata.labels.ok: must be of type string, not boolean",
+            "<stdin>: ns/typed: unknown field \"metadata.nmespace\"",
+            "<stdin>: ns/typed: spec.instanceName: must be of type string, not integer",
+            "<stdin>: ns/typed: spec.repositories[2]: has 1 character; at least 3 required",
+            "<stdin>: ns/typed: spec.repositories[2]: a repository path has at least two segments separated by /, and \
+             no leading or trailing /",
+            "<stdin>: ns/typed: spec.repositories[1]: duplicate value \"a/b\"",
+            "<stdin>: ns/typed: spec.suspend: must be of type boolean, not string",
+            "<stdin>: ns/typed: spec.tls.caBundleRef.kind: unsupported value \"Configmap\"; supported values: \
+             \"ConfigMap\", \"Secret\"",
+            "<stdin>: ns/typed: unknown field \"status.ready\"",
+        ]
+    );
+}
+
+#[test]
+fn json_output() {
+    let (code, stdout, stderr) = check_with_stdin(&["-o", "json", "-"], PIPED.as_bytes());
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "", "nothing but the document is printed");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["files"], serde_json::json!(["<stdin>"]));
+    assert_eq!(
+        report["documents"],
+        serde_json::json!([{"path": "<stdin>", "document": 1, "line": 1, "object": "ns-1/piped"}])
+    );
+    assert_eq!(
+        report["problems"][0],
+        serde_json::json!({
+            "path": "<stdin>", "line": 10, "object": "ns-1/piped", "field": "spec.verifyinterval",
+            "rule": "unknown-field", "severity": "error", "message": "unknown field \"spec.verifyinterval\""
+        })
+    );
+    // the webhook's message, under the rule that refuses it first (the CRD's minLength)
+    assert_eq!(report["problems"][1]["rule"], "schema");
+    assert_eq!(report["problems"][1]["field"], "spec.tokenSecretRef.key");
+    assert_eq!(report["problems"][1]["line"], 13);
+    assert_eq!(report["problems"][2]["rule"], "unknown-api-version");
+    assert_eq!(report["problems"][2]["line"], 15);
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"files": 1, "connections": 1, "errors": 3, "warnings": 0})
+    );
+    // warnings carry their severity; a clean run exits 0
+    let http = PIPED
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("https:", "http:")
+        .replace("  verifyinterval: 10s\n", "");
+    let http = http.replace("    key: \"\"\n", "");
+    let (code, stdout, _) = check_with_stdin(&["-o", "json", "-"], http.as_bytes());
+    assert_eq!(code, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["problems"][0]["severity"], "warning");
+    assert_eq!(report["problems"][0]["field"], "spec.url");
+    assert_eq!(report["summary"]["errors"], 0);
+}
+
+#[test]
+fn sarif_output() {
+    let (code, stdout, stderr) = check_with_stdin(&["-o", "sarif", &format!("{F}/invalid"), "-"], PIPED.as_bytes());
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "");
+    let log: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    assert!(log["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "gitprovider-operator check");
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"unknown-field") && rules.contains(&"admission"),
+        "{rules:?}"
+    );
+    let results = run["results"].as_array().unwrap();
+    assert!(results.len() >= 10, "{results:?}");
+    for result in results {
+        let rule = result["ruleId"].as_str().unwrap();
+        assert_eq!(rules[result["ruleIndex"].as_u64().unwrap() as usize], rule);
+        assert!(["error", "warning"].contains(&result["level"].as_str().unwrap()));
+        assert!(!result["message"]["text"].as_str().unwrap().is_empty());
+        let location = &result["locations"][0]["physicalLocation"];
+        assert!(!location["artifactLocation"]["uri"].as_str().unwrap().is_empty());
+        assert!(location["region"]["startLine"].as_u64().unwrap() >= 1);
+    }
+    let unknown = results.iter().find(|r| r["ruleId"] == "unknown-field").unwrap();
+    assert_eq!(
+        unknown["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "%3Cstdin%3E"
+    );
+    assert_eq!(unknown["locations"][0]["physicalLocation"]["region"]["startLine"], 10);
+    let provider = results
+        .iter()
+        .find(|r| r["message"]["text"].as_str().unwrap().contains("Gitlab"))
+        .unwrap();
+    assert_eq!(
+        provider["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        format!("{F}/invalid/spec.yaml")
+    );
+    assert_eq!(provider["ruleId"], "schema");
+    let warning = results.iter().find(|r| r["level"] == "warning").unwrap();
+    assert_eq!(warning["ruleId"], "admission");
+}
+
+#[test]
+fn junit_output() {
+    let (code, stdout, stderr) = check_with_stdin(&["-o", "junit", &format!("{F}/valid"), "-"], PIPED.as_bytes());
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "");
+    assert!(stdout.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
+    // 4 connections and the document of an unknown version; 2 of them fail
+    assert!(
+        stdout.contains("<testsuite name=\"gitprovider-operator check\" tests=\"5\" failures=\"3\" errors=\"0\">"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "<testcase classname=\"&lt;stdin&gt;\" name=\"ns-1/piped\">\n      <failure type=\"unknown-field\" \
+         message=\"unknown field &quot;spec.verifyinterval&quot;\">&lt;stdin&gt;:10: unknown field \
+         &quot;spec.verifyinterval&quot;</failure>"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "<testcase classname=\"{F}/valid/nested/list.yml\" name=\"ns-2/gl\"/>"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("<testcase ").count(), 5);
+    assert_eq!(stdout.matches("<failure ").count(), 4);
+    assert_eq!(stdout.matches("</testcase>").count(), 3);
+    // exit codes do not depend on the format
+    let (code, stdout, _) = check_with_stdin(&["-o", "junit", &format!("{F}/valid")], b"");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("failures=\"0\""));
+    let (code, stdout, stderr) = check_with_stdin(&["-o", "json", &format!("{F}/does-not-exist")], b"");
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert!(stderr.starts_with("error: "));
 }
