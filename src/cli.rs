@@ -6,7 +6,7 @@ use crate::controller::Settings;
 use crate::duration::parse_flag_duration;
 use crate::index::UniquenessScope;
 use crate::leader::LeaseSettings;
-use crate::operator::{OperatorConfig, WebhookCerts, run};
+use crate::operator::{OperatorConfig, WebhookCerts, WebhookClients, run};
 use crate::providers::address_guard::{AddressPolicy, Cidr};
 use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
 use crate::providers::{Target, parse_base_url, provider};
@@ -75,6 +75,15 @@ pub struct RunArgs {
     /// Service in front of the webhook (names the self-issued certificate is valid for).
     #[arg(long, requires = "webhook_cert_secret")]
     pub webhook_service: Option<String>,
+    /// Accept webhook connections only from clients presenting a certificate issued by this CA
+    /// (PEM; reloaded when the file changes): the API server's, through its admission
+    /// configuration. Anyone else fails the TLS handshake.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_client_ca: Option<PathBuf>,
+    /// With --webhook-client-ca: the client certificate must also carry this name (its subject's
+    /// common name or a DNS subject alternative name).
+    #[arg(long, value_name = "NAME", requires = "webhook_client_ca")]
+    pub webhook_client_name: Option<String>,
     /// Port of /metrics, /healthz and /readyz.
     #[arg(long, default_value_t = 8080)]
     pub metrics_port: u16,
@@ -261,6 +270,10 @@ fn run_command(args: RunArgs) -> ExitCode {
             }),
             _ => WebhookCerts::Disabled,
         },
+        webhook_clients: args.webhook_client_ca.map(|ca_file| WebhookClients {
+            ca_file,
+            name: args.webhook_client_name,
+        }),
     };
     let result = match runtime() {
         Ok(rt) => rt.block_on(run(config)),

@@ -1,7 +1,7 @@
 //! `gitprovider-operator run`: wires the shared watch, the controller (leader only), the health
 //! and metrics server, and leader election, and shuts them down cleanly on SIGTERM.
 
-use crate::admission::{ApiConfirm, CertStore, DEFAULT_RESERVATION_TTL, Webhook};
+use crate::admission::{ApiConfirm, CertStore, ClientAuth, DEFAULT_RESERVATION_TTL, Webhook};
 use crate::certs::{CertManager, CertSettings};
 use crate::controller::{self, Context, Settings};
 use crate::feed::Feed;
@@ -32,6 +32,16 @@ pub struct OperatorConfig {
     pub identity: String,
     pub webhook_addr: SocketAddr,
     pub webhook_certs: WebhookCerts,
+    /// Who may connect to the webhook, when not anyone.
+    pub webhook_clients: Option<WebhookClients>,
+}
+
+/// `--webhook-client-ca` and `--webhook-client-name`: the webhook accepts only TLS clients with
+/// a certificate issued by this CA (reloaded when the file changes), carrying `name` if given.
+#[derive(Debug, Clone)]
+pub struct WebhookClients {
+    pub ca_file: PathBuf,
+    pub name: Option<String>,
 }
 
 /// Where the webhook's serving certificate comes from.
@@ -55,6 +65,8 @@ pub enum RunError {
     Client(#[source] kube::Error),
     #[error("cannot load the webhook certificate: {0}")]
     Certificate(#[from] crate::admission::CertError),
+    #[error("cannot load --webhook-client-ca: {0}")]
+    ClientCa(crate::admission::CertError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -128,7 +140,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         })?;
     // The webhook answers on every replica, leader or not, from the shared index, and asks the
     // API server before a reservation alone denies a name.
-    let webhook_with = |certs| {
+    let client_auth = match &config.webhook_clients {
+        Some(clients) => {
+            let auth = ClientAuth::from_file(&clients.ca_file, clients.name.clone()).map_err(RunError::ClientCa)?;
+            tokio::spawn(auth.clone().watch_file(clients.ca_file.clone(), CERT_FILE_POLL));
+            Some(auth)
+        }
+        None => None,
+    };
+    let webhook_with = |certs: Arc<CertStore>| {
+        if let Some(auth) = &client_auth {
+            certs.require_client_certificates(auth.clone());
+        }
         let confirm = Arc::new(ApiConfirm::new(client.clone(), config.uniqueness_scope));
         Webhook::confirmed_by(index.clone(), metrics.clone(), certs, DEFAULT_RESERVATION_TTL, confirm)
     };

@@ -2,6 +2,7 @@
 //! validating webhook and offline by `gitprovider-operator check` (one implementation, in
 //! [`rules`]); what slips through is healed behind the door by the controller.
 
+pub mod client_auth;
 pub mod confirm;
 mod decision;
 mod reservations;
@@ -11,6 +12,7 @@ pub mod server;
 pub mod tls;
 pub mod webhook;
 
+pub use client_auth::ClientAuth;
 pub use confirm::{ApiConfirm, CONFIRM_AFTER, Confirm};
 pub use decision::{Decision, Rejection};
 pub use reservations::DEFAULT_RESERVATION_TTL;

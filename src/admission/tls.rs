@@ -6,6 +6,7 @@
 //! files ([`CertStore::load_files`] once, then [`CertStore::watch_files`] polling their content)
 //! or from memory ([`CertStore::set`], for a certificate the operator manages itself).
 
+use super::client_auth::ClientAuth;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -13,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// How often [`CertStore::watch_files`] looks at the files by default.
@@ -46,6 +47,8 @@ pub struct CertStore {
     provider: Arc<CryptoProvider>,
     /// Bumped on every successful load (observability and tests).
     generation: AtomicU64,
+    /// Who may connect, when not anyone (`run --webhook-client-ca`).
+    client_auth: OnceLock<Arc<ClientAuth>>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -64,6 +67,7 @@ impl CertStore {
             current: RwLock::new(None),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             generation: AtomicU64::new(0),
+            client_auth: OnceLock::new(),
         })
     }
 
@@ -98,7 +102,7 @@ impl CertStore {
 
     /// Reads and installs the certificate and key files.
     pub fn load_files(&self, cert: &Path, key: &Path) -> Result<(), CertError> {
-        let (cert_pem, key_pem) = read_pair(cert, key)?;
+        let [cert_pem, key_pem] = read_files([cert, key])?;
         self.set(&cert_pem, &key_pem)
     }
 
@@ -117,13 +121,18 @@ impl CertStore {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A rustls server configuration that resolves through this store, offering h2 and http/1.1.
+    /// A rustls server configuration that resolves through this store, offering h2 and http/1.1,
+    /// and requiring client certificates when [`CertStore::require_client_certificates`] was
+    /// called.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, CertError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| CertError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .map_err(|e| CertError::Config(e.to_string()))?;
+        let builder = match self.client_auth.get() {
+            Some(auth) => builder.with_client_cert_verifier(auth.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -133,57 +142,72 @@ impl CertStore {
     /// retried at the next tick while the previous certificate keeps serving). Runs until
     /// dropped: spawn it.
     pub async fn watch_files(self: Arc<Self>, cert: PathBuf, key: PathBuf, every: Duration) {
-        // Compared with nothing at first, so that a change between the initial load and this
-        // task's start is not missed (installing the same certificate again is harmless).
-        let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-        let mut last_error: Option<String> = None;
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll_files([cert, key], every, "webhook certificate", move |[cert, key]| {
+            self.set(cert, key)
+        })
+        .await;
+    }
+
+    /// From now on, every TLS handshake must present a client certificate that `auth` accepts
+    /// (configurations built by [`CertStore::server_config`] afterwards). Set once; a second
+    /// call changes nothing.
+    pub fn require_client_certificates(&self, auth: Arc<ClientAuth>) {
+        let _ = self.client_auth.set(auth);
+    }
+}
+
+/// Polls `paths` every `every` and hands their content to `apply` whenever it changes; what
+/// cannot be read or applied is logged once (not at every tick) and retried, while whatever
+/// `apply` installed before stays in use. Runs until dropped.
+pub(crate) async fn poll_files<const N: usize>(
+    paths: [PathBuf; N],
+    every: Duration,
+    what: &'static str,
+    apply: impl Fn(&[Vec<u8>; N]) -> Result<(), CertError>,
+) {
+    // Compared with nothing at first, so that a change between the initial load and this
+    // task's start is not missed (installing the same content again is harmless).
+    let mut last: Option<[Vec<u8>; N]> = None;
+    let mut last_error: Option<String> = None;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
         ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let pair = match read_pair(&cert, &key) {
-                Ok(pair) => pair,
-                Err(error) => {
-                    let message = error.to_string();
-                    if last_error.as_ref() != Some(&message) {
-                        tracing::warn!(error = %message, "cannot read the webhook certificate; keeping the current one");
-                        last_error = Some(message);
-                    }
-                    continue;
+        let result = match read_files(paths.each_ref().map(|p| p.as_path())) {
+            Ok(content) if last.as_ref() == Some(&content) => continue,
+            Ok(content) => apply(&content).map(|()| content),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(content) => {
+                if last.is_some() {
+                    tracing::info!(file = %paths[0].display(), "{what} reloaded");
                 }
-            };
-            if last.as_ref() == Some(&pair) {
-                continue;
+                last = Some(content);
+                last_error = None;
             }
-            match self.set(&pair.0, &pair.1) {
-                Ok(()) => {
-                    if last.is_some() {
-                        tracing::info!(cert = %cert.display(), "webhook certificate reloaded");
-                    }
-                    last = Some(pair);
-                    last_error = None;
-                }
-                Err(error) => {
-                    let message = error.to_string();
-                    if last_error.as_ref() != Some(&message) {
-                        tracing::warn!(error = %message, "cannot load the changed webhook certificate; keeping the current one");
-                        last_error = Some(message);
-                    }
+            Err(error) => {
+                let message = error.to_string();
+                if last_error.as_ref() != Some(&message) {
+                    tracing::warn!(error = %message, "cannot load the {what}; keeping the current one");
+                    last_error = Some(message);
                 }
             }
         }
     }
 }
 
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CertError::Read {
+/// Reads each file whole.
+pub(crate) fn read_files<const N: usize>(paths: [&Path; N]) -> Result<[Vec<u8>; N], CertError> {
+    let mut content: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+    for (slot, path) in content.iter_mut().zip(paths) {
+        *slot = std::fs::read(path).map_err(|source| CertError::Read {
             path: path.to_owned(),
             source,
-        })
-    };
-    Ok((read(cert)?, read(key)?))
+        })?;
+    }
+    Ok(content)
 }
 
 impl ResolvesServerCert for CertStore {

@@ -91,6 +91,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "providerCABundle": {"name": "corp-ca", "kind": "Secret", "key": "bundle.pem"},
         "webhook": {"certManager": {"enabled": True}},
     },
+    "addresses-and-client-auth": {
+        "addresses": {"denyCIDRs": ["10.0.0.0/8", "fd00::/8"], "allowCIDRs": ["0.0.0.0/0", "::/0"]},
+        "webhook": {"clientAuth": {"caBundle": {"name": "apiserver-ca", "kind": "Secret",
+                                                "key": "client-ca.pem"},
+                                   "clientName": "kube-apiserver-webhook-client"}},
+    },
     "everything-ha": {
         "replicaCount": 3,
         "watchNamespaces": ["team-a", "gitprovider-system"],

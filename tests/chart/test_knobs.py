@@ -86,7 +86,8 @@ def _chart_flags() -> set[str]:
 
 def test_every_chart_flag_is_covered():
     assert {"--timeout", "--ca-file", "--namespace", "--tls-cert-file",
-            "--webhook-cert-secret"} <= _chart_flags()
+            "--webhook-cert-secret", "--deny-cidr", "--allow-cidr", "--webhook-client-ca",
+            "--webhook-client-name"} <= _chart_flags()
 
 
 @pytest.mark.parametrize("flag", sorted(_chart_flags()))
@@ -120,6 +121,44 @@ def test_provider_ca_bundle_is_mounted_and_passed(name):
     else:
         assert volumes["provider-ca"]["configMap"] == {"name": values["name"], "items": items,
                                                        "defaultMode": 0o444}
+
+
+def test_address_ranges_are_repeated_flags():
+    values = SCENARIOS["addresses-and-client-auth"]["addresses"]
+    _, flags = parse_args(container(render(SCENARIOS["addresses-and-client-auth"]))["args"])
+    assert flags["--deny-cidr"] == values["denyCIDRs"]
+    assert flags["--allow-cidr"] == values["allowCIDRs"]
+    _, default = parse_args(container(render({}))["args"])
+    assert "--deny-cidr" not in default and "--allow-cidr" not in default
+
+
+def test_webhook_client_ca_is_mounted_and_passed():
+    values = SCENARIOS["addresses-and-client-auth"]["webhook"]["clientAuth"]
+    objects = render(SCENARIOS["addresses-and-client-auth"])
+    c = container(objects)
+    _, flags = parse_args(c["args"])
+    client_ca_dir = "/etc/gitprovider-operator/webhook-client-ca"
+    assert flags["--webhook-client-ca"] == [f"{client_ca_dir}/ca.crt"]
+    assert flags["--webhook-client-name"] == [values["clientName"]]
+    assert c["volumeMounts"] == [{"name": "webhook-client-ca", "mountPath": client_ca_dir,
+                                  "readOnly": True}]
+    volumes = deployment(objects)["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "webhook-client-ca", "secret": {
+        "secretName": "apiserver-ca", "items": [{"key": "client-ca.pem", "path": "ca.crt"}],
+        "defaultMode": 0o444}}]
+    # a ConfigMap, without a name to require
+    c = container(render({"webhook": {"clientAuth": {"caBundle": {"name": "apiserver-ca"}}}}))
+    _, flags = parse_args(c["args"])
+    assert "--webhook-client-name" not in flags and "--webhook-client-ca" in flags
+    _, default = parse_args(container(render({}))["args"])
+    assert "--webhook-client-ca" not in default
+
+
+def test_webhook_client_name_needs_the_ca():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError, match="clientName needs webhook.clientAuth.caBundle.name"):
+        render({"webhook": {"clientAuth": {"clientName": "kube-apiserver"}}})
 
 
 def test_no_provider_ca_bundle_by_default():

@@ -59,6 +59,17 @@ BAD_VALUES = {
     "noProxy with spaces": {"proxy": {"noProxy": "a.example.com, b.example.com"}},
     "providerCABundle kind": {"providerCABundle": {"name": "ca", "kind": "Opaque"}},
     "providerCABundle bad name": {"providerCABundle": {"name": "Corp_CA"}},
+    "denyCIDRs prefix too long": {"addresses": {"denyCIDRs": ["10.0.0.0/33"]}},
+    "denyCIDRs octet too big": {"addresses": {"denyCIDRs": ["10.0.0.256/32"]}},
+    "denyCIDRs IPv6 prefix too long": {"addresses": {"denyCIDRs": ["fd00::/129"]}},
+    "denyCIDRs two double colons": {"addresses": {"denyCIDRs": ["fd00::1::/64"]}},
+    "denyCIDRs a string": {"addresses": {"denyCIDRs": "10.0.0.0/8"}},
+    "allowCIDRs a host name": {"addresses": {"allowCIDRs": ["intranet.example.com"]}},
+    "allowCIDRs with a space": {"addresses": {"allowCIDRs": ["10.0.0.0/8 "]}},
+    "addresses unknown key": {"addresses": {"deny": ["10.0.0.0/8"]}},
+    "clientAuth caBundle kind": {"webhook": {"clientAuth": {"caBundle": {"name": "ca",
+                                                                          "kind": "Opaque"}}}},
+    "clientAuth clientName with a space": {"webhook": {"clientAuth": {"clientName": "kube apiserver"}}},
     "runbookBaseURL not a URL": {"metrics": {"prometheusRule": {"runbookBaseURL": "docs"}}},
     "grafanaDashboard.enabled a string": {"metrics": {"grafanaDashboard": {"enabled": "true"}}},
 }
@@ -97,6 +108,9 @@ def test_schema_accepts_the_scenarios(name):
     {"webhook": {"certManager": {"enabled": True, "issuerRef": {
         "name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}}}},
     {"global": {"imageRegistry": "x"}},
+    {"addresses": {"denyCIDRs": ["10.0.0.0/8", "192.168.1.1", "fd00::/8", "64:ff9b::a9fe:a9fe/128",
+                                 "::ffff:10.0.0.0/104", "::/0", "1:2:3:4:5:6:7:8/64"],
+                   "allowCIDRs": ["0.0.0.0/0"]}},
 ])
 def test_schema_accepts(good):
     with _chart() as chart:
@@ -119,11 +133,14 @@ def test_defaults_are_documented_and_as_specified():
     assert values["timeout"] == "10s"
     assert values["proxy"] == {"httpsProxy": "", "httpProxy": "", "noProxy": ""}
     assert values["providerCABundle"] == {"name": "", "kind": "ConfigMap", "key": "ca.crt"}
+    assert values["addresses"] == {"denyCIDRs": [], "allowCIDRs": []}
     assert values["extraEnv"] == [] and values["extraArgs"] == []
     assert values["leaderElection"] == {"enabled": True}
     assert values["webhook"] == {
         "port": 8443, "failurePolicy": "Fail", "timeoutSeconds": 5,
         "namespaceSelector": {}, "objectSelector": {},
+        "clientAuth": {"caBundle": {"name": "", "kind": "ConfigMap", "key": "ca.crt"},
+                       "clientName": ""},
         "certManager": {"enabled": False, "issuerRef": {}},
     }
     assert values["metrics"] == {

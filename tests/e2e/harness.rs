@@ -493,7 +493,12 @@ impl Cluster {
 
     /// On a control plane of its own (for restarting kube-apiserver).
     pub async fn start_private() -> Cluster {
-        let plane = tokio::task::spawn_blocking(ControlPlane::private)
+        Cluster::start_private_with(&[]).await
+    }
+
+    /// On a control plane of its own started with extra `scripts/control-plane up` options.
+    pub async fn start_private_with(options: &'static [&'static str]) -> Cluster {
+        let plane = tokio::task::spawn_blocking(move || ControlPlane::private_with(options))
             .await
             .expect("the control plane starts");
         Cluster::on(Plane::Private(plane)).await

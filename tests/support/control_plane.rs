@@ -128,10 +128,27 @@ impl ControlPlane {
 
     /// A control plane of the caller's own with nothing applied (for installing the chart).
     pub fn private_bare() -> ControlPlane {
+        ControlPlane::private_bare_with(&[])
+    }
+
+    /// [`ControlPlane::private`] started with extra `scripts/control-plane up` options (e.g.
+    /// `--webhook-client-cert`).
+    pub fn private_with(options: &[&str]) -> ControlPlane {
+        let plane = ControlPlane::private_bare_with(options);
+        plane.prepare();
+        plane
+    }
+
+    fn private_bare_with(options: &[&str]) -> ControlPlane {
         let parent = Path::new(ROOT).join("target/control-planes");
         std::fs::create_dir_all(&parent).expect("target/control-planes");
         let dir = parent.join(format!("cp-{}-{}", std::process::id(), fastrand::u32(..)));
-        if let Err(e) = script(&["up", "--dir", &dir.display().to_string()]) {
+        let dir_arg = dir.display().to_string();
+        let args: Vec<&str> = ["up", "--dir", &dir_arg]
+            .into_iter()
+            .chain(options.iter().copied())
+            .collect();
+        if let Err(e) = script(&args) {
             panic!("a private control plane did not start: {e}");
         }
         ControlPlane::open(dir, true)
@@ -171,6 +188,14 @@ impl ControlPlane {
     /// The admin kubeconfig (`system:masters`).
     pub fn kubeconfig(&self) -> PathBuf {
         PathBuf::from(self.var("KUBECONFIG"))
+    }
+
+    /// With `up --webhook-client-cert`: the CA of the client certificate kube-apiserver presents
+    /// to webhooks, and the name it carries.
+    pub fn webhook_client(&self) -> Option<(PathBuf, String)> {
+        let ca = self.env.get("WEBHOOK_CLIENT_CA")?;
+        let name = self.env.get("WEBHOOK_CLIENT_NAME")?;
+        Some((PathBuf::from(ca), name.clone()))
     }
 
     /// `https://127.0.0.1:PORT`

@@ -79,6 +79,24 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// Issues a client certificate (extended key usage clientAuth) with this common name.
+    pub fn issue_client(&self, common_name: &str) -> Result<IssuedCert, String> {
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        })
+    }
+}
+
 impl IssuedCert {
     /// A rustls server configuration serving this certificate (HTTP/2 and HTTP/1.1 by ALPN).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {

@@ -103,3 +103,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+A volume named .volume holding the key .ref.key of the ConfigMap or Secret .ref.name (.ref.kind)
+as the file ca.crt: PEM certificates the operator reads.
+*/}}
+{{- define "gitprovider-operator.caVolume" -}}
+- name: {{ .volume }}
+  {{- if eq .ref.kind "Secret" }}
+  secret:
+    secretName: {{ .ref.name }}
+  {{- else }}
+  configMap:
+    name: {{ .ref.name }}
+  {{- end }}
+    items:
+      - key: {{ .ref.key | quote }}
+        path: ca.crt
+    defaultMode: 0444
+{{- end }}
