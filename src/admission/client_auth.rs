@@ -7,7 +7,7 @@
 //! [`ClientAuth`] is a rustls [`ClientCertVerifier`] holding the current CA's verifier: the CA
 //! file is polled like the serving certificate, and each handshake uses the CA current then.
 
-use super::tls::{CertError, poll_files, read_files};
+use super::pem_files::{CertError, poll_files, read_files};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;

@@ -5,6 +5,7 @@
 pub mod client_auth;
 pub mod confirm;
 mod decision;
+mod pem_files;
 mod reservations;
 mod review;
 pub mod rules;
@@ -15,8 +16,9 @@ pub mod webhook;
 pub use client_auth::ClientAuth;
 pub use confirm::{ApiConfirm, CONFIRM_AFTER, Confirm};
 pub use decision::{Decision, Rejection};
+pub use pem_files::CertError;
 pub use reservations::DEFAULT_RESERVATION_TTL;
 pub use rules::{Claim, Duplicate, Holders, Review, check_unique, parse_spec, validate_spec};
 pub use server::{BODY_BUDGET, BODY_READ_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, VALIDATE_PATH, serve};
-pub use tls::{CertError, CertStore};
+pub use tls::CertStore;
 pub use webhook::Webhook;
