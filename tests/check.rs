@@ -50,7 +50,7 @@ fn cluster_scope_spans_namespaces() {
         outcome.stdout,
         vec![format!(
             "{F}/valid/nested/list.yml: ns-2/gl: instanceName \"main\" is already used by GitLab connection ns-1/gl \
-             (in {F}/valid/connections.yaml); {DUPLICATE_HINT}"
+             (in {F}/valid/connections.yaml); {DUPLICATE_HINT} (line 9)"
         )]
     );
     assert_eq!(outcome.code, 1);
@@ -64,11 +64,11 @@ fn duplicates_across_files_name_the_first_holder_and_its_file() {
         vec![
             format!(
                 "{F}/duplicates/a.yaml: team-a/azure-dev1-copy: instanceName \"DEV1\" is already used by AzureDevOps \
-                 connection team-a/azure-dev1 (in {F}/duplicates/a.yaml); {DUPLICATE_HINT}"
+                 connection team-a/azure-dev1 (in {F}/duplicates/a.yaml); {DUPLICATE_HINT} (line 15)"
             ),
             format!(
                 "{F}/duplicates/b/c.yaml: team-a/azure-dev1-copy: is defined again (first in {F}/duplicates/a.yaml); \
-                 applying both keeps only one of them"
+                 applying both keeps only one of them (line 11)"
             ),
         ]
     );
@@ -87,7 +87,7 @@ fn namespace_flag_applies_to_documents_without_one() {
         outcome.stdout[1],
         format!(
             "{F}/duplicates/b/c.yaml: team-a/azure-dev1-b: instanceName \"Dev1\" is already used by AzureDevOps \
-             connection team-a/azure-dev1 (in {F}/duplicates/a.yaml); {DUPLICATE_HINT}"
+             connection team-a/azure-dev1 (in {F}/duplicates/a.yaml); {DUPLICATE_HINT} (line 7)"
         )
     );
     assert_eq!(outcome.code, 1);
@@ -110,22 +110,22 @@ fn every_spec_problem_is_reported() {
     let outcome = check(&[&format!("{F}/invalid")]);
     let file = format!("{F}/invalid/spec.yaml");
     let expected: Vec<String> = [
-        "ns/everything-wrong: spec.instanceName must not be blank; give the instance a name such as \"dev1\"",
+        "ns/everything-wrong: spec.instanceName must not be blank; give the instance a name such as \"dev1\" (line 6)",
         "ns/everything-wrong: spec.url \"ftp://gitlab.example.com\" must be an absolute http:// or https:// URL with \
-         a host, such as https://gitlab.example.com",
-        "ns/everything-wrong: spec.verifyInterval \"30s\" is shorter than the minimum of 1m",
+         a host, such as https://gitlab.example.com (line 7)",
+        "ns/everything-wrong: spec.verifyInterval \"30s\" is shorter than the minimum of 1m (line 11)",
         "ns/everything-wrong: spec.tokenSecretRef.name \"My_Secret\" cannot be the name of a Secret (lower-case \
-         letters, digits, '-' and '.', at most 253 characters)",
-        "ns/everything-wrong: spec.tokenSecretRef.key must not be empty: name the key of the Secret's data",
-        "ns/everything-wrong: spec.tls.caBundleRef.name must not be empty: name the ConfigMap that holds it",
+         letters, digits, '-' and '.', at most 253 characters) (line 8)",
+        "ns/everything-wrong: spec.tokenSecretRef.key must not be empty: name the key of the Secret's data (line 8)",
+        "ns/everything-wrong: spec.tls.caBundleRef.name must not be empty: name the ConfigMap that holds it (line 10)",
         "ns/metadata-endpoint: spec.url points at the link-local address 169.254.169.254 (where cloud metadata \
-         endpoints live), which the operator never contacts; use the instance's real address",
+         endpoints live), which the operator never contacts; use the instance's real address (line 19)",
         "ns/wrong-provider: spec.provider: unsupported value \"Gitlab\"; supported values: \"GitLab\", \
-         \"Bitbucket\", \"AzureDevOps\", \"GitHub\", \"Gitea\"",
-        "ns/<no name, document 4>: metadata.name is missing",
-        "ns/<no name, document 4>: spec.url must not contain a query (?...); give the instance's base URL only",
+         \"Bitbucket\", \"AzureDevOps\", \"GitHub\", \"Gitea\" (line 26)",
+        "ns/<no name, document 4>: metadata.name is missing (line 33)",
+        "ns/<no name, document 4>: spec.url must not contain a query (?...); give the instance's base URL only (line 37)",
         "document 5: kind \"GitProviderConection\" is not a kind of gitprovider.dev; did you mean \
-         GitProviderConnection?",
+         GitProviderConnection? (line 41)",
     ]
     .iter()
     .map(|line| format!("{file}: {line}"))
@@ -166,7 +166,7 @@ fn unparseable_yaml_names_the_file_document_and_line_and_the_rest_is_still_check
             ),
             format!(
                 "{file}: ns/after-the-break: instanceName \"X\" is already used by GitLab connection ns/fine (in \
-                 {file}); {DUPLICATE_HINT}"
+                 {file}); {DUPLICATE_HINT} (line 21)"
             ),
         ]
     );
@@ -219,12 +219,12 @@ fn the_invalid_examples_fail() {
         outcome.stdout,
         vec![
             "examples-invalid/bad-url.yaml: team-b/azure-legacy: spec.url must not contain user info \
-             (user:password@); put the token in the Secret named by spec.tokenSecretRef and any login in spec.username"
+             (user:password@); put the token in the Secret named by spec.tokenSecretRef and any login in spec.username (line 10)"
                 .to_owned(),
             format!(
                 "examples-invalid/duplicate.yaml: team-b/gitlab-staging-copy: instanceName \"Staging\" is already \
                  used by GitLab connection team-b/gitlab-staging (in examples-invalid/duplicate.yaml); \
-                 {DUPLICATE_HINT}"
+                 {DUPLICATE_HINT} (line 31)"
             ),
         ]
     );
@@ -247,13 +247,13 @@ fn repository_paths_are_checked_per_provider() {
         outcome.stdout,
         vec![
             format!(
-                r#"{file}: team-a/gh: spec.repositories[1] "octo-org/web/extra": expected owner/repo (two segments), got 3"#
+                r#"{file}: team-a/gh: spec.repositories[1] "octo-org/web/extra": expected owner/repo (two segments), got 3 (line 11)"#
             ),
             format!(
-                r#"{file}: team-a/gh: spec.repositories[2] "Octo-Org/Web" duplicates spec.repositories[0] "octo-org/web""#
+                r#"{file}: team-a/gh: spec.repositories[2] "Octo-Org/Web" duplicates spec.repositories[0] "octo-org/web" (line 12)"#
             ),
             format!(
-                r#"{file}: team-a/gl: spec.repositories[1] "app-team/web.git": the project must not end in .git or .atom (give the path, not the clone URL)"#
+                r#"{file}: team-a/gl: spec.repositories[1] "app-team/web.git": the project must not end in .git or .atom (give the path, not the clone URL) (line 24)"#
             ),
         ]
     );
@@ -312,13 +312,13 @@ fn standard_input_is_read_with_the_files() {
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
-            "<stdin>: ns-1/piped: unknown field \"spec.verifyinterval\"",
-            "<stdin>: ns-1/piped: spec.tokenSecretRef.key must not be empty: name the key of the Secret's data",
-            "<stdin>: document 2: apiVersion \"gitprovider.dev/v2\" is not served by the CRD; use gitprovider.dev/v1alpha1",
+            "<stdin>: ns-1/piped: unknown field \"spec.verifyinterval\" (line 10)",
+            "<stdin>: ns-1/piped: spec.tokenSecretRef.key must not be empty: name the key of the Secret's data (line 13)",
+            "<stdin>: document 2: apiVersion \"gitprovider.dev/v2\" is not served by the CRD; use gitprovider.dev/v1alpha1 (line 15)",
             // standard input is read first: its connection holds the name
             &format!(
                 "{F}/valid/connections.yaml: ns-1/gl: instanceName \"main\" is already used by GitLab connection \
-                 ns-1/piped (in <stdin>); {DUPLICATE_HINT}"
+                 ns-1/piped (in <stdin>); {DUPLICATE_HINT} (line 14)"
             ),
         ]
     );
@@ -356,17 +356,17 @@ status: {ready: true, observedGeneration: later}
     assert_eq!(
         lines,
         [
-            "<stdin>: ns/typed: metadata.labels.ok: must be of type string, not boolean",
-            "<stdin>: ns/typed: unknown field \"metadata.nmespace\"",
-            "<stdin>: ns/typed: spec.instanceName: must be of type string, not integer",
-            "<stdin>: ns/typed: spec.repositories[2]: has 1 character; at least 3 required",
+            "<stdin>: ns/typed: metadata.labels.ok: must be of type string, not boolean (line 3)",
+            "<stdin>: ns/typed: unknown field \"metadata.nmespace\" (line 3)",
+            "<stdin>: ns/typed: spec.instanceName: must be of type string, not integer (line 6)",
+            "<stdin>: ns/typed: spec.repositories[2]: has 1 character; at least 3 required (line 11)",
             "<stdin>: ns/typed: spec.repositories[2]: a repository path has at least two segments separated by /, and \
-             no leading or trailing /",
-            "<stdin>: ns/typed: spec.repositories[1]: duplicate value \"a/b\"",
-            "<stdin>: ns/typed: spec.suspend: must be of type boolean, not string",
+             no leading or trailing / (line 11)",
+            "<stdin>: ns/typed: spec.repositories[1]: duplicate value \"a/b\" (line 11)",
+            "<stdin>: ns/typed: spec.suspend: must be of type boolean, not string (line 8)",
             "<stdin>: ns/typed: spec.tls.caBundleRef.kind: unsupported value \"Configmap\"; supported values: \
-             \"ConfigMap\", \"Secret\"",
-            "<stdin>: ns/typed: unknown field \"status.ready\"",
+             \"ConfigMap\", \"Secret\" (line 10)",
+            "<stdin>: ns/typed: unknown field \"status.ready\" (line 12)",
         ]
     );
 }

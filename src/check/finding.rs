@@ -122,8 +122,13 @@ impl Finding {
 }
 
 impl fmt::Display for Finding {
+    /// `PATH: SUBJECT: message (line N)`; invalid YAML names its line and column in the message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.path, self.subject, self.message)
+        write!(f, "{}: {}: {}", self.path, self.subject, self.message)?;
+        match self.line {
+            Some(line) if self.rule != Rule::InvalidYaml => write!(f, " (line {line})"),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -34,7 +34,14 @@ pub fn print(report: &CheckReport, format: Format) {
             }
             let _ = out.flush();
             for warning in &report.warnings {
-                eprintln!("{}: {}: warning: {}", warning.path, warning.subject, warning.message);
+                let line = warning.to_string();
+                let message = line.strip_prefix(&format!("{}: {}: ", warning.path, warning.subject));
+                eprintln!(
+                    "{}: {}: warning: {}",
+                    warning.path,
+                    warning.subject,
+                    message.unwrap_or(&line)
+                );
             }
             eprintln!("{}", summary(report));
             Ok(())
