@@ -90,6 +90,13 @@ fn check_and_the_api_server_agree() {
                  annotations: {{Example.com/Note: any text}}\n  creationTimestamp: null\n{SPEC}"
             ),
         ),
+        (
+            "server-set metadata",
+            format!(
+                "{HEAD}metadata:\n  name: row\n  resourceVersion: \"12\"\n  uid: x\n  generation: 5\n  \
+                 finalizers: [example.com/f]\n{SPEC}"
+            ),
+        ),
         ("known status fields", with("status:\n  observedGeneration: 3\n  repositorySummary: 1/1\n")),
         ("status of the wrong type (dropped on create)", with("status:\n  observedGeneration: soon\n")),
         // kubectl keeps the last value (check warns)
@@ -120,6 +127,18 @@ fn check_and_the_api_server_agree() {
         (
             "labels as a string",
             format!("{HEAD}metadata:\n  name: row\n  labels: x\n{SPEC}"),
+        ),
+        ("number for a nullable string", with("  username: 5\n")),
+        ("null inside a list", with("  repositories: [null]\n")),
+        (
+            "annotation value a number",
+            format!("{HEAD}metadata:\n  name: row\n  annotations: {{a: 1}}\n{SPEC}"),
+        ),
+        (
+            "YAML 1.1 boolean where a string is due",
+            format!(
+                "{HEAD}metadata:\n  name: row\n  ownerReferences: [{{apiVersion: v1, kind: X, name: y, uid: u}}]\n{SPEC}"
+            ),
         ),
         ("provider outside the enum", replace("provider", "provider: Gitlab")),
         (
@@ -194,6 +213,13 @@ fn check_and_the_api_server_agree() {
         }),
     ];
 
+    eprintln!(
+        "{} rows: {} accepted, {} refused, {} refused by the webhook only",
+        accepted.len() + refused.len() + webhook_only.len(),
+        accepted.len(),
+        refused.len(),
+        webhook_only.len()
+    );
     let plane = ControlPlane::shared();
     let ns = plane.namespace("check-agrees");
     let mut disagreements = Vec::new();
