@@ -358,12 +358,18 @@ impl CertManager {
                         current = Some(cert.clone());
                     }
                     if let Err(error) = self.inject_ca(&cert.ca_pem).await {
-                        tracing::warn!(%error, "cannot inject the webhook CA; retrying");
+                        tracing::warn!(
+                            error = crate::api_server::describe(&error),
+                            "cannot inject the webhook CA; retrying"
+                        );
                     }
                     self.settings.check_interval
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot provide the webhook certificate; retrying");
+                    tracing::warn!(
+                        error = crate::api_server::describe(&error),
+                        "cannot provide the webhook certificate; retrying"
+                    );
                     Duration::from_secs(5)
                 }
             };

@@ -1,10 +1,16 @@
-//! The command line: `run`, `crd`, `verify`, `check`.
+//! The command line: `run`, `crd`, `verify`, `check`, `version`, `completion`.
+
+mod logging;
+mod version;
+
+pub use logging::{LogFormat, LogLevel};
 
 use crate::api::{ProviderKind, ReadyReason};
 use crate::certs::CertSettings;
 use crate::controller::Settings;
 use crate::duration::parse_flag_duration;
 use crate::index::UniquenessScope;
+use crate::kubeconfig::ClusterArgs;
 use crate::leader::LeaseSettings;
 use crate::operator::{OperatorConfig, WebhookCerts, WebhookClients, run};
 use crate::providers::address_guard::{AddressPolicy, Cidr};
@@ -13,7 +19,7 @@ use crate::providers::{Target, parse_base_url, provider};
 use crate::repositories::{self, Apis, Concurrency};
 use crate::status::{StatusContext, next_status};
 use crate::token::Token;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,12 +28,16 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     name = "gitprovider-operator",
-    version,
+    version = version::VERSION_LINE,
     about = "Git provider connections as Kubernetes resources, verified against each provider's API"
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log level of every module; wins over RUST_LOG (which may name modules, e.g.
+    /// RUST_LOG=info,gitprovider_operator=debug). Default: info for run, warn otherwise.
+    #[arg(long, global = true, value_enum)]
+    pub log_level: Option<LogLevel>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -40,12 +50,17 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Report every GitProviderConnection in YAML files or folders that admission would deny.
     Check(crate::check::CheckArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+    /// Print the version, git commit and build date.
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `source <(gitprovider-operator completion bash)`;
+    /// zsh: `gitprovider-operator completion zsh > "${fpath[1]}/_gitprovider-operator"`;
+    /// fish: `gitprovider-operator completion fish > ~/.config/fish/completions/gitprovider-operator.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +135,8 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub addresses: AddressArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Where verification requests may go, beyond the built-in refusals (link-local, site-local and
@@ -190,24 +207,13 @@ fn parse_provider(text: &str) -> Result<ProviderKind, String> {
     })
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_level = cli.log_level;
     match cli.command {
         Command::Check(args) => crate::check::run_check(&args),
         Command::Crd => match crate::api::crd_yaml() {
@@ -220,13 +226,35 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => run_command(args),
-        Command::Verify(args) => verify_command(args),
+        Command::Run(args) => run_command(args, log_level),
+        Command::Verify(args) => verify_command(args, log_level),
+        Command::Version(args) => version::print(&args),
+        Command::Completion { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (e.g. a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gitprovider-operator", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                // clap_complete 4.6 spells the hyphen of the program name two ways in the bash
+                // script ("__" in the state it computes, "__subcmd__" in the case labels), so
+                // nothing after the subcommand would complete: one spelling.
+                script = String::from_utf8_lossy(&script)
+                    .replace("gitprovider__subcmd__operator", "gitprovider__operator")
+                    .into_bytes();
+            }
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn run_command(args: RunArgs) -> ExitCode {
-    init_logging(args.log_format, "info");
+fn run_command(args: RunArgs, log_level: Option<LogLevel>) -> ExitCode {
+    logging::init(args.log_format, log_level, LogLevel::Info);
     let extra_ca_pem = match args.ca_file.as_deref().map(read_ca_file).transpose() {
         Ok(pem) => pem,
         Err(message) => return usage_error(message),
@@ -275,13 +303,18 @@ fn run_command(args: RunArgs) -> ExitCode {
             name: args.webhook_client_name,
         }),
     };
-    let result = match runtime() {
-        Ok(rt) => rt.block_on(run(config)),
+    let rt = match runtime() {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let cluster = match rt.block_on(args.cluster.config()) {
+        Ok(cluster) => cluster,
+        Err(error) => return usage_error(error),
+    };
+    let result = rt.block_on(run(config, cluster));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -334,8 +367,8 @@ async fn verify_waiting_out_rate_limits(
     }
 }
 
-fn verify_command(args: VerifyArgs) -> ExitCode {
-    init_logging(LogFormat::Text, "warn");
+fn verify_command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
+    logging::init(LogFormat::Text, log_level, LogLevel::Warn);
     let raw_token = match (&args.token_file, &args.token_env) {
         (Some(path), _) => match std::fs::read(path) {
             Ok(bytes) => bytes,

@@ -181,7 +181,10 @@ impl Feed {
                     }
                     tracing::debug!(partition = partition.as_deref().unwrap_or("*"), "connections listed");
                 }
-                Err(error) => tracing::warn!(%error, "watch of GitProviderConnections failed; retrying"),
+                Err(error) => tracing::warn!(
+                    error = crate::api_server::describe(&error),
+                    "watch of GitProviderConnections failed; retrying"
+                ),
             }
         }
     }

@@ -162,7 +162,7 @@ impl LeaderElector {
             .await
         {
             Ok(_) => tracing::info!(lease = %self.settings.name, "released leadership"),
-            Err(error) => tracing::warn!(%error, "cannot release the lease"),
+            Err(error) => tracing::warn!(error = crate::api_server::describe(&error), "cannot release the lease"),
         }
     }
 
@@ -189,7 +189,10 @@ impl LeaderElector {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "leader election round failed");
+                    tracing::warn!(
+                        error = crate::api_server::describe(&error),
+                        "leader election round failed"
+                    );
                     // Stop leading before the Lease can expire for others.
                     if is_leader && last_renewal.elapsed() + self.settings.retry_period >= self.settings.lease_duration
                     {

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod api_server;
 pub mod certs;
 pub mod check;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod duration;
 pub mod feed;
 pub mod health;
 pub mod index;
+pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;
 pub mod operator;

@@ -61,8 +61,8 @@ const CERT_FILE_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot reach the Kubernetes API (KUBECONFIG or in-cluster config): {0}")]
-    Client(#[source] kube::Error),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(kube::Error),
     #[error("cannot load the webhook certificate: {0}")]
     Certificate(#[from] crate::admission::CertError),
     #[error("cannot load --webhook-client-ca: {0}")]
@@ -112,8 +112,12 @@ async fn termination_signal() {
     }
 }
 
-pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+/// Runs until SIGTERM, talking to the API server `cluster` (from --kubeconfig/--context or the
+/// environment) names.
+pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), RunError> {
+    let api_server = crate::api_server::set(&cluster.cluster_url);
+    tracing::info!(api_server, "connecting to the Kubernetes API");
+    let client = Client::try_from(cluster).map_err(RunError::Client)?;
     let metrics = Arc::new(Metrics::new());
     let index = Arc::new(ConnectionIndex::new(config.uniqueness_scope));
     let feed = Feed::new(index.clone(), metrics.clone());

@@ -149,7 +149,11 @@ where
                 Ok(watcher::Event::Init) => Vec::new(),
                 Ok(watcher::Event::InitDone) => first_list_done(),
                 Err(error) => {
-                    tracing::warn!(%error, ?kind, "watch of referenced objects failed; retrying");
+                    tracing::warn!(
+                        error = crate::api_server::describe(&error),
+                        ?kind,
+                        "watch of referenced objects failed; retrying"
+                    );
                     first_list_done()
                 }
             };

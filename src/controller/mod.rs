@@ -297,7 +297,7 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// Retries our own API errors quickly; verification outcomes never come here.
 pub fn error_policy(conn: Arc<GitProviderConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(connection = %ObjectKey::of(&conn), %error, "reconcile failed; retrying");
+    tracing::warn!(connection = %ObjectKey::of(&conn), error = crate::api_server::describe(error), "reconcile failed; retrying");
     Action::requeue(ctx.settings.api_error_retry.mul_f64(0.5 + fastrand::f64()))
 }
 
