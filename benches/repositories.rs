@@ -13,7 +13,7 @@ mod support;
 
 use gitprovider_operator::api::{ProviderKind, ReadyReason};
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Target, parse_base_url, provider};
+use gitprovider_operator::providers::{Target, parse_base_url, provider, verify_within};
 use gitprovider_operator::repositories::{self, Apis, Concurrency};
 use gitprovider_operator::token::Token;
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ async fn verify_once(http: &HttpClient, instance: &Instance, listed: usize, conc
         tls: TlsOptions::default(),
     };
     let started = Instant::now();
-    let verification = provider(instance.kind).verify(http, &target).await;
+    let verification = verify_within(provider(instance.kind), http, &target).await;
     assert_eq!(
         verification.reason,
         ReadyReason::Verified,

@@ -5,7 +5,7 @@ mod support;
 
 use gitprovider_operator::api::{ProviderKind, ReadyReason};
 use gitprovider_operator::providers::http::{Auth, HttpClient, HttpConfig, HttpError, TlsOptions};
-use gitprovider_operator::providers::{Target, Verification, parse_base_url, provider};
+use gitprovider_operator::providers::{Target, Verification, parse_base_url, provider, verify_within};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ fn target(url: &Url, tls: TlsOptions) -> Target {
 async fn verify_with(client: &HttpClient, target: &Target) -> Verification {
     tokio::time::timeout(
         Duration::from_secs(20),
-        provider(ProviderKind::GitLab).verify(client, target),
+        verify_within(provider(ProviderKind::GitLab), client, target),
     )
     .await
     .expect("verification finished in time")

@@ -9,7 +9,7 @@ use gitprovider_operator::api::{AuthenticatedUser, Deployment, ReadyReason};
 use gitprovider_operator::providers::bitbucket::{BITBUCKET, Bitbucket};
 use gitprovider_operator::providers::github::{GITHUB, GitHub};
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Facts, Provider, Target, Verification, parse_base_url, provider};
+use gitprovider_operator::providers::{Facts, Provider, Target, Verification, parse_base_url, provider, verify_within};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
 use std::time::Duration;
@@ -68,7 +68,7 @@ fn assert_outcome(v: &Verification, reason: ReadyReason, token: &str, needles: &
 }
 
 async fn verify(provider: &dyn Provider, target: &Target) -> Verification {
-    tokio::time::timeout(Duration::from_secs(20), provider.verify(&client(), target))
+    tokio::time::timeout(Duration::from_secs(20), verify_within(provider, &client(), target))
         .await
         .expect("verification finished in time")
 }

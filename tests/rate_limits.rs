@@ -9,7 +9,7 @@ use gitprovider_operator::api::{ProviderKind, ReadyReason};
 use gitprovider_operator::providers::bitbucket::Bitbucket;
 use gitprovider_operator::providers::github::GitHub;
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Provider, Target, Verification, parse_base_url, provider};
+use gitprovider_operator::providers::{Provider, Target, Verification, parse_base_url, provider, verify_within};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
 use std::time::Duration;
@@ -34,7 +34,7 @@ async fn verify(provider: &dyn Provider, target: &Target) -> Verification {
         retry_base_delay: Duration::from_millis(10),
         ..HttpConfig::default()
     });
-    tokio::time::timeout(Duration::from_secs(20), provider.verify(&http, target))
+    tokio::time::timeout(Duration::from_secs(20), verify_within(provider, &http, target))
         .await
         .expect("verification finished in time")
 }

@@ -10,7 +10,7 @@ use gitprovider_operator::api::{ProviderKind, ReadyReason, RepositoryReason, Rep
 use gitprovider_operator::providers::bitbucket::Bitbucket;
 use gitprovider_operator::providers::github::GitHub;
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Target, Verification, parse_base_url, provider};
+use gitprovider_operator::providers::{Target, Verification, parse_base_url, provider, verify_within};
 use gitprovider_operator::repositories::{self, Apis, Concurrency};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
@@ -48,11 +48,9 @@ async fn check(
     let http = client();
     let run = async {
         let verification = match kind {
-            ProviderKind::GitHub => gitprovider_operator::providers::Provider::verify(apis.github, &http, target).await,
-            ProviderKind::Bitbucket => {
-                gitprovider_operator::providers::Provider::verify(apis.bitbucket, &http, target).await
-            }
-            other => provider(other).verify(&http, target).await,
+            ProviderKind::GitHub => verify_within(apis.github, &http, target).await,
+            ProviderKind::Bitbucket => verify_within(apis.bitbucket, &http, target).await,
+            other => verify_within(provider(other), &http, target).await,
         };
         assert_eq!(verification.reason, ReadyReason::Verified, "{verification:#?}");
         let found = repositories::check_all(kind, apis, &http, target, list, Concurrency::new(8)).await;
@@ -213,9 +211,7 @@ async fn gitlab_project_scope_refusal_and_a_token_failure_that_wins() {
     let fake = FakeGitLab::start().await;
     fake.add_repository("app-team/web");
     fake.add_token(GL, TokenSpec::user("jdoe").scopes(["read_user"]));
-    let v = provider(ProviderKind::GitLab)
-        .verify(&client(), &target(&fake.url(), GL))
-        .await;
+    let v = verify_within(provider(ProviderKind::GitLab), &client(), &target(&fake.url(), GL)).await;
     assert_eq!(v.reason, ReadyReason::InsufficientScope);
     assert_eq!(repositories::readiness(v, &[]).reason, ReadyReason::InsufficientScope);
     // The project endpoint's own scope refusal (a token whose scope changed between the two).
@@ -859,9 +855,7 @@ async fn gitea_repositories() {
     // A scoped token without read:repository is refused at the token already: nothing to look up.
     let scoped = "giteaSECRETscopedaaaaaaaaaaaaaaaaaaaaaa";
     fake.add_token(scoped, TokenSpec::user("jdoe").scopes(["read:user"]));
-    let v = provider(ProviderKind::Gitea)
-        .verify(&client(), &target(&fake.url(), scoped))
-        .await;
+    let v = verify_within(provider(ProviderKind::Gitea), &client(), &target(&fake.url(), scoped)).await;
     assert_eq!(v.reason, ReadyReason::InsufficientScope);
 }
 

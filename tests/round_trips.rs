@@ -12,7 +12,7 @@ use gitprovider_operator::api::{ProviderKind, ReadyReason};
 use gitprovider_operator::providers::bitbucket::{BITBUCKET, Bitbucket};
 use gitprovider_operator::providers::github::GitHub;
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Provider, Target, Verification, parse_base_url, provider};
+use gitprovider_operator::providers::{Provider, Target, Verification, parse_base_url, provider, verify_within};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
 use std::time::Duration;
@@ -45,7 +45,7 @@ async fn verify_in_waves(
 ) -> (Verification, Vec<String>) {
     fake.clear_requests();
     fake.answer_in_waves_of(Some(wave));
-    let v = tokio::time::timeout(Duration::from_secs(30), provider.verify(http, target))
+    let v = tokio::time::timeout(Duration::from_secs(30), verify_within(provider, http, target))
         .await
         .expect("verification finished in time");
     fake.answer_in_waves_of(None);
@@ -85,7 +85,7 @@ async fn gitlab_two_requests_and_the_version_once_per_instance() {
     // The instance fails: what it said before may no longer hold, so it is asked again.
     fake.fault(Some("/api/v4/user"), Fault::status(503), Some(3));
     fake.clear_requests();
-    let v = gitlab.verify(&http, &target(&fake.url(), "glpat-one")).await;
+    let v = verify_within(gitlab, &http, &target(&fake.url(), "glpat-one")).await;
     assert_eq!(v.reason, ReadyReason::ProviderError, "{v:#?}");
     fake.set_version("17.6.0-ee");
     let (v, paths) = verify_in_waves(&http, &fake, 3, gitlab, &target(&fake.url(), "glpat-one")).await;
@@ -139,7 +139,7 @@ async fn azure_devops_two_requests_and_the_api_version_once_per_instance() {
     tfs.add_token("az-one", TokenSpec::user("CONTOSO\\jdoe"));
     tfs.set_max_api_version(3.2);
     let url = tfs.collection_url("/tfs/DefaultCollection");
-    let first = azure.verify(&http, &target(&url, "az-one")).await;
+    let first = verify_within(azure, &http, &target(&url, "az-one")).await;
     assert_eq!(first.reason, ReadyReason::Verified, "{first:#?}");
     let (v, paths) = verify_in_waves(&http, &tfs, 2, azure, &target(&url, "az-one")).await;
     assert_verified(
@@ -200,7 +200,7 @@ async fn bitbucket_server_details_with_the_rest_once_the_name_is_known() {
     let http = client();
     let url = fake.url();
     // First: repositories and version together, then the details of the name it revealed.
-    let first = BITBUCKET.verify(&http, &target(&url, "BBDC-one")).await;
+    let first = verify_within(&BITBUCKET, &http, &target(&url, "BBDC-one")).await;
     assert_eq!(first.reason, ReadyReason::Verified, "{first:#?}");
     // Then: repositories and details together; the version is remembered.
     let (v, paths) = verify_in_waves(&http, &fake, 2, &BITBUCKET, &target(&url, "BBDC-one")).await;

@@ -190,7 +190,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
         http.get(&url, auth, &target.tls).await
     };
     let mut facts = Facts {
-        deployment: Some(AzureDevOps.deployment(&target.base_url)),
+        deployment: Some(deployment(&target.base_url)),
         ..Facts::default()
     };
 
@@ -304,18 +304,15 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     Verification::verified(format!("authenticated as {who} on {on}"), facts)
 }
 
+/// Whether `base_url` is the provider's cloud service or a self-hosted server.
+pub fn deployment(base_url: &Url) -> Deployment {
+    match base_url.host_str() {
+        Some(host) if is_services_host(host) => Deployment::Cloud,
+        _ => Deployment::SelfHosted,
+    }
+}
+
 impl Provider for AzureDevOps {
-    fn kind(&self) -> ProviderKind {
-        KIND
-    }
-
-    fn deployment(&self, base_url: &Url) -> Deployment {
-        match base_url.host_str() {
-            Some(host) if is_services_host(host) => Deployment::Cloud,
-            _ => Deployment::SelfHosted,
-        }
-    }
-
     fn check_spec(&self, base_url: &Url, _username: Option<&str>) -> Result<(), String> {
         let host = base_url.host_str().unwrap_or_default().to_ascii_lowercase();
         if host == "dev.azure.com" {
@@ -335,13 +332,10 @@ impl Provider for AzureDevOps {
         Ok(())
     }
 
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key)
-                .await
-                .settle(http, &key)
-                .without_token(&target.token)
+            verify(http, target, &key).await.settle(http, &key)
         })
     }
 }
@@ -356,16 +350,10 @@ mod tests {
 
     #[test]
     fn cloud_hosts() {
+        assert_eq!(deployment(&url("https://dev.azure.com/org")), Deployment::Cloud);
+        assert_eq!(deployment(&url("https://org.visualstudio.com")), Deployment::Cloud);
         assert_eq!(
-            AzureDevOps.deployment(&url("https://dev.azure.com/org")),
-            Deployment::Cloud
-        );
-        assert_eq!(
-            AzureDevOps.deployment(&url("https://org.visualstudio.com")),
-            Deployment::Cloud
-        );
-        assert_eq!(
-            AzureDevOps.deployment(&url("https://tfs.example.com/tfs/DefaultCollection")),
+            deployment(&url("https://tfs.example.com/tfs/DefaultCollection")),
             Deployment::SelfHosted
         );
     }

@@ -519,19 +519,16 @@ impl Bitbucket {
     }
 }
 
+/// Whether `base_url` is the provider's cloud service or a self-hosted server.
+pub fn deployment(base_url: &Url) -> Deployment {
+    if is_cloud(base_url) {
+        Deployment::Cloud
+    } else {
+        Deployment::SelfHosted
+    }
+}
+
 impl Provider for Bitbucket {
-    fn kind(&self) -> ProviderKind {
-        KIND
-    }
-
-    fn deployment(&self, base_url: &Url) -> Deployment {
-        if is_cloud(base_url) {
-            Deployment::Cloud
-        } else {
-            Deployment::SelfHosted
-        }
-    }
-
     fn api_host(&self, base_url: &Url) -> String {
         let api = is_cloud(base_url)
             .then(|| Url::parse(&self.cloud_root()).ok())
@@ -549,15 +546,14 @@ impl Provider for Bitbucket {
         Ok(())
     }
 
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
-            let verification = if is_cloud(&target.base_url) {
+            if is_cloud(&target.base_url) {
                 self.verify_cloud(http, target).await
             } else {
                 let key = instance_key(KIND, target.base_url.as_str());
                 verify_server(http, target, &key).await.settle(http, &key)
-            };
-            verification.without_token(&target.token)
+            }
         })
     }
 }
@@ -585,13 +581,10 @@ mod tests {
 
     #[test]
     fn deployment_and_roots() {
-        assert_eq!(BITBUCKET.deployment(&url("https://bitbucket.org")), Deployment::Cloud);
+        assert_eq!(deployment(&url("https://bitbucket.org")), Deployment::Cloud);
+        assert_eq!(deployment(&url("https://api.bitbucket.org")), Deployment::Cloud);
         assert_eq!(
-            BITBUCKET.deployment(&url("https://api.bitbucket.org")),
-            Deployment::Cloud
-        );
-        assert_eq!(
-            BITBUCKET.deployment(&url("https://bb.example.com/bitbucket")),
+            deployment(&url("https://bb.example.com/bitbucket")),
             Deployment::SelfHosted
         );
         assert_eq!(BITBUCKET.cloud_root(), "https://api.bitbucket.org");

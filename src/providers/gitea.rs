@@ -32,7 +32,7 @@ use super::memory::{InstanceFacts, instance_key};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
-use reqwest::{StatusCode, Url};
+use reqwest::StatusCode;
 use serde::Deserialize;
 
 pub struct Gitea;
@@ -191,21 +191,10 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
 }
 
 impl Provider for Gitea {
-    fn kind(&self) -> ProviderKind {
-        KIND
-    }
-
-    fn deployment(&self, _base_url: &Url) -> Deployment {
-        Deployment::SelfHosted
-    }
-
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key)
-                .await
-                .settle(http, &key)
-                .without_token(&target.token)
+            verify(http, target, &key).await.settle(http, &key)
         })
     }
 }

@@ -223,7 +223,7 @@ impl GitHub {
             }
         };
         let mut facts = Facts {
-            deployment: Some(self.deployment(&target.base_url)),
+            deployment: Some(deployment(&target.base_url)),
             ..Facts::default()
         };
 
@@ -349,25 +349,22 @@ impl GitHub {
     }
 }
 
+/// Whether `base_url` is the provider's cloud service or a self-hosted server.
+pub fn deployment(base_url: &Url) -> Deployment {
+    if is_cloud(base_url) {
+        Deployment::Cloud
+    } else {
+        Deployment::SelfHosted
+    }
+}
+
 impl Provider for GitHub {
-    fn kind(&self) -> ProviderKind {
-        KIND
-    }
-
-    fn deployment(&self, base_url: &Url) -> Deployment {
-        if is_cloud(base_url) {
-            Deployment::Cloud
-        } else {
-            Deployment::SelfHosted
-        }
-    }
-
     fn api_host(&self, base_url: &Url) -> String {
         Url::parse(&self.api_root(base_url)).map_or_else(|_| host_port(base_url), |api| host_port(&api))
     }
 
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move { self.run(http, target).await.without_token(&target.token) })
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+        Box::pin(self.run(http, target))
     }
 }
 
@@ -417,10 +414,7 @@ mod tests {
             test.api_root(&url("https://ghe.example.com")),
             "https://ghe.example.com/api/v3"
         );
-        assert_eq!(GITHUB.deployment(&url("https://github.com")), Deployment::Cloud);
-        assert_eq!(
-            GITHUB.deployment(&url("https://ghe.example.com")),
-            Deployment::SelfHosted
-        );
+        assert_eq!(deployment(&url("https://github.com")), Deployment::Cloud);
+        assert_eq!(deployment(&url("https://ghe.example.com")), Deployment::SelfHosted);
     }
 }

@@ -23,7 +23,7 @@
 
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::memory::{InstanceFacts, instance_key};
-use super::{Facts, Provider, Target, Verification};
+use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
@@ -84,10 +84,6 @@ impl ErrorBody {
         .join(" ");
         super::excerpt(&text)
     }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
 }
 
 /// `expires_at` is a date (`2027-01-31`); the token stops working at the start of that day UTC.
@@ -159,7 +155,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
         http.get(&url, auth, &target.tls).await
     };
     let mut facts = Facts {
-        deployment: Some(GitLab.deployment(&target.base_url)),
+        deployment: Some(deployment(&target.base_url)),
         ..Facts::default()
     };
 
@@ -251,25 +247,19 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     Verification::verified(format!("authenticated as {} on {on}", user.username), facts)
 }
 
+/// Whether `base_url` is the provider's cloud service or a self-hosted server.
+pub fn deployment(base_url: &Url) -> Deployment {
+    match base_url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("gitlab.com") => Deployment::Cloud,
+        _ => Deployment::SelfHosted,
+    }
+}
+
 impl Provider for GitLab {
-    fn kind(&self) -> ProviderKind {
-        KIND
-    }
-
-    fn deployment(&self, base_url: &Url) -> Deployment {
-        match base_url.host_str() {
-            Some(host) if host.eq_ignore_ascii_case("gitlab.com") => Deployment::Cloud,
-            _ => Deployment::SelfHosted,
-        }
-    }
-
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key)
-                .await
-                .settle(http, &key)
-                .without_token(&target.token)
+            verify(http, target, &key).await.settle(http, &key)
         })
     }
 }
@@ -290,12 +280,9 @@ mod tests {
 
     #[test]
     fn cloud_or_self_hosted() {
+        assert_eq!(deployment(&"https://gitlab.com".parse().unwrap()), Deployment::Cloud);
         assert_eq!(
-            GitLab.deployment(&"https://gitlab.com".parse().unwrap()),
-            Deployment::Cloud
-        );
-        assert_eq!(
-            GitLab.deployment(&"https://git.example.com".parse().unwrap()),
+            deployment(&"https://git.example.com".parse().unwrap()),
             Deployment::SelfHosted
         );
     }

@@ -46,20 +46,23 @@ fn cut(text: &str, max: usize) -> String {
     cut
 }
 
-/// Verifies `target` with `provider` within one deadline, the HTTP time-out (retries and
-/// `Retry-After` included): what every caller goes through.
+/// Verifies `target` with `provider`: the one entry point every caller (the controller, the
+/// `verify` command) goes through. It applies the rules every provider shares once: one
+/// deadline, the HTTP time-out (retries and `Retry-After` included), and no token leaves a
+/// verification (see [`Verification::without_token`]).
 pub async fn verify_within(provider: &dyn Provider, http: &HttpClient, target: &Target) -> Verification {
     let within = http.config().timeout;
-    match http::deadline::run(within, provider.verify(http, target)).await {
+    let verification = match http::deadline::run(within, provider.prove(http, target)).await {
         Some(verification) => verification,
         None => Verification::failed(
             ReadyReason::Unreachable,
             format!(
-                "{} gave no complete answer within {within:?}",
+                "{}: no answer within {within:?} (retries included)",
                 target.base_url.host_str().unwrap_or("the instance")
             ),
         ),
-    }
+    };
+    verification.without_token(&target.token)
 }
 
 /// Everything needed to verify one token.
@@ -126,8 +129,8 @@ impl Verification {
     }
 
     /// Replaces the token in the message, should an instance have echoed it back in an error
-    /// body that the message quotes, and bounds the message to [`MAX_MESSAGE_CHARS`]. Every
-    /// provider applies this to its result.
+    /// body that the message quotes, and bounds the message to [`MAX_MESSAGE_CHARS`].
+    /// [`verify_within`] applies it to every verification.
     pub fn without_token(mut self, token: &Token) -> Verification {
         token.redact(&mut self.message);
         if self.message.chars().count() > MAX_MESSAGE_CHARS {
@@ -223,11 +226,6 @@ impl Verification {
 
 /// One Git provider product.
 pub trait Provider: Send + Sync {
-    fn kind(&self) -> ProviderKind;
-
-    /// Whether `base_url` is the provider's cloud service or a self-hosted server.
-    fn deployment(&self, base_url: &Url) -> Deployment;
-
     /// Spec problems only this provider knows about (e.g. Bitbucket Cloud needs a username).
     /// Used by the controller and by admission.
     fn check_spec(&self, _base_url: &Url, _username: Option<&str>) -> Result<(), String> {
@@ -240,8 +238,9 @@ pub trait Provider: Send + Sync {
         host_port(base_url)
     }
 
-    /// Proves the token against the instance and reports what the instance revealed.
-    fn verify<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification>;
+    /// Proves the token against the instance and reports what the instance revealed. Callers go
+    /// through [`verify_within`], which bounds it in time and takes the token out of the result.
+    fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification>;
 }
 
 /// The implementation of a provider.

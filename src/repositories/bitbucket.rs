@@ -37,7 +37,7 @@ use super::{clean_clone_url, excerpt, forbidden, from_http_error, not_found, rea
 use crate::api::{Deployment, ProviderKind, RepositoryStatus};
 use crate::providers::bitbucket::Bitbucket;
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::{Provider, Target, join};
+use crate::providers::{Target, join};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -109,7 +109,7 @@ pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, p
     let Some((owner, slug)) = path.split_once('/') else {
         return not_found(path, "not a PROJECTKEY/repo-slug path");
     };
-    if bitbucket.deployment(&target.base_url) == Deployment::Cloud {
+    if crate::providers::bitbucket::deployment(&target.base_url) == Deployment::Cloud {
         cloud(bitbucket, http, target, path, owner, slug).await
     } else {
         server(http, target, path, owner, slug).await
