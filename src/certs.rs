@@ -42,17 +42,21 @@ impl std::fmt::Debug for ServingCert {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
+pub enum IssueError {
     #[error("cannot generate a certificate: {0}")]
-    Generate(#[from] rcgen::Error),
-    #[error("{what}: {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
+    Generate(rcgen::Error),
+    #[error("{what}: {cause}")]
+    Api { what: String, cause: kube::Error },
     #[error("the webhook certificate Secret was replaced by another replica too often; retrying later")]
     Contended,
+}
+
+// By hand rather than #[from], which would also make the cause the error's source: the message
+// prints it already.
+impl From<rcgen::Error> for IssueError {
+    fn from(error: rcgen::Error) -> IssueError {
+        IssueError::Generate(error)
+    }
 }
 
 /// Where the certificate lives and whom it is for.
@@ -240,16 +244,16 @@ impl CertManager {
         }
     }
 
-    fn api_error(&self, what: &str, source: kube::Error) -> CertError {
-        CertError::Api {
+    fn api_error(&self, what: &str, source: kube::Error) -> IssueError {
+        IssueError::Api {
             what: format!("{what} {}", self.settings.secret_name),
-            source,
+            cause: source,
         }
     }
 
     /// Returns a current certificate, creating or renewing the Secret when needed. Conflicting
     /// writes by other replicas are resolved by adopting what they wrote.
-    pub async fn ensure(&self) -> Result<ServingCert, CertError> {
+    pub async fn ensure(&self) -> Result<ServingCert, IssueError> {
         let dns_names = self.settings.dns_names();
         for _ in 0..5 {
             let now = jiff::Timestamp::now();
@@ -302,19 +306,19 @@ impl CertManager {
                 Err(e) => return Err(self.api_error("cannot write Secret", e)),
             }
         }
-        Err(CertError::Contended)
+        Err(IssueError::Contended)
     }
 
     /// Writes the CA into every webhook of the configuration, when it differs.
-    pub async fn inject_ca(&self, ca_pem: &str) -> Result<(), CertError> {
+    pub async fn inject_ca(&self, ca_pem: &str) -> Result<(), IssueError> {
         let Some(name) = &self.settings.webhook_configuration else {
             return Ok(());
         };
         let bundle = ByteString(ca_pem.as_bytes().to_vec());
         for _ in 0..5 {
-            let Some(mut config) = self.webhooks.get_opt(name).await.map_err(|e| CertError::Api {
+            let Some(mut config) = self.webhooks.get_opt(name).await.map_err(|e| IssueError::Api {
                 what: format!("cannot read ValidatingWebhookConfiguration {name}"),
-                source: e,
+                cause: e,
             })?
             else {
                 tracing::warn!(configuration = %name, "ValidatingWebhookConfiguration not found; cannot inject the CA");
@@ -337,14 +341,14 @@ impl CertManager {
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(e) => {
-                    return Err(CertError::Api {
+                    return Err(IssueError::Api {
                         what: format!("cannot update ValidatingWebhookConfiguration {name}"),
-                        source: e,
+                        cause: e,
                     });
                 }
             }
         }
-        Err(CertError::Contended)
+        Err(IssueError::Contended)
     }
 
     /// Keeps the certificate current until `shutdown` flips, handing every new one to `on_cert`.

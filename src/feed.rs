@@ -28,7 +28,12 @@ pub struct Feed {
     store: Store<GitProviderConnection>,
     writer: Mutex<StoreWriter>,
     subscriber: Mutex<Option<mpsc::UnboundedSender<ObjectRef<GitProviderConnection>>>>,
+    /// What the subscriber keeps per connection (e.g. its backoff count) and forgets on delete.
+    on_delete: Mutex<Option<Forget>>,
 }
+
+/// Called with the key of each deleted connection.
+pub type Forget = Box<dyn Fn(&ObjectKey) + Send + Sync>;
 
 /// The reflector store's writer. Until every partition has listed once, objects go to the
 /// writer's init buffer, which becomes the store (and marks it ready) in one swap: the store is
@@ -52,6 +57,7 @@ impl Feed {
                 initializing: true,
             }),
             subscriber: Mutex::new(None),
+            on_delete: Mutex::new(None),
         })
     }
 
@@ -72,6 +78,11 @@ impl Feed {
         }
         *subscriber = Some(tx);
         rx
+    }
+
+    /// What to call when a connection is deleted, replacing the previous subscriber's.
+    pub fn on_delete(&self, forget: Forget) {
+        *self.on_delete.lock().unwrap_or_else(|p| p.into_inner()) = Some(forget);
     }
 
     fn notify(&self, effect: Effect) {
@@ -110,6 +121,9 @@ impl Feed {
             return;
         };
         self.metrics.connection_deleted(key, provider);
+        if let Some(forget) = self.on_delete.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            forget(key);
+        }
         {
             let mut store = self.lock_writer();
             // While initializing, the object may sit in the init buffer, which cannot be edited;
@@ -260,6 +274,28 @@ mod tests {
         assert_eq!(ObjectKey::of(&full), ObjectKey::of(&before));
         assert!(full.metadata.labels.is_none() && full.metadata.annotations.is_none());
         assert!(full.metadata.managed_fields.is_none() && full.metadata.owner_references.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_connection_is_forgotten_by_the_subscriber() {
+        let feed = Feed::new(
+            Arc::new(ConnectionIndex::new(UniquenessScope::Namespace)),
+            Arc::new(Metrics::new()),
+        );
+        feed.index().expect_partitions(1);
+        let forgotten = Arc::new(Mutex::new(Vec::new()));
+        let seen = forgotten.clone();
+        feed.on_delete(Box::new(move |key| seen.lock().unwrap().push(key.to_string())));
+        let events = futures::stream::iter([
+            Event::Init,
+            Event::InitApply(conn("a", "a1")),
+            Event::InitApply(conn("a", "a2")),
+            Event::InitDone,
+            Event::Delete(conn("a", "a2")),
+        ]);
+        feed.clone().run_partition(Some("a".into()), events.map(Ok)).await;
+        assert_eq!(*forgotten.lock().unwrap(), ["a/a2"]);
+        assert_eq!(feed.index().len(), 1);
     }
 
     #[tokio::test]

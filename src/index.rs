@@ -323,13 +323,6 @@ impl ConnectionIndex {
         Some((previous.instance.provider, effect))
     }
 
-    /// A connection was deleted: whom that wakes.
-    pub fn delete(&self, conn: &GitProviderConnection) -> Effect {
-        self.remove(&ObjectKey::of(conn))
-            .map(|(_, effect)| effect)
-            .unwrap_or_default()
-    }
-
     /// True when the index holds the connection.
     pub fn contains(&self, key: &ObjectKey) -> bool {
         let inner = self.read();

@@ -42,12 +42,11 @@ impl LeaseSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error("Lease {namespace}/{name}: {source}")]
+    #[error("Lease {namespace}/{name}: {cause}")]
     Api {
         namespace: String,
         name: String,
-        #[source]
-        source: kube::Error,
+        cause: kube::Error,
     },
 }
 
@@ -75,7 +74,7 @@ impl LeaderElector {
         LeaseError::Api {
             namespace: self.settings.namespace.clone(),
             name: self.settings.name.clone(),
-            source,
+            cause: source,
         }
     }
 

@@ -8,7 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +57,9 @@ pub struct Metrics {
     // Per connection, not per path: paths are at most 100 per connection but unbounded across
     // connections, and which ones fail is in status.repositories.
     unreadable_repositories: Family<ConnectionLabels, Gauge>,
+    /// The provider each connection's series are labelled with, so that a change of provider
+    /// removes the old series instead of leaving them behind.
+    providers: Mutex<HashMap<ObjectKey, ProviderKind>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +137,7 @@ impl Metrics {
         );
         Metrics {
             unreadable_repositories,
+            providers: Mutex::new(HashMap::new()),
             registry,
             reconciliations,
             reconcile_duration,
@@ -186,6 +191,14 @@ impl Metrics {
 
     /// Records a connection's Ready and expiry after a reconcile.
     pub fn connection_status(&self, key: &ObjectKey, provider: ProviderKind, status: &GitProviderConnectionStatus) {
+        let previous = self
+            .providers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), provider);
+        if let Some(previous) = previous.filter(|p| *p != provider) {
+            self.remove_series(key, previous);
+        }
         let labels = Self::labels(key, provider);
         let condition = status.conditions.iter().find(|c| c.type_ == READY);
         let ready = condition.is_some_and(|c| c.status == "True");
@@ -215,6 +228,14 @@ impl Metrics {
 
     /// Forgets a deleted connection (and any provider it had).
     pub fn connection_deleted(&self, key: &ObjectKey, provider: ProviderKind) {
+        let recorded = self.providers.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        if let Some(recorded) = recorded.filter(|p| *p != provider) {
+            self.remove_series(key, recorded);
+        }
+        self.remove_series(key, provider);
+    }
+
+    fn remove_series(&self, key: &ObjectKey, provider: ProviderKind) {
         let labels = Self::labels(key, provider);
         self.ready.remove(&labels);
         self.suspended.remove(&labels);
@@ -297,6 +318,28 @@ mod tests {
         metrics.connection_deleted(&key, ProviderKind::GitLab);
         let text = metrics.encode();
         assert!(!text.contains(r#"name="gl""#), "{text}");
+    }
+
+    #[test]
+    fn a_change_of_provider_leaves_no_series_behind() {
+        let metrics = Metrics::new();
+        let key = ObjectKey::new("team-a", "moved");
+        let status = GitProviderConnectionStatus {
+            token_expires_at: Some(Time("2027-01-15T08:00:00Z".parse().unwrap())),
+            ..Default::default()
+        };
+        metrics.connection_status(&key, ProviderKind::GitLab, &status);
+        metrics.connection_status(&key, ProviderKind::GitHub, &status);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="moved",provider="GitLab""#), "{text}");
+        assert!(
+            text.contains(r#"gitprovider_connection_ready{namespace="team-a",name="moved",provider="GitHub"} 0"#),
+            "{text}"
+        );
+        // Deleted under the provider its spec had last (the one the index knows).
+        metrics.connection_deleted(&key, ProviderKind::GitLab);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="moved""#), "{text}");
     }
 
     /// A suspended connection is not Ready (0) and says why: the PrometheusRule's

@@ -64,15 +64,11 @@ pub enum RunError {
     #[error("cannot build the Kubernetes client: {0}")]
     Client(kube::Error),
     #[error("cannot load the webhook certificate: {0}")]
-    Certificate(#[from] crate::admission::CertError),
+    Certificate(crate::admission::PemFileError),
     #[error("cannot load --webhook-client-ca: {0}")]
-    ClientCa(crate::admission::CertError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    ClientCa(crate::admission::PemFileError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen { addr: SocketAddr, cause: std::io::Error },
 }
 
 /// How long each stage of the shutdown (the controller, then the Lease and the servers) may take.
@@ -140,7 +136,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
         .await
         .map_err(|source| RunError::Listen {
             addr: config.metrics_addr,
-            source,
+            cause: source,
         })?;
     // The webhook answers on every replica, leader or not, from the shared index, and asks the
     // API server before a reservation alone denies a name.
@@ -168,7 +164,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
         }
         WebhookCerts::Files { cert, key } => {
             let certs = CertStore::new();
-            certs.load_files(cert, key)?;
+            certs.load_files(cert, key).map_err(RunError::Certificate)?;
             tokio::spawn(certs.clone().watch_files(cert.clone(), key.clone(), CERT_FILE_POLL));
             Some(webhook_with(certs))
         }
@@ -193,7 +189,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
                 .await
                 .map_err(|source| RunError::Listen {
                     addr: config.webhook_addr,
-                    source,
+                    cause: source,
                 })?;
             tracing::info!(addr = %config.webhook_addr, "serving the admission webhook (POST /validate)");
             Some(tokio::spawn(crate::admission::serve(

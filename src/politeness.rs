@@ -32,15 +32,6 @@ impl HostLimiter {
             .clone()
     }
 
-    /// Waits for a slot for `host` (`host:port`); the slot is freed when the permit drops.
-    pub async fn acquire(&self, host: &str) -> Option<OwnedSemaphorePermit> {
-        if self.per_host == 0 {
-            return None;
-        }
-        // The semaphore is never closed, so this cannot fail.
-        self.semaphore(host).acquire_owned().await.ok()
-    }
-
     /// Takes a slot for `host` if one is free right now: `Err(Busy)` otherwise. The controller
     /// uses this so that a connection waiting for a busy host never holds one of the global
     /// verification slots (which would starve connections to other hosts).
@@ -59,26 +50,16 @@ pub struct Busy;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[tokio::test]
-    async fn caps_each_host_separately() {
+    #[test]
+    fn caps_each_host_separately() {
         let limiter = HostLimiter::new(2);
-        let a1 = limiter.acquire("a:443").await;
-        let _a2 = limiter.acquire("a:443").await;
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), limiter.acquire("a:443"))
-                .await
-                .is_err(),
-            "third slot for a waits"
-        );
-        let _b = tokio::time::timeout(Duration::from_millis(50), limiter.acquire("b:443"))
-            .await
-            .expect("b is not limited by a");
+        let a1 = limiter.try_acquire("a:443").unwrap();
+        let _a2 = limiter.try_acquire("a:443").unwrap();
+        assert!(limiter.try_acquire("a:443").is_err(), "no third slot for a");
+        let _b = limiter.try_acquire("b:443").expect("b is not limited by a");
         drop(a1);
-        tokio::time::timeout(Duration::from_secs(1), limiter.acquire("a:443"))
-            .await
-            .expect("a slot frees up");
+        limiter.try_acquire("a:443").expect("a slot frees up");
     }
 
     #[test]
@@ -92,11 +73,11 @@ mod tests {
         assert!(limiter.try_acquire("a").is_ok());
     }
 
-    #[tokio::test]
-    async fn zero_means_unlimited() {
+    #[test]
+    fn zero_means_unlimited() {
         let limiter = HostLimiter::new(0);
         for _ in 0..100 {
-            assert!(limiter.acquire("a").await.is_none());
+            assert!(limiter.try_acquire("a").unwrap().is_none());
         }
     }
 }

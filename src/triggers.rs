@@ -29,6 +29,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let index = ctx.index.clone();
+    let forget = Arc::downgrade(&ctx);
+    feed.on_delete(Box::new(move |key| {
+        if let Some(ctx) = forget.upgrade() {
+            ctx.forget(key);
+        }
+    }));
     let mut signals = vec![feed.subscribe().map(Signal::Request).boxed()];
     for namespace in &namespaces {
         // Metadata only: the operator never holds other people's Secret data in memory.

@@ -7,7 +7,7 @@
 //! [`ClientAuth`] is a rustls [`ClientCertVerifier`] holding the current CA's verifier: the CA
 //! file is polled like the serving certificate, and each handshake uses the CA current then.
 
-use super::pem_files::{CertError, poll_files, read_files};
+use super::pem_files::{PemFileError, poll_files, read_files};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -35,7 +35,7 @@ impl std::fmt::Debug for ClientAuth {
 impl ClientAuth {
     /// Client certificates must chain to a certificate of `ca_pem` and, when `name` is given,
     /// carry it as their subject's common name or as a DNS subject alternative name.
-    pub fn from_pem(ca_pem: &[u8], name: Option<String>) -> Result<Arc<ClientAuth>, CertError> {
+    pub fn from_pem(ca_pem: &[u8], name: Option<String>) -> Result<Arc<ClientAuth>, PemFileError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = RwLock::new(verifier_for(ca_pem, &provider)?);
         Ok(Arc::new(ClientAuth {
@@ -46,13 +46,13 @@ impl ClientAuth {
     }
 
     /// [`ClientAuth::from_pem`] with the CA read from `path`.
-    pub fn from_file(path: &Path, name: Option<String>) -> Result<Arc<ClientAuth>, CertError> {
+    pub fn from_file(path: &Path, name: Option<String>) -> Result<Arc<ClientAuth>, PemFileError> {
         let [pem] = read_files([path])?;
         ClientAuth::from_pem(&pem, name)
     }
 
     /// Replaces the CA. On error the previous one stays in use.
-    pub fn set_ca(&self, ca_pem: &[u8]) -> Result<(), CertError> {
+    pub fn set_ca(&self, ca_pem: &[u8]) -> Result<(), PemFileError> {
         let verifier = verifier_for(ca_pem, &self.provider)?;
         *self.verifier.write().unwrap_or_else(|p| p.into_inner()) = verifier;
         Ok(())
@@ -69,18 +69,20 @@ impl ClientAuth {
     }
 }
 
-fn verifier_for(ca_pem: &[u8], provider: &Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, CertError> {
+fn verifier_for(ca_pem: &[u8], provider: &Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, PemFileError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| CertError::BadCertificate(e.to_string()))?;
-        roots.add(cert).map_err(|e| CertError::BadCertificate(e.to_string()))?;
+        let cert = cert.map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(CertError::NoCertificate);
+        return Err(PemFileError::NoCertificate);
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| CertError::Config(e.to_string()))
+        .map_err(|e| PemFileError::Config(e.to_string()))
 }
 
 impl ClientCertVerifier for ClientAuth {
@@ -233,13 +235,16 @@ mod tests {
 
     #[test]
     fn a_bundle_without_certificates_is_refused() {
-        assert!(matches!(ClientAuth::from_pem(b"", None), Err(CertError::NoCertificate)));
+        assert!(matches!(
+            ClientAuth::from_pem(b"", None),
+            Err(PemFileError::NoCertificate)
+        ));
         assert!(matches!(
             ClientAuth::from_pem(
                 b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
                 None
             ),
-            Err(CertError::BadCertificate(_))
+            Err(PemFileError::BadCertificate(_))
         ));
     }
 }

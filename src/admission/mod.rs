@@ -16,7 +16,7 @@ pub mod webhook;
 pub use client_auth::ClientAuth;
 pub use confirm::{ApiConfirm, CONFIRM_AFTER, Confirm};
 pub use decision::{Decision, Rejection};
-pub use pem_files::CertError;
+pub use pem_files::PemFileError;
 pub use reservations::DEFAULT_RESERVATION_TTL;
 pub use rules::{Claim, Duplicate, Holders, Review, check_unique, parse_spec, validate_spec};
 pub use server::{BODY_BUDGET, BODY_READ_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, VALIDATE_PATH, serve};

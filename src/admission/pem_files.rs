@@ -6,13 +6,9 @@ use std::time::Duration;
 
 /// Why a certificate could not be loaded. Never contains key material.
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+pub enum PemFileError {
+    #[error("cannot read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("the certificate PEM holds no CERTIFICATE block")]
     NoCertificate,
     #[error("the certificate PEM is malformed: {0}")]
@@ -32,7 +28,7 @@ pub(crate) async fn poll_files<const N: usize>(
     paths: [PathBuf; N],
     every: Duration,
     what: &'static str,
-    apply: impl Fn(&[Vec<u8>; N]) -> Result<(), CertError>,
+    apply: impl Fn(&[Vec<u8>; N]) -> Result<(), PemFileError>,
 ) {
     // Compared with nothing at first, so that a change between the initial load and this
     // task's start is not missed (installing the same content again is harmless).
@@ -68,12 +64,12 @@ pub(crate) async fn poll_files<const N: usize>(
 }
 
 /// Reads each file whole.
-pub(crate) fn read_files<const N: usize>(paths: [&Path; N]) -> Result<[Vec<u8>; N], CertError> {
+pub(crate) fn read_files<const N: usize>(paths: [&Path; N]) -> Result<[Vec<u8>; N], PemFileError> {
     let mut content: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
     for (slot, path) in content.iter_mut().zip(paths) {
-        *slot = std::fs::read(path).map_err(|source| CertError::Read {
+        *slot = std::fs::read(path).map_err(|source| PemFileError::Read {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
     }
     Ok(content)

@@ -170,12 +170,8 @@ fn check_url(spec: &GitProviderConnectionSpec, review: &mut Review) {
     }
     let url = match parse_base_url(raw) {
         Ok(url) => url,
-        Err(message) => {
-            review.problem(if message.starts_with("url") {
-                format!("spec.{message}")
-            } else {
-                format!("spec.url: {message}")
-            });
+        Err(bad) => {
+            review.problem(format!("spec.{bad}"));
             return;
         }
     };

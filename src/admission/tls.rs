@@ -7,7 +7,7 @@
 //! or from memory ([`CertStore::set`], for a certificate the operator manages itself).
 
 use super::client_auth::ClientAuth;
-use super::pem_files::{CertError, poll_files, read_files};
+use super::pem_files::{PemFileError, poll_files, read_files};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -52,36 +52,36 @@ impl CertStore {
     }
 
     /// A store holding the given certificate chain and key (PEM).
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertStore>, CertError> {
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertStore>, PemFileError> {
         let store = CertStore::new();
         store.set(cert_pem, key_pem)?;
         Ok(store)
     }
 
     /// Replaces the certificate. On error the previous certificate stays in use.
-    pub fn set(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CertError> {
+    pub fn set(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), PemFileError> {
         let certified = Arc::new(self.certified_key(cert_pem, key_pem)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(certified);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
-    fn certified_key(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, CertError> {
+    fn certified_key(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PemFileError> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CertError::BadCertificate(e.to_string()))?;
+            .map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
         if chain.is_empty() {
-            return Err(CertError::NoCertificate);
+            return Err(PemFileError::NoCertificate);
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| PemFileError::BadKey(e.to_string()))?;
         CertifiedKey::from_der(chain, key, &self.provider).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => CertError::Mismatch(e.to_string()),
-            other => CertError::BadKey(other.to_string()),
+            rustls::Error::InconsistentKeys(_) => PemFileError::Mismatch(e.to_string()),
+            other => PemFileError::BadKey(other.to_string()),
         })
     }
 
     /// Reads and installs the certificate and key files.
-    pub fn load_files(&self, cert: &Path, key: &Path) -> Result<(), CertError> {
+    pub fn load_files(&self, cert: &Path, key: &Path) -> Result<(), PemFileError> {
         let [cert_pem, key_pem] = read_files([cert, key])?;
         self.set(&cert_pem, &key_pem)
     }
@@ -104,10 +104,10 @@ impl CertStore {
     /// A rustls server configuration that resolves through this store, offering h2 and http/1.1,
     /// and requiring client certificates when [`CertStore::require_client_certificates`] was
     /// called.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, PemFileError> {
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| CertError::Config(e.to_string()))?;
+            .map_err(|e| PemFileError::Config(e.to_string()))?;
         let builder = match self.client_auth.get() {
             Some(auth) => builder.with_client_cert_verifier(auth.clone()),
             None => builder.with_no_client_auth(),
@@ -176,10 +176,16 @@ mod tests {
         let (_, other_key) = self_signed("b.example");
         assert!(matches!(
             store.set(cert.as_bytes(), other_key.as_bytes()),
-            Err(CertError::Mismatch(_))
+            Err(PemFileError::Mismatch(_))
         ));
-        assert!(matches!(store.set(b"", key.as_bytes()), Err(CertError::NoCertificate)));
-        assert!(matches!(store.set(cert.as_bytes(), b"junk"), Err(CertError::BadKey(_))));
+        assert!(matches!(
+            store.set(b"", key.as_bytes()),
+            Err(PemFileError::NoCertificate)
+        ));
+        assert!(matches!(
+            store.set(cert.as_bytes(), b"junk"),
+            Err(PemFileError::BadKey(_))
+        ));
         assert_eq!(store.generation(), 1);
         assert!(store.is_loaded());
         let error = store

@@ -319,7 +319,7 @@ mod tests {
             denied.message
         );
         // once the index forgot the deleted holder, the name is free: the reservation is gone
-        hook.index().delete(&first);
+        hook.index().remove(&ObjectKey::of(&first));
         assert!(decide(&hook, &create("a", "second", "GitLab", "main")).unwrap().allowed);
     }
 
@@ -455,7 +455,7 @@ mod tests {
             let name = format!("c{i}");
             hook.index().apply(&stored("a", &name, ProviderKind::GitLab, &name, 1));
         }
-        hook.index().delete(&stored("a", "c0", ProviderKind::GitLab, "c0", 1));
+        hook.index().remove(&ObjectKey::new("a", "c0"));
         let later = Instant::now() + SWEEP_EVERY * 2;
         let mut calls = 0;
         loop {
@@ -477,7 +477,7 @@ mod tests {
         drop(reservations);
         assert!(!decide(&hook, &create("a", "other", "GitLab", "c0")).unwrap().allowed);
         // the others' reservations are gone for good: deleted later, their names are free
-        hook.index().delete(&stored("a", "c1", ProviderKind::GitLab, "c1", 1));
+        hook.index().remove(&ObjectKey::new("a", "c1"));
         assert!(decide(&hook, &create("a", "other", "GitLab", "c1")).unwrap().allowed);
     }
 

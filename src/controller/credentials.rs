@@ -61,7 +61,7 @@ async fn read_token(client: &Client, namespace: &str, secret_name: &str, key: &s
         Err(source) => {
             return Err(Error::Read {
                 what: format!("Secret {namespace}/{secret_name}"),
-                source,
+                cause: source,
             }
             .into());
         }
@@ -101,7 +101,7 @@ async fn read_ca_bundle(
 ) -> Result<String, Stop> {
     let read_error = |source| Error::Read {
         what: format!("{kind:?} {namespace}/{name}"),
-        source,
+        cause: source,
     };
     let not_found = || {
         Refusal::new(

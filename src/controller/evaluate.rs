@@ -53,7 +53,7 @@ pub(super) fn local_checks(conn: &GitProviderConnection, index: &ConnectionIndex
         ));
     }
     let invalid = |message: String| Refusal::new(ReadyReason::InvalidSpec, message);
-    let base_url = parse_base_url(&spec.url).map_err(invalid)?;
+    let base_url = parse_base_url(&spec.url).map_err(|bad| invalid(bad.to_string()))?;
     parse_verify_interval(&spec.verify_interval).map_err(|error| invalid(format!("spec.verifyInterval: {error}")))?;
     let provider = provider(spec.provider);
     provider

@@ -41,18 +41,10 @@ pub const FIELD_MANAGER: &str = "gitprovider-operator";
 /// not errors: they are a status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {what}: {source}")]
-    Read {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("cannot write the status of {object}: {source}")]
-    WriteStatus {
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("cannot read {what}: {cause}")]
+    Read { what: String, cause: kube::Error },
+    #[error("cannot write the status of {object}: {cause}")]
+    WriteStatus { object: String, cause: kube::Error },
     #[error("the reconcile was cancelled (the runtime is shutting down)")]
     Cancelled,
 }
@@ -126,6 +118,11 @@ impl Context {
             settings,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forgets what is kept about a deleted connection (its backoff count).
+    pub fn forget(&self, key: &ObjectKey) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
     fn note_failure(&self, key: &ObjectKey, transient: bool) -> u32 {
@@ -253,7 +250,7 @@ async fn write_status(
     .await
     .map_err(|source| Error::WriteStatus {
         object: ObjectKey::of(conn).to_string(),
-        source,
+        cause: source,
     })?;
     Ok(())
 }
@@ -304,6 +301,30 @@ pub fn error_policy(conn: Arc<GitProviderConnection>, error: &Error, ctx: Arc<Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_deleted_connection_starts_its_backoff_afresh() {
+        let ctx = Context::new(
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap(),
+            HttpClient::new(crate::providers::http::HttpConfig::default()),
+            Arc::new(ConnectionIndex::new(crate::index::UniquenessScope::Namespace)),
+            Arc::new(Metrics::new()),
+            Settings::default(),
+            Reporter {
+                controller: "test".into(),
+                instance: None,
+            },
+        );
+        let key = ObjectKey::new("n", "c");
+        assert_eq!(ctx.note_failure(&key, true), 1);
+        assert_eq!(ctx.note_failure(&key, true), 2);
+        ctx.forget(&key);
+        assert!(
+            ctx.failures.lock().unwrap().is_empty(),
+            "nothing kept for a deleted connection"
+        );
+        assert_eq!(ctx.note_failure(&key, true), 1);
+    }
 
     #[test]
     fn truncates_on_char_boundary() {

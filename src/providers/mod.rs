@@ -277,24 +277,46 @@ pub(crate) fn join(base: &str, path: &str) -> Result<Url, HttpError> {
     })
 }
 
+/// Why `spec.url` cannot be used. Every message starts with "url", so that it reads as a
+/// field's problem after `spec.` or `--`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUrl {
+    #[error("url {raw:?} is not a valid URL: {reason}")]
+    Invalid { raw: String, reason: String },
+    #[error("url {raw:?} must use https:// (or http://)")]
+    Scheme { raw: String },
+    #[error("url {raw:?} has no host")]
+    NoHost { raw: String },
+    #[error("url must not contain user info; put the token in the Secret")]
+    UserInfo,
+    #[error("url {raw:?} must not contain a query")]
+    Query { raw: String },
+    #[error("url {raw:?} must not contain a fragment")]
+    Fragment { raw: String },
+}
+
 /// Parses and normalises `spec.url`: absolute http(s), a host, no user info, query or fragment,
-/// trailing slash removed. The message says what to fix.
-pub fn parse_base_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw.trim()).map_err(|e| format!("url {raw:?} is not a valid URL: {e}"))?;
+/// trailing slash removed.
+pub fn parse_base_url(raw: &str) -> Result<Url, BadUrl> {
+    let owned = || raw.to_owned();
+    let url = Url::parse(raw.trim()).map_err(|e| BadUrl::Invalid {
+        raw: owned(),
+        reason: e.to_string(),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url {raw:?} must use https:// (or http://)"));
+        return Err(BadUrl::Scheme { raw: owned() });
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("url {raw:?} has no host"));
+        return Err(BadUrl::NoHost { raw: owned() });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("url must not contain user info; put the token in the Secret".to_owned());
+        return Err(BadUrl::UserInfo);
     }
     if url.query().is_some() {
-        return Err(format!("url {raw:?} must not contain a query"));
+        return Err(BadUrl::Query { raw: owned() });
     }
     if url.fragment().is_some() {
-        return Err(format!("url {raw:?} must not contain a fragment"));
+        return Err(BadUrl::Fragment { raw: owned() });
     }
     let mut url = url;
     let path = url.path().trim_end_matches('/').to_owned();
@@ -316,11 +338,30 @@ mod tests {
             parse_base_url("https://dev.azure.com/org/").unwrap().as_str(),
             "https://dev.azure.com/org"
         );
-        assert!(parse_base_url("ftp://x").is_err());
-        assert!(parse_base_url("https://user:pw@x").unwrap_err().contains("user info"));
-        assert!(parse_base_url("https://x/?a=b").unwrap_err().contains("query"));
-        assert!(parse_base_url("https://x/#f").unwrap_err().contains("fragment"));
-        assert!(parse_base_url("gitlab.example.com").is_err());
+        assert!(matches!(parse_base_url("ftp://x"), Err(BadUrl::Scheme { .. })));
+        assert_eq!(parse_base_url("https://user:pw@x"), Err(BadUrl::UserInfo));
+        assert!(
+            parse_base_url("https://user:pw@x")
+                .unwrap_err()
+                .to_string()
+                .contains("user info")
+        );
+        assert!(
+            parse_base_url("https://x/?a=b")
+                .unwrap_err()
+                .to_string()
+                .contains("query")
+        );
+        assert!(
+            parse_base_url("https://x/#f")
+                .unwrap_err()
+                .to_string()
+                .contains("fragment")
+        );
+        assert!(matches!(
+            parse_base_url("gitlab.example.com"),
+            Err(BadUrl::Invalid { .. })
+        ));
     }
 
     #[test]
