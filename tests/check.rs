@@ -386,7 +386,7 @@ fn json_output() {
     assert_eq!(
         report["problems"][0],
         serde_json::json!({
-            "path": "<stdin>", "line": 10, "object": "ns-1/piped", "field": "spec.verifyinterval",
+            "path": "<stdin>", "document": 1, "line": 10, "object": "ns-1/piped", "field": "spec.verifyinterval",
             "rule": "unknown-field", "severity": "error", "message": "unknown field \"spec.verifyinterval\""
         })
     );
@@ -395,6 +395,8 @@ fn json_output() {
     assert_eq!(report["problems"][1]["field"], "spec.tokenSecretRef.key");
     assert_eq!(report["problems"][1]["line"], 13);
     assert_eq!(report["problems"][2]["rule"], "unknown-api-version");
+    assert_eq!(report["problems"][2]["object"], "document 2");
+    assert_eq!(report["problems"][2]["document"], 2);
     assert_eq!(report["problems"][2]["line"], 15);
     assert_eq!(
         report["summary"],

@@ -87,6 +87,8 @@ pub struct Finding {
     pub subject: String,
     pub message: String,
     pub rule: Rule,
+    /// The 1-based index of the document in its input, for a finding inside one.
+    pub document: Option<usize>,
     /// The line in the input, when known.
     pub line: Option<usize>,
     /// The field the finding is about (`spec.url`), when there is one.
@@ -105,12 +107,15 @@ impl Finding {
             subject: subject.into(),
             message: message.into(),
             rule,
+            document: None,
             line: None,
             field: None,
         }
     }
 
-    pub(super) fn at(mut self, line: usize) -> Finding {
+    /// Places the finding in document `document` (1-based), at `line` of the input.
+    pub(super) fn at(mut self, document: usize, line: usize) -> Finding {
+        self.document = Some(document);
         self.line = Some(line);
         self
     }

@@ -179,7 +179,9 @@ impl Checker {
                     for (field, line) in parsed.repeated() {
                         let message = format!("{field} is written twice; kubectl keeps the last value");
                         let warning = Finding::about(&path, format!("document {number}"), Rule::DuplicateKey, message);
-                        self.report.warnings.push(warning.at(*line).on(Some(field.clone())));
+                        self.report
+                            .warnings
+                            .push(warning.at(number, *line).on(Some(field.clone())));
                     }
                     let at = At {
                         path: &path,
@@ -198,7 +200,7 @@ impl Checker {
                         error.to_string(),
                     );
                     let line = error.line.map_or(document.first_line, |(line, _)| line);
-                    self.report.problems.push(finding.at(line));
+                    self.report.problems.push(finding.at(number, line));
                 }
             }
         }
@@ -237,7 +239,7 @@ impl Checker {
                         "apiVersion"
                     };
                     let finding = Finding::about(at.path, subject, rule, message)
-                        .at(at.line_of(field))
+                        .at(at.document, at.line_of(field))
                         .on(Some(field.to_owned()));
                     self.report.problems.push(finding);
                 }
@@ -284,7 +286,7 @@ impl Checker {
         let finding = |rule: Rule, field: Option<&str>, message: String| {
             let line = at.line_of(field.unwrap_or_default());
             Finding::about(at.path, &who, rule, message)
-                .at(line)
+                .at(at.document, line)
                 .on(field.map(str::to_owned))
         };
         if !named {

@@ -83,6 +83,7 @@ pub fn json(report: &CheckReport) -> Value {
         .map(|(f, severity)| {
             json!({
                 "path": f.path,
+                "document": f.document,
                 "line": f.line,
                 "object": f.subject,
                 "field": f.field,
