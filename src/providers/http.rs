@@ -21,13 +21,14 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 
-use super::address_guard::{AddressPolicy, DnsFailure, GuardError, GuardedResolver, Refused};
+use super::address_guard::{AddressPolicy, GuardError, GuardedResolver};
+pub use super::http_error::{HttpError, NotJson};
+use super::http_error::{classify, root_cause};
 use super::rate_limit;
 pub use super::tls::TlsOptions;
-use super::tls::{InvalidCaBundle, rustls_config};
+use super::tls::rustls_config;
 use std::time::Duration;
 
 /// Largest response body read from a provider.
@@ -135,51 +136,6 @@ impl HttpResponse {
     pub fn location(&self) -> Option<&str> {
         self.header("location")
     }
-}
-
-/// The body was not the JSON the API documents.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotJson {
-    #[error("an HTML page instead of a JSON API answer")]
-    Html,
-    #[error("a body that is not the expected JSON ({0})")]
-    Malformed(String),
-}
-
-/// Why a request got no usable answer. Messages never contain the token.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("invalid URL {url}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("refusing to connect to {0}")]
-    AddressRefused(String),
-    #[error("TLS error talking to {host}: {detail}")]
-    Tls { host: String, detail: String },
-    #[error("cannot resolve {host}: {detail}")]
-    Dns { host: String, detail: String },
-    #[error("cannot connect to {host}: {detail}")]
-    Connect { host: String, detail: String },
-    #[error("no answer from {host} within {timeout:?}")]
-    Timeout { host: String, timeout: Duration },
-    #[error("the answer from {url} is larger than {limit} bytes", limit = MAX_BODY_BYTES)]
-    BodyTooLarge { url: String },
-    #[error("{host} kept failing: HTTP {status} after {attempts} attempts{retry_note}")]
-    Unavailable {
-        host: String,
-        status: u16,
-        attempts: u32,
-        retry_note: String,
-    },
-    #[error("{host} rate-limited this token until {until} (HTTP {status})")]
-    RateLimited {
-        host: String,
-        status: u16,
-        until: jiff::Timestamp,
-    },
-    #[error("request to {host} failed: {detail}")]
-    Other { host: String, detail: String },
-    #[error(transparent)]
-    InvalidCaBundle(#[from] InvalidCaBundle),
 }
 
 /// The shared client: one reqwest client per distinct TLS setting, reused across requests so
@@ -479,12 +435,18 @@ async fn read_capped(
     let headers = response.headers().clone();
     let url = response.url().clone();
     if response.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(HttpError::BodyTooLarge { url: url.to_string() });
+        return Err(HttpError::BodyTooLarge {
+            url: url.to_string(),
+            limit: MAX_BODY_BYTES,
+        });
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, host, timeout))? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(HttpError::BodyTooLarge { url: url.to_string() });
+            return Err(HttpError::BodyTooLarge {
+                url: url.to_string(),
+                limit: MAX_BODY_BYTES,
+            });
         }
         body.extend_from_slice(&chunk);
     }
@@ -499,90 +461,6 @@ async fn read_capped(
 /// `Retry-After` as seconds or an HTTP date.
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     rate_limit::retry_after_delay(headers)
-}
-
-/// Turns reqwest's error into one the user can act on, by walking its source chain.
-fn classify(error: &reqwest::Error, host: &str, timeout: Duration) -> HttpError {
-    let host = host.to_owned();
-    if error.is_timeout() {
-        return HttpError::Timeout { host, timeout };
-    }
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<Refused>() {
-            return HttpError::AddressRefused(refused.0.clone());
-        }
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return HttpError::Tls {
-                host,
-                detail: tls_detail(tls),
-            };
-        }
-        if let Some(dns) = cause.downcast_ref::<DnsFailure>() {
-            return HttpError::Dns {
-                host,
-                detail: dns.0.clone(),
-            };
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            // rustls reports handshake failures as io errors wrapping rustls::Error, which
-            // hyper-util wraps in another io error; io errors hide their payload from
-            // `source()`, so they are unwrapped here.
-            if let Some(tls) = rustls_error_in(io) {
-                return HttpError::Tls {
-                    host,
-                    detail: tls_detail(tls),
-                };
-            }
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return HttpError::Timeout { host, timeout };
-            }
-            return HttpError::Connect {
-                host,
-                detail: io.to_string(),
-            };
-        }
-        source = cause.source();
-    }
-    if error.is_connect() {
-        return HttpError::Connect {
-            host,
-            detail: root_cause(error),
-        };
-    }
-    HttpError::Other {
-        host,
-        detail: root_cause(error),
-    }
-}
-
-/// rustls' words, and what to do about them when there is something to say.
-fn tls_detail(error: &rustls::Error) -> String {
-    match super::tls::advice(error) {
-        Some(advice) => format!("{advice} ({error})"),
-        None => error.to_string(),
-    }
-}
-
-/// The `rustls::Error` inside (possibly nested) io errors.
-fn rustls_error_in(io: &std::io::Error) -> Option<&rustls::Error> {
-    let mut inner = io.get_ref()?;
-    loop {
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
-    }
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        last = cause.to_string();
-        source = cause.source();
-    }
-    last
 }
 
 fn build_client(config: &HttpConfig, tls: &TlsOptions) -> Result<reqwest::Client, HttpError> {

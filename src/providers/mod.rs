@@ -8,6 +8,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod http_error;
 pub mod memory;
 pub mod rate_limit;
 pub mod tls;
