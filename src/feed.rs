@@ -12,6 +12,7 @@
 use crate::api::GitProviderConnection;
 use crate::index::{ConnectionIndex, Effect, ObjectKey};
 use crate::metrics::Metrics;
+use crate::priority::{FirstInLine, never_verified};
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -30,6 +31,8 @@ pub struct Feed {
     subscriber: Mutex<Option<mpsc::UnboundedSender<ObjectRef<GitProviderConnection>>>>,
     /// What the subscriber keeps per connection (e.g. its backoff count) and forgets on delete.
     on_delete: Mutex<Option<Forget>>,
+    /// Connections whose change waits for a first verification (see [`crate::priority`]).
+    first_in_line: Arc<FirstInLine>,
 }
 
 /// Called with the key of each deleted connection.
@@ -58,6 +61,7 @@ impl Feed {
             }),
             subscriber: Mutex::new(None),
             on_delete: Mutex::new(None),
+            first_in_line: Arc::new(FirstInLine::default()),
         })
     }
 
@@ -67,6 +71,10 @@ impl Feed {
 
     pub fn index(&self) -> &Arc<ConnectionIndex> {
         &self.index
+    }
+
+    pub fn first_in_line(&self) -> &Arc<FirstInLine> {
+        &self.first_in_line
     }
 
     /// The reconcile queue for a (new) leader: every known connection first, then every change.
@@ -103,6 +111,12 @@ impl Feed {
 
     fn apply(&self, conn: GitProviderConnection) {
         let effect = self.index.apply(&conn);
+        if never_verified(&conn) {
+            let key = ObjectKey::of(&conn);
+            if effect.reconcile.contains(&key) {
+                self.first_in_line.mark(key);
+            }
+        }
         {
             let mut store = self.lock_writer();
             let event = if store.initializing {
@@ -117,6 +131,7 @@ impl Feed {
 
     /// Forgets a connection: index, metrics and store.
     fn delete(&self, key: &ObjectKey) {
+        self.first_in_line.clear(key);
         let Some((provider, effect)) = self.index.remove(key) else {
             return;
         };

@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod politeness;
+pub mod priority;
 pub mod providers;
 pub mod repositories;
 pub mod status;

@@ -10,6 +10,7 @@ use crate::api::GitProviderConnection;
 use crate::controller::{self, Context};
 use crate::feed::{Feed, scoped_api};
 use crate::index::{ConnectionIndex, ObjectKey, RefKind};
+use crate::priority::FirstInLine;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
@@ -35,6 +36,7 @@ pub async fn run(
             ctx.forget(key);
         }
     }));
+    let line = feed.first_in_line().clone();
     let mut signals = vec![feed.subscribe().map(Signal::Request).boxed()];
     for namespace in &namespaces {
         // Metadata only: the operator never holds other people's Secret data in memory.
@@ -43,11 +45,13 @@ pub async fn run(
         let config = watcher::Config::default();
         signals.push(referenced_by(
             index.clone(),
+            line.clone(),
             RefKind::Secret,
             watcher(secrets, config.clone()),
         ));
         signals.push(referenced_by(
             index.clone(),
+            line.clone(),
             RefKind::ConfigMap,
             watcher(configmaps, config),
         ));
@@ -56,7 +60,7 @@ pub async fn run(
     let queue = hold_until_listed(futures::stream::select_all(signals), lists, index.clone()).take_until(shutdown);
     let config = ApplierConfig::default().concurrency(ctx.settings.max_concurrent_verifications);
     applier(
-        |conn, ctx| Box::pin(controller::reconcile(conn, ctx)),
+        move |conn, ctx| Box::pin(controller::reconcile(conn, ctx, line.clone())),
         controller::error_policy,
         ctx,
         store,
@@ -120,9 +124,12 @@ fn hold_until_listed(
         .boxed()
 }
 
-/// Maps Secret or ConfigMap metadata events to the connections that reference the object.
+/// Maps Secret or ConfigMap metadata events to the connections that reference the object. A
+/// change (not the first list, which every connection's first verification reads anyway) puts
+/// those connections ahead of re-verifications.
 fn referenced_by<K>(
     index: Arc<ConnectionIndex>,
+    line: Arc<FirstInLine>,
     kind: RefKind,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> futures::stream::BoxStream<'static, Signal>
@@ -141,17 +148,17 @@ where
                 }
             };
             let signals: Vec<Signal> = match result {
-                Ok(
-                    watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object),
-                ) => {
-                    let namespace = object.meta().namespace.clone().unwrap_or_default();
-                    let name = object.meta().name.clone().unwrap_or_default();
-                    index
-                        .referencing(kind, &namespace, &name)
-                        .iter()
-                        .map(|key| Signal::Request(key.object_ref()))
-                        .collect()
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    let keys = referencing(&index, kind, object.meta());
+                    for key in &keys {
+                        line.mark(key.clone());
+                    }
+                    keys.iter().map(|key| Signal::Request(key.object_ref())).collect()
                 }
+                Ok(watcher::Event::InitApply(object)) => referencing(&index, kind, object.meta())
+                    .iter()
+                    .map(|key| Signal::Request(key.object_ref()))
+                    .collect(),
                 Ok(watcher::Event::Init) => Vec::new(),
                 Ok(watcher::Event::InitDone) => first_list_done(),
                 Err(error) => {
@@ -167,6 +174,12 @@ where
         })
         .flatten()
         .boxed()
+}
+
+fn referencing(index: &ConnectionIndex, kind: RefKind, meta: &kube::core::ObjectMeta) -> Vec<ObjectKey> {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let name = meta.name.as_deref().unwrap_or_default();
+    index.referencing(kind, namespace, name)
 }
 
 #[cfg(test)]

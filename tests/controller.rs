@@ -4,187 +4,13 @@
 
 mod support;
 
-use gitprovider_operator::api::{GitProviderConnection, READY, TOKEN_EXPIRING_SOON};
-use gitprovider_operator::controller::{Context, Settings};
-use gitprovider_operator::feed::Feed;
-use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
-use gitprovider_operator::metrics::Metrics;
-use gitprovider_operator::providers::http::{HttpClient, HttpConfig};
-use gitprovider_operator::triggers;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::Reporter;
-use kube::{Api, Client};
+use gitprovider_operator::api::{READY, TOKEN_EXPIRING_SOON};
+use gitprovider_operator::controller::Settings;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
-use support::control_plane::{AuditLog, ControlPlane};
-use support::fake_providers::gitlab::FakeGitLab;
-use support::fake_providers::{TokenSpec, assert_reveals_jane_doe};
-use tokio::sync::watch;
-
-const TOKEN: &str = "glpat-valid-0123456789";
-const WAIT: Duration = Duration::from_secs(15);
-
-struct Harness {
-    /// The test's namespace.
-    ns: String,
-    audit: AuditLog,
-    client: Client,
-    gitlab: FakeGitLab,
-    metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
-}
-
-impl Harness {
-    async fn start() -> Harness {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let plane = ControlPlane::shared();
-        let ns = plane.namespace("team-a");
-        let audit = plane.audit().only_namespaces(std::slice::from_ref(&ns));
-        let client = plane.client().await;
-        let gitlab = FakeGitLab::start().await;
-        gitlab.add_token(TOKEN, TokenSpec::jane_doe());
-        gitlab.add_token("glpat-revoked", TokenSpec::user("jdoe").revoked());
-
-        let metrics = Arc::new(Metrics::new());
-        let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
-        let feed = Feed::new(index.clone(), metrics.clone());
-        tokio::spawn(feed.clone().run(client.clone(), vec![Some(ns.clone())]));
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            HttpClient::new(HttpConfig {
-                timeout: Duration::from_secs(3),
-                retry_base_delay: Duration::from_millis(10),
-                ..HttpConfig::default()
-            }),
-            index,
-            metrics.clone(),
-            Settings::default(),
-            Reporter {
-                controller: "gitprovider-operator".into(),
-                instance: Some("test".into()),
-            },
-        ));
-        let (stop, stopped) = watch::channel(false);
-        let mut stopped_rx = stopped.clone();
-        tokio::spawn(triggers::run(
-            ctx,
-            feed.clone(),
-            feed.store(),
-            vec![Some(ns.clone())],
-            async move {
-                let _ = stopped_rx.wait_for(|s| *s).await;
-            },
-        ));
-        drop(stopped);
-        Harness {
-            ns,
-            audit,
-            client,
-            gitlab,
-            metrics,
-            stop,
-        }
-    }
-
-    fn connections(&self) -> Api<GitProviderConnection> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    async fn put_secret(&self, name: &str, data: serde_json::Value) {
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": self.ns},
-            "stringData": data,
-        }))
-        .unwrap();
-        // stringData is write-only: turn it into data the way the API server does.
-        let mut secret = secret;
-        if let Some(string_data) = secret.string_data.take() {
-            secret.data = Some(
-                string_data
-                    .into_iter()
-                    .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
-                    .collect(),
-            );
-        }
-        let api = self.secrets();
-        match api.get_opt(name).await.unwrap() {
-            Some(existing) => {
-                secret.metadata.resource_version = existing.metadata.resource_version;
-                api.replace(name, &PostParams::default(), &secret).await.unwrap();
-            }
-            None => {
-                api.create(&PostParams::default(), &secret).await.unwrap();
-            }
-        }
-    }
-
-    async fn create_connection(&self, name: &str, instance: &str, secret: &str, extra: serde_json::Value) {
-        let mut spec = json!({
-            "provider": "GitLab",
-            "instanceName": instance,
-            "url": self.gitlab.url().as_str(),
-            "tokenSecretRef": {"name": secret},
-        });
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                spec.insert(k.clone(), v.clone());
-            }
-        }
-        let conn: GitProviderConnection = serde_json::from_value(json!({
-            "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
-            "metadata": {"name": name, "namespace": self.ns},
-            "spec": spec,
-        }))
-        .unwrap();
-        self.connections().create(&PostParams::default(), &conn).await.unwrap();
-    }
-
-    /// Waits until the connection's Ready reason is `reason` (and returns the object).
-    async fn wait_reason(&self, name: &str, reason: &str) -> GitProviderConnection {
-        let api = self.connections();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let conn = api.get(name).await.unwrap();
-            if conn.ready_condition().is_some_and(|c| c.reason == reason) {
-                return conn;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{name} did not become {reason} within {WAIT:?}; status: {}",
-                    serde_json::to_string_pretty(&conn.status).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn status_writes(&self, name: &str) -> usize {
-        self.audit.count(|r| {
-            r.target.as_ref().is_some_and(|t| {
-                t.resource == "gitproviderconnections"
-                    && t.subresource.as_deref() == Some("status")
-                    && t.name.as_deref() == Some(name)
-                    && matches!(t.verb.as_str(), "patch" | "update")
-            })
-        })
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
+use support::controller::{Harness, TOKEN, WAIT};
+use support::fake_providers::{Fault, TokenSpec, assert_reveals_jane_doe};
 
 #[tokio::test]
 async fn verified_status_carries_what_gitlab_revealed() {
@@ -461,4 +287,83 @@ async fn rate_limit_holds_every_connection_of_the_token_until_the_reset() {
         .filter(|r| r.at < limited_at + reset_in - Duration::from_secs(2))
         .count();
     assert_eq!(early, 0, "asked before the reset: {:?}", &requests[asked..]);
+}
+
+/// Many Ready connections due for re-verification at once (a restart re-verifies every one)
+/// and a new connection created while they are under way: the new one is verified ahead of
+/// them, after at most a few re-verifications however many are due, and the re-verifications
+/// are only postponed. No timing: the order in which the GitLab stand-in saw the verifications.
+#[tokio::test]
+async fn a_new_connection_goes_ahead_of_due_re_verifications() {
+    const READY_CONNECTIONS: usize = 100;
+    const CONCURRENCY: u16 = 2;
+    const NEW_TOKEN: &str = "glpat-new-connection-0123";
+    let mut h = Harness::start().await;
+    h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
+    for i in 0..READY_CONNECTIONS {
+        let name = format!("ready-{i}");
+        h.create_connection(&name, &name, "gitlab-pat", json!({})).await;
+    }
+    for i in 0..READY_CONNECTIONS {
+        h.wait_reason(&format!("ready-{i}"), "Verified").await;
+    }
+
+    // Every answer now takes a while, so that the restart's re-verifications queue up behind
+    // two slots.
+    h.gitlab.fault(None, Fault::Delay(Duration::from_millis(100)), None);
+    h.gitlab.clear_requests();
+    h.restart(Settings {
+        max_concurrent_verifications: CONCURRENCY,
+        max_in_flight_per_host: 0,
+        ..Settings::default()
+    });
+    let started = |gitlab: &support::fake_providers::gitlab::FakeGitLab| -> Vec<Option<String>> {
+        gitlab
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v4/personal_access_tokens/self"))
+            .map(|r| r.header("private-token").map(str::to_owned))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while started(&h.gitlab).len() < 2 * usize::from(CONCURRENCY) {
+        assert!(tokio::time::Instant::now() < deadline, "the restart verified nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    h.gitlab.add_token(NEW_TOKEN, TokenSpec::jane_doe());
+    h.put_secret("new-pat", json!({"token": NEW_TOKEN})).await;
+    let before = started(&h.gitlab).len();
+    h.create_connection("new", "new", "new-pat", json!({})).await;
+    h.wait_reason("new", "Verified").await;
+    let order = started(&h.gitlab);
+    let position = order
+        .iter()
+        .position(|token| token.as_deref() == Some(NEW_TOKEN))
+        .expect("the new connection was verified");
+    let ahead = position.saturating_sub(before);
+    assert!(
+        ahead <= 3 * usize::from(CONCURRENCY),
+        "{ahead} re-verifications began between the new connection's creation and its own \
+         verification (at most the ones in flight and about to start were expected); \
+         {} of {READY_CONNECTIONS} were still due",
+        READY_CONNECTIONS.saturating_sub(position)
+    );
+
+    // Postponed, not dropped: every Ready connection is verified again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let again = started(&h.gitlab)
+            .iter()
+            .filter(|token| token.as_deref() == Some(TOKEN))
+            .count();
+        if again >= READY_CONNECTIONS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{again} of {READY_CONNECTIONS} re-verified"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

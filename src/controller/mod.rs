@@ -21,6 +21,7 @@ use crate::api::{GitProviderConnection, GitProviderConnectionStatus, ReadyReason
 use crate::index::{ConnectionIndex, ObjectKey};
 use crate::metrics::Metrics;
 use crate::politeness::HostLimiter;
+use crate::priority::FirstInLine;
 use crate::providers::Verification;
 use crate::providers::http::HttpClient;
 use crate::repositories;
@@ -144,11 +145,15 @@ impl Context {
 /// building requests and parsing answers for all concurrent verifications would share one
 /// core. Each reconcile runs as its own task instead; dropping the returned future (the
 /// controller stopping, e.g. on lost leadership) aborts it as before.
-pub async fn reconcile(conn: Arc<GitProviderConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    conn: Arc<GitProviderConnection>,
+    ctx: Arc<Context>,
+    line: Arc<FirstInLine>,
+) -> Result<Action, Error> {
     let task = AbortOnDrop(tokio::spawn(async move {
         let started = Instant::now();
         let key = ObjectKey::of(&conn);
-        let result = reconcile_inner(&conn, &ctx, &key).await;
+        let result = reconcile_inner(&conn, &ctx, &key, &line).await;
         ctx.metrics.reconcile_done(result.is_ok(), started.elapsed());
         result
     }));
@@ -177,18 +182,35 @@ impl<T> std::future::Future for AbortOnDrop<T> {
     }
 }
 
-async fn reconcile_inner(conn: &GitProviderConnection, ctx: &Context, key: &ObjectKey) -> Result<Action, Error> {
+async fn reconcile_inner(
+    conn: &GitProviderConnection,
+    ctx: &Context,
+    key: &ObjectKey,
+    line: &FirstInLine,
+) -> Result<Action, Error> {
     // Until every connection is listed, "nobody else holds this name" cannot be trusted.
     if !ctx.index.is_synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    // A re-verification steps aside, holding nothing, while changes wait for their first one.
+    let concurrency = usize::from(ctx.settings.max_concurrent_verifications);
+    if let Some(delay) = line.give_way(key, conn, concurrency) {
+        return Ok(Action::requeue(delay));
+    }
+    let was_waiting = line.take(key);
     let evaluation = match evaluate(conn, ctx).await {
         Ok(evaluation) => evaluation,
         Err(Stop::Refused(refusal)) => Evaluation::refused(refusal),
-        // The instance already has its share in flight: look again shortly, holding nothing.
+        // The instance already has its share in flight: look again shortly, holding nothing
+        // (and still ahead of re-verifications if it was).
         // Shortly: a busy host frees a slot every latency ÷ cap, and at the end of a burst a
         // long wait here would be the whole tail (BENCHMARKS.md: figures behind choices).
-        Err(Stop::HostBusy) => return Ok(Action::requeue(Duration::from_millis(20 + fastrand::u64(..60)))),
+        Err(Stop::HostBusy) => {
+            if was_waiting {
+                line.mark(key.clone());
+            }
+            return Ok(Action::requeue(Duration::from_millis(20 + fastrand::u64(..60))));
+        }
         Err(Stop::Failed(error)) => return Err(error),
     };
     let reason = evaluation.verification.reason;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod controller;
 pub mod emulator;
 pub mod fake_providers;
 pub mod pki;
