@@ -1,11 +1,13 @@
 //! The command line: `run`, `crd`, `verify`, `check`, `version`, `completion`.
 
+mod flags;
 mod logging;
+mod verify;
 mod version;
 
 pub use logging::{LogFormat, LogLevel};
+pub use verify::VerifyArgs;
 
-use crate::api::{ProviderKind, ReadyReason};
 use crate::certs::CertSettings;
 use crate::controller::Settings;
 use crate::duration::parse_flag_duration;
@@ -14,11 +16,7 @@ use crate::kubeconfig::ClusterArgs;
 use crate::leader::LeaseSettings;
 use crate::operator::{OperatorConfig, WebhookCerts, WebhookClients, run};
 use crate::providers::address_guard::{AddressPolicy, Cidr};
-use crate::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use crate::providers::{Target, parse_base_url, provider};
-use crate::repositories::{self, Apis, Concurrency};
-use crate::status::{StatusContext, next_status};
-use crate::token::Token;
+use crate::providers::http::HttpConfig;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -152,7 +150,7 @@ pub struct AddressArgs {
 }
 
 impl AddressArgs {
-    fn policy(&self) -> AddressPolicy {
+    pub(crate) fn policy(&self) -> AddressPolicy {
         AddressPolicy {
             deny: self.deny.clone(),
             allow: self.allow.clone(),
@@ -160,54 +158,7 @@ impl AddressArgs {
     }
 }
 
-#[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("token_source").required(true).args(["token_file", "token_env"])))]
-pub struct VerifyArgs {
-    /// GitLab, Bitbucket, AzureDevOps, GitHub or Gitea (any case).
-    #[arg(long, value_parser = parse_provider)]
-    pub provider: ProviderKind,
-    /// Base URL of the instance.
-    #[arg(long)]
-    pub url: String,
-    /// File holding the token.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Environment variable holding the token.
-    #[arg(long)]
-    pub token_env: Option<String>,
-    /// Login beside the token (Bitbucket Cloud: the Atlassian account email).
-    #[arg(long)]
-    pub username: Option<String>,
-    /// PEM CA bundle trusted in addition to the system roots.
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// Skip TLS certificate verification (insecure).
-    #[arg(long)]
-    pub insecure_skip_tls_verify: bool,
-    /// Deadline of the verification (all its requests, retries and Retry-After waits included);
-    /// also the longest rate-limit reset waited out before verifying again (a later one is a
-    /// ProviderError at once, its reset time in the message).
-    #[arg(long, default_value = "10s", value_parser = parse_flag_duration)]
-    pub timeout: Duration,
-    /// TokenExpiringSoon turns True this long before the token expires.
-    #[arg(long, default_value = "14d", value_parser = parse_flag_duration)]
-    pub token_expiry_warning: Duration,
-    #[command(flatten)]
-    pub addresses: AddressArgs,
-    /// A repository the token must be able to read, in the provider's path form (repeatable,
-    /// at most 100), e.g. group/project or owner/repo.
-    #[arg(long = "repository", value_name = "PATH")]
-    pub repositories: Vec<String>,
-}
-
-fn parse_provider(text: &str) -> Result<ProviderKind, String> {
-    ProviderKind::parse_loose(text).ok_or_else(|| {
-        let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
-        format!("unknown provider {text:?}; use one of {}", names.join(", "))
-    })
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
@@ -227,7 +178,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run_command(args, log_level),
-        Command::Verify(args) => verify_command(args, log_level),
+        Command::Verify(args) => verify::command(args, log_level),
         Command::Version(args) => version::print(&args),
         Command::Completion { shell } => {
             // Into a buffer first: clap_complete panics on a write error (e.g. a closed pipe).
@@ -324,147 +275,14 @@ fn run_command(args: RunArgs, log_level: Option<LogLevel>) -> ExitCode {
     }
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
 /// Reads `--ca-file`: PEM certificates, at least one, or a message naming the file.
-fn read_ca_file(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_ca_file(path: &std::path::Path) -> Result<String, String> {
     let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
     crate::providers::tls::parse_ca_bundle(&pem).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
     Ok(pem)
-}
-
-/// Verifies; a rate limit whose reset falls within `timeout` is waited out (said on stderr)
-/// and the token verified again, a later one is the answer at once, its reset time in the
-/// message.
-async fn verify_waiting_out_rate_limits(
-    provider: &dyn crate::providers::Provider,
-    http: &HttpClient,
-    target: &Target,
-    timeout: std::time::Duration,
-) -> crate::providers::Verification {
-    let deadline = jiff::Timestamp::now() + timeout;
-    loop {
-        let mut verification = crate::providers::verify_within(provider, http, target).await;
-        let Some(until) = verification.retry_at else {
-            return verification;
-        };
-        if until > deadline {
-            verification.message = format!(
-                "{}; the reset is later than --timeout {timeout:?} allows to wait",
-                verification.message
-            );
-            return verification;
-        }
-        let wait = std::time::Duration::try_from(until.duration_since(jiff::Timestamp::now())).unwrap_or_default();
-        eprintln!(
-            "rate-limited until {until}: waiting {}s, then verifying again",
-            wait.as_secs()
-        );
-        tokio::time::sleep(wait).await;
-    }
-}
-
-fn verify_command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
-    logging::init(LogFormat::Text, log_level, LogLevel::Warn);
-    let raw_token = match (&args.token_file, &args.token_env) {
-        (Some(path), _) => match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) => return usage_error(format_args!("cannot read --token-file {}: {e}", path.display())),
-        },
-        (None, Some(var)) => match std::env::var_os(var) {
-            Some(value) => value.into_encoded_bytes(),
-            None => return usage_error(format_args!("environment variable {var} (--token-env) is not set")),
-        },
-        (None, None) => return usage_error("give --token-file or --token-env"),
-    };
-    let Some(token) = Token::from_bytes(&raw_token) else {
-        return usage_error("the token is empty or not UTF-8");
-    };
-    let base_url = match parse_base_url(&args.url) {
-        Ok(url) => url,
-        Err(message) => return usage_error(format_args!("--url: {message}")),
-    };
-    let implementation = provider(args.provider);
-    if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
-        return usage_error(message);
-    }
-    let problems = repositories::paths::problems(args.provider, &args.repositories);
-    if !problems.is_empty() {
-        let problems = problems.join("; ").replace("spec.repositories", "--repository");
-        return usage_error(problems);
-    }
-    let extra_ca_pem = match args.ca_file.as_deref().map(read_ca_file).transpose() {
-        Ok(pem) => pem,
-        Err(message) => return usage_error(message),
-    };
-    if args.insecure_skip_tls_verify {
-        eprintln!("warning: TLS certificate verification is disabled (--insecure-skip-tls-verify)");
-    }
-    let target = Target {
-        base_url,
-        token,
-        username: args.username.clone(),
-        tls: TlsOptions {
-            extra_ca_pem,
-            insecure_skip_verify: args.insecure_skip_tls_verify,
-        },
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let http = HttpClient::new(HttpConfig {
-        timeout: args.timeout,
-        addresses: args.addresses.policy(),
-        ..HttpConfig::default()
-    });
-    let verification = rt.block_on(verify_waiting_out_rate_limits(
-        implementation,
-        &http,
-        &target,
-        args.timeout,
-    ));
-    let (verification, repositories) = if verification.reason == ReadyReason::Verified && !args.repositories.is_empty()
-    {
-        let found = rt.block_on(repositories::check_all(
-            args.provider,
-            Apis::deployed(),
-            &http,
-            &target,
-            &args.repositories,
-            Concurrency::new(repositories::DEFAULT_CONCURRENCY),
-        ));
-        (repositories::readiness(verification, &found), Some(found))
-    } else {
-        (verification, None)
-    };
-    let status = next_status(
-        StatusContext {
-            previous: None,
-            generation: None,
-            now: jiff::Timestamp::now(),
-            expiry_warning: args.token_expiry_warning,
-            contacted_provider: true,
-            repositories: repositories.as_deref(),
-        },
-        &verification,
-    );
-    match serde_json::to_string_pretty(&status) {
-        Ok(json) => println!("{json}"),
-        Err(e) => {
-            eprintln!("error: cannot encode the status: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    if verification.reason == ReadyReason::Verified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
 }

@@ -444,3 +444,90 @@ async fn malformed_duplicate_and_too_many_repositories_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("101 entries; at most 100"));
 }
+
+// ---- one rule for URL problems, flags not spec fields, a deadline above zero ---------------
+
+#[tokio::test]
+async fn every_url_problem_is_a_usage_error_said_in_flags() {
+    let envs = [("T", TOKEN)];
+    // The form of the URL, and where it leads (a metadata address, literal or by name), are
+    // found before any request: exit 2, one line naming --url, nothing on stdout.
+    for (url, expected) in [
+        ("ftp://x", "must use https://"),
+        ("gitlab.example.com", "not a valid URL"),
+        ("https://user:pw@x", "user info"),
+        ("http://169.254.169.254", "link-local"),
+        ("http://[::ffff:169.254.169.254]/", "never contacts"),
+        ("http://100.100.100.200/", "never contacts"),
+    ] {
+        let output = verify(&["--provider", "gitlab", "--url", url, "--token-env", "T"], &envs).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.starts_with("error: --url"), "{url}: {stderr}");
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+        assert!(output.stdout.is_empty(), "{url}: nothing on stdout");
+    }
+    // A URL that is fine but does not answer is the verification's result: exit 1, a status.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let output = verify(&["--provider", "gitlab", "--url", &url, "--token-env", "T"], &envs).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(ready(&status(&output)).0, "False");
+}
+
+#[tokio::test]
+async fn messages_name_flags_not_spec_fields() {
+    let envs = [("T", TOKEN)];
+    let output = verify(
+        &[
+            "--provider",
+            "bitbucket",
+            "--url",
+            "https://bitbucket.org",
+            "--token-env",
+            "T",
+        ],
+        &envs,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs --username"), "{stderr}");
+    assert!(!stderr.contains("spec."), "{stderr}");
+
+    // The printed status too: a stand-in answering like no provider asks to check --url.
+    let gitlab = gitlab().await;
+    let url = format!("{}/not-here", gitlab.url().as_str().trim_end_matches('/'));
+    let output = verify(&["--provider", "gitea", "--url", &url, "--token-env", "T"], &envs).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("check --url"), "{stdout}");
+    assert!(!stdout.contains("spec."), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_zero_timeout_is_a_usage_error() {
+    for timeout in ["0s", "0m"] {
+        let output = verify(
+            &[
+                "--provider",
+                "gitlab",
+                "--url",
+                "https://x",
+                "--token-env",
+                "T",
+                "--timeout",
+                timeout,
+            ],
+            &[("T", TOKEN)],
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{timeout}: {stderr}");
+        assert!(
+            stderr.contains("--timeout") && stderr.contains("more than 0s"),
+            "{stderr}"
+        );
+    }
+}

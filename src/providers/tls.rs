@@ -164,7 +164,7 @@ pub fn advice(error: &rustls::Error) -> Option<&'static str> {
         return None;
     };
     let untrusted = "the server's certificate is not signed by a CA the operator trusts: give that CA, or the \
-                     server's own certificate if it is self-signed, in spec.tls.caBundleRef (verify: --ca-file)";
+                     server's own certificate if it is self-signed, in spec.tls.caBundleRef";
     Some(match error {
         // webpki's CaUsedAsEndEntity: a self-signed server certificate that is not in the bundle
         E::UnknownIssuer | E::UnknownRevocationStatus => untrusted,
