@@ -121,7 +121,7 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
     };
     let base_url = match parse_base_url(&args.url) {
         Ok(url) => url,
-        Err(message) => return usage_error(format_args!("--url: {}", in_flags(&message))),
+        Err(message) => return usage_error(format_args!("--url: {}", in_flags(&message.to_string()))),
     };
     let implementation = provider(args.provider);
     if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
