@@ -46,7 +46,8 @@ pub enum Command {
     Crd,
     /// Verify one token without a cluster and print the resulting status as JSON.
     Verify(VerifyArgs),
-    /// Report every GitProviderConnection in YAML files or folders that admission would deny.
+    /// Report every GitProviderConnection in YAML files, folders or standard input (-) that the API
+    /// server (the CRD's schema, strict field validation) or the admission webhook would refuse.
     Check(crate::check::CheckArgs),
     /// Print the version, git commit and build date.
     Version(version::VersionArgs),
