@@ -1,4 +1,5 @@
-//! The source layout keeps the architecture readable: no import cycle among `src/` modules.
+//! The source layout keeps the architecture readable: no import cycle among `src/` modules, and
+//! no file so long that it does several jobs.
 //!
 //! Read from the files themselves (each `crate::` and `super::` path in product code, i.e.
 //! before a file's `#[cfg(test)]`), so the rule holds for code written after this test.
@@ -177,6 +178,29 @@ fn no_import_cycle_among_src_modules() {
             panic!("import cycle under crate{under}: {}", cycle.join(" → "));
         }
     }
+}
+
+/// Lines of product code (before the unit tests) past which a file is split by job.
+const MOST_PRODUCT_LINES: usize = 500;
+
+#[test]
+fn no_product_file_is_longer_than_its_job() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() > 20, "the scan sees the source files: {files:?}");
+    let too_long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let lines = text.split("#[cfg(test)]").next().unwrap_or_default().lines().count();
+            (lines > MOST_PRODUCT_LINES).then(|| format!("{} ({lines} lines)", file.display()))
+        })
+        .collect();
+    assert!(
+        too_long.is_empty(),
+        "longer than {MOST_PRODUCT_LINES} lines before the tests: {too_long:?}"
+    );
 }
 
 #[test]

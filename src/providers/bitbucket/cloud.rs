@@ -1,0 +1,175 @@
+//! Bitbucket Cloud: the account behind an Atlassian API token (Basic with the account's e-mail),
+//! its e-mail addresses and the token's scopes.
+
+use super::{Bitbucket, KIND};
+use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
+use crate::providers::http::{Auth, HttpClient, HttpResponse};
+use crate::providers::memory::{Hint, instance_key};
+use crate::providers::{Facts, Provider, Target, Verification, join, non_empty};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct CloudUser {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    nickname: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CloudEmails {
+    #[serde(default)]
+    values: Vec<CloudEmail>,
+}
+
+#[derive(Deserialize)]
+struct CloudEmail {
+    email: String,
+    #[serde(default)]
+    is_primary: bool,
+    #[serde(default)]
+    is_confirmed: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct CloudError {
+    #[serde(default)]
+    error: Option<CloudErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct CloudErrorDetail {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn cloud_error_text(response: &HttpResponse) -> String {
+    let body: CloudError = response.json().unwrap_or_default();
+    crate::providers::excerpt(&body.error.and_then(|e| e.message).unwrap_or_default())
+}
+
+/// Scopes, if the answer names them (`X-OAuth-Scopes`, comma or space separated).
+fn cloud_scopes(response: &HttpResponse) -> Option<Vec<String>> {
+    let header = response.header("x-oauth-scopes")?;
+    Some(
+        header
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+impl Bitbucket {
+    pub(super) async fn verify_cloud(&self, http: &HttpClient, target: &Target) -> Verification {
+        if let Err(message) = self.check_spec(&target.base_url, target.username.as_deref()) {
+            return Verification::failed(ReadyReason::InvalidSpec, message);
+        }
+        let email = target.username.as_deref().unwrap_or_default().trim();
+        let auth = Auth::Basic {
+            user: email,
+            token: &target.token,
+        };
+        let root = self.cloud_root();
+        let get = |path: &'static str| {
+            let root = root.clone();
+            async move {
+                let url = join(&root, path)?;
+                http.get(&url, auth, &target.tls).await
+            }
+        };
+        let mut facts = Facts {
+            deployment: Some(Deployment::Cloud),
+            ..Facts::default()
+        };
+
+        // One round trip: the e-mail list goes out with /2.0/user unless this token's last
+        // verification could not read it.
+        let key = instance_key(KIND, &root);
+        let memory = http.memory();
+        let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
+        let (response, emails) = futures::join!(get("/2.0/user"), async {
+            match ask_emails {
+                true => Some(get("/2.0/user/emails").await),
+                false => None,
+            }
+        });
+        const USER: &str = "GET /2.0/user";
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return Verification::from_http_error(KIND, &error),
+        };
+        let user = match response.status {
+            StatusCode::OK => match response.json::<CloudUser>() {
+                Ok(user) => user,
+                Err(_) => return Verification::unexpected_answer(KIND, USER, &response),
+            },
+            StatusCode::UNAUTHORIZED => {
+                let text = cloud_error_text(&response);
+                if text.to_ascii_lowercase().contains("expired") {
+                    return Verification::failed(
+                        ReadyReason::TokenExpired,
+                        format!(
+                            "Bitbucket Cloud says the API token has expired ({text}); create a new one and update the Secret"
+                        ),
+                    );
+                }
+                return Verification::failed(
+                    ReadyReason::Unauthorized,
+                    format!(
+                        "Bitbucket Cloud rejected the credentials on {USER} (HTTP 401): check that spec.username is the Atlassian account email ({email}) and that the Secret holds a valid API token of that account"
+                    ),
+                );
+            }
+            StatusCode::FORBIDDEN => {
+                let text = cloud_error_text(&response);
+                let said = if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {text}")
+                };
+                return Verification::failed(
+                    ReadyReason::InsufficientScope,
+                    format!(
+                        "Bitbucket Cloud refused {USER} (HTTP 403{said}); the API token needs the read:user:bitbucket scope — create a token with it"
+                    ),
+                )
+                .with_facts(facts);
+            }
+            _ => return Verification::unexpected_answer(KIND, USER, &response),
+        };
+        facts.scopes = cloud_scopes(&response);
+
+        // The e-mail, when the token may read it.
+        let mut address = None;
+        let mut readable = false;
+        if let Some(Ok(response)) = emails
+            && response.status == StatusCode::OK
+            && let Ok(emails) = response.json::<CloudEmails>()
+        {
+            readable = true;
+            address = emails
+                .values
+                .into_iter()
+                .find(|e| e.is_primary && e.is_confirmed)
+                .and_then(|e| non_empty(Some(e.email)));
+        }
+        memory.remember_hint(&key, &target.token, Hint::ReadEmails(readable));
+        let username = non_empty(user.username)
+            .or(non_empty(user.nickname))
+            .or(non_empty(user.account_id));
+        facts.user = Some(AuthenticatedUser {
+            username: username.clone(),
+            display_name: non_empty(user.display_name),
+            email: address,
+        });
+        let who = username.unwrap_or_else(|| email.to_owned());
+        Verification::verified(format!("authenticated as {who} on Bitbucket Cloud"), facts)
+    }
+}

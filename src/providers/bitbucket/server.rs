@@ -1,0 +1,250 @@
+//! Bitbucket Server / Data Center: the version, the user behind the token, and a read that
+//! needs the REPO_READ permission.
+
+use super::KIND;
+use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
+use crate::providers::http::{Auth, HttpClient, HttpResponse};
+use crate::providers::memory::{Hint, InstanceFacts};
+use crate::providers::{Facts, Target, Verification, non_empty};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct ApplicationProperties {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerUser {
+    name: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    email_address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ServerUserPage {
+    #[serde(default)]
+    values: Vec<ServerUser>,
+}
+
+#[derive(Deserialize, Default)]
+struct ServerErrors {
+    #[serde(default)]
+    errors: Vec<ServerErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ServerErrorEntry {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl ServerErrors {
+    fn text(response: &HttpResponse) -> String {
+        let body: ServerErrors = response.json().unwrap_or_default();
+        crate::providers::excerpt(
+            &body
+                .errors
+                .into_iter()
+                .filter_map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+}
+
+/// A 401 from Bitbucket Server, or the CAPTCHA lock Atlassian applies after failed logins.
+fn server_rejected(what: &str, response: &HttpResponse) -> Verification {
+    if let Some(reason) = response.header("x-authentication-denied-reason")
+        && reason.to_ascii_uppercase().contains("CAPTCHA")
+    {
+        return Verification::failed(
+            ReadyReason::Unauthorized,
+            "Bitbucket locked the account behind a CAPTCHA after failed logins; sign in once in a browser, then check the token in the Secret",
+        );
+    }
+    let text = ServerErrors::text(response);
+    if text.to_ascii_lowercase().contains("expired") {
+        return Verification::failed(
+            ReadyReason::TokenExpired,
+            format!(
+                "Bitbucket says the token has expired ({text}); create a new HTTP access token and update the Secret"
+            ),
+        );
+    }
+    let said = if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    };
+    Verification::failed(
+        ReadyReason::Unauthorized,
+        format!(
+            "Bitbucket rejected the token on {what} (HTTP {}{said}); check that the Secret holds a valid HTTP access token",
+            response.status.as_u16()
+        ),
+    )
+}
+
+pub(super) fn path_segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// The instance's version, asked once per instance per [`crate::providers::memory::INSTANCE_FACTS_TTL`]
+/// (`application-properties` is the same for every token): nice to know, never a reason to fail.
+async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
+    let mut facts = InstanceFacts::default();
+    if let Ok(url) = target.endpoint("/rest/api/1.0/application-properties")
+        && let Ok(response) = http.get(&url, auth, &target.tls).await
+        && response.status == StatusCode::OK
+        && let Ok(properties) = response.json::<ApplicationProperties>()
+    {
+        facts.server_version = non_empty(properties.version);
+    }
+    facts
+}
+
+/// The display name and e-mail of `username`: nice to know, not needed (project and repository
+/// tokens act as service users without a readable profile).
+async fn user_details(http: &HttpClient, target: &Target, auth: Auth<'_>, username: &str) -> Option<ServerUser> {
+    let get = |path: String| async move {
+        let url = target.endpoint(&path)?;
+        http.get(&url, auth, &target.tls).await
+    };
+    match get(format!("/rest/api/1.0/users/{}", path_segment(username))).await {
+        Ok(response) if response.status == StatusCode::OK => response.json::<ServerUser>().ok(),
+        Ok(response) if response.status == StatusCode::NOT_FOUND => {
+            // The slug differs from the name (e.g. characters a URL cannot hold): search by name.
+            match get(format!(
+                "/rest/api/1.0/users?filter={}&limit=25",
+                path_segment(username)
+            ))
+            .await
+            {
+                Ok(response) if response.status == StatusCode::OK => response
+                    .json::<ServerUserPage>()
+                    .ok()
+                    .and_then(|page| page.values.into_iter().find(|u| u.name == username)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str) -> Verification {
+    let auth = Auth::Bearer(&target.token);
+    let memory = http.memory();
+    let mut facts = Facts {
+        deployment: Some(Deployment::SelfHosted),
+        ..Facts::default()
+    };
+
+    // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
+    // version when not remembered, and the user's details when this token's user name is
+    // remembered from its last verification.
+    let hinted = match memory.hint(key, &target.token) {
+        Some(Hint::Username(name)) => Some(name),
+        _ => None,
+    };
+    const REPOS: &str = "GET /rest/api/1.0/repos";
+    let (instance, response, details) = futures::join!(
+        memory.instance_facts(key, || learn_version(http, target, auth)),
+        async {
+            let url = target.endpoint("/rest/api/1.0/repos?limit=1")?;
+            http.get(&url, auth, &target.tls).await
+        },
+        async {
+            match &hinted {
+                Some(name) => Some(user_details(http, target, auth, name).await),
+                None => None,
+            }
+        },
+    );
+    facts.server_version = instance.server_version;
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => return Verification::from_http_error(KIND, &error),
+    };
+    let username = non_empty(response.header("x-ausername").map(str::to_owned));
+    let anonymous = || {
+        Verification::failed(
+            ReadyReason::Unauthorized,
+            format!(
+                "Bitbucket at {} answered as if no one had signed in (no X-AUSERNAME header): the token was not used; check that it is a valid HTTP access token and that no proxy strips the Authorization header",
+                target.base_url
+            ),
+        )
+    };
+    match (response.status, &username) {
+        (StatusCode::OK | StatusCode::FORBIDDEN, Some(_)) => {}
+        // Not "authentication failed" but "not permitted": the request arrived without
+        // credentials (an anonymous user may not list repositories).
+        (StatusCode::UNAUTHORIZED, None)
+            if ServerErrors::text(&response)
+                .to_ascii_lowercase()
+                .contains("not permitted") =>
+        {
+            return anonymous().with_facts(facts);
+        }
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+            return server_rejected(REPOS, &response).with_facts(facts);
+        }
+        (StatusCode::OK, None) if response.json::<serde_json::Value>().is_ok() => {}
+        _ => return Verification::unexpected_answer(KIND, REPOS, &response),
+    }
+    let Some(username) = username else {
+        return anonymous().with_facts(facts);
+    };
+    // The first verification of a token learns its name here, and its details one round trip
+    // later; the next ones ask for them together with the rest.
+    let details = match details {
+        Some(details) if hinted.as_deref() == Some(username.as_str()) => details,
+        _ => user_details(http, target, auth, &username).await,
+    };
+    memory.remember_hint(key, &target.token, Hint::Username(username.clone()));
+    facts.user = Some(match details {
+        Some(details) => AuthenticatedUser {
+            username: Some(username.clone()),
+            display_name: non_empty(details.display_name),
+            email: non_empty(details.email_address),
+        },
+        None => AuthenticatedUser {
+            username: Some(username.clone()),
+            ..AuthenticatedUser::default()
+        },
+    });
+
+    if response.status == StatusCode::FORBIDDEN {
+        let text = ServerErrors::text(&response);
+        let said = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        };
+        return Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!(
+                "the token authenticates as {username} but may not list repositories (HTTP 403{said}); give it at least repository read permission"
+            ),
+        )
+        .with_facts(facts);
+    }
+    if response.json::<serde_json::Value>().is_err() {
+        return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts);
+    }
+
+    let on = match &facts.server_version {
+        Some(version) => format!("Bitbucket Data Center {version}"),
+        None => format!("Bitbucket at {}", target.base_url),
+    };
+    Verification::verified(format!("authenticated as {username} on {on}"), facts)
+}
+
+// ---- Cloud ----------------------------------------------------------------------------
