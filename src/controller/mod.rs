@@ -86,9 +86,9 @@ pub struct Context {
     pub http: HttpClient,
     pub index: Arc<ConnectionIndex>,
     /// Who records Events. A `Recorder` is made per Event: kube's keeps every Event it published
-    /// for minutes (to turn repeats into a series), ~2.4 KB per connection whose Ready moved,
-    /// and scans that cache on each publish; Events here mark Ready transitions only, so the
-    /// series aggregation is not worth 24 MB at 10,000 connections.
+    /// for minutes (to turn repeats into a series) and scans that cache on each publish; Events
+    /// here mark Ready transitions only, so the series aggregation is not worth its memory
+    /// (BENCHMARKS.md, figures behind choices).
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
@@ -278,8 +278,7 @@ async fn write_status(
 }
 
 /// Records the transition as an Event, off the reconcile's path: the status already says it,
-/// and the verification slot is free one API round trip sooner (with 256 verifications in flight
-/// that round trip was a few ms of each ~55 ms verification).
+/// and the verification slot is free one API round trip sooner.
 fn publish_transition(conn: &GitProviderConnection, ctx: &Context, verification: &Verification) {
     let type_ = match verification.reason.condition_status() {
         "False" => EventType::Warning,

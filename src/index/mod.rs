@@ -114,8 +114,8 @@ struct Inner {
     namespaces: HashSet<Text>,
     by_object: HashMap<Key, Entry>,
     /// Holders of each instance name, oldest first. A sorted `Vec` rather than a `BTreeSet`:
-    /// nearly every name has one holder, and a B-tree node costs ~900 bytes where a one-element
-    /// `Vec` costs the holder itself (9 MB less at 10,000 connections).
+    /// nearly every name has one holder, and a B-tree node costs far more than a one-element
+    /// `Vec`, which costs the holder itself (BENCHMARKS.md, figures behind choices).
     by_instance: HashMap<Instance, Vec<Held>>,
     /// Connections reading each Secret/ConfigMap; nearly always one.
     by_ref: HashMap<RefKey, Vec<Key>>,
