@@ -119,7 +119,7 @@ async fn verify_once(http: &HttpClient, instance: &Instance, listed: usize, conc
             Concurrency::new(concurrency),
         )
         .await;
-        let verification = repositories::readiness(verification, &found);
+        let verification = found.readiness(verification);
         assert_eq!(verification.reason, ReadyReason::Verified, "{}", verification.message);
     }
     started.elapsed()

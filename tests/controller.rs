@@ -238,26 +238,48 @@ async fn invalid_ca_bundle_reference_is_invalid_spec() {
 
 #[tokio::test]
 async fn rate_limit_holds_every_connection_of_the_token_until_the_reset() {
+    holds_every_connection_of_the_token_until_the_reset("/api/v4/user", json!({}), "ProviderError").await;
+}
+
+/// A rate limit met by a repository look-up holds the token on the instance as the token
+/// check's own does.
+#[tokio::test]
+async fn a_rate_limited_repository_look_up_holds_the_token_too() {
+    holds_every_connection_of_the_token_until_the_reset(
+        "/api/v4/projects/",
+        json!({"repositories": ["app-team/web"]}),
+        "RepositoryUnreadable",
+    )
+    .await;
+}
+
+/// The instance rate-limits the token once on `path` (GitLab's real answer): the connection
+/// that met it gets `reason`, another connection with the same token is not sent into the same
+/// wall, and both are verified right after the reset, nothing asked before it.
+async fn holds_every_connection_of_the_token_until_the_reset(path: &str, extra: serde_json::Value, reason: &str) {
     use support::fake_providers::rate_limits::{RateLimitAnswer, rate_limited};
     let h = Harness::start().await;
+    h.gitlab.add_repository("app-team/web");
     h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
     h.put_secret("gitlab-pat-2", json!({"token": TOKEN})).await;
     // Longer than the blind backoff (10 s at most for a first failure).
     let reset_in = Duration::from_secs(20);
-    h.gitlab.fault(
-        Some("/api/v4/user"),
-        rate_limited(RateLimitAnswer::GitLab, reset_in),
-        Some(1),
-    );
-    h.create_connection("first", "first", "gitlab-pat", json!({})).await;
-    let first = h.wait_reason("first", "ProviderError").await;
+    h.gitlab
+        .fault(Some(path), rate_limited(RateLimitAnswer::GitLab, reset_in), Some(1));
+    h.create_connection("first", "first", "gitlab-pat", extra.clone()).await;
+    let first = h.wait_reason("first", reason).await;
     let limited_at = std::time::SystemTime::now();
     let message = first.ready_condition().unwrap().message.clone();
-    assert!(message.contains("rate-limited this token until"), "{message}");
+    let said = match reason {
+        "ProviderError" => message.clone(),
+        // the repository's own entry says it
+        _ => serde_json::to_string(&first.status.as_ref().unwrap().repositories).unwrap(),
+    };
+    assert!(said.contains("rate-limited"), "{said}");
     let asked = h.gitlab.requests().len();
 
     // Another connection with the same token is not sent into the same wall.
-    h.create_connection("second", "second", "gitlab-pat-2", json!({})).await;
+    h.create_connection("second", "second", "gitlab-pat-2", extra).await;
     let second = h.wait_reason("second", "ProviderError").await;
     let held = second.ready_condition().unwrap().message.clone();
     assert!(held.contains("rate-limited this token until"), "{held}");

@@ -247,3 +247,92 @@ async fn verify_fails_at_once_on_a_reset_beyond_its_timeout() {
     assert!(message.contains("--timeout 10s"), "{message}");
     assert_eq!(fake.requests().iter().filter(|r| r.path == "/api/v4/user").count(), 1);
 }
+
+/// A rate-limited answer to a repository look-up, as each provider gives it: the look-ups
+/// report the reset (which the controller turns into a hold of the token on the instance and
+/// the next verification's time), the Ready reason stays the repositories' own, and the paths
+/// not yet asked are not sent into the same wall.
+#[tokio::test]
+async fn a_rate_limited_repository_look_up_gives_the_reset_and_asks_no_further() {
+    use gitprovider_operator::api::RepositoryReason;
+    use gitprovider_operator::repositories::{self, Apis, Concurrency};
+    let http = HttpClient::new(HttpConfig {
+        timeout: Duration::from_secs(5),
+        retry_base_delay: Duration::from_millis(10),
+        ..HttpConfig::default()
+    });
+    let gitlab = FakeGitLab::start().await;
+    let github = FakeGitHub::start_enterprise("3.14.2").await;
+    let bitbucket = FakeBitbucketServer::start().await;
+    let cases: [(ProviderKind, &FakeServer, RateLimitAnswer, &str, [&str; 3]); 3] = [
+        (
+            ProviderKind::GitLab,
+            &*gitlab,
+            RateLimitAnswer::GitLab,
+            "/api/v4/projects/",
+            ["a/one", "a/two", "a/three"],
+        ),
+        (
+            ProviderKind::GitHub,
+            &*github,
+            RateLimitAnswer::GitHubPrimary,
+            "/api/v3/repos/",
+            ["o/one", "o/two", "o/three"],
+        ),
+        (
+            ProviderKind::Bitbucket,
+            &*bitbucket,
+            RateLimitAnswer::BitbucketServer,
+            "/rest/api/1.0/projects/",
+            ["PRJ/one", "PRJ/two", "PRJ/three"],
+        ),
+    ];
+    for (kind, fake, answer, prefix, list) in cases {
+        for path in list {
+            fake.add_repository(path);
+        }
+        fake.fault(Some(prefix), rate_limited(answer, RESET_IN), None);
+        let list: Vec<String> = list.iter().map(|p| (*p).to_owned()).collect();
+        let t = target(&fake.url(), None);
+        let found = tokio::time::timeout(
+            Duration::from_secs(20),
+            repositories::check_all(kind, Apis::deployed(), &http, &t, &list, Concurrency::new(1)),
+        )
+        .await
+        .expect("look-ups finished in time");
+
+        let until = found.rate_limited_until.expect("the reset is reported");
+        let from_now = until.duration_since(jiff::Timestamp::now()).as_secs();
+        let expected = RESET_IN.as_secs() as i64;
+        assert!(
+            (expected - 3..=expected + 1).contains(&from_now),
+            "{kind}: reset in {from_now}s"
+        );
+        for entry in &found.repositories {
+            assert!(!entry.readable, "{kind}: {entry:#?}");
+            assert_eq!(
+                entry.reason,
+                Some(RepositoryReason::ProviderError),
+                "{kind}: {entry:#?}"
+            );
+            assert!(
+                entry.message.as_deref().is_some_and(|m| !m.contains(TOKEN)),
+                "{kind}: {entry:#?}"
+            );
+        }
+        let skipped = found.repositories[1].message.as_deref().unwrap_or_default();
+        assert!(
+            skipped.contains("not looked up") && skipped.contains(&until.to_string()),
+            "{kind}: {skipped}"
+        );
+        let asked = fake.requests().iter().filter(|r| r.path.starts_with(prefix)).count();
+        assert_eq!(asked, 1, "{kind}: {:?}", fake.requests());
+
+        // The token passed: Ready says which repositories failed, and the next verification
+        // is due at the reset.
+        let passed = Verification::verified("authenticated as jdoe", Default::default());
+        let v = found.readiness(passed);
+        assert_eq!(v.reason, ReadyReason::RepositoryUnreadable, "{kind}: {v:#?}");
+        assert_eq!(v.retry_at, Some(until), "{kind}");
+    }
+}

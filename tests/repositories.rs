@@ -54,7 +54,7 @@ async fn check(
         };
         assert_eq!(verification.reason, ReadyReason::Verified, "{verification:#?}");
         let found = repositories::check_all(kind, apis, &http, target, list, Concurrency::new(8)).await;
-        (repositories::readiness(verification, &found), found)
+        (found.readiness(verification), found.repositories)
     };
     tokio::time::timeout(Duration::from_secs(30), run)
         .await
@@ -223,7 +223,8 @@ async fn gitlab_project_scope_refusal_and_a_token_failure_that_wins() {
         &paths(&["app-team/web"]),
         Concurrency::new(1),
     )
-    .await;
+    .await
+    .repositories;
     assert_unreadable(
         &found[0],
         "app-team/web",
@@ -388,7 +389,8 @@ async fn unreachable_instance() {
         &paths(&["a/b"]),
         Concurrency::new(1),
     )
-    .await;
+    .await
+    .repositories;
     assert_unreadable(&found[0], "a/b", RepositoryReason::Unreachable, GL, &["no answer"]);
 }
 

@@ -187,7 +187,7 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
             &args.repositories,
             Concurrency::new(repositories::DEFAULT_CONCURRENCY),
         ));
-        (repositories::readiness(verification, &found), Some(found))
+        (found.readiness(verification), Some(found.repositories))
     } else {
         (verification, None)
     };

@@ -106,7 +106,7 @@ async fn verify(
             concurrency,
         )
         .await;
-        (repositories::readiness(verification, &found), Some(found))
+        (found.readiness(verification), Some(found.repositories))
     } else {
         (verification, None)
     };

@@ -28,6 +28,7 @@ use crate::providers::github::{GITHUB, GitHub};
 use crate::providers::http::{HttpClient, HttpError, HttpResponse, NotJson, deadline};
 use crate::providers::{Target, Verification};
 use futures::StreamExt;
+use std::cell::Cell;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Look-ups in flight at once for one connection when nothing else limits them (`verify`).
@@ -83,7 +84,34 @@ pub fn borrow_slots(limiter: &HostLimiter, host: &str) -> (Concurrency, Vec<Owne
     (Concurrency::new(permits.len() + 1), permits)
 }
 
-/// Looks every path up, in order; one entry per path.
+/// What the look-ups of one connection found.
+#[derive(Debug)]
+pub struct Lookups {
+    /// One entry per path, in order.
+    pub repositories: Vec<RepositoryStatus>,
+    /// The instance rate-limited the token during the look-ups: when it takes its requests
+    /// again (the latest reset seen).
+    pub rate_limited_until: Option<jiff::Timestamp>,
+}
+
+impl Lookups {
+    /// [`readiness`], and a rate limit met by a look-up schedules the next verification as the
+    /// token's own would (and holds the token on the instance until the reset).
+    pub fn readiness(&self, verification: Verification) -> Verification {
+        let mut verification = readiness(verification, &self.repositories);
+        verification.retry_at = verification.retry_at.max(self.rate_limited_until);
+        verification
+    }
+}
+
+tokio::task_local! {
+    /// The latest reset a look-up of the running [`check_all`] was told of.
+    static RATE_LIMITED: Cell<Option<jiff::Timestamp>>;
+}
+
+/// Looks every path up, in order; one entry per path. Once the instance rate-limited the token,
+/// the paths not yet asked for are not sent into the same wall: they say so and are looked up
+/// after the reset.
 pub async fn check_all(
     kind: ProviderKind,
     apis: Apis<'_>,
@@ -91,16 +119,22 @@ pub async fn check_all(
     target: &Target,
     paths: &[String],
     concurrency: Concurrency,
-) -> Vec<RepositoryStatus> {
+) -> Lookups {
     // The futures are made by the iterator, not by a closure of the stream: a closure that
     // returns a borrowing future makes the reconcile task's future not `Send` for all lifetimes.
     let lookups: Vec<_> = paths
         .iter()
         .map(|path| lookup(kind, apis, http, target, path))
         .collect();
-    futures::stream::iter(lookups)
-        .buffered(concurrency.get())
-        .collect()
+    let all = futures::stream::iter(lookups).buffered(concurrency.get()).collect();
+    RATE_LIMITED
+        .scope(Cell::new(None), async {
+            let repositories = all.await;
+            Lookups {
+                repositories,
+                rate_limited_until: RATE_LIMITED.with(Cell::get),
+            }
+        })
         .await
 }
 
@@ -112,6 +146,13 @@ pub async fn lookup(
     target: &Target,
     path: &str,
 ) -> RepositoryStatus {
+    if let Some(until) = RATE_LIMITED.try_with(Cell::get).ok().flatten() {
+        return unreadable(
+            path,
+            RepositoryReason::ProviderError,
+            format!("not looked up: the instance rate-limited this token until {until}; it is looked up after that"),
+        );
+    }
     let work = async {
         match kind {
             ProviderKind::GitLab => gitlab::lookup(http, target, path).await,
@@ -241,8 +282,11 @@ pub(crate) fn forbidden(path: &str, status: u16, provider_said: &str, what_to_do
     )
 }
 
-/// A request that got no usable answer.
+/// A request that got no usable answer. A rate limit is noted for [`check_all`]'s caller.
 pub(crate) fn from_http_error(path: &str, error: &HttpError) -> RepositoryStatus {
+    if let HttpError::RateLimited { until, .. } = error {
+        let _ = RATE_LIMITED.try_with(|latest| latest.set(latest.get().max(Some(*until))));
+    }
     let reason = match error {
         HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Tls { .. } => {
             RepositoryReason::Unreachable
