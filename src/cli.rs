@@ -1,5 +1,6 @@
 //! The command line: `run`, `crd`, `verify`, `check`, `version`, `completion`.
 
+mod connection;
 mod flags;
 mod logging;
 mod verify;

@@ -17,14 +17,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("token_source").required(true).args(["token_file", "token_env"])))]
+#[command(group(clap::ArgGroup::new("token_source").required(true).args(["token_file", "token_env", "connection"])))]
 pub struct VerifyArgs {
     /// GitLab, Bitbucket, AzureDevOps, GitHub or Gitea (any case).
-    #[arg(long, value_parser = parse_provider)]
-    pub provider: ProviderKind,
+    #[arg(long, value_parser = parse_provider, required_unless_present = "connection", conflicts_with = "connection")]
+    pub provider: Option<ProviderKind>,
     /// Base URL of the instance.
-    #[arg(long)]
-    pub url: String,
+    #[arg(long, required_unless_present = "connection", conflicts_with = "connection")]
+    pub url: Option<String>,
+    /// Verify the GitProviderConnection NAMESPACE/NAME of a cluster as the operator would: its
+    /// spec, Secret and CA bundle are read with your kubeconfig (--kubeconfig, --context).
+    #[arg(long, value_name = "NS/NAME")]
+    pub connection: Option<String>,
+    #[command(flatten)]
+    pub cluster: crate::kubeconfig::ClusterArgs,
     /// File holding the token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -32,13 +38,13 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub token_env: Option<String>,
     /// Login beside the token (Bitbucket Cloud: the Atlassian account email).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "connection")]
     pub username: Option<String>,
     /// PEM CA bundle trusted in addition to the system roots.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "connection")]
     pub ca_file: Option<PathBuf>,
     /// Skip TLS certificate verification (insecure).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "connection")]
     pub insecure_skip_tls_verify: bool,
     /// Deadline of the verification (all its requests, retries and Retry-After waits included);
     /// also the longest rate-limit reset waited out before verifying again (a later one is a
@@ -52,7 +58,7 @@ pub struct VerifyArgs {
     pub addresses: AddressArgs,
     /// A repository the token must be able to read, in the provider's path form (repeatable,
     /// at most 100), e.g. group/project or owner/repo.
-    #[arg(long = "repository", value_name = "PATH")]
+    #[arg(long = "repository", value_name = "PATH", conflicts_with = "connection")]
     pub repositories: Vec<String>,
 }
 
@@ -105,6 +111,13 @@ async fn verify_waiting_out_rate_limits(
 
 pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
     logging::init(LogFormat::Text, log_level, LogLevel::Warn);
+    if let Some(reference) = &args.connection {
+        return super::connection::command(&args, reference);
+    }
+    // clap requires both without --connection.
+    let (Some(kind), Some(url)) = (args.provider, args.url.as_deref()) else {
+        return usage_error("give --provider and --url, or --connection");
+    };
     let raw_token = match (&args.token_file, &args.token_env) {
         (Some(path), _) => match std::fs::read(path) {
             Ok(bytes) => bytes,
@@ -114,20 +127,20 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
             Some(value) => value.into_encoded_bytes(),
             None => return usage_error(format_args!("environment variable {var} (--token-env) is not set")),
         },
-        (None, None) => return usage_error("give --token-file or --token-env"),
+        (None, None) => return usage_error("give --token-file, --token-env or --connection"),
     };
     let Some(token) = Token::from_bytes(&raw_token) else {
         return usage_error("the token is empty or not UTF-8");
     };
-    let base_url = match parse_base_url(&args.url) {
+    let base_url = match parse_base_url(url) {
         Ok(url) => url,
         Err(message) => return usage_error(format_args!("--url: {}", in_flags(&message.to_string()))),
     };
-    let implementation = provider(args.provider);
+    let implementation = provider(kind);
     if let Err(message) = implementation.check_spec(&base_url, args.username.as_deref()) {
         return usage_error(in_flags(&message));
     }
-    let problems = repositories::paths::problems(args.provider, &args.repositories);
+    let problems = repositories::paths::problems(kind, &args.repositories);
     if !problems.is_empty() {
         return usage_error(in_flags(&problems.join("; ")));
     }
@@ -159,12 +172,12 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
     // A name that does not resolve here is left to the verification (a proxy may resolve it).
     let policy = args.addresses.policy();
     if let Err(refusal) = policy.judge_literal(&target.base_url) {
-        return usage_error(format_args!("--url {}: {refusal}", args.url.trim()));
+        return usage_error(format_args!("--url {}: {refusal}", url.trim()));
     }
     if let Some(url::Host::Domain(host)) = target.base_url.host()
         && let Err(GuardError::Refused(refused)) = rt.block_on(policy.resolve(host))
     {
-        return usage_error(format_args!("--url {}: {refused}", args.url.trim()));
+        return usage_error(format_args!("--url {}: {refused}", url.trim()));
     }
     let http = HttpClient::new(HttpConfig {
         timeout: args.timeout,
@@ -180,7 +193,7 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
     let (verification, repositories) = if verification.reason == ReadyReason::Verified && !args.repositories.is_empty()
     {
         let found = rt.block_on(repositories::check_all(
-            args.provider,
+            kind,
             Apis::deployed(),
             &http,
             &target,
