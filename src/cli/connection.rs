@@ -3,12 +3,13 @@
 //! evaluation), its would-be status printed. The token is read from its Secret, used, and never
 //! shown.
 
-use super::verify::VerifyArgs;
 use super::{runtime, usage_error};
 use crate::api::{CaBundleKind, GitProviderConnection};
 use crate::controller::{self, Context, Evaluation, Settings, Stop};
 use crate::index::{ConnectionIndex, UniquenessScope};
+use crate::kubeconfig::ClusterArgs;
 use crate::metrics::Metrics;
+use crate::providers::address_guard::AddressPolicy;
 use crate::providers::http::{HttpClient, HttpConfig};
 use crate::status::{StatusContext, next_status};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
@@ -17,6 +18,7 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the connection could not be verified from here (exit 2): what the flags name cannot be
 /// read with the user's credentials.
@@ -50,7 +52,16 @@ fn parse_reference(text: &str) -> Result<(String, String), ConnectionError> {
     }
 }
 
-pub fn command(args: &VerifyArgs, reference: &str) -> ExitCode {
+/// What `verify --connection` takes from its flags (the rest comes from the spec).
+pub struct ConnectionArgs<'a> {
+    pub reference: &'a str,
+    pub cluster: &'a ClusterArgs,
+    pub timeout: Duration,
+    pub expiry_warning: Duration,
+    pub addresses: AddressPolicy,
+}
+
+pub fn command(args: ConnectionArgs<'_>) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,7 +69,7 @@ pub fn command(args: &VerifyArgs, reference: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (status, verified) = match rt.block_on(verify(args, reference)) {
+    let (status, verified) = match rt.block_on(verify(args)) {
         Ok(result) => result,
         Err(error) => return usage_error(error),
     };
@@ -73,8 +84,8 @@ pub fn command(args: &VerifyArgs, reference: &str) -> ExitCode {
 }
 
 /// The status the operator would write, and whether Ready would be True.
-async fn verify(args: &VerifyArgs, reference: &str) -> Result<(serde_json::Value, bool), ConnectionError> {
-    let (namespace, name) = parse_reference(reference)?;
+async fn verify(args: ConnectionArgs<'_>) -> Result<(serde_json::Value, bool), ConnectionError> {
+    let (namespace, name) = parse_reference(args.reference)?;
     let config = args.cluster.config().await?;
     crate::api_server::set(&config.cluster_url);
     let client = Client::try_from(config).map_err(|e| ConnectionError::Client(e.to_string()))?;
@@ -112,12 +123,12 @@ async fn verify(args: &VerifyArgs, reference: &str) -> Result<(serde_json::Value
     }
 
     let settings = Settings {
-        expiry_warning: args.token_expiry_warning,
+        expiry_warning: args.expiry_warning,
         ..Settings::default()
     };
     let http = HttpClient::new(HttpConfig {
         timeout: args.timeout,
-        addresses: args.addresses.policy(),
+        addresses: args.addresses,
         ..HttpConfig::default()
     });
     let ctx = Context::new(
@@ -154,7 +165,7 @@ async fn verify(args: &VerifyArgs, reference: &str) -> Result<(serde_json::Value
             previous: conn.status.as_ref(),
             generation: conn.metadata.generation,
             now: jiff::Timestamp::now(),
-            expiry_warning: args.token_expiry_warning,
+            expiry_warning: args.expiry_warning,
             contacted_provider: evaluation.contacted_provider,
             repositories: evaluation.repositories.as_deref(),
         },

@@ -112,7 +112,13 @@ async fn verify_waiting_out_rate_limits(
 pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
     logging::init(LogFormat::Text, log_level, LogLevel::Warn);
     if let Some(reference) = &args.connection {
-        return super::connection::command(&args, reference);
+        return super::connection::command(super::connection::ConnectionArgs {
+            reference,
+            cluster: &args.cluster,
+            timeout: args.timeout,
+            expiry_warning: args.token_expiry_warning,
+            addresses: args.addresses.policy(),
+        });
     }
     // clap requires both without --connection.
     let (Some(kind), Some(url)) = (args.provider, args.url.as_deref()) else {
