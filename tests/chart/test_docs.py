@@ -74,7 +74,7 @@ def test_every_field_is_documented():
 
 
 def _reasons_in_code() -> list[str]:
-    source = (ROOT / "src" / "api.rs").read_text()
+    source = (ROOT / "src" / "api" / "status.rs").read_text()
     impl = source[source.index("impl ReadyReason {"):]
     as_str = impl[impl.index("pub fn as_str(self)"):]
     as_str = as_str[:as_str.index("\n    }\n")]
