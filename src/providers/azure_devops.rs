@@ -159,11 +159,7 @@ fn not_accepted(what: &str, response: &HttpResponse) -> Option<Verification> {
                 format!("Azure DevOps says: {said} Create a new personal access token and update the Secret"),
             ));
         }
-        let said = if said.is_empty() {
-            String::new()
-        } else {
-            format!(": {said}")
-        };
+        let said = super::said(&said);
         return Some(Verification::failed(
             ReadyReason::Unauthorized,
             format!(
@@ -276,11 +272,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
                 .unwrap_or_else(|| Verification::failed(ReadyReason::TokenExpired, said))
                 .with_facts(facts);
         }
-        let said = if said.is_empty() {
-            String::new()
-        } else {
-            format!(": {said}")
-        };
+        let said = super::said(&said);
         return Verification::failed(
             ReadyReason::InsufficientScope,
             format!(

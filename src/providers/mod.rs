@@ -37,6 +37,16 @@ pub fn excerpt(text: &str) -> String {
     cut(&flat, MAX_EXCERPT_CHARS)
 }
 
+/// What a provider said, as the tail of a message's parenthesis (`HTTP 403: …`): `: text`, or
+/// nothing when it said nothing.
+pub fn said(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
 /// `text` cut to at most `max` characters, the last of them an ellipsis when it was cut.
 fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

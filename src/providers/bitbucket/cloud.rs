@@ -129,11 +129,7 @@ impl Bitbucket {
             }
             StatusCode::FORBIDDEN => {
                 let text = cloud_error_text(&response);
-                let said = if text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {text}")
-                };
+                let said = crate::providers::said(&text);
                 return Verification::failed(
                     ReadyReason::InsufficientScope,
                     format!(

@@ -76,11 +76,7 @@ fn server_rejected(what: &str, response: &HttpResponse) -> Verification {
             ),
         );
     }
-    let said = if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    };
+    let said = crate::providers::said(&text);
     Verification::failed(
         ReadyReason::Unauthorized,
         format!(
@@ -223,11 +219,7 @@ pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str)
 
     if response.status == StatusCode::FORBIDDEN {
         let text = ServerErrors::text(&response);
-        let said = if text.is_empty() {
-            String::new()
-        } else {
-            format!(": {text}")
-        };
+        let said = crate::providers::said(&text);
         return Verification::failed(
             ReadyReason::InsufficientScope,
             format!(
