@@ -37,9 +37,10 @@ pub fn excerpt(text: &str) -> String {
     cut(&flat, MAX_EXCERPT_CHARS)
 }
 
-/// What a provider said, as the tail of a message's parenthesis (`HTTP 403: …`): `: text`, or
-/// nothing when it said nothing.
+/// What a provider said, as the tail of a message's parenthesis (`HTTP 403: …`): `: ` and its
+/// [`excerpt`], or nothing when it said nothing.
 pub fn said(text: &str) -> String {
+    let text = excerpt(text);
     if text.is_empty() {
         String::new()
     } else {

@@ -26,7 +26,7 @@ use crate::providers::bitbucket::{BITBUCKET, Bitbucket};
 pub(crate) use crate::providers::excerpt;
 use crate::providers::github::{GITHUB, GitHub};
 use crate::providers::http::{HttpClient, HttpError, HttpResponse, NotJson, deadline};
-use crate::providers::{Target, Verification};
+use crate::providers::{Target, Verification, said};
 use futures::StreamExt;
 use std::cell::Cell;
 use tokio::sync::OwnedSemaphorePermit;
@@ -319,15 +319,6 @@ pub(crate) fn unexpected(path: &str, provider: ProviderKind, response: &HttpResp
             response.status.as_u16()
         ),
     )
-}
-
-/// `: what the provider said`, shortened, or nothing.
-fn said(text: &str) -> String {
-    let text = text.trim();
-    if text.is_empty() {
-        return String::new();
-    }
-    format!(": {}", excerpt(text))
 }
 
 /// One path segment, percent-encoded for a URL path.
