@@ -40,7 +40,8 @@
 //! carries it).
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::memory::{InstanceFacts, instance_key};
+use super::memory::InstanceFacts;
+use super::request::{Api, message, remembered};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -50,6 +51,16 @@ use serde::Deserialize;
 pub struct AzureDevOps;
 
 const KIND: ProviderKind = ProviderKind::AzureDevOps;
+
+/// The organization's or collection's API at `spec.url`, the PAT sent as HTTP Basic with an
+/// empty user name.
+pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    let auth = Auth::Basic {
+        user: "",
+        token: &target.token,
+    };
+    Api::new(KIND, http, target, target.base_url.as_str(), auth)
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,12 +89,6 @@ impl Identity {
         let value = self.properties.as_ref()?.get("Account")?.get("$value")?.as_str()?;
         non_empty(Some(value.to_owned()))
     }
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
 }
 
 fn is_services_host(host: &str) -> bool {
@@ -116,12 +121,11 @@ fn hex(byte: u8) -> Option<u8> {
 }
 
 /// What the service said about a refusal: `X-TFS-ServiceError` or the JSON body's `message`.
-fn service_error(response: &HttpResponse) -> String {
-    if let Some(header) = response.header("x-tfs-serviceerror") {
-        return super::excerpt(&percent_decode(header));
+pub fn service_error(response: &HttpResponse) -> String {
+    match response.header("x-tfs-serviceerror") {
+        Some(header) => super::excerpt(&percent_decode(header)),
+        None => message(response),
     }
-    let body: ErrorBody = response.json().unwrap_or_default();
-    super::excerpt(&body.message.unwrap_or_default())
 }
 
 fn looks_like_sign_in(location: &str) -> bool {
@@ -173,18 +177,12 @@ fn not_accepted(what: &str, response: &HttpResponse) -> Option<Verification> {
 const PROJECTS_5_0: &str = "/_apis/projects?$top=1&api-version=5.0";
 const PROJECTS_2_0: &str = "/_apis/projects?$top=1&api-version=2.0";
 
-async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
+async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
     if let Err(message) = AzureDevOps.check_spec(&target.base_url, target.username.as_deref()) {
-        return Verification::failed(ReadyReason::InvalidSpec, message);
+        return Err(Verification::failed(ReadyReason::InvalidSpec, message));
     }
-    let auth = Auth::Basic {
-        user: "",
-        token: &target.token,
-    };
-    let get = |path: &'static str| async move {
-        let url = target.endpoint(path)?;
-        http.get(&url, auth, &target.tls).await
-    };
+    let key = key.as_str();
+    let api = api(http, target);
     let mut facts = Facts {
         deployment: Some(deployment(&target.base_url)),
         ..Facts::default()
@@ -194,26 +192,20 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     // call in the API version the instance is known to serve.
     let legacy = http.memory().known_facts(key).is_some_and(|facts| facts.legacy_api);
     let (connection, projects) = futures::join!(
-        get("/_apis/connectionData?connectOptions=none"),
-        get(if legacy { PROJECTS_2_0 } else { PROJECTS_5_0 }),
+        api.get("/_apis/connectionData?connectOptions=none"),
+        api.get(if legacy { PROJECTS_2_0 } else { PROJECTS_5_0 }),
     );
 
     // 1. Who the token is, and which product answers.
     const CONNECTION: &str = "GET _apis/connectionData";
-    let response = match connection {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
+    let response = api.answered(connection)?;
     if let Some(rejected) = not_accepted(CONNECTION, &response) {
-        return rejected.with_facts(facts);
+        return Err(rejected.with_facts(facts));
     }
     if response.status != StatusCode::OK {
-        return Verification::unexpected_answer(KIND, CONNECTION, &response);
+        return Err(api.unexpected(CONNECTION, &response));
     }
-    let data = match response.json::<ConnectionData>() {
-        Ok(data) => data,
-        Err(_) => return Verification::unexpected_answer(KIND, CONNECTION, &response),
-    };
+    let data: ConnectionData = api.json(CONNECTION, &response)?;
     match data.deployment_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("hosted") => facts.deployment = Some(Deployment::Cloud),
         Some("onpremises") => facts.deployment = Some(Deployment::SelfHosted),
@@ -223,7 +215,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
         .authenticated_user
         .filter(|u| u.id.as_deref().is_some_and(|id| !id.is_empty()))
     else {
-        return Verification::unexpected_answer(KIND, CONNECTION, &response);
+        return Err(api.unexpected(CONNECTION, &response));
     };
     let account = identity.account();
     let display_name = non_empty(identity.provider_display_name.clone());
@@ -238,16 +230,11 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
 
     // 2. A read that needs a scope: the first project.
     const PROJECTS: &str = "GET _apis/projects";
-    let mut response = match projects {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
-    };
+    let failed = |verification: Verification| verification.with_facts(facts.clone());
+    let mut response = api.answered(projects).map_err(failed)?;
     if response.status == StatusCode::BAD_REQUEST && !legacy {
         // TFS older than 2019 does not serve api-version 5.0: remembered for the instance.
-        response = match get(PROJECTS_2_0).await {
-            Ok(response) => response,
-            Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
-        };
+        response = api.answered(api.get(PROJECTS_2_0).await).map_err(failed)?;
         if response.status == StatusCode::OK {
             http.memory().remember_facts(
                 key,
@@ -268,32 +255,32 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     {
         let said = service_error(&response);
         if status == StatusCode::UNAUTHORIZED && said.to_ascii_lowercase().contains("expired") {
-            return not_accepted(PROJECTS, &response)
+            return Err(not_accepted(PROJECTS, &response)
                 .unwrap_or_else(|| Verification::failed(ReadyReason::TokenExpired, said))
-                .with_facts(facts);
+                .with_facts(facts));
         }
         let said = super::said(&said);
-        return Verification::failed(
+        return Err(Verification::failed(
             ReadyReason::InsufficientScope,
             format!(
                 "the token authenticates as {who} but may not list projects (HTTP {}{said}); give the PAT the Project and Team (Read) scope, or create a new one with it",
                 status.as_u16()
             ),
         )
-        .with_facts(facts);
+        .with_facts(facts));
     }
     if let Some(rejected) = not_accepted(PROJECTS, &response) {
-        return rejected.with_facts(facts);
+        return Err(rejected.with_facts(facts));
     }
     if status != StatusCode::OK || response.json::<serde_json::Value>().is_err() {
-        return Verification::unexpected_answer(KIND, PROJECTS, &response).with_facts(facts);
+        return Err(api.unexpected(PROJECTS, &response).with_facts(facts));
     }
 
     let on = match facts.deployment {
         Some(Deployment::Cloud) => format!("Azure DevOps Services ({})", target.base_url),
         _ => format!("Azure DevOps Server ({})", target.base_url),
     };
-    Verification::verified(format!("authenticated as {who} on {on}"), facts)
+    Ok(Verification::verified(format!("authenticated as {who} on {on}"), facts))
 }
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
@@ -325,10 +312,7 @@ impl Provider for AzureDevOps {
     }
 
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move {
-            let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key).await.settle(http, &key)
-        })
+        Box::pin(remembered(KIND, http, target, verify))
     }
 }
 

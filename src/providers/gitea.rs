@@ -28,7 +28,7 @@
 //! as TokenExpired).
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::memory::{InstanceFacts, instance_key};
+use super::request::{Api, message, remembered};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -39,6 +39,17 @@ pub struct Gitea;
 
 const KIND: ProviderKind = ProviderKind::Gitea;
 
+/// The API of the instance at `spec.url`, the token sent as `Authorization: token TOKEN`.
+pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    Api::new(
+        KIND,
+        http,
+        target,
+        target.base_url.as_str(),
+        Auth::TokenScheme(&target.token),
+    )
+}
+
 #[derive(Deserialize)]
 struct User {
     login: String,
@@ -46,22 +57,6 @@ struct User {
     full_name: Option<String>,
     #[serde(default)]
     email: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Version {
-    version: String,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-}
-
-fn message(response: &HttpResponse) -> String {
-    let body: ErrorBody = response.json().unwrap_or_default();
-    super::excerpt(&body.message.unwrap_or_default())
 }
 
 /// The scope named in Gitea's "required scope(s): [read:user]" message, if any.
@@ -104,26 +99,8 @@ fn rejected(what: &str, needed: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-/// The instance's version, asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`]:
-/// nice to know, never a reason to fail.
-async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
-    let mut facts = InstanceFacts::default();
-    if let Ok(url) = target.endpoint("/api/v1/version")
-        && let Ok(response) = http.get(&url, auth, &target.tls).await
-        && response.status == StatusCode::OK
-        && let Ok(version) = response.json::<Version>()
-    {
-        facts.server_version = non_empty(Some(version.version));
-    }
-    facts
-}
-
-async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
-    let auth = Auth::TokenScheme(&target.token);
-    let get = |path: &'static str| async move {
-        let url = target.endpoint(path)?;
-        http.get(&url, auth, &target.tls).await
-    };
+async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
+    let api = api(http, target);
     let mut facts = Facts {
         deployment: Some(Deployment::SelfHosted),
         ..Facts::default()
@@ -131,27 +108,22 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
 
     // One round trip: the user, the repositories and (when not remembered) the version.
     let (instance, user_response, repos_response) = futures::join!(
-        http.memory().instance_facts(key, || learn_version(http, target, auth)),
-        get("/api/v1/user"),
-        get("/api/v1/user/repos?limit=1"),
+        http.memory()
+            .instance_facts(&key, || api.learn_version("/api/v1/version")),
+        api.get("/api/v1/user"),
+        api.get("/api/v1/user/repos?limit=1"),
     );
     facts.server_version = instance.server_version;
 
     // 1. Who the token is.
     const USER: &str = "GET /api/v1/user";
-    let response = match user_response {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
-    let user = match response.status {
-        StatusCode::OK => match response.json::<User>() {
-            Ok(user) => user,
-            Err(_) => return Verification::unexpected_answer(KIND, USER, &response),
-        },
+    let response = api.answered(user_response)?;
+    let user: User = match response.status {
+        StatusCode::OK => api.json(USER, &response)?,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if response.json::<serde_json::Value>().is_ok() => {
-            return rejected(USER, "read:user", &response).with_facts(facts);
+            return Err(rejected(USER, "read:user", &response).with_facts(facts));
         }
-        _ => return Verification::unexpected_answer(KIND, USER, &response),
+        _ => return Err(api.unexpected(USER, &response)),
     };
     facts.user = Some(AuthenticatedUser {
         username: non_empty(Some(user.login.clone())),
@@ -161,10 +133,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
 
     // 2. What a Git connection needs: reading repositories.
     const REPOS: &str = "GET /api/v1/user/repos";
-    let response = match repos_response {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error).with_facts(facts),
-    };
+    let response = api.answered(repos_response).map_err(|v| v.with_facts(facts.clone()))?;
     match response.status {
         StatusCode::OK if response.json::<serde_json::Value>().is_ok() => {}
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -177,9 +146,9 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
                     response.status.as_u16()
                 );
             }
-            return verification.with_facts(facts);
+            return Err(verification.with_facts(facts));
         }
-        _ => return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts),
+        _ => return Err(api.unexpected(REPOS, &response).with_facts(facts)),
     }
 
     let on = match &facts.server_version {
@@ -187,15 +156,15 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
         Some(version) => format!("Gitea {version}"),
         None => format!("Gitea at {}", target.base_url),
     };
-    Verification::verified(format!("authenticated as {} on {on}", user.login), facts)
+    Ok(Verification::verified(
+        format!("authenticated as {} on {on}", user.login),
+        facts,
+    ))
 }
 
 impl Provider for Gitea {
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move {
-            let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key).await.settle(http, &key)
-        })
+        Box::pin(remembered(KIND, http, target, verify))
     }
 }
 

@@ -55,16 +55,20 @@
 //! requests anywhere and still call it Cloud, so that was not done.
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::memory::{Hint, instance_key};
-use super::{Facts, Provider, Target, Verification, host_port, join, non_empty};
+use super::memory::Hint;
+use super::request::{Api, message};
+use super::{Facts, Provider, Target, Verification, host_port, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 const KIND: ProviderKind = ProviderKind::GitHub;
+const USER: &str = "GET /user";
+const USER_PATH: &str = "/user";
+const EMAILS_PATH: &str = "/user/emails";
 const CLOUD_API: &str = "https://api.github.com";
-const HEADERS: [(&str, &str); 2] = [
+const HEADERS: &[(&str, &str)] = &[
     ("accept", "application/vnd.github+json"),
     ("x-github-api-version", "2022-11-28"),
 ];
@@ -125,12 +129,6 @@ struct Email {
     primary: bool,
     #[serde(default)]
     verified: bool,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
 }
 
 /// `GitHub-Authentication-Token-Expiration`: `2027-01-31 00:00:00 UTC`, `2027-03-31 00:00:00 +0900`,
@@ -212,16 +210,15 @@ fn product(target: &Target, version: Option<&str>) -> String {
 }
 
 impl GitHub {
-    async fn run(&self, http: &HttpClient, target: &Target) -> Verification {
-        let api = self.api_root(&target.base_url);
-        let auth = Auth::Bearer(&target.token);
-        let get = |path: &'static str| {
-            let api = api.clone();
-            async move {
-                let url = join(&api, path)?;
-                http.get_with_headers(&url, auth, &target.tls, &HEADERS).await
-            }
-        };
+    /// The REST API for `spec.url` ([`GitHub::api_root`]), the token sent as a Bearer token
+    /// with the media type and API version GitHub asks for.
+    pub fn api<'a>(&self, http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+        let root = self.api_root(&target.base_url);
+        Api::new(KIND, http, target, root, Auth::Bearer(&target.token)).with_headers(HEADERS)
+    }
+
+    async fn run(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {
+        let api = self.api(http, target);
         let mut facts = Facts {
             deployment: Some(deployment(&target.base_url)),
             ..Facts::default()
@@ -229,61 +226,50 @@ impl GitHub {
 
         // One round trip: the e-mail list goes out with /user unless this token's last
         // verification found it of no use (public e-mail, or not readable).
-        let key = instance_key(KIND, &api);
+        let key = api.instance_key();
         let memory = http.memory();
         let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
-        let (response, emails) = futures::join!(get("/user"), async {
+        let (response, emails) = futures::join!(api.get(USER_PATH), async {
             match ask_emails {
-                true => Some(get("/user/emails").await),
+                true => Some(api.get(EMAILS_PATH).await),
                 false => None,
             }
         });
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Verification::from_http_error(KIND, &error),
-        };
+        let response = api.answered(response)?;
         facts.expires_at = expiry(&response);
         facts.server_version = non_empty(response.header("x-github-enterprise-version").map(str::to_owned));
-        let user = match response.status {
-            StatusCode::OK => match response.json::<User>() {
-                Ok(user) => user,
-                Err(_) => return Verification::unexpected_answer(KIND, "GET /user", &response),
-            },
+        let user: User = match response.status {
+            StatusCode::OK => api.json(USER, &response)?,
             StatusCode::UNAUTHORIZED => {
                 if let Some(at) = facts.expires_at.filter(|at| expired(Some(*at))) {
-                    return expired_verification(at).with_facts(facts);
+                    return Err(expired_verification(at).with_facts(facts));
                 }
-                let body: ErrorBody = response.json().unwrap_or_default();
-                let said = body
-                    .message
-                    .map(|m| format!(" ({})", super::excerpt(&m)))
-                    .unwrap_or_default();
-                return Verification::failed(
+                let said = match message(&response) {
+                    said if said.is_empty() => said,
+                    said => format!(" ({said})"),
+                };
+                return Err(Verification::failed(
                     ReadyReason::Unauthorized,
                     format!(
                         "GitHub rejected the token on GET /user (HTTP 401{said}): it is invalid, expired or revoked; create a new personal access token and update the Secret"
                     ),
                 )
-                .with_facts(facts);
+                .with_facts(facts));
             }
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
                 if response.json::<serde_json::Value>().is_err() {
-                    return Verification::unexpected_answer(KIND, "GET /user", &response);
+                    return Err(api.unexpected(USER, &response));
                 }
-                let body: ErrorBody = response.json().unwrap_or_default();
-                let said = body
-                    .message
-                    .map(|m| format!(": {}", super::excerpt(&m)))
-                    .unwrap_or_default();
-                return Verification::failed(
+                let said = super::said(&message(&response));
+                return Err(Verification::failed(
                     ReadyReason::InsufficientScope,
                     format!(
                         "GitHub refused GET /user for this token (HTTP 403{said}); check the token's permissions and the account's state"
                     ),
                 )
-                .with_facts(facts);
+                .with_facts(facts));
             }
-            _ => return Verification::unexpected_answer(KIND, "GET /user", &response),
+            _ => return Err(api.unexpected(USER, &response)),
         };
         facts.scopes = scopes(&response);
 
@@ -298,7 +284,7 @@ impl GitHub {
         let emails = match emails {
             Some(emails) => Some(emails),
             // The hint is stale for a classic token whose scopes now allow the list: ask.
-            None if needs_emails && facts.scopes.is_some() => Some(get("/user/emails").await),
+            None if needs_emails && facts.scopes.is_some() => Some(api.get(EMAILS_PATH).await),
             None => None,
         };
         let mut readable = false;
@@ -322,7 +308,7 @@ impl GitHub {
         });
 
         if let Some(at) = facts.expires_at.filter(|at| expired(Some(*at))) {
-            return expired_verification(at).with_facts(facts);
+            return Err(expired_verification(at).with_facts(facts));
         }
 
         // A classic token that cannot read any repository is of no use as a Git connection.
@@ -334,18 +320,21 @@ impl GitHub {
             } else {
                 format!("the scopes [{}]", scopes.join(", "))
             };
-            return Verification::failed(
+            return Err(Verification::failed(
                 ReadyReason::InsufficientScope,
                 format!(
                     "the token authenticates as {} but has {list}, without repo or public_repo; add repo (or public_repo for public repositories only) or create a new token",
                     user.login
                 ),
             )
-            .with_facts(facts);
+            .with_facts(facts));
         }
 
         let on = product(target, facts.server_version.as_deref());
-        Verification::verified(format!("authenticated as {} on {on}", user.login), facts)
+        Ok(Verification::verified(
+            format!("authenticated as {} on {on}", user.login),
+            facts,
+        ))
     }
 }
 
@@ -364,7 +353,7 @@ impl Provider for GitHub {
     }
 
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(self.run(http, target))
+        Box::pin(async move { self.run(http, target).await.unwrap_or_else(|failed| failed) })
     }
 }
 

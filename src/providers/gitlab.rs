@@ -22,7 +22,7 @@
 //! latency and one request per instance per interval.
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::memory::{InstanceFacts, instance_key};
+use super::request::{Api, remembered};
 use super::{Facts, Provider, Target, Verification, non_empty};
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
@@ -32,6 +32,15 @@ use serde::Deserialize;
 pub struct GitLab;
 
 const KIND: ProviderKind = ProviderKind::GitLab;
+
+/// The API of the instance at `spec.url`, the token sent as `PRIVATE-TOKEN`.
+pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    let auth = Auth::Header {
+        name: "private-token",
+        token: &target.token,
+    };
+    Api::new(KIND, http, target, target.base_url.as_str(), auth)
+}
 
 #[derive(Deserialize)]
 struct TokenSelf {
@@ -54,11 +63,6 @@ struct User {
     email: Option<String>,
     #[serde(default)]
     public_email: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Version {
-    version: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -131,29 +135,8 @@ fn rejected(what: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-/// The instance's version, asked once per instance per [`super::memory::INSTANCE_FACTS_TTL`]:
-/// nice to know, never a reason to fail.
-async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
-    let mut facts = InstanceFacts::default();
-    if let Ok(url) = target.endpoint("/api/v4/version")
-        && let Ok(response) = http.get(&url, auth, &target.tls).await
-        && response.status == StatusCode::OK
-        && let Ok(version) = response.json::<Version>()
-    {
-        facts.server_version = non_empty(Some(version.version));
-    }
-    facts
-}
-
-async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
-    let auth = Auth::Header {
-        name: "private-token",
-        token: &target.token,
-    };
-    let get = |path: &'static str| async move {
-        let url = target.endpoint(path)?;
-        http.get(&url, auth, &target.tls).await
-    };
+async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
+    let api = api(http, target);
     let mut facts = Facts {
         deployment: Some(deployment(&target.base_url)),
         ..Facts::default()
@@ -161,62 +144,52 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
 
     // One round trip: the token, its user and (when not remembered) the version, together.
     let (instance, token_self, user_response) = futures::join!(
-        http.memory().instance_facts(key, || learn_version(http, target, auth)),
-        get("/api/v4/personal_access_tokens/self"),
-        get("/api/v4/user"),
+        http.memory()
+            .instance_facts(&key, || api.learn_version("/api/v4/version")),
+        api.get("/api/v4/personal_access_tokens/self"),
+        api.get("/api/v4/user"),
     );
     facts.server_version = instance.server_version;
 
     // 1. The token itself: scopes, expiry, revoked. Older GitLab (< 15.5) answers 404.
-    let token_self = match token_self {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
+    const TOKEN: &str = "GET /api/v4/personal_access_tokens/self";
+    let token_self = api.answered(token_self)?;
     match token_self.status {
-        StatusCode::OK => match token_self.json::<TokenSelf>() {
-            Ok(info) => {
-                facts.scopes = info.scopes;
-                facts.expires_at = info.expires_at.as_deref().and_then(parse_expiry);
-                if info.revoked == Some(true) {
-                    return Verification::failed(
-                        ReadyReason::Unauthorized,
-                        "GitLab says the token was revoked; create a new one and update the Secret",
-                    )
-                    .with_facts(facts);
-                }
-                let expired = facts.expires_at.is_some_and(|at| at <= jiff::Timestamp::now());
-                if expired || info.active == Some(false) {
-                    return Verification::failed(
-                        ReadyReason::TokenExpired,
-                        "GitLab says the token has expired; create a new one and update the Secret",
-                    )
-                    .with_facts(facts);
-                }
+        StatusCode::OK => {
+            let info: TokenSelf = api.json(TOKEN, &token_self)?;
+            facts.scopes = info.scopes;
+            facts.expires_at = info.expires_at.as_deref().and_then(parse_expiry);
+            if info.revoked == Some(true) {
+                return Err(Verification::failed(
+                    ReadyReason::Unauthorized,
+                    "GitLab says the token was revoked; create a new one and update the Secret",
+                )
+                .with_facts(facts));
             }
-            Err(_) => {
-                return Verification::unexpected_answer(KIND, "GET /api/v4/personal_access_tokens/self", &token_self);
+            let expired = facts.expires_at.is_some_and(|at| at <= jiff::Timestamp::now());
+            if expired || info.active == Some(false) {
+                return Err(Verification::failed(
+                    ReadyReason::TokenExpired,
+                    "GitLab says the token has expired; create a new one and update the Secret",
+                )
+                .with_facts(facts));
             }
-        },
-        StatusCode::UNAUTHORIZED => return rejected("GET /api/v4/personal_access_tokens/self", &token_self),
+        }
+        StatusCode::UNAUTHORIZED => return Err(rejected(TOKEN, &token_self)),
         // Not fatal: older servers lack the endpoint, some scopes may not read it; /user decides.
         StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {}
-        _ => return Verification::unexpected_answer(KIND, "GET /api/v4/personal_access_tokens/self", &token_self),
+        _ => return Err(api.unexpected(TOKEN, &token_self)),
     }
 
     // 2. Who the token is.
-    let user_response = match user_response {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
-    let user = match user_response.status {
-        StatusCode::OK => match user_response.json::<User>() {
-            Ok(user) => user,
-            Err(_) => return Verification::unexpected_answer(KIND, "GET /api/v4/user", &user_response),
-        },
+    const USER: &str = "GET /api/v4/user";
+    let user_response = api.answered(user_response)?;
+    let user: User = match user_response.status {
+        StatusCode::OK => api.json(USER, &user_response)?,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return rejected("GET /api/v4/user", &user_response).with_facts(facts);
+            return Err(rejected(USER, &user_response).with_facts(facts));
         }
-        _ => return Verification::unexpected_answer(KIND, "GET /api/v4/user", &user_response),
+        _ => return Err(api.unexpected(USER, &user_response)),
     };
     facts.user = Some(AuthenticatedUser {
         username: non_empty(Some(user.username.clone())),
@@ -229,7 +202,7 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
     if let Some(scopes) = &facts.scopes
         && !scopes.iter().any(|s| s == "api" || s == "read_api")
     {
-        return Verification::failed(
+        return Err(Verification::failed(
             ReadyReason::InsufficientScope,
             format!(
                 "the token authenticates as {} but its scopes [{}] lack read_api (or api); add the scope or create a new token",
@@ -237,14 +210,17 @@ async fn verify(http: &HttpClient, target: &Target, key: &str) -> Verification {
                 scopes.join(", ")
             ),
         )
-        .with_facts(facts);
+        .with_facts(facts));
     }
 
     let on = match &facts.server_version {
         Some(version) => format!("GitLab {version}"),
         None => format!("GitLab at {}", target.base_url),
     };
-    Verification::verified(format!("authenticated as {} on {on}", user.username), facts)
+    Ok(Verification::verified(
+        format!("authenticated as {} on {on}", user.username),
+        facts,
+    ))
 }
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
@@ -257,10 +233,7 @@ pub fn deployment(base_url: &Url) -> Deployment {
 
 impl Provider for GitLab {
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(async move {
-            let key = instance_key(KIND, target.base_url.as_str());
-            verify(http, target, &key).await.settle(http, &key)
-        })
+        Box::pin(remembered(KIND, http, target, verify))
     }
 }
 

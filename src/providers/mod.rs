@@ -11,6 +11,7 @@ pub mod http;
 pub mod http_error;
 pub mod memory;
 pub mod rate_limit;
+pub mod request;
 pub mod tls;
 
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};

@@ -24,14 +24,14 @@
 //! 403 or the TF401019 404 (the message says "does not exist or you do not have permissions");
 //! a 404 is reported as NotFound with both possibilities named.
 
-use super::{excerpt, forbidden, from_http_error, not_found, readable, segment, unexpected, unreadable};
-use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
+use super::answer::{Found, Reading, documented, forbidden, not_found, readable, unreadable};
+use crate::api::{ProviderKind, RepositoryReason};
 use crate::providers::Target;
-use crate::providers::http::{Auth, HttpClient, HttpResponse};
+use crate::providers::azure_devops::service_error;
+use crate::providers::http::HttpClient;
+use crate::providers::request::path_segment;
 use reqwest::StatusCode;
 use serde::Deserialize;
-
-const KIND: ProviderKind = ProviderKind::AzureDevOps;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,82 +44,42 @@ struct Repository {
     is_disabled: bool,
 }
 
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-}
+const READING: Reading<'static> = Reading {
+    kind: ProviderKind::AzureDevOps,
+    said: service_error,
+    what_to_do: "give the PAT the Code (Read) scope and its user Read on the repository",
+};
 
-fn said(response: &HttpResponse) -> String {
-    if let Some(header) = response.header("x-tfs-serviceerror") {
-        return excerpt(
-            &url::form_urlencoded::parse(format!("m={header}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default(),
-        );
-    }
-    excerpt(
-        &response
-            .json::<ErrorBody>()
-            .unwrap_or_default()
-            .message
-            .unwrap_or_default(),
-    )
-}
-
-pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
+pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
     let Some((project, repo)) = path.split_once('/') else {
-        return not_found(path, "not a project/repo path");
+        return Ok(not_found(path, "not a project/repo path"));
     };
-    let auth = Auth::Basic {
-        user: "",
-        token: &target.token,
-    };
-    let base = format!("/{}/_apis/git/repositories/{}", segment(project), segment(repo));
-    let get = |version: &'static str| {
-        let full = format!("{base}?api-version={version}");
-        async move {
-            let url = target.endpoint(&full)?;
-            http.get(&url, auth, &target.tls).await
-        }
-    };
-    let mut response = match get("5.0").await {
-        Ok(response) => response,
-        Err(error) => return from_http_error(path, &error),
-    };
+    let api = crate::providers::azure_devops::api(http, target);
+    let base = format!(
+        "/{}/_apis/git/repositories/{}",
+        path_segment(project),
+        path_segment(repo)
+    );
+    let mut response = api.get(&format!("{base}?api-version=5.0")).await?;
     if response.status == StatusCode::BAD_REQUEST {
         // TFS older than 2019 does not serve api-version 5.0.
-        response = match get("2.0").await {
-            Ok(response) => response,
-            Err(error) => return from_http_error(path, &error),
-        };
+        response = api.get(&format!("{base}?api-version=2.0")).await?;
     }
-    match response.status {
-        StatusCode::OK if !response.is_html() => {}
-        StatusCode::NOT_FOUND => return not_found(path, &said(&response)),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NON_AUTHORITATIVE_INFORMATION => {
-            return forbidden(
-                path,
-                response.status.as_u16(),
-                &said(&response),
-                "give the PAT the Code (Read) scope and its user Read on the repository",
-            );
-        }
-        _ => return unexpected(path, KIND, &response),
+    if response.status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+        // The sign-in page Azure DevOps answers instead of 401.
+        let said = service_error(&response);
+        return Ok(forbidden(path, response.status.as_u16(), &said, READING.what_to_do));
     }
-    let Ok(repository) = response.json::<Repository>() else {
-        return unexpected(path, KIND, &response);
-    };
+    let repository: Repository = documented(path, &READING, &response)?;
     if repository.is_disabled {
-        return unreadable(
+        return Ok(unreadable(
             path,
             RepositoryReason::Forbidden,
             format!("{path} is disabled and cannot be cloned; a project administrator can enable it"),
-        );
+        ));
     }
     let branch = repository
         .default_branch
         .map(|b| b.strip_prefix("refs/heads/").map(str::to_owned).unwrap_or(b));
-    readable(path, branch, repository.remote_url)
+    Ok(readable(path, branch, repository.remote_url))
 }

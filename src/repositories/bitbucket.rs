@@ -33,15 +33,15 @@
 //! not in answers 403 or 404 (the API reference lists both); both are reported with their own
 //! reason.
 
-use super::{clean_clone_url, excerpt, forbidden, from_http_error, not_found, readable, segment, unexpected};
-use crate::api::{Deployment, ProviderKind, RepositoryStatus};
-use crate::providers::bitbucket::Bitbucket;
-use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::{Target, join};
+use super::answer::{Found, Reading, clean_clone_url, documented, not_found, readable};
+use crate::api::{Deployment, ProviderKind};
+use crate::providers::Target;
+use crate::providers::bitbucket::{Bitbucket, server_api};
+use crate::providers::excerpt;
+use crate::providers::http::{HttpClient, HttpResponse};
+use crate::providers::request::{Api, path_segment};
 use reqwest::StatusCode;
 use serde::Deserialize;
-
-const KIND: ProviderKind = ProviderKind::Bitbucket;
 
 #[derive(Deserialize, Default)]
 struct Links {
@@ -105,53 +105,42 @@ fn error_text(response: &HttpResponse) -> String {
     excerpt(text)
 }
 
-pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
+pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, path: &str) -> Found {
     let Some((owner, slug)) = path.split_once('/') else {
-        return not_found(path, "not a PROJECTKEY/repo-slug path");
+        return Ok(not_found(path, "not a PROJECTKEY/repo-slug path"));
     };
     if crate::providers::bitbucket::deployment(&target.base_url) == Deployment::Cloud {
-        cloud(bitbucket, http, target, path, owner, slug).await
+        cloud(&bitbucket.cloud_api(http, target), path, owner, slug).await
     } else {
-        server(http, target, path, owner, slug).await
+        server(&server_api(http, target), path, owner, slug).await
     }
 }
 
-async fn server(http: &HttpClient, target: &Target, path: &str, key: &str, slug: &str) -> RepositoryStatus {
-    let auth = Auth::Bearer(&target.token);
-    let repo_path = format!("/rest/api/1.0/projects/{}/repos/{}", segment(key), segment(slug));
-    let get = |suffix: &'static str| {
-        let full = format!("{repo_path}{suffix}");
-        async move {
-            let url = target.endpoint(&full)?;
-            http.get(&url, auth, &target.tls).await
-        }
-    };
-    let response = match get("").await {
-        Ok(response) => response,
-        Err(error) => return from_http_error(path, &error),
-    };
-    match response.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return not_found(path, &error_text(&response)),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return forbidden(
-                path,
-                response.status.as_u16(),
-                &error_text(&response),
-                "grant the token's user (or the project/repository token) at least Project read or Repository read",
-            );
-        }
-        _ => return unexpected(path, KIND, &response),
+/// Server and Cloud read a repository's answer alike; only the advice differs.
+fn reading(what_to_do: &str) -> Reading<'_> {
+    Reading {
+        kind: ProviderKind::Bitbucket,
+        said: error_text,
+        what_to_do,
     }
-    let Ok(repository) = response.json::<ServerRepository>() else {
-        return unexpected(path, KIND, &response);
-    };
+}
+
+async fn server(api: &Api<'_>, path: &str, key: &str, slug: &str) -> Found {
+    let repo_path = format!(
+        "/rest/api/1.0/projects/{}/repos/{}",
+        path_segment(key),
+        path_segment(slug)
+    );
+    let response = api.get(&repo_path).await?;
+    let reading =
+        reading("grant the token's user (or the project/repository token) at least Project read or Repository read");
+    let repository: ServerRepository = documented(path, &reading, &response)?;
     let clone_url = repository.links.https();
     // The default branch is a second, optional answer: its failure does not make a readable
     // repository unreadable, the branch is then simply left out.
     let mut branch = None;
     for suffix in ["/default-branch", "/branches/default"] {
-        match get(suffix).await {
+        match api.get(&format!("{repo_path}{suffix}")).await {
             Ok(answer) if answer.status == StatusCode::OK => {
                 branch = answer.json::<ServerBranch>().ok().and_then(|b| b.display_id);
                 break;
@@ -160,52 +149,23 @@ async fn server(http: &HttpClient, target: &Target, path: &str, key: &str, slug:
             _ => break,
         }
     }
-    readable(path, branch, clone_url)
+    Ok(readable(path, branch, clone_url))
 }
 
-async fn cloud(
-    bitbucket: &Bitbucket,
-    http: &HttpClient,
-    target: &Target,
-    path: &str,
-    workspace: &str,
-    slug: &str,
-) -> RepositoryStatus {
-    let email = target.username.as_deref().unwrap_or_default().trim();
-    let auth = Auth::Basic {
-        user: email,
-        token: &target.token,
-    };
-    let url = match join(
-        &bitbucket.cloud_root(),
-        &format!("/2.0/repositories/{}/{}", segment(workspace), segment(slug)),
-    ) {
-        Ok(url) => url,
-        Err(error) => return from_http_error(path, &error),
-    };
-    let response = match http.get(&url, auth, &target.tls).await {
-        Ok(response) => response,
-        Err(error) => return from_http_error(path, &error),
-    };
-    match response.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return not_found(path, &error_text(&response)),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return forbidden(
-                path,
-                response.status.as_u16(),
-                &error_text(&response),
-                "give the API token the read:repository:bitbucket scope and its account read access to the repository",
-            );
-        }
-        _ => return unexpected(path, KIND, &response),
-    }
-    let Ok(repository) = response.json::<CloudRepository>() else {
-        return unexpected(path, KIND, &response);
-    };
-    readable(
+async fn cloud(api: &Api<'_>, path: &str, workspace: &str, slug: &str) -> Found {
+    let response = api
+        .get(&format!(
+            "/2.0/repositories/{}/{}",
+            path_segment(workspace),
+            path_segment(slug)
+        ))
+        .await?;
+    let reading =
+        reading("give the API token the read:repository:bitbucket scope and its account read access to the repository");
+    let repository: CloudRepository = documented(path, &reading, &response)?;
+    Ok(readable(
         path,
         repository.mainbranch.and_then(|b| b.name),
         repository.links.https(),
-    )
+    ))
 }

@@ -25,43 +25,42 @@
 //! organisation's private repositories are hidden from an unauthorised token); it is honoured
 //! whatever the status. GHES has no SAML enforcement per token, so it never sends the header.
 
-use super::{forbidden, from_http_error, not_found, readable, segment, unexpected, unreadable};
-use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
+use super::answer::{Found, Reading, documented, not_found, readable, unreadable};
+use crate::api::{ProviderKind, RepositoryReason};
 use crate::providers::Target;
 use crate::providers::github::GitHub;
-use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::join;
+use crate::providers::http::{HttpClient, HttpResponse};
+use crate::providers::request::{message, path_segment};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-const HEADERS: [(&str, &str); 2] = [
-    ("accept", "application/vnd.github+json"),
-    ("x-github-api-version", "2022-11-28"),
-];
+/// A repository as GitHub answers it; Gitea's API mirrors GitHub's, so it serves both.
+#[derive(Deserialize)]
+pub(super) struct Repository {
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    #[serde(default)]
+    pub private: bool,
+    /// Gitea: the repository has no commit yet.
+    #[serde(default)]
+    pub empty: bool,
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
+}
 
 #[derive(Deserialize)]
-struct Repository {
+pub(super) struct Permissions {
     #[serde(default)]
-    default_branch: Option<String>,
-    #[serde(default)]
-    clone_url: Option<String>,
-    #[serde(default)]
-    private: bool,
-    #[serde(default)]
-    permissions: Option<Permissions>,
+    pub pull: bool,
 }
 
-#[derive(Deserialize)]
-struct Permissions {
-    #[serde(default)]
-    pull: bool,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-}
+const READING: Reading<'static> = Reading {
+    kind: ProviderKind::GitHub,
+    said: message,
+    what_to_do: "give a classic token the repo scope, or a fine-grained token this repository with Contents (read)",
+};
 
 /// The authorisation URL of `X-GitHub-SSO: required; url=...`.
 pub fn sso_url(response: &HttpResponse) -> Option<String> {
@@ -76,73 +75,46 @@ pub fn sso_url(response: &HttpResponse) -> Option<String> {
         .find(|url| url.starts_with("https://") || url.starts_with("http://"))
 }
 
-fn rate_limited(response: &HttpResponse, said: &str) -> bool {
+fn rate_limited(response: &HttpResponse) -> bool {
     response.status == StatusCode::TOO_MANY_REQUESTS
-        || response.header("x-ratelimit-remaining") == Some("0")
-        || said.to_ascii_lowercase().contains("rate limit")
+        || (response.status == StatusCode::FORBIDDEN
+            && (response.header("x-ratelimit-remaining") == Some("0")
+                || message(response).to_ascii_lowercase().contains("rate limit")))
 }
 
-pub async fn lookup(github: &GitHub, http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
+pub async fn lookup(github: &GitHub, http: &HttpClient, target: &Target, path: &str) -> Found {
     let Some((owner, repo)) = path.split_once('/') else {
-        return not_found(path, "not an owner/repo path");
+        return Ok(not_found(path, "not an owner/repo path"));
     };
-    let root = github.api_root(&target.base_url);
-    let url = match join(&root, &format!("/repos/{}/{}", segment(owner), segment(repo))) {
-        Ok(url) => url,
-        Err(error) => return from_http_error(path, &error),
-    };
-    let response = match http
-        .get_with_headers(&url, Auth::Bearer(&target.token), &target.tls, &HEADERS)
-        .await
-    {
-        Ok(response) => response,
-        Err(error) => return from_http_error(path, &error),
-    };
+    let response = github
+        .api(http, target)
+        .get(&format!("/repos/{}/{}", path_segment(owner), path_segment(repo)))
+        .await?;
     if let Some(url) = sso_url(&response) {
-        return unreadable(
+        return Ok(unreadable(
             path,
             RepositoryReason::SsoRequired,
             format!(
                 "the organisation of {path} enforces SAML single sign-on and the token is not authorised for it; its owner authorises it at {url} (or in Settings → Developer settings → Personal access tokens → Configure SSO)"
             ),
-        );
+        ));
     }
-    let said = response
-        .json::<ErrorBody>()
-        .unwrap_or_default()
-        .message
-        .unwrap_or_default();
-    match response.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return not_found(path, &said),
-        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if rate_limited(&response, &said) => {
-            return unreadable(
-                path,
-                RepositoryReason::ProviderError,
-                format!("GitHub rate-limited the look-up of {path}; it is tried again"),
-            );
-        }
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
-            return forbidden(
-                path,
-                response.status.as_u16(),
-                &said,
-                "give a classic token the repo scope, or a fine-grained token this repository with Contents (read)",
-            );
-        }
-        _ => return unexpected(path, ProviderKind::GitHub, &response),
+    if rate_limited(&response) {
+        return Ok(unreadable(
+            path,
+            RepositoryReason::ProviderError,
+            format!("GitHub rate-limited the look-up of {path}; it is tried again"),
+        ));
     }
-    let Ok(repository) = response.json::<Repository>() else {
-        return unexpected(path, ProviderKind::GitHub, &response);
-    };
+    let repository: Repository = documented(path, &READING, &response)?;
     if repository.private && repository.permissions.is_some_and(|p| !p.pull) {
-        return unreadable(
+        return Ok(unreadable(
             path,
             RepositoryReason::Forbidden,
             format!("the token sees {path} but may not pull it; give its user read access"),
-        );
+        ));
     }
-    readable(path, repository.default_branch, repository.clone_url)
+    Ok(readable(path, repository.default_branch, repository.clone_url))
 }
 
 #[cfg(test)]

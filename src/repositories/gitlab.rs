@@ -15,11 +15,11 @@
 //! Not said by the documentation: whether `repository_access_level: disabled` still lists a
 //! project (it does, so the repository feature being off is reported as Forbidden).
 
-use super::{forbidden, from_http_error, not_found, readable, segment, unexpected, unreadable};
-use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
+use super::answer::{Found, Reading, documented, readable, unreadable};
+use crate::api::{ProviderKind, RepositoryReason};
 use crate::providers::Target;
-use crate::providers::http::{Auth, HttpClient};
-use reqwest::StatusCode;
+use crate::providers::http::{HttpClient, HttpResponse};
+use crate::providers::request::path_segment;
 use serde::Deserialize;
 
 /// Reporter: the least role that reads a private project's code.
@@ -60,49 +60,32 @@ struct ErrorBody {
     error: Option<String>,
 }
 
-pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> RepositoryStatus {
-    let auth = Auth::Header {
-        name: "private-token",
-        token: &target.token,
-    };
-    let url = match target.endpoint(&format!("/api/v4/projects/{}", segment(path))) {
-        Ok(url) => url,
-        Err(error) => return from_http_error(path, &error),
-    };
-    let response = match http.get(&url, auth, &target.tls).await {
-        Ok(response) => response,
-        Err(error) => return from_http_error(path, &error),
-    };
-    let error_text = || {
-        let body: ErrorBody = response.json().unwrap_or_default();
-        match (body.message, body.error) {
-            (Some(serde_json::Value::String(m)), _) => m,
-            (_, Some(e)) => e,
-            _ => String::new(),
-        }
-    };
-    match response.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return not_found(path, &error_text()),
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
-            return forbidden(
-                path,
-                response.status.as_u16(),
-                &error_text(),
-                "give the token the read_api (or api) scope and its user at least the Reporter role",
-            );
-        }
-        _ => return unexpected(path, ProviderKind::GitLab, &response),
+/// GitLab's words: `{"message": "404 Project Not Found"}` or `{"error": "insufficient_scope"}`.
+fn error_text(response: &HttpResponse) -> String {
+    let body: ErrorBody = response.json().unwrap_or_default();
+    match (body.message, body.error) {
+        (Some(serde_json::Value::String(m)), _) => m,
+        (_, Some(e)) => e,
+        _ => String::new(),
     }
-    let Ok(project) = response.json::<Project>() else {
-        return unexpected(path, ProviderKind::GitLab, &response);
-    };
+}
+
+const READING: Reading<'static> = Reading {
+    kind: ProviderKind::GitLab,
+    said: error_text,
+    what_to_do: "give the token the read_api (or api) scope and its user at least the Reporter role",
+};
+
+pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
+    let api = crate::providers::gitlab::api(http, target);
+    let response = api.get(&format!("/api/v4/projects/{}", path_segment(path))).await?;
+    let project: Project = documented(path, &READING, &response)?;
     if project.repository_access_level.as_deref() == Some("disabled") {
-        return unreadable(
+        return Ok(unreadable(
             path,
             RepositoryReason::Forbidden,
             format!("{path} has its repository feature disabled; enable it in the project's settings"),
-        );
+        ));
     }
     let level = project.permissions.as_ref().map(|p| {
         [&p.project_access, &p.group_access]
@@ -117,13 +100,13 @@ pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Repositor
         && let Some(Some(level)) = level
         && level < REPORTER
     {
-        return unreadable(
+        return Ok(unreadable(
             path,
             RepositoryReason::Forbidden,
             format!(
                 "the token's user has only the Guest role (access level {level}) on private project {path}, which cannot read its code; give it at least Reporter"
             ),
-        );
+        ));
     }
-    readable(path, project.default_branch, project.http_url_to_repo)
+    Ok(readable(path, project.default_branch, project.http_url_to_repo))
 }

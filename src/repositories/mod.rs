@@ -13,20 +13,21 @@
 //! - the token verified but a listed repository unreadable: Ready turns False with
 //!   `RepositoryUnreadable`, the token facts stay.
 
-pub mod azure_devops;
-pub mod bitbucket;
-pub mod gitea;
-pub mod github;
-pub mod gitlab;
+mod answer;
+mod azure_devops;
+mod bitbucket;
+mod gitea;
+mod github;
+mod gitlab;
 pub mod paths;
 
 use crate::api::{ProviderKind, ReadyReason, RepositoryReason, RepositoryStatus};
 use crate::politeness::{Busy, HostLimiter};
 use crate::providers::bitbucket::{BITBUCKET, Bitbucket};
-pub(crate) use crate::providers::excerpt;
 use crate::providers::github::{GITHUB, GitHub};
-use crate::providers::http::{HttpClient, HttpError, HttpResponse, NotJson, deadline};
-use crate::providers::{Target, Verification, said};
+use crate::providers::http::{HttpClient, deadline};
+use crate::providers::{Target, Verification};
+use answer::unreadable;
 use futures::StreamExt;
 use std::cell::Cell;
 use tokio::sync::OwnedSemaphorePermit;
@@ -154,13 +155,14 @@ pub async fn lookup(
         );
     }
     let work = async {
-        match kind {
+        let found = match kind {
             ProviderKind::GitLab => gitlab::lookup(http, target, path).await,
             ProviderKind::GitHub => github::lookup(apis.github, http, target, path).await,
             ProviderKind::Bitbucket => bitbucket::lookup(apis.bitbucket, http, target, path).await,
             ProviderKind::AzureDevOps => azure_devops::lookup(http, target, path).await,
             ProviderKind::Gitea => gitea::lookup(http, target, path).await,
-        }
+        };
+        found.unwrap_or_else(|not_read| not_read.status(path))
     };
     // One deadline per look-up, as for the token check: retries and Retry-After included.
     let within = http.config().timeout;
@@ -232,116 +234,9 @@ pub fn any_transient(repositories: &[RepositoryStatus]) -> bool {
         .any(|r| r.reason.is_some_and(RepositoryReason::is_transient))
 }
 
-// ---- building blocks the provider files share ----------------------------------------------
-
-/// A readable repository.
-pub(crate) fn readable(path: &str, default_branch: Option<String>, clone_url: Option<String>) -> RepositoryStatus {
-    RepositoryStatus {
-        path: path.to_owned(),
-        readable: true,
-        default_branch: default_branch.filter(|b| !b.trim().is_empty()),
-        clone_url: clone_url.filter(|u| !u.trim().is_empty()),
-        reason: None,
-        message: None,
-    }
-}
-
-/// An unreadable repository.
-pub(crate) fn unreadable(path: &str, reason: RepositoryReason, message: impl Into<String>) -> RepositoryStatus {
-    RepositoryStatus {
-        path: path.to_owned(),
-        readable: false,
-        default_branch: None,
-        clone_url: None,
-        reason: Some(reason),
-        message: Some(message.into()),
-    }
-}
-
-/// A 404: the token cannot see the repository, or it does not exist. Both are said.
-pub(crate) fn not_found(path: &str, provider_said: &str) -> RepositoryStatus {
-    unreadable(
-        path,
-        RepositoryReason::NotFound,
-        format!(
-            "the token cannot see {path} or it does not exist (404{}); grant the token's user access to it, or fix the path",
-            said(provider_said)
-        ),
-    )
-}
-
-/// The token sees the repository (or its project) but may not read it.
-pub(crate) fn forbidden(path: &str, status: u16, provider_said: &str, what_to_do: &str) -> RepositoryStatus {
-    unreadable(
-        path,
-        RepositoryReason::Forbidden,
-        format!(
-            "the token may not read {path} (HTTP {status}{}); {what_to_do}",
-            said(provider_said)
-        ),
-    )
-}
-
-/// A request that got no usable answer. A rate limit is noted for [`check_all`]'s caller.
-pub(crate) fn from_http_error(path: &str, error: &HttpError) -> RepositoryStatus {
-    if let HttpError::RateLimited { until, .. } = error {
-        let _ = RATE_LIMITED.try_with(|latest| latest.set(latest.get().max(Some(*until))));
-    }
-    let reason = match error {
-        HttpError::Dns { .. } | HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Tls { .. } => {
-            RepositoryReason::Unreachable
-        }
-        _ => RepositoryReason::ProviderError,
-    };
-    unreadable(
-        path,
-        reason,
-        format!("looking up {path} failed: {error}; it is tried again"),
-    )
-}
-
-/// An answer the API does not document for this request.
-pub(crate) fn unexpected(path: &str, provider: ProviderKind, response: &HttpResponse) -> RepositoryStatus {
-    let body = if response.is_login_page() {
-        "a sign-in page".to_owned()
-    } else {
-        match response.json::<serde_json::Value>() {
-            Ok(_) => "unexpected JSON".to_owned(),
-            Err(NotJson::Html) => "an HTML page".to_owned(),
-            Err(NotJson::Malformed(_)) => "a body that is not JSON".to_owned(),
-        }
-    };
-    unreadable(
-        path,
-        RepositoryReason::ProviderError,
-        format!(
-            "looking up {path} answered HTTP {} with {body}, not the {provider} API; it is tried again",
-            response.status.as_u16()
-        ),
-    )
-}
-
-/// One path segment, percent-encoded for a URL path.
-pub(crate) fn segment(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// A clone URL without user info (Bitbucket Cloud puts the account name in it).
-pub(crate) fn clean_clone_url(raw: &str) -> Option<String> {
-    let mut url = url::Url::parse(raw).ok()?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return None;
-    }
-    // Setting empty user info cannot fail on an http(s) URL with a host.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    Some(url.to_string())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::answer::{clean_clone_url, readable};
     use super::*;
     use crate::providers::Facts;
 

@@ -4,8 +4,9 @@
 use super::{Bitbucket, KIND};
 use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::memory::{Hint, instance_key};
-use crate::providers::{Facts, Provider, Target, Verification, join, non_empty};
+use crate::providers::memory::Hint;
+use crate::providers::request::Api;
+use crate::providers::{Facts, Provider, Target, Verification, non_empty};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -67,23 +68,22 @@ fn cloud_scopes(response: &HttpResponse) -> Option<Vec<String>> {
 }
 
 impl Bitbucket {
-    pub(super) async fn verify_cloud(&self, http: &HttpClient, target: &Target) -> Verification {
-        if let Err(message) = self.check_spec(&target.base_url, target.username.as_deref()) {
-            return Verification::failed(ReadyReason::InvalidSpec, message);
-        }
-        let email = target.username.as_deref().unwrap_or_default().trim();
+    /// The cloud API ([`Bitbucket::cloud_root`]), the API token sent as HTTP Basic with the
+    /// account's e-mail (`spec.username`).
+    pub fn cloud_api<'a>(&self, http: &'a HttpClient, target: &'a Target) -> Api<'a> {
         let auth = Auth::Basic {
-            user: email,
+            user: account_email(target),
             token: &target.token,
         };
-        let root = self.cloud_root();
-        let get = |path: &'static str| {
-            let root = root.clone();
-            async move {
-                let url = join(&root, path)?;
-                http.get(&url, auth, &target.tls).await
-            }
-        };
+        Api::new(KIND, http, target, self.cloud_root(), auth)
+    }
+
+    pub(super) async fn verify_cloud(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {
+        if let Err(message) = self.check_spec(&target.base_url, target.username.as_deref()) {
+            return Err(Verification::failed(ReadyReason::InvalidSpec, message));
+        }
+        let email = account_email(target);
+        let api = self.cloud_api(http, target);
         let mut facts = Facts {
             deployment: Some(Deployment::Cloud),
             ..Facts::default()
@@ -91,54 +91,48 @@ impl Bitbucket {
 
         // One round trip: the e-mail list goes out with /2.0/user unless this token's last
         // verification could not read it.
-        let key = instance_key(KIND, &root);
+        let key = api.instance_key();
         let memory = http.memory();
         let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
-        let (response, emails) = futures::join!(get("/2.0/user"), async {
+        let (response, emails) = futures::join!(api.get("/2.0/user"), async {
             match ask_emails {
-                true => Some(get("/2.0/user/emails").await),
+                true => Some(api.get("/2.0/user/emails").await),
                 false => None,
             }
         });
         const USER: &str = "GET /2.0/user";
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Verification::from_http_error(KIND, &error),
-        };
-        let user = match response.status {
-            StatusCode::OK => match response.json::<CloudUser>() {
-                Ok(user) => user,
-                Err(_) => return Verification::unexpected_answer(KIND, USER, &response),
-            },
+        let response = api.answered(response)?;
+        let user: CloudUser = match response.status {
+            StatusCode::OK => api.json(USER, &response)?,
             StatusCode::UNAUTHORIZED => {
                 let text = cloud_error_text(&response);
                 if text.to_ascii_lowercase().contains("expired") {
-                    return Verification::failed(
+                    return Err(Verification::failed(
                         ReadyReason::TokenExpired,
                         format!(
                             "Bitbucket Cloud says the API token has expired ({text}); create a new one and update the Secret"
                         ),
-                    );
+                    ));
                 }
-                return Verification::failed(
+                return Err(Verification::failed(
                     ReadyReason::Unauthorized,
                     format!(
                         "Bitbucket Cloud rejected the credentials on {USER} (HTTP 401): check that spec.username is the Atlassian account email ({email}) and that the Secret holds a valid API token of that account"
                     ),
-                );
+                ));
             }
             StatusCode::FORBIDDEN => {
                 let text = cloud_error_text(&response);
                 let said = crate::providers::said(&text);
-                return Verification::failed(
+                return Err(Verification::failed(
                     ReadyReason::InsufficientScope,
                     format!(
                         "Bitbucket Cloud refused {USER} (HTTP 403{said}); the API token needs the read:user:bitbucket scope — create a token with it"
                     ),
                 )
-                .with_facts(facts);
+                .with_facts(facts));
             }
-            _ => return Verification::unexpected_answer(KIND, USER, &response),
+            _ => return Err(api.unexpected(USER, &response)),
         };
         facts.scopes = cloud_scopes(&response);
 
@@ -166,6 +160,14 @@ impl Bitbucket {
             email: address,
         });
         let who = username.unwrap_or_else(|| email.to_owned());
-        Verification::verified(format!("authenticated as {who} on Bitbucket Cloud"), facts)
+        Ok(Verification::verified(
+            format!("authenticated as {who} on Bitbucket Cloud"),
+            facts,
+        ))
     }
+}
+
+/// `spec.username`: the Atlassian account e-mail that owns the API token.
+fn account_email(target: &Target) -> &str {
+    target.username.as_deref().unwrap_or_default().trim()
 }

@@ -69,8 +69,10 @@
 mod cloud;
 mod server;
 
+pub use server::server_api;
+
 use super::http::HttpClient;
-use super::memory::instance_key;
+use super::request::remembered;
 use super::{Provider, Target, Verification, host_port};
 use crate::api::{Deployment, ProviderKind};
 use futures::future::BoxFuture;
@@ -145,10 +147,9 @@ impl Provider for Bitbucket {
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             if is_cloud(&target.base_url) {
-                self.verify_cloud(http, target).await
+                self.verify_cloud(http, target).await.unwrap_or_else(|failed| failed)
             } else {
-                let key = instance_key(KIND, target.base_url.as_str());
-                verify_server(http, target, &key).await.settle(http, &key)
+                remembered(KIND, http, target, verify_server).await
             }
         })
     }
@@ -156,8 +157,8 @@ impl Provider for Bitbucket {
 
 #[cfg(test)]
 mod tests {
-    use super::server::path_segment;
     use super::*;
+    use crate::providers::request::path_segment;
 
     fn url(s: &str) -> Url {
         s.parse().unwrap()

@@ -4,16 +4,11 @@
 use super::KIND;
 use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::memory::{Hint, InstanceFacts};
+use crate::providers::memory::Hint;
+use crate::providers::request::{Api, path_segment};
 use crate::providers::{Facts, Target, Verification, non_empty};
 use reqwest::StatusCode;
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct ApplicationProperties {
-    #[serde(default)]
-    version: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,42 +81,34 @@ fn server_rejected(what: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-pub(super) fn path_segment(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// The instance's version, asked once per instance per [`crate::providers::memory::INSTANCE_FACTS_TTL`]
-/// (`application-properties` is the same for every token): nice to know, never a reason to fail.
-async fn learn_version(http: &HttpClient, target: &Target, auth: Auth<'_>) -> InstanceFacts {
-    let mut facts = InstanceFacts::default();
-    if let Ok(url) = target.endpoint("/rest/api/1.0/application-properties")
-        && let Ok(response) = http.get(&url, auth, &target.tls).await
-        && response.status == StatusCode::OK
-        && let Ok(properties) = response.json::<ApplicationProperties>()
-    {
-        facts.server_version = non_empty(properties.version);
-    }
-    facts
+/// The instance's REST API at `spec.url`, the token sent as a Bearer token (the one form
+/// project and repository tokens accept).
+pub fn server_api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    Api::new(
+        KIND,
+        http,
+        target,
+        target.base_url.as_str(),
+        Auth::Bearer(&target.token),
+    )
 }
 
 /// The display name and e-mail of `username`: nice to know, not needed (project and repository
 /// tokens act as service users without a readable profile).
-async fn user_details(http: &HttpClient, target: &Target, auth: Auth<'_>, username: &str) -> Option<ServerUser> {
-    let get = |path: String| async move {
-        let url = target.endpoint(&path)?;
-        http.get(&url, auth, &target.tls).await
-    };
-    match get(format!("/rest/api/1.0/users/{}", path_segment(username))).await {
+async fn user_details(api: &Api<'_>, username: &str) -> Option<ServerUser> {
+    match api
+        .get(&format!("/rest/api/1.0/users/{}", path_segment(username)))
+        .await
+    {
         Ok(response) if response.status == StatusCode::OK => response.json::<ServerUser>().ok(),
         Ok(response) if response.status == StatusCode::NOT_FOUND => {
             // The slug differs from the name (e.g. characters a URL cannot hold): search by name.
-            match get(format!(
-                "/rest/api/1.0/users?filter={}&limit=25",
-                path_segment(username)
-            ))
-            .await
+            match api
+                .get(&format!(
+                    "/rest/api/1.0/users?filter={}&limit=25",
+                    path_segment(username)
+                ))
+                .await
             {
                 Ok(response) if response.status == StatusCode::OK => response
                     .json::<ServerUserPage>()
@@ -134,8 +121,13 @@ async fn user_details(http: &HttpClient, target: &Target, auth: Auth<'_>, userna
     }
 }
 
-pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str) -> Verification {
-    let auth = Auth::Bearer(&target.token);
+pub(super) async fn verify_server(
+    http: &HttpClient,
+    target: &Target,
+    key: String,
+) -> Result<Verification, Verification> {
+    let key = key.as_str();
+    let api = server_api(http, target);
     let memory = http.memory();
     let mut facts = Facts {
         deployment: Some(Deployment::SelfHosted),
@@ -151,23 +143,17 @@ pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str)
     };
     const REPOS: &str = "GET /rest/api/1.0/repos";
     let (instance, response, details) = futures::join!(
-        memory.instance_facts(key, || learn_version(http, target, auth)),
-        async {
-            let url = target.endpoint("/rest/api/1.0/repos?limit=1")?;
-            http.get(&url, auth, &target.tls).await
-        },
+        memory.instance_facts(key, || api.learn_version("/rest/api/1.0/application-properties")),
+        api.get("/rest/api/1.0/repos?limit=1"),
         async {
             match &hinted {
-                Some(name) => Some(user_details(http, target, auth, name).await),
+                Some(name) => Some(user_details(&api, name).await),
                 None => None,
             }
         },
     );
     facts.server_version = instance.server_version;
-    let response = match response {
-        Ok(response) => response,
-        Err(error) => return Verification::from_http_error(KIND, &error),
-    };
+    let response = api.answered(response)?;
     let username = non_empty(response.header("x-ausername").map(str::to_owned));
     let anonymous = || {
         Verification::failed(
@@ -187,22 +173,22 @@ pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str)
                 .to_ascii_lowercase()
                 .contains("not permitted") =>
         {
-            return anonymous().with_facts(facts);
+            return Err(anonymous().with_facts(facts));
         }
         (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
-            return server_rejected(REPOS, &response).with_facts(facts);
+            return Err(server_rejected(REPOS, &response).with_facts(facts));
         }
         (StatusCode::OK, None) if response.json::<serde_json::Value>().is_ok() => {}
-        _ => return Verification::unexpected_answer(KIND, REPOS, &response),
+        _ => return Err(api.unexpected(REPOS, &response)),
     }
     let Some(username) = username else {
-        return anonymous().with_facts(facts);
+        return Err(anonymous().with_facts(facts));
     };
     // The first verification of a token learns its name here, and its details one round trip
     // later; the next ones ask for them together with the rest.
     let details = match details {
         Some(details) if hinted.as_deref() == Some(username.as_str()) => details,
-        _ => user_details(http, target, auth, &username).await,
+        _ => user_details(&api, &username).await,
     };
     memory.remember_hint(key, &target.token, Hint::Username(username.clone()));
     facts.user = Some(match details {
@@ -220,23 +206,26 @@ pub(super) async fn verify_server(http: &HttpClient, target: &Target, key: &str)
     if response.status == StatusCode::FORBIDDEN {
         let text = ServerErrors::text(&response);
         let said = crate::providers::said(&text);
-        return Verification::failed(
+        return Err(Verification::failed(
             ReadyReason::InsufficientScope,
             format!(
                 "the token authenticates as {username} but may not list repositories (HTTP 403{said}); give it at least repository read permission"
             ),
         )
-        .with_facts(facts);
+        .with_facts(facts));
     }
     if response.json::<serde_json::Value>().is_err() {
-        return Verification::unexpected_answer(KIND, REPOS, &response).with_facts(facts);
+        return Err(api.unexpected(REPOS, &response).with_facts(facts));
     }
 
     let on = match &facts.server_version {
         Some(version) => format!("Bitbucket Data Center {version}"),
         None => format!("Bitbucket at {}", target.base_url),
     };
-    Verification::verified(format!("authenticated as {username} on {on}"), facts)
+    Ok(Verification::verified(
+        format!("authenticated as {username} on {on}"),
+        facts,
+    ))
 }
 
 // ---- Cloud ----------------------------------------------------------------------------
