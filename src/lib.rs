@@ -16,6 +16,7 @@ pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod pki;
 pub mod politeness;
 pub mod priority;
 pub mod providers;

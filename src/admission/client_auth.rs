@@ -8,12 +8,11 @@
 //! file is polled like the serving certificate, and each handshake uses the CA current then.
 
 use super::pem_files::{PemFileError, poll_files, read_files};
-use rustls::client::danger::HandshakeSignatureValid;
+use crate::pki::handshake_signatures_by;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
+use rustls::{CertificateError, DistinguishedName, RootCertStore};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -71,14 +70,10 @@ impl ClientAuth {
 
 fn verifier_for(ca_pem: &[u8], provider: &Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, PemFileError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
+    for cert in crate::pki::certificates(ca_pem)? {
         roots
             .add(cert)
             .map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(PemFileError::NoCertificate);
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -114,27 +109,7 @@ impl ClientCertVerifier for ClientAuth {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures_by!(provider);
 }
 
 /// The subject's common names and the DNS subject alternative names of a certificate.

@@ -21,6 +21,15 @@ pub enum PemFileError {
     Config(String),
 }
 
+impl From<crate::pki::BadPem> for PemFileError {
+    fn from(bad: crate::pki::BadPem) -> Self {
+        match bad {
+            crate::pki::BadPem::Empty => PemFileError::NoCertificate,
+            crate::pki::BadPem::Malformed(detail) => PemFileError::BadCertificate(detail),
+        }
+    }
+}
+
 /// Polls `paths` every `every` and hands their content to `apply` whenever it changes; what
 /// cannot be read or applied is logged once (not at every tick) and retried, while whatever
 /// `apply` installed before stays in use. Runs until dropped.

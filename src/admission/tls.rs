@@ -11,8 +11,8 @@ use super::pem_files::{PemFileError, poll_files, read_files};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -67,12 +67,7 @@ impl CertStore {
     }
 
     fn certified_key(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PemFileError> {
-        let chain = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PemFileError::BadCertificate(e.to_string()))?;
-        if chain.is_empty() {
-            return Err(PemFileError::NoCertificate);
-        }
+        let chain = crate::pki::certificates(cert_pem)?;
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| PemFileError::BadKey(e.to_string()))?;
         CertifiedKey::from_der(chain, key, &self.provider).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => PemFileError::Mismatch(e.to_string()),

@@ -1,9 +1,10 @@
 //! TLS towards providers: rustls with the system roots plus `run --ca-file` and a connection's CA
 //! bundle, and the `insecureSkipVerify` verifier.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::pki::handshake_signatures_by;
+use rustls::RootCertStore;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::{Arc, OnceLock};
 
 /// TLS settings of one connection.
@@ -42,14 +43,7 @@ fn system_roots() -> &'static RootCertStore {
 
 /// Parses PEM certificates; an empty or unparsable bundle is an error.
 pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, InvalidCaBundle> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| InvalidCaBundle(format!("not PEM certificates ({e})")))?;
-    if certs.is_empty() {
-        return Err(InvalidCaBundle("no PEM certificate found".into()));
-    }
-    Ok(certs)
+    crate::pki::certificates(pem.as_bytes()).map_err(|e| InvalidCaBundle(e.to_string()))
 }
 
 /// `global_ca_pem` (`run --ca-file`) is trusted for every connection, beside the connection's own.
@@ -61,60 +55,64 @@ pub(super) fn rustls_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| InvalidCaBundle(e.to_string()))?;
-    let mut config = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier(global_ca_pem, tls)?)
-            .with_no_client_auth()
-    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(global_ca_pem, tls)?)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
 /// The chain verifier over the system roots and the given bundles, pinning the bundles' own
-/// certificates.
-fn verifier(global_ca_pem: Option<&str>, tls: &TlsOptions) -> Result<Arc<PinningVerifier>, InvalidCaBundle> {
+/// certificates; with `insecureSkipVerify`, none.
+fn verifier(global_ca_pem: Option<&str>, tls: &TlsOptions) -> Result<Arc<ProviderVerifier>, InvalidCaBundle> {
     let provider = crypto_provider();
-    {
-        let mut roots = system_roots().clone();
-        let mut pinned = Vec::new();
-        for pem in global_ca_pem.into_iter().chain(tls.extra_ca_pem.as_deref()) {
-            for cert in parse_ca_bundle(pem)? {
-                // a self-signed server certificate (made as a CA, like `openssl req -x509` does)
-                // may still be given: it is trusted as a root and pinned as itself
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
-                pinned.push(cert);
-            }
-        }
-        if roots.is_empty() {
-            return Err(InvalidCaBundle("no usable CA certificate".into()));
-        }
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| InvalidCaBundle(format!("unusable CA certificates ({e})")))?;
-        Ok(Arc::new(PinningVerifier { webpki, pinned }))
+    if tls.insecure_skip_verify {
+        return Ok(Arc::new(ProviderVerifier {
+            chain: None,
+            pinned: Vec::new(),
+            provider,
+        }));
     }
+    let mut roots = system_roots().clone();
+    let mut pinned = Vec::new();
+    for pem in global_ca_pem.into_iter().chain(tls.extra_ca_pem.as_deref()) {
+        for cert in parse_ca_bundle(pem)? {
+            // a self-signed server certificate (made as a CA, like `openssl req -x509` does)
+            // may still be given: it is trusted as a root and pinned as itself
+            roots
+                .add(cert.clone())
+                .map_err(|e| InvalidCaBundle(format!("unusable CA certificate ({e})")))?;
+            pinned.push(cert);
+        }
+    }
+    if roots.is_empty() {
+        return Err(InvalidCaBundle("no usable CA certificate".into()));
+    }
+    let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| InvalidCaBundle(format!("unusable CA certificates ({e})")))?;
+    Ok(Arc::new(ProviderVerifier {
+        chain: Some(chain),
+        pinned,
+        provider,
+    }))
 }
 
 /// The usual chain verification, and one more way in: a server certificate that is itself in
 /// the configured bundle is trusted as it is (pinned), when it names the host: the exact
 /// certificate the user gave (its dates are not checked: renewing it means giving the new one).
 /// That is what curl does with a self-signed certificate given as `--cacert`; rustls alone
-/// refuses a certificate marked as a CA as a server's (`CaUsedAsEndEntity`).
+/// refuses a certificate marked as a CA as a server's (`CaUsedAsEndEntity`). Without a chain
+/// (`insecureSkipVerify`) any certificate is accepted; handshake signatures are checked always.
 #[derive(Debug)]
-struct PinningVerifier {
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+struct ProviderVerifier {
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinningVerifier {
+impl ServerCertVerifier for ProviderVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -123,9 +121,10 @@ impl ServerCertVerifier for PinningVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let verdict = chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         if verdict.is_ok() || !self.pinned.iter().any(|pin| pin.as_ref() == end_entity.as_ref()) {
             return verdict;
         }
@@ -134,27 +133,7 @@ impl ServerCertVerifier for PinningVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+    handshake_signatures_by!(provider);
 }
 
 /// What to do about a certificate that could not be verified, in plain words.
@@ -181,45 +160,6 @@ pub fn advice(error: &rustls::Error) -> Option<&'static str> {
         }
         _ => return None,
     })
-}
-
-/// `insecureSkipVerify`: accepts any certificate but still checks handshake signatures.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

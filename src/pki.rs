@@ -1,0 +1,81 @@
+//! The certificate plumbing the provider client and the webhook server share: PEM certificates
+//! read into DER, and the handshake-signature checks every rustls verifier writes alike.
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Why PEM text gave no certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPem {
+    #[error("no PEM certificate found")]
+    Empty,
+    #[error("not PEM certificates ({0})")]
+    Malformed(String),
+}
+
+/// Every CERTIFICATE block of `pem`, in order; none, or a malformed one, is an error.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BadPem> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| BadPem::Malformed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(BadPem::Empty);
+    }
+    Ok(certs)
+}
+
+/// The handshake-signature methods of a rustls certificate verifier (server or client side),
+/// checked with the algorithms of the verifier's `Arc<CryptoProvider>` field named `$provider`.
+macro_rules! handshake_signatures_by {
+    ($provider:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.$provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+pub(crate) use handshake_signatures_by;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_or_malformed_certificates_are_errors() {
+        assert_eq!(certificates(b""), Err(BadPem::Empty));
+        assert_eq!(certificates(b"hello"), Err(BadPem::Empty));
+        assert!(matches!(
+            certificates(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
+            Err(BadPem::Malformed(_))
+        ));
+    }
+}
