@@ -71,13 +71,7 @@ impl Webhook {
         certs: Arc<CertStore>,
         reservation_ttl: Duration,
     ) -> Arc<Webhook> {
-        Arc::new(Webhook {
-            index,
-            metrics,
-            certs,
-            ledger: Ledger::new(reservation_ttl),
-            confirm: None,
-        })
+        Webhook::assemble(index, metrics, certs, reservation_ttl, None)
     }
 
     /// A webhook that asks `confirm` before a reservation alone denies a review (see
@@ -89,12 +83,22 @@ impl Webhook {
         reservation_ttl: Duration,
         confirm: Arc<dyn Confirm>,
     ) -> Arc<Webhook> {
+        Webhook::assemble(index, metrics, certs, reservation_ttl, Some(confirm))
+    }
+
+    fn assemble(
+        index: Arc<ConnectionIndex>,
+        metrics: Arc<Metrics>,
+        certs: Arc<CertStore>,
+        reservation_ttl: Duration,
+        confirm: Option<Arc<dyn Confirm>>,
+    ) -> Arc<Webhook> {
         Arc::new(Webhook {
             index,
             metrics,
             certs,
             ledger: Ledger::new(reservation_ttl),
-            confirm: Some(confirm),
+            confirm,
         })
     }
 
@@ -240,6 +244,19 @@ mod tests {
 
     fn create(ns: &str, name: &str, provider: &str, instance: &str) -> Vec<u8> {
         request("CREATE", ns, name, spec_json(provider, instance), None, false)
+    }
+
+    /// An update of GitLab connection `ns/name` from instance `old` (at `generation`) to `new`.
+    fn gitlab_update(ns: &str, name: &str, new: &str, (old, generation): (&str, i64)) -> Vec<u8> {
+        let old = Some((spec_json("GitLab", old), generation));
+        request("UPDATE", ns, name, spec_json("GitLab", new), old, false)
+    }
+
+    /// The decision on `body` is a denial whose message contains `expected`.
+    fn assert_denied_with(hook: &Webhook, body: &[u8], expected: &str) {
+        let denied = decide(hook, body).unwrap();
+        assert!(!denied.allowed, "{expected}");
+        assert!(denied.message.contains(expected), "{}", denied.message);
     }
 
     fn stored(ns: &str, name: &str, provider: ProviderKind, instance: &str, generation: i64) -> GitProviderConnection {
@@ -486,48 +503,17 @@ mod tests {
         let hook = webhook(UniquenessScope::Namespace, DEFAULT_RESERVATION_TTL);
         hook.index().apply(&stored("a", "one", ProviderKind::GitLab, "x", 3));
         hook.index().apply(&stored("a", "two", ProviderKind::GitLab, "y", 1));
-        let rename = request(
-            "UPDATE",
-            "a",
-            "one",
-            spec_json("GitLab", "z"),
-            Some((spec_json("GitLab", "x"), 3)),
-            false,
-        );
+        let rename = gitlab_update("a", "one", "z", ("x", 3));
         assert!(decide(&hook, &rename).unwrap().allowed);
         assert_eq!(hook.live_reservations(), 1, "the index still shows the old name");
-        let racing = request(
-            "UPDATE",
-            "a",
-            "two",
-            spec_json("GitLab", "z"),
-            Some((spec_json("GitLab", "y"), 1)),
-            false,
-        );
-        let denied = decide(&hook, &racing).unwrap();
-        assert!(
-            denied.message.contains("already used by GitLab connection a/one"),
-            "{}",
-            denied.message
-        );
+        let racing = gitlab_update("a", "two", "z", ("y", 1));
+        assert_denied_with(&hook, &racing, "already used by GitLab connection a/one");
         // the watch delivers the update: the index answers from now on
         hook.index().apply(&stored("a", "one", ProviderKind::GitLab, "z", 4));
         assert_eq!(hook.live_reservations(), 0);
-        let denied = decide(&hook, &racing).unwrap();
-        assert!(
-            denied.message.contains("already used by GitLab connection a/one"),
-            "{}",
-            denied.message
-        );
+        assert_denied_with(&hook, &racing, "already used by GitLab connection a/one");
         // and "x" is free again
-        let back = request(
-            "UPDATE",
-            "a",
-            "two",
-            spec_json("GitLab", "x"),
-            Some((spec_json("GitLab", "y"), 1)),
-            false,
-        );
+        let back = gitlab_update("a", "two", "x", ("y", 1));
         assert!(decide(&hook, &back).unwrap().allowed);
     }
 

@@ -147,6 +147,17 @@ pub enum Deployment {
     SelfHosted,
 }
 
+impl Deployment {
+    /// `Cloud` for a provider's cloud service, else `SelfHosted`.
+    pub fn cloud_if(cloud: bool) -> Deployment {
+        if cloud {
+            Deployment::Cloud
+        } else {
+            Deployment::SelfHosted
+        }
+    }
+}
+
 /// The closed set of reasons of the `Ready` condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReadyReason {

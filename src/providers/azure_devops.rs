@@ -52,16 +52,6 @@ pub struct AzureDevOps;
 
 const KIND: ProviderKind = ProviderKind::AzureDevOps;
 
-/// The organization's or collection's API at `spec.url`, the PAT sent as HTTP Basic with an
-/// empty user name.
-pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
-    let auth = Auth::Basic {
-        user: "",
-        token: &target.token,
-    };
-    Api::new(KIND, http, target, target.base_url.as_str(), auth)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ConnectionData {
@@ -172,6 +162,16 @@ fn not_accepted(what: &str, response: &HttpResponse) -> Option<Verification> {
         ));
     }
     None
+}
+
+/// The organization's or collection's API at `spec.url`, the PAT sent as HTTP Basic with an
+/// empty user name.
+pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    let auth = Auth::Basic {
+        user: "",
+        token: &target.token,
+    };
+    Api::new(KIND, http, target, auth)
 }
 
 const PROJECTS_5_0: &str = "/_apis/projects?$top=1&api-version=5.0";
@@ -285,10 +285,7 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
 pub fn deployment(base_url: &Url) -> Deployment {
-    match base_url.host_str() {
-        Some(host) if is_services_host(host) => Deployment::Cloud,
-        _ => Deployment::SelfHosted,
-    }
+    Deployment::cloud_if(base_url.host_str().is_some_and(is_services_host))
 }
 
 impl Provider for AzureDevOps {

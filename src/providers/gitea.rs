@@ -41,13 +41,7 @@ const KIND: ProviderKind = ProviderKind::Gitea;
 
 /// The API of the instance at `spec.url`, the token sent as `Authorization: token TOKEN`.
 pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
-    Api::new(
-        KIND,
-        http,
-        target,
-        target.base_url.as_str(),
-        Auth::TokenScheme(&target.token),
-    )
+    Api::new(KIND, http, target, Auth::TokenScheme(&target.token))
 }
 
 #[derive(Deserialize)]

@@ -213,8 +213,9 @@ impl GitHub {
     /// The REST API for `spec.url` ([`GitHub::api_root`]), the token sent as a Bearer token
     /// with the media type and API version GitHub asks for.
     pub fn api<'a>(&self, http: &'a HttpClient, target: &'a Target) -> Api<'a> {
-        let root = self.api_root(&target.base_url);
-        Api::new(KIND, http, target, root, Auth::Bearer(&target.token)).with_headers(HEADERS)
+        Api::new(KIND, http, target, Auth::Bearer(&target.token))
+            .beneath(self.api_root(&target.base_url))
+            .with_headers(HEADERS)
     }
 
     async fn run(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {
@@ -340,11 +341,7 @@ impl GitHub {
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
 pub fn deployment(base_url: &Url) -> Deployment {
-    if is_cloud(base_url) {
-        Deployment::Cloud
-    } else {
-        Deployment::SelfHosted
-    }
+    Deployment::cloud_if(is_cloud(base_url))
 }
 
 impl Provider for GitHub {

@@ -33,15 +33,6 @@ pub struct GitLab;
 
 const KIND: ProviderKind = ProviderKind::GitLab;
 
-/// The API of the instance at `spec.url`, the token sent as `PRIVATE-TOKEN`.
-pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
-    let auth = Auth::Header {
-        name: "private-token",
-        token: &target.token,
-    };
-    Api::new(KIND, http, target, target.base_url.as_str(), auth)
-}
-
 #[derive(Deserialize)]
 struct TokenSelf {
     #[serde(default)]
@@ -135,6 +126,15 @@ fn rejected(what: &str, response: &HttpResponse) -> Verification {
     )
 }
 
+/// The API of the instance at `spec.url`, the token sent as `PRIVATE-TOKEN`.
+pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
+    let auth = Auth::Header {
+        name: "private-token",
+        token: &target.token,
+    };
+    Api::new(KIND, http, target, auth)
+}
+
 async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
     let api = api(http, target);
     let mut facts = Facts {
@@ -225,10 +225,11 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
 pub fn deployment(base_url: &Url) -> Deployment {
-    match base_url.host_str() {
-        Some(host) if host.eq_ignore_ascii_case("gitlab.com") => Deployment::Cloud,
-        _ => Deployment::SelfHosted,
-    }
+    Deployment::cloud_if(
+        base_url
+            .host_str()
+            .is_some_and(|host| host.eq_ignore_ascii_case("gitlab.com")),
+    )
 }
 
 impl Provider for GitLab {

@@ -17,7 +17,7 @@ pub mod tls;
 use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
 use crate::token::Token;
 use futures::future::BoxFuture;
-use http::{HttpClient, HttpError, HttpResponse, NotJson, TlsOptions};
+use http::{HttpClient, HttpError, HttpResponse, TlsOptions};
 use reqwest::Url;
 
 /// Most characters of a provider's own words quoted in a message.
@@ -217,15 +217,7 @@ impl Verification {
                 ),
             );
         }
-        let body = if response.is_html() {
-            "an HTML page".to_owned()
-        } else {
-            match response.json::<serde_json::Value>() {
-                Ok(_) => "unexpected JSON".to_owned(),
-                Err(NotJson::Html) => "an HTML page".to_owned(),
-                Err(NotJson::Malformed(_)) => "a body that is not JSON".to_owned(),
-            }
-        };
+        let body = request::what_came_back(response);
         Verification::failed(
             ReadyReason::EndpointNotFound,
             format!(

@@ -7,7 +7,7 @@
     reason = "a failed verification is the outcome itself, made once per verification: boxing it buys nothing"
 )]
 
-use super::http::{Auth, HttpClient, HttpError, HttpResponse};
+use super::http::{Auth, HttpClient, HttpError, HttpResponse, NotJson};
 use super::memory::{InstanceFacts, instance_key};
 use super::{Target, Verification, join, non_empty};
 use crate::api::ProviderKind;
@@ -27,22 +27,21 @@ pub struct Api<'a> {
 }
 
 impl<'a> Api<'a> {
-    /// The API beneath `root` (no trailing slash needed), the token sent as `auth`.
-    pub fn new(
-        kind: ProviderKind,
-        http: &'a HttpClient,
-        target: &'a Target,
-        root: impl Into<String>,
-        auth: Auth<'a>,
-    ) -> Api<'a> {
+    /// The API at `spec.url`, the token sent as `auth`.
+    pub fn new(kind: ProviderKind, http: &'a HttpClient, target: &'a Target, auth: Auth<'a>) -> Api<'a> {
         Api {
             kind,
             http,
             target,
-            root: root.into(),
+            root: target.base_url.as_str().to_owned(),
             auth,
             headers: &[],
         }
+    }
+
+    /// The same API beneath another root (a cloud's fixed API host, GitHub's `/api/v3`).
+    pub fn beneath(self, root: String) -> Api<'a> {
+        Api { root, ..self }
     }
 
     /// The same API, every request carrying `headers` too (never credentials: see
@@ -96,6 +95,18 @@ impl<'a> Api<'a> {
             facts.server_version = non_empty(version.version);
         }
         facts
+    }
+}
+
+/// What came back instead of the documented answer, for a message.
+pub fn what_came_back(response: &HttpResponse) -> &'static str {
+    if response.is_html() {
+        return "an HTML page";
+    }
+    match response.json::<serde_json::Value>() {
+        Ok(_) => "unexpected JSON",
+        Err(NotJson::Html) => "an HTML page",
+        Err(NotJson::Malformed(_)) => "a body that is not JSON",
     }
 }
 

@@ -5,7 +5,8 @@
 
 use super::RATE_LIMITED;
 use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
-use crate::providers::http::{HttpError, HttpResponse, NotJson};
+use crate::providers::http::{HttpError, HttpResponse};
+use crate::providers::request::what_came_back;
 use crate::providers::said;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -147,14 +148,9 @@ fn from_http_error(path: &str, error: &HttpError) -> RepositoryStatus {
 
 /// An answer the API does not document for this request.
 fn unexpected(path: &str, provider: ProviderKind, response: &HttpResponse) -> RepositoryStatus {
-    let body = if response.is_login_page() {
-        "a sign-in page".to_owned()
-    } else {
-        match response.json::<serde_json::Value>() {
-            Ok(_) => "unexpected JSON".to_owned(),
-            Err(NotJson::Html) => "an HTML page".to_owned(),
-            Err(NotJson::Malformed(_)) => "a body that is not JSON".to_owned(),
-        }
+    let body = match response.is_login_page() {
+        true => "a sign-in page",
+        false => what_came_back(response),
     };
     unreadable(
         path,

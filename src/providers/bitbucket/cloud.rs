@@ -75,7 +75,7 @@ impl Bitbucket {
             user: account_email(target),
             token: &target.token,
         };
-        Api::new(KIND, http, target, self.cloud_root(), auth)
+        Api::new(KIND, http, target, auth).beneath(self.cloud_root())
     }
 
     pub(super) async fn verify_cloud(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {

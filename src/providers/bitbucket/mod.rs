@@ -119,11 +119,7 @@ fn blank(value: Option<&str>) -> bool {
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
 pub fn deployment(base_url: &Url) -> Deployment {
-    if is_cloud(base_url) {
-        Deployment::Cloud
-    } else {
-        Deployment::SelfHosted
-    }
+    Deployment::cloud_if(is_cloud(base_url))
 }
 
 impl Provider for Bitbucket {

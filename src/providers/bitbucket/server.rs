@@ -84,13 +84,7 @@ fn server_rejected(what: &str, response: &HttpResponse) -> Verification {
 /// The instance's REST API at `spec.url`, the token sent as a Bearer token (the one form
 /// project and repository tokens accept).
 pub fn server_api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
-    Api::new(
-        KIND,
-        http,
-        target,
-        target.base_url.as_str(),
-        Auth::Bearer(&target.token),
-    )
+    Api::new(KIND, http, target, Auth::Bearer(&target.token))
 }
 
 /// The display name and e-mail of `username`: nice to know, not needed (project and repository
