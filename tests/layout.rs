@@ -218,3 +218,45 @@ fn the_scan_sees_a_cycle_when_there_is_one() {
         [vec!["a".to_owned(), "x".to_owned()], vec!["b".to_owned()]]
     );
 }
+
+/// The `src/...` paths in the first column of `docs/architecture.md`'s table.
+fn architecture_rows(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|path| path.starts_with("src/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_src_file_has_its_job_in_the_architecture_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/architecture.md")).expect("docs/architecture.md");
+    let rows = architecture_rows(&page);
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let files: BTreeSet<String> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(root)
+                .expect("under the crate")
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    let missing: Vec<&String> = files.difference(&rows).collect();
+    let gone: Vec<&String> = rows.difference(&files).collect();
+    assert!(
+        missing.is_empty(),
+        "add a row (file → its one job) to docs/architecture.md for: {missing:?}"
+    );
+    assert!(
+        gone.is_empty(),
+        "docs/architecture.md names files that do not exist: {gone:?}"
+    );
+    assert_eq!(
+        architecture_rows("| `src/a.rs` | job |\n| file | its one job |\n| `tests/x.rs` | no |"),
+        BTreeSet::from(["src/a.rs".to_owned()])
+    );
+}
