@@ -56,6 +56,74 @@ pub enum WebhookCerts {
     SelfManaged(CertSettings),
 }
 
+/// What reconciles connections in a process: the one watch of connections, feeding the index
+/// that the webhook reads too, and the controller's context. [`run`] builds it from the command
+/// line; the tests build it with their own client and settings, so both start the same thing.
+pub struct Reconciler {
+    pub index: Arc<ConnectionIndex>,
+    pub feed: Arc<Feed>,
+    pub ctx: Arc<Context>,
+    /// The namespaces watched, `None` for all.
+    partitions: Vec<Option<String>>,
+}
+
+impl Reconciler {
+    /// Watches `namespaces` (empty: all), verifies through a client with `http`, writes as
+    /// `identity` in Events.
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        scope: UniquenessScope,
+        namespaces: &[String],
+        http: HttpConfig,
+        settings: Settings,
+        identity: &str,
+    ) -> Reconciler {
+        let index = Arc::new(ConnectionIndex::new(scope));
+        let feed = Feed::new(index.clone(), metrics.clone());
+        let partitions = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let reporter = Reporter {
+            controller: controller::FIELD_MANAGER.to_owned(),
+            instance: Some(identity.to_owned()),
+        };
+        let ctx = Context::new(
+            client,
+            HttpClient::new(http),
+            index.clone(),
+            metrics,
+            settings,
+            reporter,
+        );
+        Reconciler {
+            index,
+            feed,
+            ctx: Arc::new(ctx),
+            partitions,
+        }
+    }
+
+    /// The watch of connections (every replica runs it, leader or not); runs until dropped.
+    pub fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.feed.clone().run(self.ctx.client.clone(), self.partitions.clone())
+    }
+
+    /// One term of the controller, until `stop` resolves; in-flight reconciles finish first.
+    pub fn term(&self, stop: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
+        let feed = self.feed.clone();
+        triggers::run(
+            self.ctx.clone(),
+            feed.clone(),
+            feed.store(),
+            self.partitions.clone(),
+            stop,
+        )
+    }
+}
+
 /// How often certificate files are checked for rotation.
 const CERT_FILE_POLL: Duration = Duration::from_secs(5);
 
@@ -115,13 +183,16 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
     tracing::info!(api_server, "connecting to the Kubernetes API");
     let client = Client::try_from(cluster).map_err(RunError::Client)?;
     let metrics = Arc::new(Metrics::new());
-    let index = Arc::new(ConnectionIndex::new(config.uniqueness_scope));
-    let feed = Feed::new(index.clone(), metrics.clone());
-    let partitions: Vec<Option<String>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().cloned().map(Some).collect()
-    };
+    let reconciler = Reconciler::new(
+        client.clone(),
+        metrics.clone(),
+        config.uniqueness_scope,
+        &config.namespaces,
+        config.http.clone(),
+        config.settings.clone(),
+        &config.identity,
+    );
+    let index = reconciler.index.clone();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -130,7 +201,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
         let _ = shutdown_tx.send(true);
     });
 
-    let feed_task = tokio::spawn(feed.clone().run(client.clone(), partitions.clone()));
+    let feed_task = tokio::spawn(reconciler.watch());
 
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
@@ -238,18 +309,6 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
         }
     };
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        HttpClient::new(config.http.clone()),
-        index.clone(),
-        metrics.clone(),
-        config.settings.clone(),
-        Reporter {
-            controller: controller::FIELD_MANAGER.to_owned(),
-            instance: Some(config.identity.clone()),
-        },
-    ));
-
     // Run the controller for each term of leadership until shutdown.
     let mut leading = leading_rx.clone();
     let mut shutdown = shutdown_rx.clone();
@@ -276,7 +335,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
                 _ = term_shutdown.wait_for(|s| *s) => {}
             }
         };
-        let term = triggers::run(ctx.clone(), feed.clone(), feed.store(), partitions.clone(), stop);
+        let term = reconciler.term(stop);
         tokio::select! {
             () = term => {}
             () = after_shutdown(shutdown_rx.clone(), STOP_GRACE) => {

@@ -6,15 +6,13 @@ use super::control_plane::{AuditLog, ControlPlane};
 use super::fake_providers::TokenSpec;
 use super::fake_providers::gitlab::FakeGitLab;
 use gitprovider_operator::api::GitProviderConnection;
-use gitprovider_operator::controller::{Context, Settings};
-use gitprovider_operator::feed::Feed;
-use gitprovider_operator::index::{ConnectionIndex, UniquenessScope};
+use gitprovider_operator::controller::Settings;
+use gitprovider_operator::index::UniquenessScope;
 use gitprovider_operator::metrics::Metrics;
-use gitprovider_operator::providers::http::{HttpClient, HttpConfig};
-use gitprovider_operator::triggers;
+use gitprovider_operator::operator::Reconciler;
+use gitprovider_operator::providers::http::HttpConfig;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
-use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use serde_json::json;
 use std::sync::Arc;
@@ -166,42 +164,34 @@ impl Drop for Harness {
     }
 }
 
+/// The controller `operator::run` starts, with this test's client, namespace and settings.
 fn spawn_controller(client: &Client, ns: &str, metrics: &Arc<Metrics>, settings: Settings) -> watch::Sender<bool> {
-    let index = Arc::new(ConnectionIndex::new(UniquenessScope::Namespace));
-    let feed = Feed::new(index.clone(), metrics.clone());
+    let http = HttpConfig {
+        timeout: Duration::from_secs(3),
+        retry_base_delay: Duration::from_millis(10),
+        ..HttpConfig::default()
+    };
+    let reconciler = Reconciler::new(
+        client.clone(),
+        metrics.clone(),
+        UniquenessScope::Namespace,
+        &[ns.to_owned()],
+        http,
+        settings,
+        "test",
+    );
     let (stop, stopped) = watch::channel(false);
     let mut feed_stopped = stopped.clone();
-    let watch = feed.clone().run(client.clone(), vec![Some(ns.to_owned())]);
+    let watch = reconciler.watch();
     tokio::spawn(async move {
         tokio::select! {
             _ = watch => {}
             _ = feed_stopped.wait_for(|s| *s) => {}
         }
     });
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        HttpClient::new(HttpConfig {
-            timeout: Duration::from_secs(3),
-            retry_base_delay: Duration::from_millis(10),
-            ..HttpConfig::default()
-        }),
-        index,
-        metrics.clone(),
-        settings,
-        Reporter {
-            controller: "gitprovider-operator".into(),
-            instance: Some("test".into()),
-        },
-    ));
     let mut stopped_rx = stopped;
-    tokio::spawn(triggers::run(
-        ctx,
-        feed.clone(),
-        feed.store(),
-        vec![Some(ns.to_owned())],
-        async move {
-            let _ = stopped_rx.wait_for(|s| *s).await;
-        },
-    ));
+    tokio::spawn(reconciler.term(async move {
+        let _ = stopped_rx.wait_for(|s| *s).await;
+    }));
     stop
 }
