@@ -53,6 +53,88 @@ async fn allows_a_good_connection() {
     server.stop().await;
 }
 
+/// What a row's answer must say in its message.
+enum Said {
+    Is(&'static str),
+    StartsWith(&'static str),
+    Contains(&'static str),
+    /// Never in the message (a credential, a word of another verdict).
+    Lacks(&'static str),
+}
+
+/// One review a table sends, and the answer it must get.
+struct Case {
+    row: &'static str,
+    body: Value,
+    allowed: bool,
+    said: Vec<Said>,
+}
+
+impl Case {
+    /// A CREATE of `ns/name` with `spec`, to be allowed unless [`Case::denied`].
+    fn create(row: &'static str, ns: &str, name: &str, spec: Value) -> Case {
+        Case::of(
+            row,
+            review(&format!("uid-{row}"), "CREATE", ns, name, Some(spec), None, false),
+        )
+    }
+
+    /// An UPDATE of `ns/name` from `old` to `spec`.
+    fn update(row: &'static str, ns: &str, name: &str, spec: Value, old: Value) -> Case {
+        Case::of(
+            row,
+            review(&format!("uid-{row}"), "UPDATE", ns, name, Some(spec), Some(old), false),
+        )
+    }
+
+    fn of(row: &'static str, body: Value) -> Case {
+        Case {
+            row,
+            body,
+            allowed: true,
+            said: Vec::new(),
+        }
+    }
+
+    fn dry_run(mut self) -> Case {
+        self.body["request"]["dryRun"] = json!(true);
+        self
+    }
+
+    fn denied(mut self, said: impl IntoIterator<Item = Said>) -> Case {
+        self.allowed = false;
+        self.said.extend(said);
+        self
+    }
+}
+
+/// Sends the rows in order and checks each answer; a failure names its row. The answers, for
+/// what a row checks beyond its verdict and message.
+async fn send_all(server: &Server, client: &reqwest::Client, cases: Vec<Case>) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for case in cases {
+        let answer = post(client, &server.url(), &case.body).await;
+        let row = case.row;
+        assert_eq!(allowed(&answer), case.allowed, "row {row}: {answer}");
+        assert_eq!(
+            response(&answer)["uid"],
+            case.body["request"]["uid"],
+            "row {row}: the uid comes back"
+        );
+        let text = message(&answer);
+        for said in &case.said {
+            match said {
+                Said::Is(expected) => assert_eq!(text, *expected, "row {row}"),
+                Said::StartsWith(start) => assert!(text.starts_with(start), "row {row}: {text}"),
+                Said::Contains(part) => assert!(text.contains(part), "row {row}: {part:?} not in {text}"),
+                Said::Lacks(part) => assert!(!text.contains(part), "row {row}: {part:?} in {text}"),
+            }
+        }
+        answers.push(answer);
+    }
+    answers
+}
+
 #[tokio::test]
 async fn denies_a_duplicate_naming_the_holder() {
     let pki = TestPki::new("ca-1");
@@ -60,75 +142,54 @@ async fn denies_a_duplicate_naming_the_holder() {
     server
         .index
         .apply(&stored("team-a", "azure-dev1", ProviderKind::AzureDevOps, "dev1", 100));
-    let client = client(&pki.ca_pem);
-    let body = review(
-        "uid-dup",
-        "CREATE",
-        "team-a",
-        "azure-dev1-again",
-        Some(spec("AzureDevOps", " Dev1 ", "https://dev1.azure.example.com/Other")),
-        None,
-        false,
-    );
-    let answer = post(&client, &server.url(), &body).await;
-    assert!(!allowed(&answer));
-    assert_eq!(response(&answer)["uid"], "uid-dup");
-    assert_eq!(
-        message(&answer),
-        "instanceName \"Dev1\" is already used by AzureDevOps connection team-a/azure-dev1; choose another \
-         instanceName (names are compared ignoring case and surrounding spaces)"
-    );
-    // the same name under another provider, or in another namespace, is fine
-    let body = review(
-        "uid-2",
-        "CREATE",
-        "team-a",
-        "gitlab-dev1",
-        Some(spec("GitLab", "dev1", "https://gitlab.example.com")),
-        None,
-        false,
-    );
-    assert!(allowed(&post(&client, &server.url(), &body).await));
-    let body = review(
-        "uid-3",
-        "CREATE",
-        "team-b",
-        "azure-dev1",
-        Some(spec(
-            "AzureDevOps",
-            "dev1",
-            "https://dev1.azure.example.com/DefaultCollection",
-        )),
-        None,
-        false,
-    );
-    assert!(allowed(&post(&client, &server.url(), &body).await));
-    // an update keeping its own name passes, one changing to a taken name does not
     server
         .index
         .apply(&stored("team-a", "azure-dev2", ProviderKind::AzureDevOps, "dev2", 200));
-    let keep = review(
-        "uid-4",
-        "UPDATE",
-        "team-a",
-        "azure-dev2",
-        Some(spec("AzureDevOps", "dev2", "https://dev2.azure.example.com/New")),
-        Some(spec("AzureDevOps", "dev2", "https://dev2.azure.example.com/Old")),
-        false,
-    );
-    assert!(allowed(&post(&client, &server.url(), &keep).await));
-    let take = review(
-        "uid-5",
-        "UPDATE",
-        "team-a",
-        "azure-dev2",
-        Some(spec("AzureDevOps", "DEV1", "https://dev2.azure.example.com")),
-        Some(spec("AzureDevOps", "dev2", "https://dev2.azure.example.com")),
-        false,
-    );
-    let answer = post(&client, &server.url(), &take).await;
-    assert!(!allowed(&answer));
-    assert!(message(&answer).contains("team-a/azure-dev1"), "{answer}");
+    let azure = |instance: &str, url: &str| spec("AzureDevOps", instance, url);
+    send_all(
+        &server,
+        &client(&pki.ca_pem),
+        vec![
+            Case::create(
+                "the same name, case and spaces aside",
+                "team-a",
+                "azure-dev1-again",
+                azure(" Dev1 ", "https://dev1.azure.example.com/Other"),
+            )
+            .denied([Said::Is(
+                "instanceName \"Dev1\" is already used by AzureDevOps connection team-a/azure-dev1; choose another \
+                 instanceName (names are compared ignoring case and surrounding spaces)",
+            )]),
+            Case::create(
+                "the same name under another provider",
+                "team-a",
+                "gitlab-dev1",
+                spec("GitLab", "dev1", "https://gitlab.example.com"),
+            ),
+            Case::create(
+                "the same name in another namespace",
+                "team-b",
+                "azure-dev1",
+                azure("dev1", "https://dev1.azure.example.com/DefaultCollection"),
+            ),
+            Case::update(
+                "an update keeping its own name",
+                "team-a",
+                "azure-dev2",
+                azure("dev2", "https://dev2.azure.example.com/New"),
+                azure("dev2", "https://dev2.azure.example.com/Old"),
+            ),
+            Case::update(
+                "an update taking a held name",
+                "team-a",
+                "azure-dev2",
+                azure("DEV1", "https://dev2.azure.example.com"),
+                azure("dev2", "https://dev2.azure.example.com"),
+            )
+            .denied([Said::Contains("team-a/azure-dev1")]),
+        ],
+    )
+    .await;
     server.stop().await;
 }
 
@@ -139,18 +200,14 @@ async fn cluster_scope_denies_across_namespaces() {
     server
         .index
         .apply(&stored("team-a", "gl", ProviderKind::GitLab, "main", 100));
-    let body = review(
-        "u",
-        "CREATE",
+    let across = Case::create(
+        "a name held in another namespace",
         "team-b",
         "gl",
-        Some(spec("GitLab", "main", "https://gitlab.example.com")),
-        None,
-        false,
-    );
-    let answer = post(&client(&pki.ca_pem), &server.url(), &body).await;
-    assert!(!allowed(&answer));
-    assert!(message(&answer).contains("GitLab connection team-a/gl"), "{answer}");
+        spec("GitLab", "main", "https://gitlab.example.com"),
+    )
+    .denied([Said::Contains("GitLab connection team-a/gl")]);
+    send_all(&server, &client(&pki.ca_pem), vec![across]).await;
     server.stop().await;
 }
 
@@ -158,56 +215,32 @@ async fn cluster_scope_denies_across_namespaces() {
 async fn invalid_specs_are_denied_with_every_problem() {
     let pki = TestPki::new("ca-1");
     let server = Server::synced(UniquenessScope::Namespace, &pki).await;
-    let client = client(&pki.ca_pem);
     let mut bad = spec("GitLab", "  ", "https://user:hunter2@gitlab.example.com");
     bad["verifyInterval"] = json!("10s");
-    let answer = post(
-        &client,
-        &server.url(),
-        &review("u", "CREATE", "a", "x", Some(bad), None, false),
-    )
-    .await;
-    assert!(!allowed(&answer));
-    let text = message(&answer);
-    assert!(text.contains("spec.instanceName must not be blank"), "{text}");
-    assert!(text.contains("spec.url must not contain user info"), "{text}");
-    assert!(
-        text.contains("spec.verifyInterval \"10s\" is shorter than the minimum of 1m"),
-        "{text}"
-    );
-    assert!(!text.contains("hunter2"), "never echo a credential: {text}");
-
     // a spec that does not deserialize: the denial names the field
-    let mut wrong = spec("Gitlab", "x", "https://gitlab.example.com");
-    wrong["provider"] = json!("Gitlab");
-    let answer = post(
-        &client,
-        &server.url(),
-        &review("u", "CREATE", "a", "x", Some(wrong), None, false),
+    let wrong = spec("Gitlab", "x", "https://gitlab.example.com");
+    send_all(
+        &server,
+        &client(&pki.ca_pem),
+        vec![
+            Case::create("three problems", "a", "x", bad).denied([
+                Said::Contains("spec.instanceName must not be blank"),
+                Said::Contains("spec.url must not contain user info"),
+                Said::Contains("spec.verifyInterval \"10s\" is shorter than the minimum of 1m"),
+                Said::Lacks("hunter2"),
+            ]),
+            Case::create("an unknown provider", "a", "x", wrong)
+                .denied([Said::StartsWith("spec.provider: unknown variant `Gitlab`")]),
+            Case::create(
+                "a link-local address",
+                "a",
+                "x",
+                spec("GitLab", "x", "http://169.254.169.254/"),
+            )
+            .denied([Said::Contains("link-local")]),
+        ],
     )
     .await;
-    assert!(!allowed(&answer));
-    assert!(
-        message(&answer).starts_with("spec.provider: unknown variant `Gitlab`"),
-        "{answer}"
-    );
-
-    let answer = post(
-        &client,
-        &server.url(),
-        &review(
-            "u",
-            "CREATE",
-            "a",
-            "x",
-            Some(spec("GitLab", "x", "http://169.254.169.254/")),
-            None,
-            false,
-        ),
-    )
-    .await;
-    assert!(!allowed(&answer));
-    assert!(message(&answer).contains("link-local"), "{answer}");
     server.stop().await;
 }
 
@@ -215,49 +248,34 @@ async fn invalid_specs_are_denied_with_every_problem() {
 async fn repository_paths_are_checked_per_provider() {
     let pki = TestPki::new("ca-1");
     let server = Server::synced(UniquenessScope::Namespace, &pki).await;
-    let client = client(&pki.ca_pem);
-    let deny = |provider: &str, repositories: serde_json::Value| {
+    let listing = |row: &'static str, provider: &str, repositories: Value| {
         let mut s = spec(provider, "x", "https://git.example.com");
         s["repositories"] = repositories;
-        review("u", "CREATE", "a", "x", Some(s), None, false)
+        Case::create(row, "a", "x", s)
     };
-    // GitHub: owner/repo only; a duplicate ignoring case; each message names the entry.
-    let answer = post(
-        &client,
-        &server.url(),
-        &deny("GitHub", json!(["octo/web", "a/b/c", "Octo/Web"])),
+    let many: Vec<String> = (0..101).map(|i| format!("g/p{i}")).collect();
+    send_all(
+        &server,
+        &client(&pki.ca_pem),
+        vec![
+            // GitHub: owner/repo only; a duplicate ignoring case; each message names the entry.
+            listing("GitHub paths", "GitHub", json!(["octo/web", "a/b/c", "Octo/Web"])).denied([
+                Said::Contains(r#"spec.repositories[1] "a/b/c": expected owner/repo (two segments), got 3"#),
+                Said::Contains(r#"spec.repositories[2] "Octo/Web" duplicates spec.repositories[0] "octo/web""#),
+            ]),
+            // GitLab takes subgroups, Azure DevOps names with spaces: both allowed.
+            listing("GitLab subgroups", "GitLab", json!(["group/sub/project"])),
+            listing("Azure DevOps spaces", "AzureDevOps", json!(["Fabrikam Fiber/web app"])),
+            listing("Bitbucket personal", "Bitbucket", json!(["PRJ/app", "~jdoe/personal"])),
+            listing("Azure DevOps colon", "AzureDevOps", json!(["proj/re:po"])).denied([Said::Contains(
+                r#"spec.repositories[0] "proj/re:po": repository "re:po" must not contain ':'"#,
+            )]),
+            listing("too many", "GitLab", json!(many)).denied([Said::Contains(
+                "spec.repositories has 101 entries; at most 100 are allowed",
+            )]),
+        ],
     )
     .await;
-    assert!(!allowed(&answer));
-    let text = message(&answer);
-    assert!(
-        text.contains(r#"spec.repositories[1] "a/b/c": expected owner/repo (two segments), got 3"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"spec.repositories[2] "Octo/Web" duplicates spec.repositories[0] "octo/web""#),
-        "{text}"
-    );
-    // GitLab takes subgroups, Azure DevOps names with spaces: both allowed.
-    for (provider, paths) in [
-        ("GitLab", json!(["group/sub/project"])),
-        ("AzureDevOps", json!(["Fabrikam Fiber/web app"])),
-        ("Bitbucket", json!(["PRJ/app", "~jdoe/personal"])),
-    ] {
-        let answer = post(&client, &server.url(), &deny(provider, paths)).await;
-        assert!(allowed(&answer), "{provider}: {answer}");
-    }
-    let answer = post(&client, &server.url(), &deny("AzureDevOps", json!(["proj/re:po"]))).await;
-    assert!(
-        message(&answer).contains(r#"spec.repositories[0] "proj/re:po": repository "re:po" must not contain ':'"#),
-        "{answer}"
-    );
-    let many: Vec<String> = (0..101).map(|i| format!("g/p{i}")).collect();
-    let answer = post(&client, &server.url(), &deny("GitLab", json!(many))).await;
-    assert!(
-        message(&answer).contains("spec.repositories has 101 entries; at most 100 are allowed"),
-        "{answer}"
-    );
     server.stop().await;
 }
 
@@ -294,55 +312,32 @@ async fn dry_run_is_answered_the_same_and_reserves_nothing() {
         .index
         .apply(&stored("a", "holder", ProviderKind::GitHub, "gh", 100));
     let client = client(&pki.ca_pem);
+    let github = |instance: &str| spec("GitHub", instance, "https://github.com");
     // the same verdicts as without dry run
-    let dup = review(
-        "u",
-        "CREATE",
-        "a",
-        "x",
-        Some(spec("GitHub", "gh", "https://github.com")),
-        None,
-        true,
-    );
-    let answer = post(&client, &server.url(), &dup).await;
-    assert!(!allowed(&answer));
-    assert!(message(&answer).contains("a/holder"));
-    let free = review(
-        "u",
-        "CREATE",
-        "a",
-        "first",
-        Some(spec("GitHub", "free", "https://github.com")),
-        None,
-        true,
-    );
-    assert!(allowed(&post(&client, &server.url(), &free).await));
+    send_all(
+        &server,
+        &client,
+        vec![
+            Case::create("a held name, dry run", "a", "x", github("gh"))
+                .dry_run()
+                .denied([Said::Contains("a/holder")]),
+            Case::create("a free name, dry run", "a", "first", github("free")).dry_run(),
+        ],
+    )
+    .await;
     // and no side effect: the name is not reserved
     assert_eq!(server.webhook.live_reservations(), 0);
-    let real = review(
-        "u",
-        "CREATE",
-        "a",
-        "second",
-        Some(spec("GitHub", "free", "https://github.com")),
-        None,
-        false,
-    );
-    assert!(allowed(&post(&client, &server.url(), &real).await));
+    send_all(
+        &server,
+        &client,
+        vec![Case::create("the free name", "a", "second", github("free"))],
+    )
+    .await;
     assert_eq!(server.webhook.live_reservations(), 1);
     // whereas a real create reserves it for the racing one
-    let racing = review(
-        "u",
-        "CREATE",
-        "a",
-        "third",
-        Some(spec("GitHub", "FREE", "https://github.com")),
-        None,
-        false,
-    );
-    let answer = post(&client, &server.url(), &racing).await;
-    assert!(!allowed(&answer));
-    assert!(message(&answer).contains("GitHub connection a/second"), "{answer}");
+    let racing = Case::create("racing for the reserved name", "a", "third", github("FREE"))
+        .denied([Said::Contains("GitHub connection a/second")]);
+    send_all(&server, &client, vec![racing]).await;
     server.stop().await;
 }
 
