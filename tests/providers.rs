@@ -73,6 +73,45 @@ async fn verify(provider: &dyn Provider, target: &Target) -> Verification {
         .expect("verification finished in time")
 }
 
+/// One token a table verifies: the reason it must get and the words its message must carry.
+struct Row {
+    token: &'static str,
+    reason: ReadyReason,
+    says: &'static [&'static str],
+}
+
+const fn row(token: &'static str, reason: ReadyReason, says: &'static [&'static str]) -> Row {
+    Row { token, reason, says }
+}
+
+/// Verifies each row's token with `provider` against `target(token)`, in order, checking its
+/// outcome as [`assert_outcome`] does; a failure names the row's token. The verifications,
+/// for what a row checks beyond.
+async fn verify_rows(provider: &dyn Provider, target: impl Fn(&str) -> Target, rows: &[Row]) -> Vec<Verification> {
+    let mut outcomes = Vec::new();
+    for row in rows {
+        let v = verify(provider, &target(row.token)).await;
+        assert_eq!(v.reason, row.reason, "row {}: {v:#?}", row.token);
+        assert!(
+            !v.message.contains(row.token),
+            "row {}: the message reveals the token: {}",
+            row.token,
+            v.message
+        );
+        let lower = v.message.to_lowercase();
+        for needle in row.says {
+            assert!(
+                lower.contains(&needle.to_lowercase()),
+                "row {}: message lacks {needle:?}: {}",
+                row.token,
+                v.message
+            );
+        }
+        outcomes.push(v);
+    }
+    outcomes
+}
+
 // ---- GitLab ---------------------------------------------------------------------------
 
 const GL_TOKEN: &str = "glpat-SECRET-aaaaaaaaaaaa";
@@ -113,40 +152,31 @@ async fn gitlab_bad_expired_revoked_and_scopeless_tokens() {
     gitlab.add_token("glpat-SECRET-revoked", TokenSpec::user("b").revoked());
     gitlab.add_token("glpat-SECRET-readuser", TokenSpec::user("c").scopes(["read_user"]));
     let gl = provider(gitprovider_operator::api::ProviderKind::GitLab);
-
-    let v = verify(gl, &target(&gitlab.url(), "glpat-SECRET-unknown")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "glpat-SECRET-unknown",
-        &["401", "Secret"],
-    );
-
-    let v = verify(gl, &target(&gitlab.url(), "glpat-SECRET-expired")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::TokenExpired,
-        "glpat-SECRET-expired",
-        &["expired", "create a new one"],
-    );
-
-    let v = verify(gl, &target(&gitlab.url(), "glpat-SECRET-revoked")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "glpat-SECRET-revoked",
-        &["revoked", "create a new one"],
-    );
-
-    let v = verify(gl, &target(&gitlab.url(), "glpat-SECRET-readuser")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "glpat-SECRET-readuser",
-        &["read_api", "add the scope"],
-    );
-    assert_eq!(v.facts.user, user("c", None, None));
-    assert_eq!(v.facts.scopes, scopes(&["read_user"]));
+    let outcomes = verify_rows(
+        gl,
+        |token| target(&gitlab.url(), token),
+        &[
+            row("glpat-SECRET-unknown", ReadyReason::Unauthorized, &["401", "Secret"]),
+            row(
+                "glpat-SECRET-expired",
+                ReadyReason::TokenExpired,
+                &["expired", "create a new one"],
+            ),
+            row(
+                "glpat-SECRET-revoked",
+                ReadyReason::Unauthorized,
+                &["revoked", "create a new one"],
+            ),
+            row(
+                "glpat-SECRET-readuser",
+                ReadyReason::InsufficientScope,
+                &["read_api", "add the scope"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[3].facts.user, user("c", None, None));
+    assert_eq!(outcomes[3].facts.scopes, scopes(&["read_user"]));
 }
 
 #[tokio::test]
@@ -278,52 +308,45 @@ async fn github_bad_expired_and_scopeless_tokens() {
     fake.add_token("ghp_SECRET_org", TokenSpec::user("c").scopes(["read:org"]));
     fake.add_token("ghp_SECRET_none", TokenSpec::user("d").scopes(Vec::<String>::new()));
 
-    let v = verify(&gh, &github_com("ghp_SECRET_unknown")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "ghp_SECRET_unknown",
-        &["Bad credentials", "create a new"],
-    );
-    assert_eq!(v.facts.deployment, Some(Deployment::Cloud));
-
-    // An expired token gets plain "Bad credentials": GitHub does not say it expired.
-    let v = verify(&gh, &github_com("ghp_SECRET_expired")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "ghp_SECRET_expired",
-        &["expired", "create a new"],
-    );
-
-    // The expiry header says it has passed: that GitHub does say.
-    let v = verify(&gh, &github_com("ghp_SECRET_past")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::TokenExpired,
-        "ghp_SECRET_past",
-        &["2020-01-01", "create a new token"],
-    );
-    assert_eq!(v.facts.expires_at, Some(at("2020-01-01T00:00:00Z")));
-    assert_eq!(v.facts.user, user("b", None, None));
-
-    let v = verify(&gh, &github_com("ghp_SECRET_org")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "ghp_SECRET_org",
-        &["read:org", "add repo"],
-    );
-    assert_eq!(v.facts.scopes, scopes(&["read:org"]));
-
-    let v = verify(&gh, &github_com("ghp_SECRET_none")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "ghp_SECRET_none",
-        &["no scopes", "add repo"],
-    );
-    assert_eq!(v.facts.scopes, Some(vec![]));
+    let outcomes = verify_rows(
+        &gh,
+        github_com,
+        &[
+            row(
+                "ghp_SECRET_unknown",
+                ReadyReason::Unauthorized,
+                &["Bad credentials", "create a new"],
+            ),
+            // An expired token gets plain "Bad credentials": GitHub does not say it expired.
+            row(
+                "ghp_SECRET_expired",
+                ReadyReason::Unauthorized,
+                &["expired", "create a new"],
+            ),
+            // The expiry header says it has passed: that GitHub does say.
+            row(
+                "ghp_SECRET_past",
+                ReadyReason::TokenExpired,
+                &["2020-01-01", "create a new token"],
+            ),
+            row(
+                "ghp_SECRET_org",
+                ReadyReason::InsufficientScope,
+                &["read:org", "add repo"],
+            ),
+            row(
+                "ghp_SECRET_none",
+                ReadyReason::InsufficientScope,
+                &["no scopes", "add repo"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[0].facts.deployment, Some(Deployment::Cloud));
+    assert_eq!(outcomes[2].facts.expires_at, Some(at("2020-01-01T00:00:00Z")));
+    assert_eq!(outcomes[2].facts.user, user("b", None, None));
+    assert_eq!(outcomes[3].facts.scopes, scopes(&["read:org"]));
+    assert_eq!(outcomes[4].facts.scopes, Some(vec![]));
 }
 
 #[tokio::test]
@@ -426,27 +449,27 @@ async fn bitbucket_server_bad_expired_and_powerless_tokens() {
     fake.add_token("BBDC-SECRET-expired", TokenSpec::user("a").expired());
     fake.add_token("BBDC-SECRET-none", TokenSpec::user("b").scopes(Vec::<String>::new()));
 
-    let v = verify(&BITBUCKET, &target(&fake.url(), "BBDC-SECRET-unknown")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "BBDC-SECRET-unknown",
-        &["401", "Authentication failed", "HTTP access token"],
-    );
-
-    // Data Center does not document a distinct answer for expired tokens.
-    let v = verify(&BITBUCKET, &target(&fake.url(), "BBDC-SECRET-expired")).await;
-    assert_outcome(&v, ReadyReason::Unauthorized, "BBDC-SECRET-expired", &["401"]);
-
-    let v = verify(&BITBUCKET, &target(&fake.url(), "BBDC-SECRET-none")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "BBDC-SECRET-none",
-        &["authenticates as b", "repository read"],
-    );
-    assert_eq!(v.facts.user, user("b", Some("b"), None));
-    assert_eq!(v.facts.server_version, Some("8.19.5".into()));
+    let outcomes = verify_rows(
+        &BITBUCKET,
+        |token| target(&fake.url(), token),
+        &[
+            row(
+                "BBDC-SECRET-unknown",
+                ReadyReason::Unauthorized,
+                &["401", "Authentication failed", "HTTP access token"],
+            ),
+            // Data Center does not document a distinct answer for expired tokens.
+            row("BBDC-SECRET-expired", ReadyReason::Unauthorized, &["401"]),
+            row(
+                "BBDC-SECRET-none",
+                ReadyReason::InsufficientScope,
+                &["authenticates as b", "repository read"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[2].facts.user, user("b", Some("b"), None));
+    assert_eq!(outcomes[2].facts.server_version, Some("8.19.5".into()));
 }
 
 #[tokio::test]
@@ -756,29 +779,31 @@ async fn azure_devops_expired_and_scopeless_pats() {
     );
     let url = fake.collection_url("/fabrikam");
 
-    let v = verify(azure(), &target(&url, "azpatSECRET-expired")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::TokenExpired,
-        "azpatSECRET-expired",
+    let outcomes = verify_rows(
+        azure(),
+        |token| target(&url, token),
         &[
-            "The Personal Access Token used has expired",
-            "create a new personal access token",
+            row(
+                "azpatSECRET-expired",
+                ReadyReason::TokenExpired,
+                &[
+                    "The Personal Access Token used has expired",
+                    "create a new personal access token",
+                ],
+            ),
+            row(
+                "azpatSECRET-code",
+                ReadyReason::InsufficientScope,
+                &["b@example.com", "Project and Team (Read)"],
+            ),
         ],
-    );
-
-    let v = verify(azure(), &target(&url, "azpatSECRET-code")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "azpatSECRET-code",
-        &["b@example.com", "Project and Team (Read)"],
-    );
+    )
+    .await;
     assert_eq!(
-        v.facts.user,
+        outcomes[1].facts.user,
         user("b@example.com", Some("b@example.com"), Some("b@example.com"))
     );
-    assert_eq!(v.facts.deployment, Some(Deployment::Cloud));
+    assert_eq!(outcomes[1].facts.deployment, Some(Deployment::Cloud));
 }
 
 #[tokio::test]
@@ -895,34 +920,31 @@ async fn gitea_bad_expired_and_scopeless_tokens() {
     fake.add_token("gitea-SECRET-repo", TokenSpec::user("b").scopes(["read:repository"]));
     fake.add_token("gitea-SECRET-user", TokenSpec::user("c").scopes(["read:user"]));
 
-    let v = verify(gitea(), &target(&fake.url(), "gitea-SECRET-unknown")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::Unauthorized,
-        "gitea-SECRET-unknown",
-        &["401", "token is required", "valid access token"],
-    );
-
-    // Gitea tokens do not expire; one the server no longer takes is just rejected.
-    let v = verify(gitea(), &target(&fake.url(), "gitea-SECRET-expired")).await;
-    assert_outcome(&v, ReadyReason::Unauthorized, "gitea-SECRET-expired", &["401"]);
-
-    let v = verify(gitea(), &target(&fake.url(), "gitea-SECRET-repo")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "gitea-SECRET-repo",
-        &["[read:user]", "create a token with the read:user scope"],
-    );
-
-    let v = verify(gitea(), &target(&fake.url(), "gitea-SECRET-user")).await;
-    assert_outcome(
-        &v,
-        ReadyReason::InsufficientScope,
-        "gitea-SECRET-user",
-        &["read:repository"],
-    );
-    assert_eq!(v.facts.user, user("c", None, None));
+    let outcomes = verify_rows(
+        gitea(),
+        |token| target(&fake.url(), token),
+        &[
+            row(
+                "gitea-SECRET-unknown",
+                ReadyReason::Unauthorized,
+                &["401", "token is required", "valid access token"],
+            ),
+            // Gitea tokens do not expire; one the server no longer takes is just rejected.
+            row("gitea-SECRET-expired", ReadyReason::Unauthorized, &["401"]),
+            row(
+                "gitea-SECRET-repo",
+                ReadyReason::InsufficientScope,
+                &["[read:user]", "create a token with the read:user scope"],
+            ),
+            row(
+                "gitea-SECRET-user",
+                ReadyReason::InsufficientScope,
+                &["read:repository"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[3].facts.user, user("c", None, None));
 }
 
 #[tokio::test]
