@@ -59,98 +59,100 @@ fn assert_limited_until(v: &Verification, reset_in: Duration) {
     assert!(!v.message.contains(TOKEN));
 }
 
-/// The stand-in was asked once on `path`: nothing sent again into the limit.
-#[track_caller]
-fn assert_asked_once(fake: &FakeServer, path: &str) {
-    let asked = fake.requests().iter().filter(|r| r.path.starts_with(path)).count();
+/// `fake` rate-limits `path` with `answer` (a reset in [`RESET_IN`]): verifying gives a
+/// ProviderError until about `reset_in` from now (what the instance said, or its rolling
+/// window), and `path` was asked once: nothing is sent again into the limit.
+async fn limited_once(
+    fake: &FakeServer,
+    path: &str,
+    answer: RateLimitAnswer,
+    reset_in: Duration,
+    provider: &dyn Provider,
+    target: Target,
+) -> Verification {
+    fake.fault(Some(path), rate_limited(answer, RESET_IN), None);
+    let v = verify(provider, &target).await;
+    assert_limited_until(&v, reset_in);
+    let query = format!("{path}?");
+    let asked = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == path || r.path.starts_with(&query))
+        .count();
     assert_eq!(asked, 1, "requests to {path}: {:?}", fake.requests());
+    v
 }
 
 #[tokio::test]
 async fn github_primary_and_secondary_limits() {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, TokenSpec::user("octocat").scopes(["repo"]));
-    let github = GitHub::with_cloud_api(fake.url());
-    let github_com = "https://github.com".parse().expect("url");
-    fake.fault(
-        Some("/user"),
-        rate_limited(RateLimitAnswer::GitHubPrimary, RESET_IN),
-        None,
-    );
-    let v = verify(&github, &target(&github_com, None)).await;
-    assert_limited_until(&v, RESET_IN);
-    assert!(v.message.contains("HTTP 403"), "{}", v.message);
-    assert_eq!(fake.requests().iter().filter(|r| r.path == "/user").count(), 1);
-
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, TokenSpec::user("octocat").scopes(["repo"]));
-    let github = GitHub::with_cloud_api(fake.url());
-    fake.fault(
-        Some("/user"),
-        rate_limited(RateLimitAnswer::GitHubSecondary, RESET_IN),
-        None,
-    );
-    let v = verify(&github, &target(&github_com, None)).await;
-    assert_limited_until(&v, RESET_IN);
-    assert_eq!(fake.requests().iter().filter(|r| r.path == "/user").count(), 1);
+    let github_com: Url = "https://github.com".parse().expect("url");
+    for (answer, says) in [
+        (RateLimitAnswer::GitHubPrimary, Some("HTTP 403")),
+        (RateLimitAnswer::GitHubSecondary, None),
+    ] {
+        let fake = FakeGitHub::start().await;
+        fake.add_token(TOKEN, TokenSpec::user("octocat").scopes(["repo"]));
+        let github = GitHub::with_cloud_api(fake.url());
+        let v = limited_once(&fake, "/user", answer, RESET_IN, &github, target(&github_com, None)).await;
+        if let Some(says) = says {
+            assert!(v.message.contains(says), "{answer:?}: {}", v.message);
+        }
+    }
 }
 
 #[tokio::test]
 async fn gitlab_limit() {
     let fake = FakeGitLab::start().await;
     fake.add_token(TOKEN, TokenSpec::jane_doe());
-    fake.fault(
-        Some("/api/v4/user"),
-        rate_limited(RateLimitAnswer::GitLab, RESET_IN),
-        None,
-    );
-    let v = verify(provider(ProviderKind::GitLab), &target(&fake.url(), None)).await;
-    assert_limited_until(&v, RESET_IN);
+    let gitlab = provider(ProviderKind::GitLab);
+    let target = target(&fake.url(), None);
+    let v = limited_once(&fake, "/api/v4/user", RateLimitAnswer::GitLab, RESET_IN, gitlab, target).await;
     assert!(v.message.contains("HTTP 429"), "{}", v.message);
-    assert_asked_once(&fake, "/api/v4/user");
 }
 
 #[tokio::test]
 async fn azure_devops_limit() {
     let fake = FakeAzureDevOps::start_services().await;
     fake.add_token(TOKEN, TokenSpec::user("jane@example.com"));
-    fake.fault(
-        Some("/fabrikam/_apis/connectionData"),
-        rate_limited(RateLimitAnswer::AzureDevOps, RESET_IN),
-        None,
-    );
-    let url = fake.collection_url("/fabrikam");
-    let v = verify(provider(ProviderKind::AzureDevOps), &target(&url, None)).await;
-    assert_limited_until(&v, RESET_IN);
-    assert_asked_once(&fake, "/fabrikam/_apis/connectionData");
+    let azure = provider(ProviderKind::AzureDevOps);
+    let target = target(&fake.collection_url("/fabrikam"), None);
+    let path = "/fabrikam/_apis/connectionData";
+    limited_once(&fake, path, RateLimitAnswer::AzureDevOps, RESET_IN, azure, target).await;
 }
 
 #[tokio::test]
 async fn bitbucket_limits() {
     let server = FakeBitbucketServer::start().await;
     server.add_token(TOKEN, TokenSpec::user("jdoe"));
-    server.fault(
-        Some("/rest/api/1.0/repos"),
-        rate_limited(RateLimitAnswer::BitbucketServer, RESET_IN),
-        None,
-    );
-    let v = verify(provider(ProviderKind::Bitbucket), &target(&server.url(), None)).await;
-    assert_limited_until(&v, RESET_IN);
-    assert_asked_once(&server, "/rest/api/1.0/repos");
+    let bitbucket = provider(ProviderKind::Bitbucket);
+    let target_server = target(&server.url(), None);
+    let path = "/rest/api/1.0/repos";
+    limited_once(
+        &server,
+        path,
+        RateLimitAnswer::BitbucketServer,
+        RESET_IN,
+        bitbucket,
+        target_server,
+    )
+    .await;
 
     // Bitbucket Cloud names no reset: its window rolls by the minute.
     let cloud = FakeBitbucketCloud::start().await;
     cloud.add_token(TOKEN, TokenSpec::user("jdoe").email("jdoe@example.com"));
-    cloud.fault(
-        Some("/2.0/user"),
-        rate_limited(RateLimitAnswer::BitbucketCloud, RESET_IN),
-        None,
-    );
     let bitbucket = Bitbucket::with_cloud_api(cloud.url());
     let bitbucket_org = "https://bitbucket.org".parse().expect("url");
-    let v = verify(&bitbucket, &target(&bitbucket_org, Some("jdoe@example.com"))).await;
-    assert_limited_until(&v, Duration::from_secs(60));
-    assert_eq!(cloud.requests().iter().filter(|r| r.path == "/2.0/user").count(), 1);
+    let target_cloud = target(&bitbucket_org, Some("jdoe@example.com"));
+    let minute = Duration::from_secs(60);
+    limited_once(
+        &cloud,
+        "/2.0/user",
+        RateLimitAnswer::BitbucketCloud,
+        minute,
+        &bitbucket,
+        target_cloud,
+    )
+    .await;
 }
 
 #[tokio::test]
