@@ -88,6 +88,49 @@ fn assert_unreadable(entry: &RepositoryStatus, path: &str, reason: RepositoryRea
     }
 }
 
+/// What one entry of a look-up must be: a row of [`assert_entries`].
+enum Entry<'a> {
+    Readable {
+        path: &'a str,
+        branch: Option<&'a str>,
+        clone_url: Option<&'a str>,
+    },
+    Unreadable {
+        path: &'a str,
+        reason: RepositoryReason,
+        says: &'a [&'a str],
+    },
+}
+
+fn readable<'a>(path: &'a str, branch: Option<&'a str>, clone_url: Option<&'a str>) -> Entry<'a> {
+    Entry::Readable {
+        path,
+        branch,
+        clone_url,
+    }
+}
+
+fn unreadable<'a>(path: &'a str, reason: RepositoryReason, says: &'a [&'a str]) -> Entry<'a> {
+    Entry::Unreadable { path, reason, says }
+}
+
+/// The look-up found exactly these entries, in order, each checked as [`assert_readable`] or
+/// [`assert_unreadable`] do (whose messages name the entry's path); no message holds `token`.
+#[track_caller]
+fn assert_entries(found: &[RepositoryStatus], token: &str, rows: &[Entry<'_>]) {
+    assert_eq!(found.len(), rows.len(), "one entry per path: {found:#?}");
+    for (entry, row) in found.iter().zip(rows) {
+        match row {
+            Entry::Readable {
+                path,
+                branch,
+                clone_url,
+            } => assert_readable(entry, path, *branch, *clone_url),
+            Entry::Unreadable { path, reason, says } => assert_unreadable(entry, path, *reason, token, says),
+        }
+    }
+}
+
 /// Every look-up carried the token to the fake only, in the provider's scheme.
 #[track_caller]
 fn assert_requests(fake: &FakeServer, expected: &[&str], auth: &str) {
@@ -142,41 +185,36 @@ async fn gitlab_readable_missing_forbidden_and_empty() {
     ]);
     let (v, found) = check(ProviderKind::GitLab, Apis::deployed(), &target(&fake.url(), GL), &list).await;
     let base = fake.url().as_str().trim_end_matches('/').replace("http://", "");
-    assert_readable(
-        &found[0],
-        "app-team/web",
-        Some("main"),
-        Some(&format!("http://{base}/app-team/web.git")),
-    );
-    assert_readable(
-        &found[1],
-        "app-team/sub/api",
-        Some("main"),
-        Some(&format!("http://{base}/app-team/sub/api.git")),
-    );
-    assert_readable(
-        &found[2],
-        "app-team/empty",
-        None,
-        Some(&format!("http://{base}/app-team/empty.git")),
-    );
-    assert_unreadable(
-        &found[3],
-        "app-team/ops",
-        RepositoryReason::Forbidden,
-        GL,
-        &["Guest", "Reporter"],
-    );
-    assert_unreadable(
-        &found[4],
-        "app-team/secret-thing",
-        RepositoryReason::NotFound,
+    assert_entries(
+        &found,
         GL,
         &[
-            "cannot see app-team/secret-thing or it does not exist",
-            "404",
-            "grant",
-            "fix the path",
+            readable(
+                "app-team/web",
+                Some("main"),
+                Some(&format!("http://{base}/app-team/web.git")),
+            ),
+            readable(
+                "app-team/sub/api",
+                Some("main"),
+                Some(&format!("http://{base}/app-team/sub/api.git")),
+            ),
+            readable(
+                "app-team/empty",
+                None,
+                Some(&format!("http://{base}/app-team/empty.git")),
+            ),
+            unreadable("app-team/ops", RepositoryReason::Forbidden, &["Guest", "Reporter"]),
+            unreadable(
+                "app-team/secret-thing",
+                RepositoryReason::NotFound,
+                &[
+                    "cannot see app-team/secret-thing or it does not exist",
+                    "404",
+                    "grant",
+                    "fix the path",
+                ],
+            ),
         ],
     );
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
@@ -419,36 +457,35 @@ async fn github_com_readable_fine_grained_404_forbidden_and_sso() {
     let t = target(&"https://github.com".parse().unwrap(), GH);
     let list = paths(&["octo-org/web", "octo-org/infra", "sso-org/secret", "octo-org/locked"]);
     let (v, found) = check(ProviderKind::GitHub, apis, &t, &list).await;
-    assert_readable(
-        &found[0],
-        "octo-org/web",
-        Some("main"),
-        Some("https://github.com/octo-org/web.git"),
-    );
-    // A fine-grained token made for other repositories: GitHub answers 404, as for a missing one.
-    assert_unreadable(
-        &found[1],
-        "octo-org/infra",
-        RepositoryReason::NotFound,
-        GH,
-        &["cannot see", "does not exist"],
-    );
-    assert_unreadable(
-        &found[2],
-        "sso-org/secret",
-        RepositoryReason::SsoRequired,
+    assert_entries(
+        &found,
         GH,
         &[
-            "SAML single sign-on",
-            "https://github.com/orgs/sso-org/sso?authorization_request=",
+            readable(
+                "octo-org/web",
+                Some("main"),
+                Some("https://github.com/octo-org/web.git"),
+            ),
+            // A fine-grained token made for other repositories: GitHub answers 404, as for a missing one.
+            unreadable(
+                "octo-org/infra",
+                RepositoryReason::NotFound,
+                &["cannot see", "does not exist"],
+            ),
+            unreadable(
+                "sso-org/secret",
+                RepositoryReason::SsoRequired,
+                &[
+                    "SAML single sign-on",
+                    "https://github.com/orgs/sso-org/sso?authorization_request=",
+                ],
+            ),
+            unreadable(
+                "octo-org/locked",
+                RepositoryReason::Forbidden,
+                &["403", "Resource not accessible"],
+            ),
         ],
-    );
-    assert_unreadable(
-        &found[3],
-        "octo-org/locked",
-        RepositoryReason::Forbidden,
-        GH,
-        &["403", "Resource not accessible"],
     );
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     assert!(v.message.contains("sso-org/secret (SSORequired)"), "{}", v.message);
@@ -483,13 +520,14 @@ async fn github_enterprise_server_repositories() {
     )
     .await;
     let host = fake.url().as_str().trim_end_matches('/').to_owned();
-    assert_readable(
-        &found[0],
-        "platform/api",
-        Some("main"),
-        Some(&format!("{host}/platform/api.git")),
+    assert_entries(
+        &found,
+        GH,
+        &[
+            readable("platform/api", Some("main"), Some(&format!("{host}/platform/api.git"))),
+            unreadable("platform/gone", RepositoryReason::NotFound, &["404"]),
+        ],
     );
-    assert_unreadable(&found[1], "platform/gone", RepositoryReason::NotFound, GH, &["404"]);
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     assert_requests(
         &fake,
@@ -552,33 +590,25 @@ async fn bitbucket_server_permissions_and_default_branch() {
     let list = paths(&["PRJ/app", "PRJ/empty", "~jdoe/personal", "PRJ/ops", "PRJ/missing"]);
     let (v, found) = check(ProviderKind::Bitbucket, Apis::deployed(), &t, &list).await;
     let host = fake.url().as_str().trim_end_matches('/').to_owned();
-    assert_readable(
-        &found[0],
-        "PRJ/app",
-        Some("main"),
-        Some(&format!("{host}/scm/prj/app.git")),
-    );
-    assert_readable(&found[1], "PRJ/empty", None, Some(&format!("{host}/scm/prj/empty.git")));
-    assert_readable(
-        &found[2],
-        "~jdoe/personal",
-        Some("main"),
-        Some(&format!("{host}/scm/~jdoe/personal.git")),
-    );
-    // A removed project permission: Bitbucket answers 401 to an authenticated user.
-    assert_unreadable(
-        &found[3],
-        "PRJ/ops",
-        RepositoryReason::Forbidden,
+    assert_entries(
+        &found,
         BBS,
-        &["401", "not permitted", "Repository read"],
-    );
-    assert_unreadable(
-        &found[4],
-        "PRJ/missing",
-        RepositoryReason::NotFound,
-        BBS,
-        &["does not exist"],
+        &[
+            readable("PRJ/app", Some("main"), Some(&format!("{host}/scm/prj/app.git"))),
+            readable("PRJ/empty", None, Some(&format!("{host}/scm/prj/empty.git"))),
+            readable(
+                "~jdoe/personal",
+                Some("main"),
+                Some(&format!("{host}/scm/~jdoe/personal.git")),
+            ),
+            // A removed project permission: Bitbucket answers 401 to an authenticated user.
+            unreadable(
+                "PRJ/ops",
+                RepositoryReason::Forbidden,
+                &["401", "not permitted", "Repository read"],
+            ),
+            unreadable("PRJ/missing", RepositoryReason::NotFound, &["does not exist"]),
+        ],
     );
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     assert_requests(
@@ -623,20 +653,15 @@ async fn bitbucket_cloud_repositories() {
     )
     .await;
     // The https clone link carries the account name; the status does not.
-    assert_readable(
-        &found[0],
-        "acme/web",
-        Some("main"),
-        Some("https://bitbucket.org/acme/web.git"),
-    );
-    assert_unreadable(
-        &found[1],
-        "acme/ops",
-        RepositoryReason::Forbidden,
+    assert_entries(
+        &found,
         BBC,
-        &["403", "read access"],
+        &[
+            readable("acme/web", Some("main"), Some("https://bitbucket.org/acme/web.git")),
+            unreadable("acme/ops", RepositoryReason::Forbidden, &["403", "read access"]),
+            unreadable("acme/gone", RepositoryReason::NotFound, &["not found"]),
+        ],
     );
-    assert_unreadable(&found[2], "acme/gone", RepositoryReason::NotFound, BBC, &["not found"]);
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     let requests = fake.requests();
     let repo_requests: Vec<_> = requests
@@ -710,39 +735,28 @@ async fn azure_devops_services_project_and_repository_lookup() {
     ]);
     let (v, found) = check(ProviderKind::AzureDevOps, Apis::deployed(), &t, &list).await;
     let host = fake.url().as_str().trim_end_matches('/').to_owned();
-    assert_readable(
-        &found[0],
-        "Fabrikam Fiber/web app",
-        Some("main"),
-        Some(&format!("{host}/fabrikam/Fabrikam%20Fiber/_git/web%20app")),
-    );
-    assert_unreadable(
-        &found[1],
-        "Fabrikam Fiber/ops",
-        RepositoryReason::Forbidden,
+    assert_entries(
+        &found,
         AZ,
-        &["401", "TF400813", "Code (Read)"],
-    );
-    assert_unreadable(
-        &found[2],
-        "Fabrikam Fiber/old",
-        RepositoryReason::Forbidden,
-        AZ,
-        &["disabled"],
-    );
-    assert_unreadable(
-        &found[3],
-        "Fabrikam Fiber/missing",
-        RepositoryReason::NotFound,
-        AZ,
-        &["TF401019"],
-    );
-    assert_unreadable(
-        &found[4],
-        "Other Project/app",
-        RepositoryReason::NotFound,
-        AZ,
-        &["TF200016", "project does not exist"],
+        &[
+            readable(
+                "Fabrikam Fiber/web app",
+                Some("main"),
+                Some(&format!("{host}/fabrikam/Fabrikam%20Fiber/_git/web%20app")),
+            ),
+            unreadable(
+                "Fabrikam Fiber/ops",
+                RepositoryReason::Forbidden,
+                &["401", "TF400813", "Code (Read)"],
+            ),
+            unreadable("Fabrikam Fiber/old", RepositoryReason::Forbidden, &["disabled"]),
+            unreadable("Fabrikam Fiber/missing", RepositoryReason::NotFound, &["TF401019"]),
+            unreadable(
+                "Other Project/app",
+                RepositoryReason::NotFound,
+                &["TF200016", "project does not exist"],
+            ),
+        ],
     );
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     assert_requests(
@@ -831,21 +845,15 @@ async fn gitea_repositories() {
     )
     .await;
     let host = fake.url().as_str().trim_end_matches('/').to_owned();
-    assert_readable(&found[0], "org/app", Some("main"), Some(&format!("{host}/org/app.git")));
-    assert_readable(&found[1], "org/empty", None, Some(&format!("{host}/org/empty.git")));
-    assert_unreadable(
-        &found[2],
-        "org/wiki-only",
-        RepositoryReason::Forbidden,
+    assert_entries(
+        &found,
         GT,
-        &["not read (pull)"],
-    );
-    assert_unreadable(
-        &found[3],
-        "org/nope",
-        RepositoryReason::NotFound,
-        GT,
-        &["couldn't be found"],
+        &[
+            readable("org/app", Some("main"), Some(&format!("{host}/org/app.git"))),
+            readable("org/empty", None, Some(&format!("{host}/org/empty.git"))),
+            unreadable("org/wiki-only", RepositoryReason::Forbidden, &["not read (pull)"]),
+            unreadable("org/nope", RepositoryReason::NotFound, &["couldn't be found"]),
+        ],
     );
     assert_eq!(v.reason, ReadyReason::RepositoryUnreadable);
     assert_requests(
