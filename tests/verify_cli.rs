@@ -42,6 +42,17 @@ fn assert_no_token(output: &Output) {
     assert!(!stderr.contains(TOKEN), "token in stderr:\n{stderr}");
 }
 
+/// The command exited with `code` (its stderr in the failure message).
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn status(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -73,12 +84,7 @@ async fn verified_token_exits_zero_with_the_status_the_controller_writes() {
     )
     .await;
     assert_no_token(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let status = status(&output);
     assert_eq!(ready(&status), ("True", "Verified"));
     assert_eq!(status["authenticatedUser"]["username"], "jdoe");
@@ -108,7 +114,7 @@ async fn token_from_a_file_with_a_trailing_newline() {
         &[],
     )
     .await;
-    assert_eq!(output.status.code(), Some(0));
+    assert_exit(&output, 0);
     assert_eq!(ready(&status(&output)), ("True", "Verified"));
 }
 
@@ -127,7 +133,7 @@ async fn rejected_token_exits_one() {
         &[("GL_TOKEN", "glpat-wrong-token"), ("RUST_LOG", "trace")],
     )
     .await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_exit(&output, 1);
     let status = status(&output);
     assert_eq!(ready(&status), ("False", "Unauthorized"));
     assert!(status.get("authenticatedUser").is_none());
@@ -309,12 +315,7 @@ async fn repositories_readable_missing_and_forbidden_in_order() {
     )
     .await;
     assert_no_token(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 1);
     let status = status(&output);
     assert_eq!(ready(&status), ("False", "RepositoryUnreadable"));
     assert_eq!(status["authenticatedUser"]["username"], "jdoe", "the token facts stay");
@@ -364,12 +365,7 @@ async fn a_hundred_readable_repositories_exit_zero_and_a_rotated_token_that_lost
     let refs: Vec<&str> = list.iter().map(String::as_str).collect();
     let url = gitlab.url().to_string();
     let output = verify(&repository_args(&url, &refs), &[("GL_TOKEN", TOKEN)]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let all = status(&output);
     assert_eq!(ready(&all), ("True", "Verified"));
     assert_eq!(all["repositorySummary"], "100/100");
@@ -378,7 +374,7 @@ async fn a_hundred_readable_repositories_exit_zero_and_a_rotated_token_that_lost
     let rotated = "glpat-s3cr3t-rotated-without-access";
     gitlab.add_token(rotated, TokenSpec::user("jdoe").scopes(["read_api"]).reads_nothing());
     let output = verify(&repository_args(&url, &refs), &[("GL_TOKEN", rotated)]).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_exit(&output, 1);
     let none = status(&output);
     assert_eq!(ready(&none), ("False", "RepositoryUnreadable"));
     assert_eq!(none["repositorySummary"], "0/100");
@@ -408,7 +404,7 @@ async fn sso_required_names_the_authorisation_url() {
     )
     .await;
     assert_no_token(&output);
-    assert_eq!(output.status.code(), Some(1));
+    assert_exit(&output, 1);
     let status = status(&output);
     let entry = &status["repositories"][0];
     assert_eq!(entry["reason"], "SSORequired");
@@ -424,25 +420,22 @@ async fn sso_required_names_the_authorisation_url() {
 #[tokio::test]
 async fn malformed_duplicate_and_too_many_repositories_are_usage_errors() {
     let url = "https://gitlab.example.com";
-    let output = verify(
-        &repository_args(url, &["app-team/web", "App-Team/Web"]),
-        &[("GL_TOKEN", TOKEN)],
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(r#"--repository[1] "App-Team/Web" duplicates --repository[0] "app-team/web""#),
-        "{stderr}"
-    );
-    let output = verify(&repository_args(url, &["web"]), &[("GL_TOKEN", TOKEN)]).await;
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains(r#"--repository[0] "web""#));
     let many: Vec<String> = (0..101).map(|i| format!("g/p{i}")).collect();
-    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-    let output = verify(&repository_args(url, &refs), &[("GL_TOKEN", TOKEN)]).await;
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("101 entries; at most 100"));
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    for (row, refs, expected) in [
+        (
+            "duplicate",
+            &["app-team/web", "App-Team/Web"][..],
+            r#"--repository[1] "App-Team/Web" duplicates --repository[0] "app-team/web""#,
+        ),
+        ("malformed", &["web"][..], r#"--repository[0] "web""#),
+        ("too many", &many[..], "101 entries; at most 100"),
+    ] {
+        let output = verify(&repository_args(url, refs), &[("GL_TOKEN", TOKEN)]).await;
+        assert_exit(&output, 2);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "row {row}: {stderr}");
+    }
 }
 
 // ---- one rule for URL problems, flags not spec fields, a deadline above zero ---------------
@@ -472,7 +465,7 @@ async fn every_url_problem_is_a_usage_error_said_in_flags() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let output = verify(&["--provider", "gitlab", "--url", &url, "--token-env", "T"], &envs).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_exit(&output, 1);
     assert_eq!(ready(&status(&output)).0, "False");
 }
 
