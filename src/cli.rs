@@ -1,4 +1,4 @@
-//! The command line: `run`, `crd`, `verify`, `check`, `version`, `completion`.
+//! The command line: `run`, `crd`, `verify`, `check`, `doctor`, `version`, `completion`.
 
 mod connection;
 mod flags;
@@ -50,6 +50,10 @@ pub enum Command {
     /// Report every GitProviderConnection in YAML files, folders or standard input (-) that the API
     /// server (the CRD's schema, strict field validation) or the admission webhook would refuse.
     Check(crate::check::CheckArgs),
+    /// Check an installation with your kubeconfig: the API server, the CRD, the webhook
+    /// configuration and whether the webhook answers, the operator's Lease and its RBAC. One line
+    /// per check, OK or what to fix; exit 0 when all are OK, 1 when one is not, 2 for usage errors.
+    Doctor(crate::doctor::DoctorArgs),
     /// Print the version, git commit and build date.
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -179,6 +183,10 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor(args) => {
+            logging::init(LogFormat::Text, log_level, LogLevel::Warn);
+            crate::doctor::command(args)
+        }
         Command::Run(args) => run_command(args, log_level),
         Command::Verify(args) => verify::command(args, log_level),
         Command::Version(args) => version::print(&args),

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod doctor;
 pub mod duration;
 pub mod feed;
 pub mod health;
