@@ -1,6 +1,7 @@
 //! The command line: `run`, `crd`, `verify`, `check`, `doctor`, `version`, `completion`.
 
 mod connection;
+mod doctor;
 mod flags;
 mod logging;
 mod verify;
@@ -185,7 +186,7 @@ pub fn main() -> ExitCode {
         },
         Command::Doctor(args) => {
             logging::init(LogFormat::Text, log_level, LogLevel::Warn);
-            crate::doctor::command(args)
+            doctor::command(args)
         }
         Command::Run(args) => run_command(args, log_level),
         Command::Verify(args) => verify::command(args, log_level),

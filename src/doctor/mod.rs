@@ -12,11 +12,10 @@ mod rbac;
 mod report;
 mod webhook;
 
-pub use report::{Line, Outcome};
+pub use report::{Line, Outcome, print};
 
 use crate::kubeconfig::ClusterArgs;
 use clap::Args;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// `doctor -o FORMAT`.
@@ -79,36 +78,6 @@ pub struct DoctorArgs {
     pub output: Format,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-}
-
-pub fn command(args: DoctorArgs) -> ExitCode {
-    if args.timeout.is_zero() {
-        return crate::cli::usage_error("--timeout must be more than 0s");
-    }
-    let rt = match crate::cli::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let lines = match rt.block_on(run(&args)) {
-        Ok(lines) => lines,
-        Err(error) => return crate::cli::usage_error(error),
-    };
-    match report::print(&lines, args.output) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => {
-            eprintln!("error: cannot write the report: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    if lines.iter().all(|l| l.outcome == Outcome::Ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
 }
 
 /// Why the checks cannot start (exit 2).

@@ -92,14 +92,14 @@ async fn inspect(
     }
     let renew = match certs {
         WebhookCerts::SelfManaged => format!(
-            "the operator fills caBundle from Secret {ns}/{secret}: delete that Secret and restart it \
-             (kubectl -n {ns} delete secret {secret}; kubectl -n {ns} rollout restart deploy/gitprovider-operator)",
+            "the operator fills caBundle from Secret {ns}/{secret}: delete that Secret and a replica \
+             issues a new CA within 15 seconds (kubectl -n {ns} delete secret {secret})",
             ns = args.namespace,
             secret = args.webhook_cert_secret
         ),
         WebhookCerts::External => format!(
-            "cert-manager (or whoever provides the certificate) fills caBundle: \
-             kubectl -n {} get certificate; kubectl -n cert-manager logs deploy/cert-manager-cainjector",
+            "cert-manager's cainjector (or whoever provides the certificate) fills caBundle: \
+             kubectl -n {} get certificate (Ready?), cmctl renew, kubectl -n cert-manager logs deploy/cert-manager-cainjector",
             args.namespace
         ),
     };
