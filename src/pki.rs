@@ -1,5 +1,6 @@
 //! The certificate plumbing the provider client and the webhook server share: PEM certificates
-//! read into DER, and the handshake-signature checks every rustls verifier writes alike.
+//! read into DER, one DER element at a time, and the handshake-signature checks every rustls
+//! verifier writes alike.
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -22,6 +23,25 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BadPem> 
         return Err(BadPem::Empty);
     }
     Ok(certs)
+}
+
+/// One DER element: (tag, content, what follows). Single-byte tags, definite lengths.
+pub fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
+        (len, &rest[count..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// The handshake-signature methods of a rustls certificate verifier (server or client side),

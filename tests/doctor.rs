@@ -12,13 +12,12 @@ mod harness;
 use gitprovider_operator::api::GitProviderConnection;
 use harness::{Cluster, OperatorSpec, WAIT, b64, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use kube::{Api, CustomResourceExt};
 use serde_json::{Value, json};
 use std::path::Path;
-use support::control_plane::{ControlPlane, PROXY_VARIABLES, SYSTEM_NAMESPACE, random_suffix};
+use support::control_plane::{ControlPlane, SYSTEM_NAMESPACE, binary, random_suffix};
 
 struct Doctor {
     code: Option<i32>,
@@ -46,17 +45,8 @@ impl Doctor {
 }
 
 async fn doctor(kubeconfig: &Path, args: &[&str]) -> Doctor {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
-    command
-        .arg("doctor")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("KUBECONFIG");
-    for proxy in PROXY_VARIABLES {
-        command.env_remove(proxy);
-    }
+    let mut command = binary(&["doctor"], kubeconfig);
+    command.args(args);
     let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
         .await
         .expect("the binary ran");
@@ -81,6 +71,16 @@ fn operator_flags(cluster: &Cluster) -> Vec<String> {
         "--webhook-certs".into(),
         "external".into(),
     ]
+}
+
+/// A webhook configuration of the test's namespaces with failurePolicy Ignore (it blocks
+/// nothing); its name.
+fn configuration(cluster: &Cluster, client_config: Value) -> String {
+    let name = format!("doctor-{}", random_suffix());
+    let config = cluster.webhook_configuration(&name, client_config, "Ignore");
+    let plane = cluster.plane().expect("a real control plane");
+    plane.apply(&serde_json::to_value(config).expect("JSON"));
+    name
 }
 
 fn strs(flags: &[String]) -> Vec<&str> {
@@ -217,16 +217,7 @@ async fn webhook_configuration_missing_without_its_service_or_with_an_expired_ca
     // A configuration calling a Service that does not exist (Ignore: it blocks nothing).
     let service = json!({"service": {"name": "doctor-absent", "namespace": cluster.ns, "path": "/validate"},
                          "caBundle": b64(&cluster.pki.ca_pem)});
-    let name = format!("doctor-svc-{}", random_suffix());
-    let api: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
-        Api::all(cluster.client.clone());
-    api.create(
-        &PostParams::default(),
-        &cluster.webhook_configuration(&name, service, "Ignore"),
-    )
-    .await
-    .expect("create the configuration");
-    flags[5] = name;
+    flags[5] = configuration(&cluster, service);
     let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
     assert_eq!(report.code, Some(1));
     report.assert_line(
@@ -245,15 +236,10 @@ async fn webhook_configuration_missing_without_its_service_or_with_an_expired_ca
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
     params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
     let expired = params.self_signed(&key).expect("a CA").pem();
-    let name = format!("doctor-expired-{}", random_suffix());
-    let client_config = json!({"url": "https://127.0.0.1:1/validate", "caBundle": b64(&expired)});
-    api.create(
-        &PostParams::default(),
-        &cluster.webhook_configuration(&name, client_config, "Ignore"),
-    )
-    .await
-    .expect("create the configuration");
-    flags[5] = name;
+    flags[5] = configuration(
+        &cluster,
+        json!({"url": "https://127.0.0.1:1/validate", "caBundle": b64(&expired)}),
+    );
     let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
     assert_eq!(report.code, Some(1));
     report.assert_line("webhook-configuration", "FAIL", "expired at");
@@ -281,43 +267,21 @@ async fn a_service_account_lacking_a_permission() {
     }
     let role_name = format!("doctor-{}", random_suffix());
     let subject = json!([{"kind": "ServiceAccount", "name": "doctor-sa", "namespace": ns}]);
-    let client = cluster.client.clone();
-    let cluster_role: ClusterRole =
-        serde_json::from_value(json!({"metadata": {"name": role_name}, "rules": rules})).expect("ClusterRole");
-    Api::<ClusterRole>::all(client.clone())
-        .create(&PostParams::default(), &cluster_role)
-        .await
-        .expect("create the ClusterRole");
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": role_name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
-        "subjects": subject,
-    }))
-    .expect("ClusterRoleBinding");
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create the ClusterRoleBinding");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "leader-election", "namespace": ns},
-        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                   "verbs": ["get", "create", "update", "patch"]}],
-    }))
-    .expect("Role");
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create the Role");
-    let role_binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "leader-election", "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader-election"},
-        "subjects": subject,
-    }))
-    .expect("RoleBinding");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role_binding)
-        .await
-        .expect("create the RoleBinding");
+    let role_ref =
+        |kind: &str, name: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name});
+    plane.apply(&json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": role_name}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": role_name}, "roleRef": role_ref("ClusterRole", &role_name), "subjects": subject},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "leader-election", "namespace": ns},
+         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["get", "create", "update", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "leader-election", "namespace": ns},
+         "roleRef": role_ref("Role", "leader-election"), "subjects": subject},
+    ]}));
 
     let args = [
         "--namespace",

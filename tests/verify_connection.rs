@@ -8,22 +8,14 @@ mod support;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
-use support::control_plane::{ControlPlane, PROXY_VARIABLES};
+use support::control_plane::{ControlPlane, binary};
 use support::fake_providers::TokenSpec;
 use support::fake_providers::gitlab::FakeGitLab;
 
 const TOKEN: &str = "glpat-s3cr3t-verify-connection";
 
 async fn verify(kubeconfig: &Path, reference: &str) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
-    command
-        .args(["verify", "--connection", reference, "--kubeconfig"])
-        .arg(kubeconfig)
-        .env_remove("RUST_LOG")
-        .env_remove("KUBECONFIG");
-    for proxy in PROXY_VARIABLES {
-        command.env_remove(proxy);
-    }
+    let mut command = binary(&["verify", "--connection", reference], kubeconfig);
     let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
         .await
         .unwrap();
@@ -34,26 +26,6 @@ async fn verify(kubeconfig: &Path, reference: &str) -> Output {
     );
     assert!(!all.contains(TOKEN), "the token leaked:\n{all}");
     output
-}
-
-fn apply(plane: &ControlPlane, manifest: Value) {
-    let mut child = plane
-        .kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn connection(namespace: &str, name: &str, url: &str, secret: &str) -> Value {
@@ -101,10 +73,10 @@ async fn a_connection_in_the_cluster_is_verified_with_the_users_kubeconfig() {
     gitlab.add_token(TOKEN, TokenSpec::user("jdoe").scopes(["read_api"]));
     let ns = plane.namespace("verify-conn");
     let url = gitlab.url().as_str().trim_end_matches('/').to_owned();
-    apply(plane, secret(&ns, "pat", "token", TOKEN));
-    apply(plane, connection(&ns, "gitlab", &url, "pat"));
-    apply(plane, secret(&ns, "wrong-key", "pat", TOKEN));
-    apply(plane, connection(&ns, "no-key", &url, "wrong-key"));
+    plane.apply(&secret(&ns, "pat", "token", TOKEN));
+    plane.apply(&connection(&ns, "gitlab", &url, "pat"));
+    plane.apply(&secret(&ns, "wrong-key", "pat", TOKEN));
+    plane.apply(&connection(&ns, "no-key", &url, "wrong-key"));
     let admin = plane.kubeconfig();
 
     let output = verify(&admin, &format!("{ns}/gitlab")).await;

@@ -8,7 +8,7 @@
 //! file is polled like the serving certificate, and each handshake uses the CA current then.
 
 use super::pem_files::{PemFileError, poll_files, read_files};
-use crate::pki::handshake_signatures_by;
+use crate::pki::{der_element, handshake_signatures_by};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -151,25 +151,6 @@ pub fn common_names(subject: &[u8]) -> Vec<String> {
         }
     }
     names
-}
-
-/// One DER element: (tag, content, what follows). Single-byte tags, definite lengths.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
-        (len, &rest[count..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 #[cfg(test)]

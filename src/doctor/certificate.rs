@@ -1,25 +1,7 @@
 //! The validity period of an X.509 certificate, read from its DER (the few fields before the
 //! subject): enough to say whether a webhook's caBundle is current without an X.509 crate.
 
-/// One DER element: (tag, contents, what follows).
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count].iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
-        (length, &rest[count..])
-    };
-    if rest.len() < length {
-        return None;
-    }
-    Some((tag, &rest[..length], &rest[length..]))
-}
+use crate::pki::der_element as element;
 
 const SEQUENCE: u8 = 0x30;
 const VERSION: u8 = 0xa0;

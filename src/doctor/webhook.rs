@@ -129,8 +129,7 @@ async fn inspect(
                 fill,
             ));
         }
-        let pem = String::from_utf8_lossy(bundle);
-        let ders = crate::providers::tls::parse_ca_bundle(&pem)
+        let ders = crate::pki::certificates(bundle)
             .map_err(|e| problem(format!("{what}: caBundle of {}: {e}", webhook.name)))?;
         let mut until = None;
         for der in &ders {

@@ -342,6 +342,27 @@ users:
         path
     }
 
+    /// `kubectl apply -f -` of a manifest (an object or a List); panics with kubectl's words.
+    pub fn apply(&self, manifest: &serde_json::Value) {
+        use std::io::Write;
+        let mut child = self
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .expect("kubectl's stdin")
+            .write_all(manifest.to_string().as_bytes())
+            .expect("write the manifest");
+        let out = child.wait_with_output().expect("kubectl ends");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The full user name the operator authenticates as.
     pub fn operator_user(&self) -> String {
         format!("system:serviceaccount:{SYSTEM_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}")
@@ -381,6 +402,22 @@ impl Drop for ControlPlane {
             eprintln!("{e}");
         }
     }
+}
+
+/// `gitprovider-operator ARGS` with a kubeconfig, and without what would change what it does
+/// here: RUST_LOG, KUBECONFIG, proxies (the API server is on loopback).
+pub fn binary(args: &[&str], kubeconfig: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gitprovider-operator"));
+    command
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("RUST_LOG")
+        .env_remove("KUBECONFIG");
+    for proxy in PROXY_VARIABLES {
+        command.env_remove(proxy);
+    }
+    command
 }
 
 /// A kube client from a kubeconfig file, as the operator builds one.
