@@ -280,9 +280,14 @@ pub fn check_yaml(data: &[u8]) -> String {
     let Ok(text) = std::str::from_utf8(data) else {
         return "not UTF-8".to_owned();
     };
-    let lines = text.lines().count().max(1);
+    // YAML ends a line at `\r\n`, `\n` or a lone `\r`
+    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count();
     let (mut objects, mut errors, mut violations) = (0, 0, 0);
     for document in yaml::split_documents(text) {
+        // as `check` does: comments and blank space are no document
+        if yaml::is_blank(document.text) {
+            continue;
+        }
         match yaml::parse(&document) {
             Ok(Some(parsed)) => {
                 objects += 1;

@@ -112,3 +112,22 @@ fn a_deep_tree_is_walked_once_and_an_unreadable_folder_does_not_stop_the_rest() 
     // the rest was checked: the duplicate in a readable folder is found
     assert!(stdout.contains("shallow/dup.yaml: ns/b: instanceName"), "{stdout}");
 }
+
+/// YAML also ends a line at a lone carriage return (old Mac files); kubectl applies such a file.
+/// Read as one comment line, it would pass `check` unseen. Found by fuzzing (`check_yaml`).
+#[test]
+fn a_file_with_carriage_return_line_breaks_is_checked_not_skipped() {
+    let tree = tempfile::tempdir().unwrap();
+    let text = format!(
+        "# a comment\r{}---\r{}",
+        BAD.replace('\n', "\r"),
+        GOOD.replace('\n', "\r")
+    );
+    std::fs::write(tree.path().join("mac.yaml"), text).unwrap();
+    let (code, stdout, stderr) = check(tree.path());
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("checked 2 GitProviderConnections"), "{stderr}");
+    // the second connection's spec is on line 10, counting lone CRs as the parser does
+    assert!(stdout.contains("is already used by GitLab connection ns/b"), "{stdout}");
+    assert!(stdout.contains("(line 10)"), "{stdout}");
+}

@@ -22,7 +22,7 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut start = 0usize;
     let mut start_line = 1usize;
     let mut offset = 0usize;
-    for (index, line) in text.split_inclusive('\n').enumerate() {
+    for (index, line) in lines(text).enumerate() {
         let content = line.trim_end_matches(['\n', '\r']);
         let marker =
             |m: &str| content.starts_with(m) && content[3..].chars().next().is_none_or(|c| c == ' ' || c == '\t');
@@ -51,9 +51,29 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     documents
 }
 
+/// The lines of `text`, each with its line break. YAML ends a line at `\r\n`, `\n` or a lone
+/// `\r` (old Mac files), as the parser counts them: splitting at `\n` alone would read a
+/// CR-only file as one comment line and skip the manifests in it.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\n', '\r']) {
+            Some(at) if rest[at..].starts_with("\r\n") => at + 2,
+            Some(at) => at + 1,
+            None => rest.len(),
+        };
+        let (line, next) = rest.split_at(end);
+        rest = next;
+        Some(line)
+    })
+}
+
 /// True when a document holds nothing but white space and comments.
 pub fn is_blank(text: &str) -> bool {
-    text.lines().all(|line| {
+    lines(text).all(|line| {
         let line = line.trim();
         line.is_empty() || line.starts_with('#')
     })
@@ -307,6 +327,18 @@ mod tests {
         );
         // `----` and `---x` are not markers
         assert_eq!(split_documents("a: |\n  ---\nb: ---x\n").len(), 1);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_the_parser_counts() {
+        let text = "# c\rkind: K\r---\r\r\nb: [\r";
+        let docs = split_documents(text);
+        let summary: Vec<(&str, usize)> = docs.iter().map(|d| (d.text, d.first_line)).collect();
+        assert_eq!(summary, vec![("# c\rkind: K\r", 1), ("\r\r\nb: [\r", 3)]);
+        assert!(!is_blank(docs[0].text));
+        assert!(is_blank("# c\r\r# d\r\n"));
+        let error = parse(&docs[1]).unwrap_err();
+        assert_eq!(error.line.map(|(line, _)| line), Some(5), "{error:?}");
     }
 
     #[test]
