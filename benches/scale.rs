@@ -29,6 +29,8 @@
 #[allow(clippy::duplicate_mod)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/first_verification.rs"]
+mod first_verification;
 #[path = "support/floor.rs"]
 mod floor;
 #[path = "support/load.rs"]
@@ -100,6 +102,8 @@ struct Options {
     /// Only the provider mix (`--provider-mix`): every provider variant, at the defaults and
     /// with the per-host cap off.
     provider_mix: bool,
+    /// Only the first-verification check (`--first-verification C`): at this concurrency.
+    first_verification: Option<u16>,
 }
 
 fn usage() -> ! {
@@ -107,7 +111,7 @@ fn usage() -> ! {
         "usage: cargo bench --bench scale -- [--api emulator|real] [--sizes 1000,10000,50000] [--runs 3]\n\
          \x20      [--runs-for 50000=1] [--scenarios 0,1,2,3]\n\
          \x20      [--no-admission] [--admission-rounds 2] [--webhook-alone] [--no-memory] [--steady-window SECS]\n\
-         \x20      [--interval-window SECS]\n\
+         \x20      [--interval-window SECS] [--provider-mix] [--first-verification CONCURRENCY]\n\
          \x20      [--blob-kib 50] [--report DIR]"
     );
     std::process::exit(2)
@@ -129,6 +133,7 @@ fn parse_options(args: &[String]) -> Options {
         blob_kib: 50,
         report: None,
         provider_mix: false,
+        first_verification: None,
     };
     let list = |v: &str| -> Vec<usize> {
         v.split(',')
@@ -169,6 +174,9 @@ fn parse_options(args: &[String]) -> Options {
             "--blob-kib" => options.blob_kib = value().parse().unwrap_or_else(|_| usage()),
             "--report" => options.report = Some(PathBuf::from(value())),
             "--provider-mix" => options.provider_mix = true,
+            "--first-verification" => {
+                options.first_verification = Some(value().parse().unwrap_or_else(|_| usage()));
+            }
             _ => usage(),
         }
     }
@@ -586,7 +594,7 @@ impl Operator {
         let wrapper: Vec<String> = std::env::var("SCALE_OPERATOR_WRAPPER")
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
-        let binary = env!("CARGO_BIN_EXE_gitprovider-operator");
+        let binary = operator_binary();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -667,6 +675,12 @@ impl Operator {
     fn stop(mut self) {
         process::stop(&mut self.child);
     }
+}
+
+/// The operator binary: this build's, or `SCALE_OPERATOR_BINARY` (e.g. one built from an older
+/// commit, to compare before and after a change on the same harness).
+fn operator_binary() -> String {
+    std::env::var("SCALE_OPERATOR_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gitprovider-operator").to_owned())
 }
 
 fn mib(kib: u64) -> f64 {
@@ -1895,6 +1909,21 @@ fn main() {
     );
     let pki = Pki::new();
     let _ = (&pki.cert_pem, &pki.key_pem);
+    if let Some(concurrency) = options.first_verification {
+        let mut lines = Vec::new();
+        runtime.block_on(async {
+            for &n in &options.sizes {
+                for _ in 0..options.runs_for.get(&n).copied().unwrap_or(options.runs) {
+                    lines.push(first_verification::run(n, concurrency, options.api, &pki, dir.path()).await);
+                }
+            }
+        });
+        if let Some(out) = &options.report {
+            std::fs::create_dir_all(out).unwrap();
+            std::fs::write(out.join("first-verification.md"), lines.join("\n") + "\n").unwrap();
+        }
+        return;
+    }
     if options.provider_mix {
         let mut rows = Vec::new();
         runtime.block_on(async {

@@ -3,7 +3,8 @@
 //! The queue merges: the [`Feed`]'s requests (a connection that is new or whose spec changed —
 //! status writes do not trigger: the index compares generations — or whose instance name changed
 //! holder), a Secret or ConfigMap a connection references being created, changed or deleted
-//! (metadata-only watches, mapped through the index), and each reconcile's own requeue timer
+//! (metadata-only watches, mapped through the index), a freed host slot waking the connection
+//! queued for it ([`crate::politeness`]), and each reconcile's own requeue timer
 //! (kube's applier). What a reconcile does is [`crate::controller`]'s job.
 
 use crate::api::GitProviderConnection;
@@ -38,6 +39,10 @@ pub async fn run(
     }));
     let line = feed.first_in_line().clone();
     let mut signals = vec![feed.subscribe().map(Signal::Request).boxed()];
+    // A freed host slot wakes the connection queued first for that host.
+    if let Some(wake_ups) = ctx.take_wake_ups() {
+        signals.push(wake_ups.map(|key| Signal::Request(key.object_ref())).boxed());
+    }
     for namespace in &namespaces {
         // Metadata only: the operator never holds other people's Secret data in memory.
         let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&ctx.client, namespace.as_deref());
@@ -56,7 +61,8 @@ pub async fn run(
             watcher(configmaps, config),
         ));
     }
-    let lists = signals.len() - 1;
+    // A Secret and a ConfigMap watch per namespace.
+    let lists = 2 * namespaces.len();
     let queue = hold_until_listed(futures::stream::select_all(signals), lists, index.clone()).take_until(shutdown);
     let config = ApplierConfig::default().concurrency(ctx.settings.max_concurrent_verifications);
     applier(

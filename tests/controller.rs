@@ -389,3 +389,48 @@ async fn a_new_connection_goes_ahead_of_due_re_verifications() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Connections to one instance whose per-host cap is full are queued for it and woken by the
+/// slot that frees, not looked at again on a timer: each is reconciled about twice (found the
+/// instance busy, woken), where a look every 20–80 ms would add dozens while they wait.
+#[tokio::test]
+async fn a_busy_instance_wakes_its_queued_connections_as_slots_free() {
+    const CONNECTIONS: usize = 6;
+    let h = Harness::start_with(Settings {
+        max_concurrent_verifications: 4,
+        max_in_flight_per_host: 1,
+        ..Settings::default()
+    })
+    .await;
+    h.gitlab.fault(None, Fault::Delay(Duration::from_millis(150)), None);
+    h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
+    for i in 0..CONNECTIONS {
+        let name = format!("queued-{i}");
+        h.create_connection(&name, &name, "gitlab-pat", json!({})).await;
+    }
+    for i in 0..CONNECTIONS {
+        h.wait_reason(&format!("queued-{i}"), "Verified").await;
+    }
+    let metrics = h.metrics.encode();
+    let reconciles: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("gitprovider_reconciliations_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        reconciles >= CONNECTIONS as u64,
+        "every connection was reconciled: {metrics}"
+    );
+    assert!(
+        reconciles <= 3 * CONNECTIONS as u64,
+        "{reconciles} reconciles for {CONNECTIONS} connections queued for one slot"
+    );
+    // A wake-up never verifies a connection a second time.
+    let users = h
+        .gitlab
+        .requests()
+        .iter()
+        .filter(|r| r.path.split('?').next() == Some("/api/v4/user"))
+        .count();
+    assert_eq!(users, CONNECTIONS, "one verification each");
+}

@@ -258,7 +258,7 @@ const SETTINGS: [(&str, &[&str]); 2] = [
     ),
 ];
 
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()

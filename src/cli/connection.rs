@@ -146,7 +146,7 @@ async fn verify(args: ConnectionArgs<'_>) -> Result<(serde_json::Value, bool), C
         Ok(evaluation) => evaluation,
         Err(Stop::Refused(refusal)) => Evaluation::refused(refusal),
         // A fresh limiter has room for one verification.
-        Err(Stop::HostBusy) => {
+        Err(Stop::HostBusy(_)) => {
             return Err(ConnectionError::Api {
                 what: "a verification slot".to_owned(),
                 message: "busy".to_owned(),

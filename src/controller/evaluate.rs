@@ -8,10 +8,10 @@ use super::outcome::{Evaluation, Refusal, Stop};
 use crate::api::{GitProviderConnection, ReadyReason};
 use crate::duration::parse_verify_interval;
 use crate::index::{ConnectionIndex, ObjectKey};
+use crate::politeness::HostSlot;
 use crate::providers::{Provider, Target, Verification, parse_base_url, provider};
 use crate::repositories::{self, Apis};
 use std::time::Instant;
-use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 /// What the local checks found in order: the provider, the parsed URL and the instance the
@@ -27,7 +27,7 @@ pub async fn evaluate(conn: &GitProviderConnection, ctx: &Context) -> Result<Eva
     let checked = local_checks(conn, &ctx.index)?;
     // After the local checks, so that suspended, duplicate and invalid connections never
     // compete for it; before the Secret is read, so that a busy instance costs no API request.
-    let slot = ctx.hosts.try_acquire(&checked.instance)?;
+    let slot = ctx.hosts.acquire_or_queue(&checked.instance, &ObjectKey::of(conn))?;
     let target = credentials(conn, &ctx.client, checked.base_url.clone()).await?;
     Ok(verify(conn, ctx, &checked, target, slot).await)
 }
@@ -73,7 +73,7 @@ async fn verify(
     ctx: &Context,
     checked: &Checked,
     target: Target,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<HostSlot>,
 ) -> Evaluation {
     let spec = &conn.spec;
     let instance = &checked.instance;
@@ -167,7 +167,7 @@ mod tests {
     fn refused(stop: Result<Evaluation, Stop>) -> ReadyReason {
         match stop {
             Err(Stop::Refused(refusal)) => refusal.reason,
-            Err(Stop::HostBusy) => panic!("competed for the host slot"),
+            Err(Stop::HostBusy(_)) => panic!("competed for the host slot"),
             Err(Stop::Failed(error)) => panic!("went past the local checks: {error}"),
             Ok(evaluation) => panic!("verified: {:?}", evaluation.verification.reason),
         }
@@ -191,7 +191,10 @@ mod tests {
         // Every slot for the instance is taken.
         let instance = local_checks(&conn("other", "z"), &ctx.index).unwrap().instance;
         let _taken = ctx.hosts.try_acquire(&instance).unwrap();
-        assert!(matches!(evaluate(&conn("other", "z"), &ctx).await, Err(Stop::HostBusy)));
+        assert!(matches!(
+            evaluate(&conn("other", "z"), &ctx).await,
+            Err(Stop::HostBusy(_))
+        ));
 
         assert_eq!(refused(evaluate(&suspended, &ctx).await), ReadyReason::Suspended);
         assert_eq!(

@@ -20,7 +20,7 @@ pub use schedule::{backoff_delay, jittered, next_action};
 use crate::api::{GitProviderConnection, GitProviderConnectionStatus, ReadyReason};
 use crate::index::{ConnectionIndex, ObjectKey};
 use crate::metrics::Metrics;
-use crate::politeness::HostLimiter;
+use crate::politeness::{Busy, HostLimiter, WakeUps};
 use crate::priority::FirstInLine;
 use crate::providers::Verification;
 use crate::providers::http::HttpClient;
@@ -93,6 +93,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     hosts: HostLimiter,
+    /// Connections woken by a freed host slot, until the controller's queue takes them.
+    wake_ups: Mutex<Option<WakeUps>>,
     /// Tokens an instance rate-limited, held until its reset.
     holds: Holds,
     /// Consecutive transient failures per connection, for the backoff.
@@ -108,17 +110,24 @@ impl Context {
         settings: Settings,
         reporter: Reporter,
     ) -> Context {
+        let (hosts, wake_ups) = HostLimiter::waking(settings.max_in_flight_per_host);
         Context {
             reporter,
             client,
             http,
             index,
             metrics,
-            hosts: HostLimiter::new(settings.max_in_flight_per_host),
+            hosts,
+            wake_ups: Mutex::new(Some(wake_ups)),
             holds: Holds::default(),
             settings,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The connections a freed host slot wakes (once: the controller's queue takes them).
+    pub fn take_wake_ups(&self) -> Option<WakeUps> {
+        self.wake_ups.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Forgets what is kept about a deleted connection (its backoff count).
@@ -201,15 +210,14 @@ async fn reconcile_inner(
     let evaluation = match evaluate(conn, ctx).await {
         Ok(evaluation) => evaluation,
         Err(Stop::Refused(refusal)) => Evaluation::refused(refusal),
-        // The instance already has its share in flight: look again shortly, holding nothing
-        // (and still ahead of re-verifications if it was).
-        // Shortly: a busy host frees a slot every latency ÷ cap, and at the end of a burst a
-        // long wait here would be the whole tail (BENCHMARKS.md: figures behind choices).
-        Err(Stop::HostBusy) => {
+        // The instance already has its share in flight: the connection is queued for the host
+        // and the next slot that frees wakes it, holding nothing meanwhile (and still ahead of
+        // re-verifications if it was).
+        Err(Stop::HostBusy(busy)) => {
             if was_waiting {
                 line.mark(key.clone());
             }
-            return Ok(Action::requeue(Duration::from_millis(20 + fastrand::u64(..60))));
+            return Ok(Action::requeue(busy_fallback(&busy, &ctx.settings)));
         }
         Err(Stop::Failed(error)) => return Err(error),
     };
@@ -253,6 +261,23 @@ async fn reconcile_inner(
         &ctx.settings,
     ))
 }
+
+/// When a connection queued for a busy host is looked at again if no freed slot woke it first
+/// (a slot woke a connection that then did not take it: it gave way, or was deleted). Long, as
+/// the wake-up is what normally brings it back; longer the more are queued, so that a long
+/// queue does not turn into a poll.
+fn busy_fallback(busy: &Busy, settings: &Settings) -> Duration {
+    let per_host = settings.max_in_flight_per_host.max(1) as u32;
+    let drain = BUSY_SLOT_TIME * u32::try_from(busy.waiting).unwrap_or(u32::MAX) / per_host;
+    drain
+        .clamp(BUSY_FALLBACK_MIN, BUSY_FALLBACK_MAX)
+        .mul_f64(1.0 + fastrand::f64() / 2.0)
+}
+
+/// A rough time one verification holds a host slot, to size [`busy_fallback`] to the queue.
+const BUSY_SLOT_TIME: Duration = Duration::from_millis(100);
+const BUSY_FALLBACK_MIN: Duration = Duration::from_secs(1);
+const BUSY_FALLBACK_MAX: Duration = Duration::from_secs(60);
 
 async fn write_status(
     conn: &GitProviderConnection,

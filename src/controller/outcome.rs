@@ -45,8 +45,9 @@ impl Refusal {
 pub enum Stop {
     /// A Ready reason decided locally: it becomes the status.
     Refused(Refusal),
-    /// The instance already has its share of verifications in flight.
-    HostBusy,
+    /// The instance already has its share of verifications in flight (the connection is queued
+    /// for a slot of it).
+    HostBusy(Busy),
     /// An API error of our own (reading a Secret or ConfigMap): retried.
     Failed(Error),
 }
@@ -64,7 +65,7 @@ impl From<Error> for Stop {
 }
 
 impl From<Busy> for Stop {
-    fn from(Busy: Busy) -> Stop {
-        Stop::HostBusy
+    fn from(busy: Busy) -> Stop {
+        Stop::HostBusy(busy)
     }
 }

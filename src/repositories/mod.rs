@@ -22,7 +22,7 @@ mod gitlab;
 pub mod paths;
 
 use crate::api::{ProviderKind, ReadyReason, RepositoryReason, RepositoryStatus};
-use crate::politeness::{Busy, HostLimiter};
+use crate::politeness::{Busy, HostLimiter, HostSlot};
 use crate::providers::bitbucket::{BITBUCKET, Bitbucket};
 use crate::providers::github::{GITHUB, GitHub};
 use crate::providers::http::{HttpClient, deadline};
@@ -30,7 +30,6 @@ use crate::providers::{Target, Verification};
 use answer::unreadable;
 use futures::StreamExt;
 use std::cell::Cell;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Look-ups in flight at once for one connection when nothing else limits them (`verify`).
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -72,14 +71,14 @@ impl Concurrency {
 /// Takes the host's free politeness slots, up to [`DEFAULT_CONCURRENCY`] look-ups in all,
 /// without waiting: the caller's own verification slot is the first. Hold the permits while
 /// the look-ups run.
-pub fn borrow_slots(limiter: &HostLimiter, host: &str) -> (Concurrency, Vec<OwnedSemaphorePermit>) {
+pub fn borrow_slots(limiter: &HostLimiter, host: &str) -> (Concurrency, Vec<HostSlot>) {
     let mut permits = Vec::new();
     while permits.len() + 1 < DEFAULT_CONCURRENCY {
         match limiter.try_acquire(host) {
             Ok(Some(permit)) => permits.push(permit),
             // No cap on this host: as many as one connection sends at most.
             Ok(None) => return (Concurrency::new(DEFAULT_CONCURRENCY), Vec::new()),
-            Err(Busy) => break,
+            Err(Busy { .. }) => break,
         }
     }
     (Concurrency::new(permits.len() + 1), permits)
