@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The observation ends here if not every connection was verified by then.
-const LIMIT: Duration = Duration::from_secs(420);
+const LIMIT: Duration = Duration::from_secs(300);
 
 pub async fn run(n: usize, concurrency: u16, api: crate::ApiKind, pki: &crate::Pki, dir: &std::path::Path) -> String {
     let load_before = crate::provider_mix::loadavg();

@@ -246,6 +246,8 @@ pub struct MixRow {
     pub ready: usize,
     pub writes: (usize, usize),
     pub cpu_secs: f64,
+    /// This process's CPU meanwhile: the API emulator (or the audit-log reader) and the stand-ins.
+    pub harness_cpu_secs: f64,
     pub load: (String, String),
 }
 
@@ -324,6 +326,7 @@ pub async fn run(n: usize, run: usize, api: crate::ApiKind, pki: &crate::Pki, di
             ready: verify.ready,
             writes: (verify.writes_min, verify.writes_max),
             cpu_secs: verify.cpu_secs,
+            harness_cpu_secs: verify.harness_cpu_secs,
             load: (load_before, loadavg()),
         };
         println!("  {}", row_line(&row));
@@ -335,7 +338,7 @@ pub async fn run(n: usize, run: usize, api: crate::ApiKind, pki: &crate::Pki, di
 fn row_line(r: &MixRow) -> String {
     let per_variant: Vec<String> = r.per_variant.iter().map(|x| format!("{x:.2}")).collect();
     format!(
-        "| {} | {} | {} | {:.2} s | {:.2} s | {:.2}× | {} | {:.2} | {}/{} | {}..{} | {:.1} s | {} → {} |",
+        "| {} | {} | {} | {:.2} s | {:.2} s | {:.2}× | {} | {:.2} | {}/{} | {}..{} | {:.1} s | {:.1} s | {} → {} |",
         r.n,
         r.run,
         r.setting,
@@ -349,6 +352,7 @@ fn row_line(r: &MixRow) -> String {
         r.writes.0,
         r.writes.1,
         r.cpu_secs,
+        r.harness_cpu_secs,
         r.load.0,
         r.load.1
     )
@@ -358,8 +362,8 @@ fn row_line(r: &MixRow) -> String {
 pub fn table(rows: &[MixRow]) -> String {
     let variants: Vec<&str> = VARIANTS.iter().map(|v| v.label()).collect();
     let mut md = format!(
-        "| N | run | setting | all Ready (from /readyz) | ideal N·RTT/c | ratio | requests/verification ({}) | overall | Ready | status writes/connection | operator CPU | load (1/5/15 min) before → after |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | run | setting | all Ready (from /readyz) | ideal N·RTT/c | ratio | requests/verification ({}) | overall | Ready | status writes/connection | operator CPU | harness CPU (API emulator, stand-ins) | load (1/5/15 min) before → after |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         variants.join(" / ")
     );
     for row in rows {
