@@ -10,28 +10,14 @@ use gitprovider_operator::api::{ProviderKind, ReadyReason, RepositoryReason, Rep
 use gitprovider_operator::providers::bitbucket::Bitbucket;
 use gitprovider_operator::providers::github::GitHub;
 use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
-use gitprovider_operator::providers::{Target, Verification, parse_base_url, provider, verify_within};
+use gitprovider_operator::providers::{Target, Verification, provider, verify_within};
 use gitprovider_operator::repositories::{self, Apis, Concurrency};
-use gitprovider_operator::token::Token;
-use reqwest::Url;
 use std::time::Duration;
 use support::fake_providers::*;
+use support::verifying::{http_client, target};
 
 fn client() -> HttpClient {
-    HttpClient::new(HttpConfig {
-        timeout: Duration::from_secs(5),
-        retry_base_delay: Duration::from_millis(10),
-        ..HttpConfig::default()
-    })
-}
-
-fn target(url: &Url, token: &str) -> Target {
-    Target {
-        base_url: parse_base_url(url.as_str()).expect("base url"),
-        token: Token::new(token).expect("token"),
-        username: None,
-        tls: TlsOptions::default(),
-    }
+    http_client(Duration::from_secs(5))
 }
 
 fn paths(list: &[&str]) -> Vec<String> {

@@ -8,3 +8,4 @@ pub mod emulator;
 pub mod fake_providers;
 pub mod pki;
 pub mod record;
+pub mod verifying;
