@@ -1,7 +1,7 @@
-//! The command line's conventions, through the built binary: shell completion, `version` and
-//! `--version`, `run --kubeconfig/--context` on the real control plane, `--log-level` over
-//! RUST_LOG, plain (colourless) logs on a pipe, and an unreachable API server named once per
-//! failure.
+//! The command line's conventions, through the built binary: shell completion (loaded in real
+//! bash, zsh and fish), `version` and `--version`, `run --kubeconfig/--context` on the real
+//! control plane, `--log-level` over RUST_LOG, plain (colourless) logs on a pipe, and an
+//! unreachable API server named once per failure.
 
 mod support;
 
@@ -173,24 +173,82 @@ fn completion_scripts_for_bash_zsh_and_fish() {
         ["off", "error", "warn", "info", "debug", "trace"]
     );
 
+    // zsh and fish: the shell on PATH, else Debian's packages unpacked by scripts/shells.
+    let shell = |name: &str| -> String {
+        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/shells"))
+            .args(["path", name])
+            .output()
+            .expect("scripts/shells runs");
+        assert!(
+            out.status.success(),
+            "scripts/shells path {name}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_owned()
+    };
+
     let zsh = output(&["completion", "zsh"]);
     assert_eq!(zsh.status.code(), Some(0));
-    let script = text(&zsh.stdout);
-    assert!(script.starts_with("#compdef gitprovider-operator\n"), "{script}");
-    for word in ["_gitprovider-operator()", "'--kubeconfig=", "verify", "completion"] {
-        assert!(script.contains(word), "zsh script lacks {word:?}");
-    }
+    let file = tmp.path().join("_gitprovider-operator");
+    std::fs::write(&file, &zsh.stdout).unwrap();
+    let zsh_bin = shell("zsh");
+    let syntax = Command::new(&zsh_bin).arg("-n").arg(&file).output().expect("zsh");
+    assert!(syntax.status.success(), "zsh -n: {}", text(&syntax.stderr));
+    // Loaded as a user's zsh loads it (compinit, then the script): the command is registered
+    // with the script's completion function, without a word on stderr.
+    let script = format!(
+        "[[ -n $GPO_ZSH_MODULE_PATH ]] && module_path=($GPO_ZSH_MODULE_PATH); autoload -U compinit; compinit -u -D; \
+         source '{}'; print -r -- ${{_comps[gitprovider-operator]}}",
+        file.display()
+    );
+    let loaded = Command::new(&zsh_bin)
+        .args(["-f", "-c", &script])
+        .output()
+        .expect("zsh");
+    assert!(loaded.status.success(), "{}", text(&loaded.stderr));
+    assert_eq!(
+        text(&loaded.stdout).trim(),
+        "_gitprovider-operator",
+        "{}",
+        text(&loaded.stderr)
+    );
+    assert_eq!(text(&loaded.stderr), "");
 
     let fish = output(&["completion", "fish"]);
     assert_eq!(fish.status.code(), Some(0));
-    let script = text(&fish.stdout);
-    let completes: Vec<&str> = script
-        .lines()
-        .filter(|l| l.starts_with("complete -c gitprovider-operator"))
-        .collect();
-    assert!(completes.len() > 20, "{script}");
-    assert!(completes.iter().any(|l| l.contains("-l kubeconfig")), "{script}");
-    assert!(completes.iter().any(|l| l.contains("-a \"verify\"")), "{script}");
+    let file = tmp.path().join("gitprovider-operator.fish");
+    std::fs::write(&file, &fish.stdout).unwrap();
+    let fish_bin = shell("fish");
+    let syntax = Command::new(&fish_bin)
+        .arg("--no-config")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .expect("fish");
+    assert!(syntax.status.success(), "fish -n: {}", text(&syntax.stderr));
+    // What fish offers after TAB (`complete -C`), the script sourced as a user would.
+    let complete = |line: &str| -> Vec<String> {
+        let script = format!("source '{}'; complete -C '{line}'", file.display());
+        let out = Command::new(&fish_bin)
+            .args(["--no-config", "-c", &script])
+            .output()
+            .expect("fish");
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(complete("gitprovider-operator ver"), ["verify", "version"]);
+    assert!(complete("gitprovider-operator run --kube").contains(&"--kubeconfig".to_owned()));
+    assert_eq!(
+        complete("gitprovider-operator doctor --webhook-c"),
+        ["--webhook-certs", "--webhook-cert-secret", "--webhook-configuration"]
+    );
+    assert_eq!(
+        complete("gitprovider-operator doctor --webhook-certs "),
+        ["external", "self-managed"]
+    );
 
     let unknown = output(&["completion", "tcsh"]);
     assert_eq!(unknown.status.code(), Some(2));
