@@ -83,6 +83,16 @@ fn configuration(cluster: &Cluster, client_config: Value) -> String {
     name
 }
 
+/// The test's world with no operator, its flags, and doctor's report of it (exit 1).
+async fn without_operator() -> (Cluster, Vec<String>, Doctor) {
+    let cluster = Cluster::start().await;
+    let flags = operator_flags(&cluster);
+    let plane = cluster.plane().expect("a real control plane");
+    let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
+    assert_eq!(report.code, Some(1), "{}", report.stdout);
+    (cluster, flags, report)
+}
+
 fn strs(flags: &[String]) -> Vec<&str> {
     flags.iter().map(String::as_str).collect()
 }
@@ -154,12 +164,8 @@ async fn all_ok_with_the_operator_running_then_the_webhook_stops_answering() {
 
 #[tokio::test]
 async fn no_lease_or_a_stale_one() {
-    let cluster = Cluster::start().await;
+    let (cluster, mut flags, report) = without_operator().await;
     let plane = cluster.plane().expect("a real control plane");
-    let mut flags = operator_flags(&cluster);
-
-    let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
-    assert_eq!(report.code, Some(1));
     report.assert_line(
         "lease",
         "FAIL",
@@ -197,12 +203,8 @@ async fn no_lease_or_a_stale_one() {
 
 #[tokio::test]
 async fn webhook_configuration_missing_without_its_service_or_with_an_expired_ca() {
-    let cluster = Cluster::start().await;
+    let (cluster, mut flags, report) = without_operator().await;
     let plane = cluster.plane().expect("a real control plane");
-    let mut flags = operator_flags(&cluster);
-
-    let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
-    assert_eq!(report.code, Some(1));
     report.assert_line(
         "webhook-configuration",
         "FAIL",
@@ -310,6 +312,11 @@ async fn a_service_account_lacking_a_permission() {
              kubectl auth can-i patch events.events.k8s.io -A --as=system:serviceaccount:{ns}:doctor-sa"
         )
     );
+
+    // Watching named namespaces, the permissions are asked there.
+    let watched = [&args[..], &["--watch-namespace", ns]].concat();
+    let report = doctor(&plane.kubeconfig(), &watched).await;
+    report.assert_line("rbac", "FAIL", &format!("may not patch events.events.k8s.io in {ns};"));
 
     // The self-managed certificate needs more: its Secret and the webhook configuration.
     let args = ["--namespace", ns, "--service-account", "doctor-sa"];

@@ -16,7 +16,7 @@ use kube::api::PostParams;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
-use support::control_plane::{ControlPlane, ROOT, SYSTEM_NAMESPACE};
+use support::control_plane::{ControlPlane, ROOT, SYSTEM_NAMESPACE, run_with_stdin};
 
 fn connection(ns: &str, name: &str, spec: Value) -> GitProviderConnection {
     serde_json::from_value(json!({
@@ -158,32 +158,6 @@ async fn the_api_server_enforces_the_crd() {
         !ok && output.contains("unknown field \"spec.verifyinterval\""),
         "{output}"
     );
-}
-
-/// Runs `command` with `stdin`: (success, stdout + stderr).
-fn run_with_stdin(command: &mut std::process::Command, stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("kubectl finishes");
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
 }
 
 /// `kubectl explain` shows every field's description, from the CRD's published schema.

@@ -344,23 +344,8 @@ users:
 
     /// `kubectl apply -f -` of a manifest (an object or a List); panics with kubectl's words.
     pub fn apply(&self, manifest: &serde_json::Value) {
-        use std::io::Write;
-        let mut child = self
-            .kubectl()
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .expect("kubectl's stdin")
-            .write_all(manifest.to_string().as_bytes())
-            .expect("write the manifest");
-        let out = child.wait_with_output().expect("kubectl ends");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (ok, output) = run_with_stdin(self.kubectl().args(["apply", "-f", "-"]), &manifest.to_string());
+        assert!(ok, "{output}");
     }
 
     /// The full user name the operator authenticates as.
@@ -418,6 +403,32 @@ pub fn binary(args: &[&str], kubeconfig: &Path) -> Command {
         command.env_remove(proxy);
     }
     command
+}
+
+/// Runs `command` with `stdin`: (success, stdout + stderr).
+pub fn run_with_stdin(command: &mut Command, stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("the command finishes");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 /// A kube client from a kubeconfig file, as the operator builds one.
