@@ -13,6 +13,7 @@ mod report;
 mod webhook;
 
 pub use report::{Line, Outcome, print};
+pub use webhook::request_with_warnings;
 
 use crate::kubeconfig::ClusterArgs;
 use clap::Args;

@@ -231,7 +231,7 @@ pub async fn answers(client: &Client, args: &DoctorArgs, found: &Found) -> Line 
         },
     });
     let path = format!("/apis/gitprovider.dev/v1alpha1/namespaces/{namespace}/gitproviderconnections?dryRun=All");
-    let (status, warnings, body) = match send(client, &path, &probe).await {
+    let (status, warnings, body) = match request_with_warnings(client, "POST", &path, &probe).await {
         Ok(answer) => answer,
         Err(error) => return api_failure(WEBHOOK_ANSWERS, "the dry-run probe was not answered", &error),
     };
@@ -314,10 +314,16 @@ pub async fn answers(client: &Client, args: &DoctorArgs, found: &Found) -> Line 
     }
 }
 
-/// A POST through the user's client: status, Warning headers, JSON body.
-async fn send(client: &Client, path: &str, body: &Value) -> Result<(u16, Vec<String>, Value), kube::Error> {
+/// A JSON request through `client`: its status, Warning headers (what the API server and the
+/// admission webhooks said beside the verdict) and JSON body (null when it is not JSON).
+pub async fn request_with_warnings(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Result<(u16, Vec<String>, Value), kube::Error> {
     let request = axum::http::Request::builder()
-        .method("POST")
+        .method(method)
         .uri(path)
         .header("Content-Type", "application/json")
         .body(kube::client::Body::from(body.to_string().into_bytes()))

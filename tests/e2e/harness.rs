@@ -841,24 +841,9 @@ impl Cluster {
 
     /// A raw request through the test's kube client: status, `Warning` headers and body.
     pub async fn raw(&self, method: &str, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("Content-Type", "application/json")
-            .body(kube::client::Body::from(serde_json::to_vec(body).expect("JSON")))
-            .expect("request");
-        let response = self.client.send(request).await.expect("request sent");
-        let status = response.status().as_u16();
-        let warnings = response
-            .headers()
-            .get_all("warning")
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        let bytes = axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX)
+        gitprovider_operator::doctor::request_with_warnings(&self.client, method, path, body)
             .await
-            .expect("response body");
-        (status, warnings, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            .expect("request sent")
     }
 
     /// Requests that mention `needle` and are not Secret traffic.
