@@ -11,9 +11,10 @@ mod harness;
 
 use gitprovider_operator::api::GitProviderConnection;
 use harness::{Cluster, OperatorSpec, WAIT, b64, eventually};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
 use kube::{Api, CustomResourceExt};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -76,8 +77,13 @@ fn operator_flags(cluster: &Cluster) -> Vec<String> {
 /// A webhook configuration of the test's namespaces with failurePolicy Ignore (it blocks
 /// nothing); its name.
 fn configuration(cluster: &Cluster, client_config: Value) -> String {
+    configuration_with(cluster, client_config, "Ignore")
+}
+
+/// A webhook configuration of the test's namespaces with `failure_policy`; its name.
+fn configuration_with(cluster: &Cluster, client_config: Value, failure_policy: &str) -> String {
     let name = format!("doctor-{}", random_suffix());
-    let config = cluster.webhook_configuration(&name, client_config, "Ignore");
+    let config = cluster.webhook_configuration(&name, client_config, failure_policy);
     let plane = cluster.plane().expect("a real control plane");
     plane.apply(&serde_json::to_value(config).expect("JSON"));
     name
@@ -148,6 +154,42 @@ async fn all_ok_with_the_operator_running_then_the_webhook_stops_answering() {
         json!({"checks": 6, "ok": 6, "failed": 0, "skipped": 0})
     );
     assert_eq!(document["checks"][3]["check"], "webhook-answers");
+
+    // A configuration that calls the same webhook but trusts another CA: the API server cannot
+    // verify the certificate the webhook serves. (Bounded: the API server picks a new
+    // configuration up a moment after its create.)
+    let other_ca = support::pki::TestCa::new("not the webhook's CA").expect("a CA");
+    let wrong_ca = configuration_with(
+        &cluster,
+        json!({"url": operator.webhook_url(), "caBundle": b64(other_ca.cert_pem())}),
+        "Fail",
+    );
+    let mut wrong_ca_flags = flags.clone();
+    wrong_ca_flags[5] = wrong_ca.clone();
+    let kubeconfig = plane.kubeconfig();
+    let report = eventually(
+        "the API server uses the configuration with another CA",
+        WAIT,
+        || async {
+            let report = doctor(&kubeconfig, &strs(&wrong_ca_flags)).await;
+            match report.line("webhook-answers").contains("cannot call the webhook") {
+                true => Ok(report),
+                false => Err(report.stdout),
+            }
+        },
+    )
+    .await;
+    assert_eq!(report.code, Some(1), "{}", report.stdout);
+    report.assert_line(
+        "webhook-answers",
+        "FAIL",
+        "caBundle is not the CA of the certificate the webhook serves",
+    );
+    report.assert_line("webhook-configuration", "OK", "caBundle valid until");
+    Api::<ValidatingWebhookConfiguration>::all(cluster.client.clone())
+        .delete(&wrong_ca, &DeleteParams::default())
+        .await
+        .expect("delete the configuration with another CA");
 
     // The webhook's process is gone: the API server cannot call it.
     drop(operator);
