@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::verifying::ready_of as ready;
+
 use gitprovider_operator::api::{ProviderKind, ReadyReason};
 use gitprovider_operator::providers::bitbucket::Bitbucket;
 use gitprovider_operator::providers::github::GitHub;
@@ -181,25 +183,6 @@ async fn verify_cli(url: &Url, timeout: &str) -> std::process::Output {
     tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
         .await
         .expect("join")
-}
-
-fn ready(output: &std::process::Output) -> (String, String) {
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not the status JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let ready = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .expect("a Ready condition")
-        .clone();
-    (
-        ready["reason"].as_str().unwrap_or_default().to_owned(),
-        ready["message"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 #[tokio::test]

@@ -73,19 +73,7 @@ async fn verify(url: &str, ca_pem: Option<&str>) -> (String, String) {
     let output: Output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
-    (
-        ready["reason"].as_str().unwrap().to_owned(),
-        ready["message"].as_str().unwrap().to_owned(),
-    )
+    support::verifying::ready_of(&output)
 }
 
 /// What `openssl req -x509 -subj /CN=127.0.0.1 -addext subjectAltName=...` makes: self-signed,

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::verifying::ready_of as ready;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -43,27 +45,6 @@ fn secret(namespace: &str, name: &str, key: &str, value: &str) -> Value {
         "metadata": {"name": name, "namespace": namespace},
         "stringData": {key: value}
     })
-}
-
-fn ready(output: &Output) -> (String, String) {
-    let status: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not the status JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
-    (
-        ready["reason"].as_str().unwrap().to_owned(),
-        ready["message"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test]

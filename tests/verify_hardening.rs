@@ -6,7 +6,6 @@ mod support;
 
 use axum::Router;
 use axum::extract::Request;
-use serde_json::Value;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use support::fake_providers::TokenSpec;
@@ -52,19 +51,7 @@ fn ready(output: &Output) -> (String, String) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN), "the token leaked");
-    let status: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not the status JSON ({e}):\n{stdout}\n{stderr}"));
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .expect("a Ready condition")
-        .clone();
-    (
-        ready["reason"].as_str().unwrap().to_owned(),
-        ready["message"].as_str().unwrap().to_owned(),
-    )
+    support::verifying::ready_of(output)
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use gitprovider_operator::providers::http::{HttpClient, HttpConfig, TlsOptions};
 use gitprovider_operator::providers::{Target, parse_base_url};
 use gitprovider_operator::token::Token;
 use reqwest::Url;
+use std::process::Output;
 use std::time::Duration;
 
 /// The provider client with a per-request `timeout` and retries a few milliseconds apart.
@@ -24,4 +25,25 @@ pub fn target(url: &Url, token: &str) -> Target {
         username: None,
         tls: TlsOptions::default(),
     }
+}
+
+/// The Ready condition's reason and message from the status JSON `verify` prints on stdout;
+/// panics with both streams when stdout is not that JSON.
+pub fn ready_of(output: &Output) -> (String, String) {
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not the status JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("a Ready condition")
+        .clone();
+    (
+        ready["reason"].as_str().expect("a reason").to_owned(),
+        ready["message"].as_str().expect("a message").to_owned(),
+    )
 }
