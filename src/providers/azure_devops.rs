@@ -177,16 +177,13 @@ pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
 const PROJECTS_5_0: &str = "/_apis/projects?$top=1&api-version=5.0";
 const PROJECTS_2_0: &str = "/_apis/projects?$top=1&api-version=2.0";
 
-async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
+async fn verify(api: Api<'_>) -> Result<Verification, Verification> {
+    let (http, target) = (api.http, api.target);
     if let Err(message) = AzureDevOps.check_spec(&target.base_url, target.username.as_deref()) {
         return Err(Verification::failed(ReadyReason::InvalidSpec, message));
     }
-    let key = key.as_str();
-    let api = api(http, target);
-    let mut facts = Facts {
-        deployment: Some(deployment(&target.base_url)),
-        ..Facts::default()
-    };
+    let key = &api.instance_key();
+    let mut facts = Facts::on(deployment(&target.base_url));
 
     // One round trip: who the token is, and a read that needs a scope, together; the projects
     // call in the API version the instance is known to serve.
@@ -259,13 +256,11 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
                 .unwrap_or_else(|| Verification::failed(ReadyReason::TokenExpired, said))
                 .with_facts(facts));
         }
-        let said = super::said(&said);
-        return Err(Verification::failed(
-            ReadyReason::InsufficientScope,
-            format!(
-                "the token authenticates as {who} but may not list projects (HTTP {}{said}); give the PAT the Project and Team (Read) scope, or create a new one with it",
-                status.as_u16()
-            ),
+        return Err(Verification::refused(
+            format_args!("the token authenticates as {who} but may not list projects"),
+            status,
+            &said,
+            "give the PAT the Project and Team (Read) scope, or create a new one with it",
         )
         .with_facts(facts));
     }
@@ -280,7 +275,7 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
         Some(Deployment::Cloud) => format!("Azure DevOps Services ({})", target.base_url),
         _ => format!("Azure DevOps Server ({})", target.base_url),
     };
-    Ok(Verification::verified(format!("authenticated as {who} on {on}"), facts))
+    Ok(Verification::authenticated(who, on, facts))
 }
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
@@ -309,27 +304,14 @@ impl Provider for AzureDevOps {
     }
 
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(remembered(KIND, http, target, verify))
+        Box::pin(remembered(api(http, target), verify))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn url(s: &str) -> Url {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn cloud_hosts() {
-        assert_eq!(deployment(&url("https://dev.azure.com/org")), Deployment::Cloud);
-        assert_eq!(deployment(&url("https://org.visualstudio.com")), Deployment::Cloud);
-        assert_eq!(
-            deployment(&url("https://tfs.example.com/tfs/DefaultCollection")),
-            Deployment::SelfHosted
-        );
-    }
+    use crate::providers::url;
 
     #[test]
     fn dev_azure_com_needs_the_organization() {

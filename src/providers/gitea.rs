@@ -29,8 +29,8 @@
 
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::request::{Api, message, remembered};
-use super::{Facts, Provider, Target, Verification, non_empty};
-use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use super::{Provider, Target, Verification, account, non_empty};
+use crate::api::{Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -93,21 +93,12 @@ fn rejected(what: &str, needed: &str, response: &HttpResponse) -> Verification {
     )
 }
 
-async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
-    let api = api(http, target);
-    let mut facts = Facts {
-        deployment: Some(Deployment::SelfHosted),
-        ..Facts::default()
-    };
-
+async fn verify(api: Api<'_>) -> Result<Verification, Verification> {
     // One round trip: the user, the repositories and (when not remembered) the version.
-    let (instance, user_response, repos_response) = futures::join!(
-        http.memory()
-            .instance_facts(&key, || api.learn_version("/api/v1/version")),
-        api.get("/api/v1/user"),
-        api.get("/api/v1/user/repos?limit=1"),
-    );
-    facts.server_version = instance.server_version;
+    let requests = futures::future::join(api.get("/api/v1/user"), api.get("/api/v1/user/repos?limit=1"));
+    let (mut facts, (user_response, repos_response)) = api
+        .beside_version(Deployment::SelfHosted, "/api/v1/version", requests)
+        .await;
 
     // 1. Who the token is.
     const USER: &str = "GET /api/v1/user";
@@ -119,11 +110,7 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
         }
         _ => return Err(api.unexpected(USER, &response)),
     };
-    facts.user = Some(AuthenticatedUser {
-        username: non_empty(Some(user.login.clone())),
-        display_name: non_empty(user.full_name),
-        email: non_empty(user.email),
-    });
+    facts.user = Some(account(Some(user.login.clone()), user.full_name, user.email));
 
     // 2. What a Git connection needs: reading repositories.
     const REPOS: &str = "GET /api/v1/user/repos";
@@ -133,11 +120,14 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             let mut verification = rejected(REPOS, "read:repository", &response);
             if verification.reason == ReadyReason::Unauthorized {
-                verification.reason = ReadyReason::InsufficientScope;
-                verification.message = format!(
-                    "the token authenticates as {} but may not list repositories (HTTP {}); give it the read:repository scope",
-                    user.login,
-                    response.status.as_u16()
+                verification = Verification::refused(
+                    format_args!(
+                        "the token authenticates as {} but may not list repositories",
+                        user.login
+                    ),
+                    response.status,
+                    "",
+                    "give it the read:repository scope",
                 );
             }
             return Err(verification.with_facts(facts));
@@ -148,17 +138,14 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
     let on = match &facts.server_version {
         Some(version) if version.contains("gitea-") || version.contains("forgejo") => format!("Forgejo {version}"),
         Some(version) => format!("Gitea {version}"),
-        None => format!("Gitea at {}", target.base_url),
+        None => format!("Gitea at {}", api.target.base_url),
     };
-    Ok(Verification::verified(
-        format!("authenticated as {} on {on}", user.login),
-        facts,
-    ))
+    Ok(Verification::authenticated(user.login, on, facts))
 }
 
 impl Provider for Gitea {
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(remembered(KIND, http, target, verify))
+        Box::pin(remembered(api(http, target), verify))
     }
 }
 
@@ -168,10 +155,14 @@ mod tests {
 
     #[test]
     fn scope_from_message() {
-        assert_eq!(
-            required_scope("token does not have at least one of required scope(s): [read:user]").as_deref(),
-            Some("read:user")
-        );
-        assert_eq!(required_scope("token is required"), None);
+        for (message, scope) in [
+            (
+                "token does not have at least one of required scope(s): [read:user]",
+                Some("read:user"),
+            ),
+            ("token is required", None),
+        ] {
+            assert_eq!(required_scope(message).as_deref(), scope, "{message}");
+        }
     }
 }

@@ -55,10 +55,9 @@
 //! requests anywhere and still call it Cloud, so that was not done.
 
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::memory::Hint;
-use super::request::{Api, message};
-use super::{Facts, Provider, Target, Verification, host_port, non_empty};
-use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use super::request::{Api, message, oauth_scopes};
+use super::{Facts, Provider, Target, Verification, account, host_port, non_empty};
+use crate::api::{Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -170,20 +169,6 @@ fn parse_offset(text: &str) -> Option<jiff::tz::Offset> {
     jiff::tz::Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()
 }
 
-/// `X-OAuth-Scopes`: absent for fine-grained tokens (unknown), possibly empty for a classic
-/// token without scopes.
-fn scopes(response: &HttpResponse) -> Option<Vec<String>> {
-    let header = response.header("x-oauth-scopes")?;
-    Some(
-        header
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 fn expiry(response: &HttpResponse) -> Option<jiff::Timestamp> {
     response
         .header("github-authentication-token-expiration")
@@ -220,22 +205,11 @@ impl GitHub {
 
     async fn run(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {
         let api = self.api(http, target);
-        let mut facts = Facts {
-            deployment: Some(deployment(&target.base_url)),
-            ..Facts::default()
-        };
+        let mut facts = Facts::on(deployment(&target.base_url));
 
         // One round trip: the e-mail list goes out with /user unless this token's last
         // verification found it of no use (public e-mail, or not readable).
-        let key = api.instance_key();
-        let memory = http.memory();
-        let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
-        let (response, emails) = futures::join!(api.get(USER_PATH), async {
-            match ask_emails {
-                true => Some(api.get(EMAILS_PATH).await),
-                false => None,
-            }
-        });
+        let (response, emails) = api.get_beside_emails(USER_PATH, EMAILS_PATH).await;
         let response = api.answered(response)?;
         facts.expires_at = expiry(&response);
         facts.server_version = non_empty(response.header("x-github-enterprise-version").map(str::to_owned));
@@ -261,22 +235,21 @@ impl GitHub {
                 if response.json::<serde_json::Value>().is_err() {
                     return Err(api.unexpected(USER, &response));
                 }
-                let said = super::said(&message(&response));
-                return Err(Verification::failed(
-                    ReadyReason::InsufficientScope,
-                    format!(
-                        "GitHub refused GET /user for this token (HTTP 403{said}); check the token's permissions and the account's state"
-                    ),
+                return Err(Verification::refused(
+                    "GitHub refused GET /user for this token",
+                    StatusCode::FORBIDDEN,
+                    &message(&response),
+                    "check the token's permissions and the account's state",
                 )
                 .with_facts(facts));
             }
             _ => return Err(api.unexpected(USER, &response)),
         };
-        facts.scopes = scopes(&response);
+        facts.scopes = oauth_scopes(&response);
 
         // The e-mail: /user shows only a public one; /user/emails needs user:email (classic) or
         // the "Email addresses" permission (fine-grained, whose permissions cannot be seen).
-        let mut email = non_empty(user.email.clone());
+        let email = non_empty(user.email.clone());
         let needs_emails = email.is_none()
             && match &facts.scopes {
                 Some(scopes) => scopes.iter().any(|s| s == "user" || s == "user:email"),
@@ -288,25 +261,10 @@ impl GitHub {
             None if needs_emails && facts.scopes.is_some() => Some(api.get(EMAILS_PATH).await),
             None => None,
         };
-        let mut readable = false;
-        if needs_emails
-            && let Some(Ok(response)) = emails
-            && response.status == StatusCode::OK
-            && let Ok(emails) = response.json::<Vec<Email>>()
-        {
-            readable = true;
-            email = emails
-                .into_iter()
-                .find(|e| e.primary && e.verified)
-                .map(|e| e.email)
-                .and_then(|e| non_empty(Some(e)));
-        }
-        memory.remember_hint(&key, &target.token, Hint::ReadEmails(readable));
-        facts.user = Some(AuthenticatedUser {
-            username: non_empty(Some(user.login.clone())),
-            display_name: non_empty(user.name),
-            email,
+        let listed = api.read_emails(emails.filter(|_| needs_emails), |emails: Vec<Email>| {
+            emails.into_iter().find(|e| e.primary && e.verified).map(|e| e.email)
         });
+        facts.user = Some(account(Some(user.login.clone()), user.name, email.or(listed)));
 
         if let Some(at) = facts.expires_at.filter(|at| expired(Some(*at))) {
             return Err(expired_verification(at).with_facts(facts));
@@ -332,10 +290,7 @@ impl GitHub {
         }
 
         let on = product(target, facts.server_version.as_deref());
-        Ok(Verification::verified(
-            format!("authenticated as {} on {on}", user.login),
-            facts,
-        ))
+        Ok(Verification::authenticated(user.login, on, facts))
     }
 }
 
@@ -359,28 +314,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiry_header_formats() {
-        let utc = parse_expiry("2027-01-31 00:00:00 UTC").unwrap();
-        assert_eq!(utc.to_string(), "2027-01-31T00:00:00Z");
-        assert_eq!(
-            parse_expiry("2027-03-31 09:00:00 +0900").unwrap().to_string(),
-            "2027-03-31T00:00:00Z"
-        );
-        assert_eq!(
-            parse_expiry("2027-03-31 09:00:00 +09:00").unwrap().to_string(),
-            "2027-03-31T00:00:00Z"
-        );
-        assert_eq!(
-            parse_expiry(" 2027-01-31T00:00:00Z ").unwrap().to_string(),
-            "2027-01-31T00:00:00Z"
-        );
-        assert!(parse_expiry("next tuesday").is_none());
-        assert!(parse_expiry("2027-01-31 00:00:00 CEST").is_none());
-    }
-
-    #[test]
     fn api_roots() {
-        let url = |s: &str| -> Url { s.parse().unwrap() };
+        use crate::providers::url;
         assert_eq!(GITHUB.api_root(&url("https://github.com")), "https://api.github.com");
         assert_eq!(
             GITHUB.api_root(&url("https://api.github.com")),
@@ -400,7 +335,5 @@ mod tests {
             test.api_root(&url("https://ghe.example.com")),
             "https://ghe.example.com/api/v3"
         );
-        assert_eq!(deployment(&url("https://github.com")), Deployment::Cloud);
-        assert_eq!(deployment(&url("https://ghe.example.com")), Deployment::SelfHosted);
     }
 }

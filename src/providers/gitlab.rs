@@ -23,8 +23,8 @@
 
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::request::{Api, remembered};
-use super::{Facts, Provider, Target, Verification, non_empty};
-use crate::api::{AuthenticatedUser, Deployment, ProviderKind, ReadyReason};
+use super::{Provider, Target, Verification, account, non_empty};
+use crate::api::{Deployment, ProviderKind, ReadyReason};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -82,7 +82,7 @@ impl ErrorBody {
 }
 
 /// `expires_at` is a date (`2027-01-31`); the token stops working at the start of that day UTC.
-fn parse_expiry(text: &str) -> Option<jiff::Timestamp> {
+pub(crate) fn parse_expiry(text: &str) -> Option<jiff::Timestamp> {
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Some(ts);
     }
@@ -135,21 +135,11 @@ pub fn api<'a>(http: &'a HttpClient, target: &'a Target) -> Api<'a> {
     Api::new(KIND, http, target, auth)
 }
 
-async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verification, Verification> {
-    let api = api(http, target);
-    let mut facts = Facts {
-        deployment: Some(deployment(&target.base_url)),
-        ..Facts::default()
-    };
-
+async fn verify(api: Api<'_>) -> Result<Verification, Verification> {
     // One round trip: the token, its user and (when not remembered) the version, together.
-    let (instance, token_self, user_response) = futures::join!(
-        http.memory()
-            .instance_facts(&key, || api.learn_version("/api/v4/version")),
-        api.get("/api/v4/personal_access_tokens/self"),
-        api.get("/api/v4/user"),
-    );
-    facts.server_version = instance.server_version;
+    let requests = futures::future::join(api.get("/api/v4/personal_access_tokens/self"), api.get("/api/v4/user"));
+    let deployment = deployment(&api.target.base_url);
+    let (mut facts, (token_self, user_response)) = api.beside_version(deployment, "/api/v4/version", requests).await;
 
     // 1. The token itself: scopes, expiry, revoked. Older GitLab (< 15.5) answers 404.
     const TOKEN: &str = "GET /api/v4/personal_access_tokens/self";
@@ -191,11 +181,8 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
         }
         _ => return Err(api.unexpected(USER, &user_response)),
     };
-    facts.user = Some(AuthenticatedUser {
-        username: non_empty(Some(user.username.clone())),
-        display_name: non_empty(user.name),
-        email: non_empty(user.email).or(non_empty(user.public_email)),
-    });
+    let email = non_empty(user.email).or(user.public_email);
+    facts.user = Some(account(Some(user.username.clone()), user.name, email));
 
     // Scopes known and none of them reads the API: /user may pass with read_user, but
     // reading projects and repositories through the API will not.
@@ -215,12 +202,9 @@ async fn verify(http: &HttpClient, target: &Target, key: String) -> Result<Verif
 
     let on = match &facts.server_version {
         Some(version) => format!("GitLab {version}"),
-        None => format!("GitLab at {}", target.base_url),
+        None => format!("GitLab at {}", api.target.base_url),
     };
-    Ok(Verification::verified(
-        format!("authenticated as {} on {on}", user.username),
-        facts,
-    ))
+    Ok(Verification::authenticated(user.username, on, facts))
 }
 
 /// Whether `base_url` is the provider's cloud service or a self-hosted server.
@@ -234,30 +218,6 @@ pub fn deployment(base_url: &Url) -> Deployment {
 
 impl Provider for GitLab {
     fn prove<'a>(&'a self, http: &'a HttpClient, target: &'a Target) -> BoxFuture<'a, Verification> {
-        Box::pin(remembered(KIND, http, target, verify))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_is_a_date_or_a_timestamp() {
-        assert_eq!(parse_expiry("2027-01-31").unwrap().to_string(), "2027-01-31T00:00:00Z");
-        assert_eq!(
-            parse_expiry("2027-01-31T10:00:00Z").unwrap().to_string(),
-            "2027-01-31T10:00:00Z"
-        );
-        assert!(parse_expiry("soon").is_none());
-    }
-
-    #[test]
-    fn cloud_or_self_hosted() {
-        assert_eq!(deployment(&"https://gitlab.com".parse().unwrap()), Deployment::Cloud);
-        assert_eq!(
-            deployment(&"https://git.example.com".parse().unwrap()),
-            Deployment::SelfHosted
-        );
+        Box::pin(remembered(api(http, target), verify))
     }
 }

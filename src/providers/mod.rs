@@ -106,6 +106,29 @@ pub struct Facts {
     pub expires_at: Option<jiff::Timestamp>,
 }
 
+impl Facts {
+    /// Nothing learned yet but where the instance runs (the cloud service or self-hosted).
+    pub fn on(deployment: Deployment) -> Facts {
+        Facts {
+            deployment: Some(deployment),
+            ..Facts::default()
+        }
+    }
+}
+
+/// The account a provider named, each part kept only when it is not blank.
+pub(crate) fn account(
+    username: Option<String>,
+    display_name: Option<String>,
+    email: Option<String>,
+) -> AuthenticatedUser {
+    AuthenticatedUser {
+        username: non_empty(username),
+        display_name: non_empty(display_name),
+        email: non_empty(email),
+    }
+}
+
 /// The outcome of one verification: the Ready reason, a message for people, and the facts
 /// learned on the way (also on failure: an expired token still has a known expiry).
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +148,12 @@ impl Verification {
             facts,
             retry_at: None,
         }
+    }
+
+    /// The token proved itself: it authenticates as `who` on `on` (the product, its version or
+    /// address).
+    pub fn authenticated(who: impl std::fmt::Display, on: impl std::fmt::Display, facts: Facts) -> Verification {
+        Verification::verified(format!("authenticated as {who} on {on}"), facts)
     }
 
     pub fn failed(reason: ReadyReason, message: impl Into<String>) -> Verification {
@@ -167,6 +196,20 @@ impl Verification {
             http.memory().forget_instance(key);
         }
         self
+    }
+
+    /// The instance refused `what` to the token with `status`: it lacks a scope or permission.
+    /// `provider_said` is quoted after the status, `advice` says what to do.
+    pub fn refused(
+        what: impl std::fmt::Display,
+        status: reqwest::StatusCode,
+        provider_said: &str,
+        advice: &str,
+    ) -> Verification {
+        Verification::failed(
+            ReadyReason::InsufficientScope,
+            format!("{what} (HTTP {}{}); {advice}", status.as_u16(), said(provider_said)),
+        )
     }
 
     /// A rate-limited token: not a token problem; verified again after `until`.
@@ -329,44 +372,79 @@ pub fn parse_base_url(raw: &str) -> Result<Url, BadUrl> {
     Ok(url)
 }
 
+/// A URL written out in a test.
+#[cfg(test)]
+pub(crate) fn url(text: &str) -> Url {
+    text.parse().expect("a test URL")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base_url_normalisation() {
-        assert_eq!(
-            parse_base_url("https://gitlab.example.com/").unwrap().as_str(),
-            "https://gitlab.example.com/"
-        );
-        assert_eq!(
-            parse_base_url("https://dev.azure.com/org/").unwrap().as_str(),
-            "https://dev.azure.com/org"
-        );
-        assert!(matches!(parse_base_url("ftp://x"), Err(BadUrl::Scheme { .. })));
-        assert_eq!(parse_base_url("https://user:pw@x"), Err(BadUrl::UserInfo));
-        assert!(
-            parse_base_url("https://user:pw@x")
-                .unwrap_err()
-                .to_string()
-                .contains("user info")
-        );
-        assert!(
-            parse_base_url("https://x/?a=b")
-                .unwrap_err()
-                .to_string()
-                .contains("query")
-        );
-        assert!(
-            parse_base_url("https://x/#f")
-                .unwrap_err()
-                .to_string()
-                .contains("fragment")
-        );
+        for (raw, normalised) in [
+            ("https://gitlab.example.com/", "https://gitlab.example.com/"),
+            ("https://dev.azure.com/org/", "https://dev.azure.com/org"),
+        ] {
+            assert_eq!(parse_base_url(raw).map(String::from).as_deref(), Ok(normalised));
+        }
+        let raw = |text: &str| text.to_owned();
+        for (text, bad, says) in [
+            ("ftp://x", BadUrl::Scheme { raw: raw("ftp://x") }, "https://"),
+            ("https://user:pw@x", BadUrl::UserInfo, "user info"),
+            (
+                "https://x/?a=b",
+                BadUrl::Query {
+                    raw: raw("https://x/?a=b"),
+                },
+                "query",
+            ),
+            (
+                "https://x/#f",
+                BadUrl::Fragment {
+                    raw: raw("https://x/#f"),
+                },
+                "fragment",
+            ),
+        ] {
+            assert_eq!(parse_base_url(text), Err(bad.clone()));
+            assert!(bad.to_string().contains(says), "{bad}");
+        }
         assert!(matches!(
             parse_base_url("gitlab.example.com"),
             Err(BadUrl::Invalid { .. })
         ));
+    }
+
+    /// A provider's reading of where an instance runs.
+    type ReadsDeployment = fn(&Url) -> Deployment;
+    /// A provider's reading of a token's expiry.
+    type ReadsExpiry = fn(&str) -> Option<jiff::Timestamp>;
+
+    #[test]
+    fn every_provider_tells_its_cloud_from_self_hosted() {
+        use Deployment::{Cloud, SelfHosted};
+        let cases: [(ReadsDeployment, &str, Deployment); 10] = [
+            (gitlab::deployment, "https://gitlab.com", Cloud),
+            (gitlab::deployment, "https://git.example.com", SelfHosted),
+            (github::deployment, "https://github.com", Cloud),
+            (github::deployment, "https://ghe.example.com", SelfHosted),
+            (bitbucket::deployment, "https://bitbucket.org", Cloud),
+            (bitbucket::deployment, "https://api.bitbucket.org", Cloud),
+            (bitbucket::deployment, "https://bb.example.com/bitbucket", SelfHosted),
+            (azure_devops::deployment, "https://dev.azure.com/org", Cloud),
+            (azure_devops::deployment, "https://org.visualstudio.com", Cloud),
+            (
+                azure_devops::deployment,
+                "https://tfs.example.com/tfs/DefaultCollection",
+                SelfHosted,
+            ),
+        ];
+        for (deployment, base_url, expected) in cases {
+            assert_eq!(deployment(&url(base_url)), expected, "{base_url}");
+        }
     }
 
     #[test]
@@ -381,5 +459,45 @@ mod tests {
             target.endpoint("/_apis/connectionData").unwrap().as_str(),
             "https://h/tfs/Coll/_apis/connectionData"
         );
+    }
+
+    #[test]
+    fn expiries_in_each_providers_format() {
+        let cases: [(ReadsExpiry, &str, Option<&str>); 9] = [
+            // GitLab: `expires_at`, a date (the start of that day UTC) or a timestamp.
+            (gitlab::parse_expiry, "2027-01-31", Some("2027-01-31T00:00:00Z")),
+            (
+                gitlab::parse_expiry,
+                "2027-01-31T10:00:00Z",
+                Some("2027-01-31T10:00:00Z"),
+            ),
+            (gitlab::parse_expiry, "soon", None),
+            // GitHub: the `GitHub-Authentication-Token-Expiration` header.
+            (
+                github::parse_expiry,
+                "2027-01-31 00:00:00 UTC",
+                Some("2027-01-31T00:00:00Z"),
+            ),
+            (
+                github::parse_expiry,
+                "2027-03-31 09:00:00 +0900",
+                Some("2027-03-31T00:00:00Z"),
+            ),
+            (
+                github::parse_expiry,
+                "2027-03-31 09:00:00 +09:00",
+                Some("2027-03-31T00:00:00Z"),
+            ),
+            (
+                github::parse_expiry,
+                " 2027-01-31T00:00:00Z ",
+                Some("2027-01-31T00:00:00Z"),
+            ),
+            (github::parse_expiry, "next tuesday", None),
+            (github::parse_expiry, "2027-01-31 00:00:00 CEST", None),
+        ];
+        for (parse, text, at) in cases {
+            assert_eq!(parse(text).map(|t| t.to_string()).as_deref(), at, "{text:?}");
+        }
     }
 }

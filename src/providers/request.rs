@@ -8,9 +8,9 @@
 )]
 
 use super::http::{Auth, HttpClient, HttpError, HttpResponse, NotJson};
-use super::memory::{InstanceFacts, instance_key};
-use super::{Target, Verification, join, non_empty};
-use crate::api::ProviderKind;
+use super::memory::{Hint, InstanceFacts, instance_key};
+use super::{Facts, Target, Verification, join, non_empty};
+use crate::api::{Deployment, ProviderKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -96,6 +96,81 @@ impl<'a> Api<'a> {
         }
         facts
     }
+
+    /// Awaits `requests` in the same round trip as the instance's version (the remembered one,
+    /// or else the one [`Api::learn_version`] reads at `version_path`), and the facts known so
+    /// far: that version and the `deployment`.
+    pub async fn beside_version<T>(
+        &self,
+        deployment: Deployment,
+        version_path: &str,
+        requests: impl Future<Output = T>,
+    ) -> (Facts, T) {
+        let key = self.instance_key();
+        let memory = self.http.memory();
+        let learn = memory.instance_facts(&key, || self.learn_version(version_path));
+        let (instance, answers) = futures::join!(learn, requests);
+        let facts = Facts {
+            server_version: instance.server_version,
+            ..Facts::on(deployment)
+        };
+        (facts, answers)
+    }
+
+    /// GETs `path` and, in the same round trip, the token's e-mail list at `emails_path`,
+    /// unless the token's last verification could not use that list ([`Hint::ReadEmails`]).
+    pub async fn get_beside_emails(
+        &self,
+        path: &str,
+        emails_path: &str,
+    ) -> (Result<HttpResponse, HttpError>, Option<Result<HttpResponse, HttpError>>) {
+        let hint = self.http.memory().hint(&self.instance_key(), &self.target.token);
+        let ask_emails = hint != Some(Hint::ReadEmails(false));
+        futures::join!(self.get(path), async {
+            match ask_emails {
+                true => Some(self.get(emails_path).await),
+                false => None,
+            }
+        })
+    }
+
+    /// The e-mail `pick` finds in the e-mail list's answer (`None` when it was not asked for or
+    /// could not be read), remembering for the token's next verification whether the list was
+    /// of use ([`Api::get_beside_emails`]).
+    pub fn read_emails<T: DeserializeOwned>(
+        &self,
+        emails: Option<Result<HttpResponse, HttpError>>,
+        pick: impl FnOnce(T) -> Option<String>,
+    ) -> Option<String> {
+        let mut readable = false;
+        let mut email = None;
+        if let Some(Ok(response)) = emails
+            && response.status == reqwest::StatusCode::OK
+            && let Ok(list) = response.json::<T>()
+        {
+            readable = true;
+            email = non_empty(pick(list));
+        }
+        self.http
+            .memory()
+            .remember_hint(&self.instance_key(), &self.target.token, Hint::ReadEmails(readable));
+        email
+    }
+}
+
+/// The token's scopes, when the answer names them in `X-OAuth-Scopes` (comma or space
+/// separated); `None` when it does not (e.g. GitHub's fine-grained tokens), an empty list for a
+/// token without scopes.
+pub fn oauth_scopes(response: &HttpResponse) -> Option<Vec<String>> {
+    let header = response.header("x-oauth-scopes")?;
+    Some(
+        header
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// What came back instead of the documented answer, for a message.
@@ -122,21 +197,16 @@ pub fn message(response: &HttpResponse) -> String {
     super::excerpt(&body.message.unwrap_or_default())
 }
 
-/// Verifies with the memory of the instance at `target.base_url`: `verify` gets its key, and
-/// the instance is forgotten when the outcome says it answered differently
-/// ([`Verification::settle`]).
-pub async fn remembered<'a, F, Fut>(
-    kind: ProviderKind,
-    http: &'a HttpClient,
-    target: &'a Target,
-    verify: F,
-) -> Verification
+/// Verifies through `api` with the memory of its instance: the instance is forgotten when the
+/// outcome says it answered differently ([`Verification::settle`]).
+pub async fn remembered<'a, F, Fut>(api: Api<'a>, verify: F) -> Verification
 where
-    F: FnOnce(&'a HttpClient, &'a Target, String) -> Fut,
+    F: FnOnce(Api<'a>) -> Fut,
     Fut: Future<Output = Result<Verification, Verification>>,
 {
-    let key = instance_key(kind, target.base_url.as_str());
-    let outcome = verify(http, target, key.clone()).await;
+    let key = api.instance_key();
+    let http = api.http;
+    let outcome = verify(api).await;
     outcome.unwrap_or_else(|failed| failed).settle(http, &key)
 }
 

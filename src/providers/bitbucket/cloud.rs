@@ -2,11 +2,10 @@
 //! its e-mail addresses and the token's scopes.
 
 use super::{Bitbucket, KIND};
-use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
+use crate::api::{Deployment, ReadyReason};
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
-use crate::providers::memory::Hint;
-use crate::providers::request::Api;
-use crate::providers::{Facts, Provider, Target, Verification, non_empty};
+use crate::providers::request::{Api, oauth_scopes};
+use crate::providers::{Facts, Provider, Target, Verification, account, non_empty};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -54,19 +53,6 @@ fn cloud_error_text(response: &HttpResponse) -> String {
     crate::providers::excerpt(&body.error.and_then(|e| e.message).unwrap_or_default())
 }
 
-/// Scopes, if the answer names them (`X-OAuth-Scopes`, comma or space separated).
-fn cloud_scopes(response: &HttpResponse) -> Option<Vec<String>> {
-    let header = response.header("x-oauth-scopes")?;
-    Some(
-        header
-            .split([',', ' '])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 impl Bitbucket {
     /// The cloud API ([`Bitbucket::cloud_root`]), the API token sent as HTTP Basic with the
     /// account's e-mail (`spec.username`).
@@ -84,22 +70,11 @@ impl Bitbucket {
         }
         let email = account_email(target);
         let api = self.cloud_api(http, target);
-        let mut facts = Facts {
-            deployment: Some(Deployment::Cloud),
-            ..Facts::default()
-        };
+        let mut facts = Facts::on(Deployment::Cloud);
 
         // One round trip: the e-mail list goes out with /2.0/user unless this token's last
         // verification could not read it.
-        let key = api.instance_key();
-        let memory = http.memory();
-        let ask_emails = memory.hint(&key, &target.token) != Some(Hint::ReadEmails(false));
-        let (response, emails) = futures::join!(api.get("/2.0/user"), async {
-            match ask_emails {
-                true => Some(api.get("/2.0/user/emails").await),
-                false => None,
-            }
-        });
+        let (response, emails) = api.get_beside_emails("/2.0/user", "/2.0/user/emails").await;
         const USER: &str = "GET /2.0/user";
         let response = api.answered(response)?;
         let user: CloudUser = match response.status {
@@ -122,43 +97,30 @@ impl Bitbucket {
                 ));
             }
             StatusCode::FORBIDDEN => {
-                let text = cloud_error_text(&response);
-                let said = crate::providers::said(&text);
-                return Err(Verification::failed(
-                    ReadyReason::InsufficientScope,
-                    format!(
-                        "Bitbucket Cloud refused {USER} (HTTP 403{said}); the API token needs the read:user:bitbucket scope — create a token with it"
-                    ),
+                return Err(Verification::refused(
+                    format_args!("Bitbucket Cloud refused {USER}"),
+                    response.status,
+                    &cloud_error_text(&response),
+                    "the API token needs the read:user:bitbucket scope — create a token with it",
                 )
                 .with_facts(facts));
             }
             _ => return Err(api.unexpected(USER, &response)),
         };
-        facts.scopes = cloud_scopes(&response);
+        facts.scopes = oauth_scopes(&response);
 
         // The e-mail, when the token may read it.
-        let mut address = None;
-        let mut readable = false;
-        if let Some(Ok(response)) = emails
-            && response.status == StatusCode::OK
-            && let Ok(emails) = response.json::<CloudEmails>()
-        {
-            readable = true;
-            address = emails
+        let address = api.read_emails(emails, |emails: CloudEmails| {
+            emails
                 .values
                 .into_iter()
                 .find(|e| e.is_primary && e.is_confirmed)
-                .and_then(|e| non_empty(Some(e.email)));
-        }
-        memory.remember_hint(&key, &target.token, Hint::ReadEmails(readable));
+                .map(|e| e.email)
+        });
         let username = non_empty(user.username)
             .or(non_empty(user.nickname))
             .or(non_empty(user.account_id));
-        facts.user = Some(AuthenticatedUser {
-            username: username.clone(),
-            display_name: non_empty(user.display_name),
-            email: address,
-        });
+        facts.user = Some(account(username.clone(), user.display_name, address));
         let who = username.unwrap_or_else(|| email.to_owned());
         Ok(Verification::verified(
             format!("authenticated as {who} on Bitbucket Cloud"),

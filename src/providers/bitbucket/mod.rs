@@ -145,7 +145,7 @@ impl Provider for Bitbucket {
             if is_cloud(&target.base_url) {
                 self.verify_cloud(http, target).await.unwrap_or_else(|failed| failed)
             } else {
-                remembered(KIND, http, target, verify_server).await
+                remembered(server_api(http, target), verify_server).await
             }
         })
     }
@@ -155,10 +155,7 @@ impl Provider for Bitbucket {
 mod tests {
     use super::*;
     use crate::providers::request::path_segment;
-
-    fn url(s: &str) -> Url {
-        s.parse().unwrap()
-    }
+    use crate::providers::url;
 
     #[test]
     fn cloud_needs_a_username() {
@@ -174,13 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_and_roots() {
-        assert_eq!(deployment(&url("https://bitbucket.org")), Deployment::Cloud);
-        assert_eq!(deployment(&url("https://api.bitbucket.org")), Deployment::Cloud);
-        assert_eq!(
-            deployment(&url("https://bb.example.com/bitbucket")),
-            Deployment::SelfHosted
-        );
+    fn cloud_roots() {
         assert_eq!(BITBUCKET.cloud_root(), "https://api.bitbucket.org");
         assert_eq!(
             Bitbucket::with_cloud_api(url("http://127.0.0.1:1/")).cloud_root(),

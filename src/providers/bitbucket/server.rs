@@ -2,11 +2,11 @@
 //! needs the REPO_READ permission.
 
 use super::KIND;
-use crate::api::{AuthenticatedUser, Deployment, ReadyReason};
+use crate::api::{Deployment, ReadyReason};
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
 use crate::providers::memory::Hint;
 use crate::providers::request::{Api, path_segment};
-use crate::providers::{Facts, Target, Verification, non_empty};
+use crate::providers::{Target, Verification, account, non_empty};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -115,18 +115,9 @@ async fn user_details(api: &Api<'_>, username: &str) -> Option<ServerUser> {
     }
 }
 
-pub(super) async fn verify_server(
-    http: &HttpClient,
-    target: &Target,
-    key: String,
-) -> Result<Verification, Verification> {
-    let key = key.as_str();
-    let api = server_api(http, target);
-    let memory = http.memory();
-    let mut facts = Facts {
-        deployment: Some(Deployment::SelfHosted),
-        ..Facts::default()
-    };
+pub(super) async fn verify_server(api: Api<'_>) -> Result<Verification, Verification> {
+    let (memory, target) = (api.http.memory(), api.target);
+    let key = &api.instance_key();
 
     // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
     // version when not remembered, and the user's details when this token's user name is
@@ -136,17 +127,16 @@ pub(super) async fn verify_server(
         _ => None,
     };
     const REPOS: &str = "GET /rest/api/1.0/repos";
-    let (instance, response, details) = futures::join!(
-        memory.instance_facts(key, || api.learn_version("/rest/api/1.0/application-properties")),
-        api.get("/rest/api/1.0/repos?limit=1"),
-        async {
-            match &hinted {
-                Some(name) => Some(user_details(&api, name).await),
-                None => None,
-            }
-        },
-    );
-    facts.server_version = instance.server_version;
+    let details = async {
+        match &hinted {
+            Some(name) => Some(user_details(&api, name).await),
+            None => None,
+        }
+    };
+    let requests = futures::future::join(api.get("/rest/api/1.0/repos?limit=1"), details);
+    let (mut facts, (response, details)) = api
+        .beside_version(Deployment::SelfHosted, "/rest/api/1.0/application-properties", requests)
+        .await;
     let response = api.answered(response)?;
     let username = non_empty(response.header("x-ausername").map(str::to_owned));
     let anonymous = || {
@@ -185,26 +175,17 @@ pub(super) async fn verify_server(
         _ => user_details(&api, &username).await,
     };
     memory.remember_hint(key, &target.token, Hint::Username(username.clone()));
-    facts.user = Some(match details {
-        Some(details) => AuthenticatedUser {
-            username: Some(username.clone()),
-            display_name: non_empty(details.display_name),
-            email: non_empty(details.email_address),
-        },
-        None => AuthenticatedUser {
-            username: Some(username.clone()),
-            ..AuthenticatedUser::default()
-        },
-    });
+    let (display_name, email) = details
+        .map(|details| (details.display_name, details.email_address))
+        .unwrap_or_default();
+    facts.user = Some(account(Some(username.clone()), display_name, email));
 
     if response.status == StatusCode::FORBIDDEN {
-        let text = ServerErrors::text(&response);
-        let said = crate::providers::said(&text);
-        return Err(Verification::failed(
-            ReadyReason::InsufficientScope,
-            format!(
-                "the token authenticates as {username} but may not list repositories (HTTP 403{said}); give it at least repository read permission"
-            ),
+        return Err(Verification::refused(
+            format_args!("the token authenticates as {username} but may not list repositories"),
+            response.status,
+            &ServerErrors::text(&response),
+            "give it at least repository read permission",
         )
         .with_facts(facts));
     }
@@ -216,10 +197,7 @@ pub(super) async fn verify_server(
         Some(version) => format!("Bitbucket Data Center {version}"),
         None => format!("Bitbucket at {}", target.base_url),
     };
-    Ok(Verification::verified(
-        format!("authenticated as {username} on {on}"),
-        facts,
-    ))
+    Ok(Verification::authenticated(username, on, facts))
 }
 
 // ---- Cloud ----------------------------------------------------------------------------
