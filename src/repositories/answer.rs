@@ -6,7 +6,7 @@
 use super::RATE_LIMITED;
 use crate::api::{ProviderKind, RepositoryReason, RepositoryStatus};
 use crate::providers::http::{HttpError, HttpResponse};
-use crate::providers::request::what_came_back;
+use crate::providers::request::{Api, what_came_back};
 use crate::providers::said;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -29,12 +29,6 @@ impl From<HttpError> for NotRead {
     }
 }
 
-impl From<RepositoryStatus> for NotRead {
-    fn from(status: RepositoryStatus) -> Self {
-        NotRead::Answer(status)
-    }
-}
-
 impl NotRead {
     /// The status of `path`.
     pub(crate) fn status(self, path: &str) -> RepositoryStatus {
@@ -47,16 +41,16 @@ impl NotRead {
 
 /// How a provider's answer about one repository is read.
 pub(crate) struct Reading<'a> {
-    pub kind: ProviderKind,
     /// The provider's words in an error answer.
     pub said: fn(&HttpResponse) -> String,
     /// What to do about a 401/403, for the message.
     pub what_to_do: &'a str,
 }
 
-/// The documented JSON of a 200 answer about `path`; a 404 is NotFound, a 401/403 Forbidden,
-/// anything else (an HTML page with 200 included) an unexpected answer.
+/// The documented JSON of `api`'s 200 answer about `path`; a 404 is NotFound, a 401/403
+/// Forbidden, anything else (an HTML page with 200 included) an unexpected answer.
 pub(crate) fn documented<T: DeserializeOwned>(
+    api: &Api<'_>,
     path: &str,
     reading: &Reading<'_>,
     response: &HttpResponse,
@@ -65,7 +59,7 @@ pub(crate) fn documented<T: DeserializeOwned>(
         StatusCode::OK if !response.is_html() => {
             return response
                 .json::<T>()
-                .map_err(|_| unexpected(path, reading.kind, response).into());
+                .map_err(|_| NotRead::Answer(unexpected(path, api.kind, response)));
         }
         StatusCode::NOT_FOUND => not_found(path, &(reading.said)(response)),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => forbidden(
@@ -74,9 +68,16 @@ pub(crate) fn documented<T: DeserializeOwned>(
             &(reading.said)(response),
             reading.what_to_do,
         ),
-        _ => unexpected(path, reading.kind, response),
+        _ => unexpected(path, api.kind, response),
     };
-    Err(status.into())
+    Err(NotRead::Answer(status))
+}
+
+/// The two segments of `path`, whose `form` (e.g. "an owner/repo") the provider expects; a
+/// path of another form is not found.
+pub(crate) fn two_segments<'p>(path: &'p str, form: &str) -> Result<(&'p str, &'p str), NotRead> {
+    path.split_once('/')
+        .ok_or_else(|| NotRead::Answer(not_found(path, &format!("not {form} path"))))
 }
 
 /// A readable repository.

@@ -24,12 +24,10 @@
 //! 403 or the TF401019 404 (the message says "does not exist or you do not have permissions");
 //! a 404 is reported as NotFound with both possibilities named.
 
-use super::answer::{Found, Reading, documented, forbidden, not_found, readable, unreadable};
-use crate::api::{ProviderKind, RepositoryReason};
-use crate::providers::Target;
+use super::answer::{Found, Reading, documented, forbidden, readable, two_segments, unreadable};
+use crate::api::RepositoryReason;
 use crate::providers::azure_devops::service_error;
-use crate::providers::http::HttpClient;
-use crate::providers::request::path_segment;
+use crate::providers::request::{Api, path_segment};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -45,16 +43,12 @@ struct Repository {
 }
 
 const READING: Reading<'static> = Reading {
-    kind: ProviderKind::AzureDevOps,
     said: service_error,
     what_to_do: "give the PAT the Code (Read) scope and its user Read on the repository",
 };
 
-pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
-    let Some((project, repo)) = path.split_once('/') else {
-        return Ok(not_found(path, "not a project/repo path"));
-    };
-    let api = crate::providers::azure_devops::api(http, target);
+pub async fn lookup(api: &Api<'_>, path: &str) -> Found {
+    let (project, repo) = two_segments(path, "a project/repo")?;
     let base = format!(
         "/{}/_apis/git/repositories/{}",
         path_segment(project),
@@ -70,7 +64,7 @@ pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
         let said = service_error(&response);
         return Ok(forbidden(path, response.status.as_u16(), &said, READING.what_to_do));
     }
-    let repository: Repository = documented(path, &READING, &response)?;
+    let repository: Repository = documented(api, path, &READING, &response)?;
     if repository.is_disabled {
         return Ok(unreadable(
             path,

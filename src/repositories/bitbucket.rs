@@ -33,8 +33,8 @@
 //! not in answers 403 or 404 (the API reference lists both); both are reported with their own
 //! reason.
 
-use super::answer::{Found, Reading, clean_clone_url, documented, not_found, readable};
-use crate::api::{Deployment, ProviderKind};
+use super::answer::{Found, Reading, clean_clone_url, documented, readable, two_segments};
+use crate::api::Deployment;
 use crate::providers::Target;
 use crate::providers::bitbucket::{Bitbucket, server_api};
 use crate::providers::excerpt;
@@ -106,9 +106,7 @@ fn error_text(response: &HttpResponse) -> String {
 }
 
 pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, path: &str) -> Found {
-    let Some((owner, slug)) = path.split_once('/') else {
-        return Ok(not_found(path, "not a PROJECTKEY/repo-slug path"));
-    };
+    let (owner, slug) = two_segments(path, "a PROJECTKEY/repo-slug")?;
     if crate::providers::bitbucket::deployment(&target.base_url) == Deployment::Cloud {
         cloud(&bitbucket.cloud_api(http, target), path, owner, slug).await
     } else {
@@ -119,7 +117,6 @@ pub async fn lookup(bitbucket: &Bitbucket, http: &HttpClient, target: &Target, p
 /// Server and Cloud read a repository's answer alike; only the advice differs.
 fn reading(what_to_do: &str) -> Reading<'_> {
     Reading {
-        kind: ProviderKind::Bitbucket,
         said: error_text,
         what_to_do,
     }
@@ -134,7 +131,7 @@ async fn server(api: &Api<'_>, path: &str, key: &str, slug: &str) -> Found {
     let response = api.get(&repo_path).await?;
     let reading =
         reading("grant the token's user (or the project/repository token) at least Project read or Repository read");
-    let repository: ServerRepository = documented(path, &reading, &response)?;
+    let repository: ServerRepository = documented(api, path, &reading, &response)?;
     let clone_url = repository.links.https();
     // The default branch is a second, optional answer: its failure does not make a readable
     // repository unreadable, the branch is then simply left out.
@@ -162,7 +159,7 @@ async fn cloud(api: &Api<'_>, path: &str, workspace: &str, slug: &str) -> Found 
         .await?;
     let reading =
         reading("give the API token the read:repository:bitbucket scope and its account read access to the repository");
-    let repository: CloudRepository = documented(path, &reading, &response)?;
+    let repository: CloudRepository = documented(api, path, &reading, &response)?;
     Ok(readable(
         path,
         repository.mainbranch.and_then(|b| b.name),

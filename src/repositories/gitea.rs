@@ -13,28 +13,22 @@
 //! Not said by the documentation: when `permissions.pull` can be false on an answered
 //! repository (a public repository read by anyone answers `pull: true`); false is Forbidden.
 
-use super::answer::{Found, Reading, documented, not_found, readable, unreadable};
+use super::answer::{Found, Reading, documented, readable, two_segments, unreadable};
 use super::github::Repository;
-use crate::api::{ProviderKind, RepositoryReason};
-use crate::providers::Target;
-use crate::providers::http::HttpClient;
-use crate::providers::request::{message, path_segment};
+use crate::api::RepositoryReason;
+use crate::providers::request::{Api, message, path_segment};
 
 const READING: Reading<'static> = Reading {
-    kind: ProviderKind::Gitea,
     said: message,
     what_to_do: "give the token the read:repository scope and its user read access to the repository",
 };
 
-pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
-    let Some((owner, repo)) = path.split_once('/') else {
-        return Ok(not_found(path, "not an owner/repo path"));
-    };
-    let api = crate::providers::gitea::api(http, target);
+pub async fn lookup(api: &Api<'_>, path: &str) -> Found {
+    let (owner, repo) = two_segments(path, "an owner/repo")?;
     let response = api
         .get(&format!("/api/v1/repos/{}/{}", path_segment(owner), path_segment(repo)))
         .await?;
-    let repository: Repository = documented(path, &READING, &response)?;
+    let repository: Repository = documented(api, path, &READING, &response)?;
     if repository.permissions.is_some_and(|p| !p.pull) {
         return Ok(unreadable(
             path,

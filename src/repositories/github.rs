@@ -25,12 +25,10 @@
 //! organisation's private repositories are hidden from an unauthorised token); it is honoured
 //! whatever the status. GHES has no SAML enforcement per token, so it never sends the header.
 
-use super::answer::{Found, Reading, documented, not_found, readable, unreadable};
-use crate::api::{ProviderKind, RepositoryReason};
-use crate::providers::Target;
-use crate::providers::github::GitHub;
-use crate::providers::http::{HttpClient, HttpResponse};
-use crate::providers::request::{message, path_segment};
+use super::answer::{Found, Reading, documented, readable, two_segments, unreadable};
+use crate::api::RepositoryReason;
+use crate::providers::http::HttpResponse;
+use crate::providers::request::{Api, message, path_segment};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -57,7 +55,6 @@ pub(super) struct Permissions {
 }
 
 const READING: Reading<'static> = Reading {
-    kind: ProviderKind::GitHub,
     said: message,
     what_to_do: "give a classic token the repo scope, or a fine-grained token this repository with Contents (read)",
 };
@@ -82,12 +79,9 @@ fn rate_limited(response: &HttpResponse) -> bool {
                 || message(response).to_ascii_lowercase().contains("rate limit")))
 }
 
-pub async fn lookup(github: &GitHub, http: &HttpClient, target: &Target, path: &str) -> Found {
-    let Some((owner, repo)) = path.split_once('/') else {
-        return Ok(not_found(path, "not an owner/repo path"));
-    };
-    let response = github
-        .api(http, target)
+pub async fn lookup(api: &Api<'_>, path: &str) -> Found {
+    let (owner, repo) = two_segments(path, "an owner/repo")?;
+    let response = api
         .get(&format!("/repos/{}/{}", path_segment(owner), path_segment(repo)))
         .await?;
     if let Some(url) = sso_url(&response) {
@@ -106,7 +100,7 @@ pub async fn lookup(github: &GitHub, http: &HttpClient, target: &Target, path: &
             format!("GitHub rate-limited the look-up of {path}; it is tried again"),
         ));
     }
-    let repository: Repository = documented(path, &READING, &response)?;
+    let repository: Repository = documented(api, path, &READING, &response)?;
     if repository.private && repository.permissions.is_some_and(|p| !p.pull) {
         return Ok(unreadable(
             path,

@@ -16,10 +16,9 @@
 //! project (it does, so the repository feature being off is reported as Forbidden).
 
 use super::answer::{Found, Reading, documented, readable, unreadable};
-use crate::api::{ProviderKind, RepositoryReason};
-use crate::providers::Target;
-use crate::providers::http::{HttpClient, HttpResponse};
-use crate::providers::request::path_segment;
+use crate::api::RepositoryReason;
+use crate::providers::http::HttpResponse;
+use crate::providers::request::{Api, path_segment};
 use serde::Deserialize;
 
 /// Reporter: the least role that reads a private project's code.
@@ -71,15 +70,13 @@ fn error_text(response: &HttpResponse) -> String {
 }
 
 const READING: Reading<'static> = Reading {
-    kind: ProviderKind::GitLab,
     said: error_text,
     what_to_do: "give the token the read_api (or api) scope and its user at least the Reporter role",
 };
 
-pub async fn lookup(http: &HttpClient, target: &Target, path: &str) -> Found {
-    let api = crate::providers::gitlab::api(http, target);
+pub async fn lookup(api: &Api<'_>, path: &str) -> Found {
     let response = api.get(&format!("/api/v4/projects/{}", path_segment(path))).await?;
-    let project: Project = documented(path, &READING, &response)?;
+    let project: Project = documented(api, path, &READING, &response)?;
     if project.repository_access_level.as_deref() == Some("disabled") {
         return Ok(unreadable(
             path,

@@ -26,7 +26,7 @@ use crate::politeness::{Busy, HostLimiter, HostSlot};
 use crate::providers::bitbucket::{BITBUCKET, Bitbucket};
 use crate::providers::github::{GITHUB, GitHub};
 use crate::providers::http::{HttpClient, deadline};
-use crate::providers::{Target, Verification};
+use crate::providers::{self, Target, Verification};
 use answer::unreadable;
 use futures::StreamExt;
 use std::cell::Cell;
@@ -155,11 +155,11 @@ pub async fn lookup(
     }
     let work = async {
         let found = match kind {
-            ProviderKind::GitLab => gitlab::lookup(http, target, path).await,
-            ProviderKind::GitHub => github::lookup(apis.github, http, target, path).await,
+            ProviderKind::GitLab => gitlab::lookup(&providers::gitlab::api(http, target), path).await,
+            ProviderKind::GitHub => github::lookup(&apis.github.api(http, target), path).await,
             ProviderKind::Bitbucket => bitbucket::lookup(apis.bitbucket, http, target, path).await,
-            ProviderKind::AzureDevOps => azure_devops::lookup(http, target, path).await,
-            ProviderKind::Gitea => gitea::lookup(http, target, path).await,
+            ProviderKind::AzureDevOps => azure_devops::lookup(&providers::azure_devops::api(http, target), path).await,
+            ProviderKind::Gitea => gitea::lookup(&providers::gitea::api(http, target), path).await,
         };
         found.unwrap_or_else(|not_read| not_read.status(path))
     };
