@@ -5,9 +5,12 @@
 //! chart's ServiceAccount and RBAC, not as admin: a `forbidden` in its log fails the test.
 //!
 //! Each test has namespaces, a GitLab and operator process(es) of its own, so they run in
-//! parallel on the run's shared control plane; a test that restarts kube-apiserver has a
-//! control plane of its own. What a real server cannot do on demand (an injected 500 on a
-//! list) runs on the API emulator (`tests/support/emulator`), in the tests marked so.
+//! parallel on the run's shared control plane; a test that restarts kube-apiserver or needs it
+//! started differently has a control plane of its own. Faults on the API connection (the
+//! server out of reach, every watch cut at once) come from a relay between the operator and
+//! kube-apiserver (`tests/support/relay.rs`). What a real server cannot do (route a webhook's
+//! `service` reference to a port on this machine) runs on the API emulator
+//! (`tests/support/emulator`), in the test marked so.
 //!
 //! Every wait is bounded (see `harness::eventually`); the only long wait is the 30 s of
 //! `no_status_writes_once_converged`.
@@ -18,17 +21,18 @@ mod support;
 mod harness;
 
 use gitprovider_operator::api::{GitProviderConnection, TOKEN_EXPIRING_SOON};
-use harness::{Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port};
+use harness::{
+    Cluster, Operator, OperatorSpec, REVOKED, TOKEN, WAIT, api_error, b64, eventually, free_port, non_loopback_address,
+};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::emulator::EmulatorOptions;
 use support::fake_providers::{FakeGitLab, Fault, TokenSpec, assert_reveals_jane_doe};
 
 /// Nothing listens on port 1 of the loopback address: connections are refused (a free port
@@ -403,20 +407,28 @@ async fn reacts_to_changes_after_a_real_410_gone() {
     assert!(op.exited().is_none(), "the operator is still running");
 }
 
-/// 6b. Dropped watches whose resumption gets 410 Gone, with a change made while no watch is
-/// open: injected by the emulator, which can drop every watch at once without a restart.
+/// 6b. Every watch cut at once, a change made while none can reopen, and each resumed watch
+/// answered 410 Gone: the operator relists and sees the change. A [`Relay`] between the operator
+/// and kube-apiserver cuts the watches and refuses new connections; the control plane runs
+/// without a watch cache (`--no-watch-cache`), so etcd serves every watch and a watch resumed
+/// from a compacted version is refused as too old, without a restart.
+///
+/// [`Relay`]: support::relay::Relay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emulator_dropped_watches_with_a_change_in_between() {
-    let c = Cluster::start_emulator(EmulatorOptions::default()).await;
-    let op = c.operator("gpo-0").await;
+async fn dropped_watches_resumed_into_410_gone_see_the_change_in_between() {
+    let c = Cluster::start_private_with(&["--no-watch-cache"]).await;
+    let (relay, kubeconfig) = c.relay().await;
+    let op = c
+        .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).kubeconfig(kubeconfig))
+        .await;
     op.wait_ready().await;
     c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
     c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
-    let emulator = c.emulator();
-    // The operator watches connections, Secrets and ConfigMaps (leader) at least.
-    let watches = eventually("the operator's watches are open", WAIT, || async {
-        let open = emulator.open_watches();
+    // The operator watches connections, Secrets and ConfigMaps at least, each on a connection
+    // of its own.
+    eventually("the operator's watches are open", WAIT, || async {
+        let open = relay.open_connections();
         if open >= 3 {
             Ok(open)
         } else {
@@ -424,11 +436,38 @@ async fn emulator_dropped_watches_with_a_change_in_between() {
         }
     })
     .await;
-    let faults = emulator.faults();
-    faults.gone_on_next_watches(watches);
-    let dropped = faults.drop_all_watches();
+    let operator_user = c.plane().expect("a real control plane").operator_user();
+    let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
+    let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
+
+    relay.close();
+    let dropped = relay.cut_all();
     assert!(dropped >= 3, "{dropped} watches dropped");
+    // The change, through the test's own client while the operator cannot reach the server;
+    // then writes it does not watch, and a compaction past every version it has seen.
     c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
+    let plane = c.plane().expect("a real control plane");
+    let elsewhere = plane.namespace("unwatched");
+    for i in 0..3 {
+        c.put_secret(&elsewhere, &format!("filler-{i}"), "x").await;
+    }
+    let revision = tokio::task::block_in_place(|| plane.compact());
+    eprintln!("etcd compacted at revision {revision}");
+    relay.open();
+
+    // Each resumed watch was refused as too old: the operator listed again.
+    eventually("the operator relisted after 410 Gone", WAIT, || async {
+        let lists = c.count(|r| r.verb() == "list" && is_operator(r));
+        if lists >= lists_before + 2 {
+            Ok(())
+        } else {
+            Err(format!("{lists_before} lists before, {lists} now"))
+        }
+    })
+    .await;
+    // kube-apiserver's words for the 410, as the operator logged the refused watch.
+    op.wait_log("The resourceVersion for the provided watch is too old")
+        .await;
     c.wait_reason(&c.ns, "gitlab-main", "Unauthorized").await;
 }
 
@@ -641,23 +680,25 @@ async fn no_status_writes_once_converged() {
 }
 
 /// 10. `/healthz` answers at once; `/readyz` is 503 until the first list of connections
-/// succeeded, then 200. The failing list is injected by the emulator.
+/// succeeded, then 200. Until the test opens it, a closed [`Relay`] resets every connection the
+/// operator makes to kube-apiserver, so no list can succeed.
+///
+/// [`Relay`]: support::relay::Relay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emulator_not_ready_until_the_first_list() {
-    let c = Cluster::start_emulator(EmulatorOptions::default()).await;
-    // Listing connections fails until told otherwise: the operator is alive but not ready.
-    c.emulator()
-        .faults()
-        .fail_next_matching(usize::MAX, 500, |_, _, target| {
-            target.is_some_and(|t| t.resource == "gitproviderconnections" && t.verb == "list")
-        });
-    let op = c.operator("gpo-0").await;
+async fn not_ready_until_the_first_list() {
+    let c = Cluster::start().await;
+    let (relay, kubeconfig) = c.relay().await;
+    // The API server is out of reach: the operator is alive but not ready.
+    relay.close();
+    let op = c
+        .operator_with(OperatorSpec::new("gpo-0").args(c.pki.args()).kubeconfig(kubeconfig))
+        .await;
     let (code, body) = op.get("/healthz").await.unwrap();
     assert_eq!((code, body.trim()), (200, "ok"));
     let (code, body) = op.get("/readyz").await.unwrap();
     assert_eq!(code, 503, "not ready before the first list: {body}");
     assert!(body.contains("not ready"), "{body}");
-    c.emulator().faults().clear();
+    relay.open();
     op.wait_ready().await;
 }
 
@@ -952,23 +993,49 @@ async fn self_managed_webhook_certificates() {
     let configs: Api<ValidatingWebhookConfiguration> = Api::all(c.client.clone());
     let _ = secrets.delete(CERT_SECRET, &DeleteParams::default()).await;
     let _ = configs.delete(CONFIGURATION, &DeleteParams::default()).await;
-    let (a, b) = self_managed_certificates(&c, free_port()).await;
+    let (a, b) = self_managed_certificates(&c, free_port(), IpAddr::from([127, 0, 0, 1])).await;
     drop((a, b));
 }
 
-/// 14b. The same on the emulator, which routes a webhook's `service` reference to a local
-/// port (no real API server can without a cluster network): admission works through the
-/// Service with the self-issued certificate.
+/// 14b. The same through the Service: kube-apiserver, started with `--aggregator-routing`,
+/// calls the webhook's `service` reference at the address of the Service's EndpointSlice (and
+/// Endpoints), this machine's non-loopback address (endpoints must not be loopback), where
+/// replica-a listens; the call is verified for the Service name against the caBundle the
+/// operator patched in. Admission works through the Service with the self-issued certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emulator_self_managed_webhook_certificates_through_the_service() {
+async fn self_managed_webhook_certificates_through_the_service() {
+    let c = Cluster::start_private_with(&["--aggregator-routing"]).await;
+    let host = non_loopback_address();
     let webhook_port = free_port();
-    let mut options = EmulatorOptions::default();
-    options.service_endpoints.insert(
-        (SYSTEM.to_owned(), SERVICE.to_owned()),
-        SocketAddr::from(([127, 0, 0, 1], webhook_port)),
-    );
-    let c = Cluster::start_emulator(options).await;
-    let (_a, _b) = self_managed_certificates(&c, webhook_port).await;
+    let plane = c.plane().expect("a real control plane");
+    plane.apply(&json!({"apiVersion": "v1", "kind": "List", "items": [
+        {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": SERVICE, "namespace": SYSTEM},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": webhook_port}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": SERVICE, "namespace": SYSTEM,
+                "labels": {"kubernetes.io/service-name": SERVICE},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [host.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": webhook_port, "protocol": "TCP"}],
+        },
+        {
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": SERVICE, "namespace": SYSTEM},
+            "subsets": [{
+                "addresses": [{"ip": host.to_string()}],
+                "ports": [{"name": "https", "port": webhook_port, "protocol": "TCP"}],
+            }],
+        },
+    ]}));
+    let (_a, _b) = self_managed_certificates(&c, webhook_port, host).await;
+    // kube-apiserver calls the webhook once its informer has the patched caBundle.
+    c.wait_webhook_in_effect().await;
 
     // Admission through the Service: a duplicate is denied.
     c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
@@ -992,9 +1059,9 @@ async fn emulator_self_managed_webhook_certificates_through_the_service() {
     );
 }
 
-/// Two replicas issuing the webhook certificate themselves; replica-a listens on `webhook_port`.
-/// Returns the replicas, serving.
-async fn self_managed_certificates(c: &Cluster, webhook_port: u16) -> (Operator, Operator) {
+/// Two replicas issuing the webhook certificate themselves; replica-a listens on `host`
+/// (`webhook_port`). Returns the replicas, serving.
+async fn self_managed_certificates(c: &Cluster, webhook_port: u16, host: IpAddr) -> (Operator, Operator) {
     use rustls_pki_types::pem::PemObject;
     let configs: Api<ValidatingWebhookConfiguration> = Api::all(c.client.clone());
     configs
@@ -1024,6 +1091,7 @@ async fn self_managed_certificates(c: &Cluster, webhook_port: u16) -> (Operator,
             OperatorSpec::new("replica-a")
                 .args(args.clone())
                 .webhook_port(webhook_port)
+                .bind_address(host)
         ),
         c.operator_with(OperatorSpec::new("replica-b").args(args)),
     );

@@ -1,5 +1,6 @@
 //! The end-to-end harness: the real `gitprovider-operator` binary as a child process, against
-//! a real kube-apiserver (or, for injected faults, the API emulator) and local provider servers.
+//! a real kube-apiserver (or, for a webhook routed through a Service, the API emulator) and local
+//! provider servers.
 //!
 //! - [`Operator`] runs `gitprovider-operator run` with `KUBECONFIG` pointing at the API server,
 //!   free ports for metrics and the webhook on 127.0.0.1 and `RUST_LOG=debug`; it captures
@@ -10,6 +11,7 @@
 //!   operator's kubeconfig (the chart's ServiceAccount), a fake GitLab with known tokens, a
 //!   throw-away CA and a webhook certificate for 127.0.0.1, the API request record (the audit
 //!   log), and helpers for Secrets, connections, the webhook configuration and bounded waits.
+//!   [`Cluster::relay`] puts a fault-injecting relay between an operator and kube-apiserver.
 //!
 //! Every wait polls against a deadline; nothing relies on a bare sleep for synchronisation.
 
@@ -21,6 +23,7 @@ use crate::support::emulator::tls::TestCa;
 use crate::support::emulator::{Emulator, EmulatorOptions};
 use crate::support::fake_providers::{FakeGitLab, TokenSpec};
 use crate::support::record::RecordedRequest;
+use crate::support::relay::Relay;
 use base64::Engine as _;
 use gitprovider_operator::api::GitProviderConnection;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
@@ -31,7 +34,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -66,6 +69,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An IPv4 address of this machine that is not loopback (`hostname -I`): where kube-apiserver
+/// may be sent through a Service's endpoints, which must not be loopback addresses.
+pub fn non_loopback_address() -> IpAddr {
+    let output = Command::new("hostname").arg("-I").output().expect("hostname -I runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback() && !a.is_unspecified())
+        .unwrap_or_else(|| {
+            panic!(
+                "this machine has no IPv4 address besides loopback (`hostname -I` printed {:?})",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
 }
 
 /// A port nobody listens on right now.
@@ -123,6 +142,10 @@ pub struct OperatorSpec {
     pub args: Vec<String>,
     /// A fixed webhook port (when the emulator must know it in advance); free otherwise.
     pub webhook_port: Option<u16>,
+    /// The kubeconfig to run with instead of the cluster's (e.g. through a [`Relay`]).
+    pub kubeconfig: Option<PathBuf>,
+    /// Where metrics and the webhook listen; 127.0.0.1 by default.
+    pub bind_address: Option<IpAddr>,
 }
 
 impl OperatorSpec {
@@ -140,6 +163,16 @@ impl OperatorSpec {
 
     pub fn webhook_port(mut self, port: u16) -> OperatorSpec {
         self.webhook_port = Some(port);
+        self
+    }
+
+    pub fn kubeconfig(mut self, path: PathBuf) -> OperatorSpec {
+        self.kubeconfig = Some(path);
+        self
+    }
+
+    pub fn bind_address(mut self, address: IpAddr) -> OperatorSpec {
+        self.bind_address = Some(address);
         self
     }
 }
@@ -189,10 +222,11 @@ impl Operator {
     }
 
     fn spawn(kubeconfig: &Path, spec: &OperatorSpec, metrics_port: u16, webhook_port: u16) -> Operator {
+        let bind = spec.bind_address.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let mut command = Command::new(BIN);
         command
             .arg("run")
-            .args(["--bind-address", "127.0.0.1"])
+            .args(["--bind-address", &bind.to_string()])
             .args(["--metrics-port", &metrics_port.to_string()])
             .args(["--webhook-port", &webhook_port.to_string()])
             .args(&spec.args)
@@ -220,8 +254,8 @@ impl Operator {
             child,
             output,
             pumps,
-            metrics_addr: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
-            webhook_addr: SocketAddr::from(([127, 0, 0, 1], webhook_port)),
+            metrics_addr: SocketAddr::new(bind, metrics_port),
+            webhook_addr: SocketAddr::new(bind, webhook_port),
             exit: None,
             http: plain_http_client(),
             deny_forbidden: false,
@@ -449,7 +483,8 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
 pub enum Backend {
     /// kube-apiserver + etcd; requests are read from its audit log.
     Real { plane: Plane, audit: AuditLog },
-    /// The emulator, for what a real server cannot do on demand (injected faults).
+    /// The emulator, for what a real server cannot do (a webhook's `service` routed to a local
+    /// port).
     Emulator(Emulator),
 }
 
@@ -595,6 +630,23 @@ impl Cluster {
         }
     }
 
+    /// A [`Relay`] in front of the real kube-apiserver, and the operator's kubeconfig through it.
+    pub async fn relay(&self) -> (Relay, PathBuf) {
+        let plane = self.plane().expect("a relay needs a real control plane");
+        let server = plane.server_url();
+        let upstream: SocketAddr = server
+            .trim_start_matches("https://")
+            .parse()
+            .unwrap_or_else(|e| panic!("{server}: {e}"));
+        let relay = Relay::start(upstream).await;
+        let direct = std::fs::read_to_string(plane.operator_kubeconfig()).expect("the operator's kubeconfig");
+        let path = plane
+            .dir()
+            .join(format!("operator-via-relay-{}.kubeconfig", random_suffix()));
+        std::fs::write(&path, direct.replace(server, &relay.url())).expect("write the relayed kubeconfig");
+        (relay, path)
+    }
+
     /// `--leader-elect` with the test's Lease.
     pub fn election_args(&self) -> Vec<String> {
         vec![
@@ -614,7 +666,8 @@ impl Cluster {
     /// Starts an operator confined to the test's namespaces.
     pub async fn operator_with(&self, spec: OperatorSpec) -> Operator {
         let spec = spec.args(["--namespace", &self.ns, "--namespace", &self.other_ns]);
-        let mut operator = Operator::start(&self.operator_kubeconfig(), &spec).await;
+        let kubeconfig = spec.kubeconfig.clone().unwrap_or_else(|| self.operator_kubeconfig());
+        let mut operator = Operator::start(&kubeconfig, &spec).await;
         operator.deny_forbidden = self.plane().is_some();
         operator
     }
@@ -807,7 +860,7 @@ impl Cluster {
     /// create returns: until then, writes are admitted without calling it. Waits (bounded) until
     /// a dry-run create comes back with the webhook's http:// warning. Real server only (the
     /// emulator has no dry run); a dry run reserves no name.
-    async fn wait_webhook_in_effect(&self) {
+    pub async fn wait_webhook_in_effect(&self) {
         let probe = serde_json::to_value(self.connection(&self.ns, "webhook-probe", "webhook-probe", "pat", json!({})))
             .expect("JSON");
         let path = format!(

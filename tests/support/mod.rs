@@ -8,4 +8,5 @@ pub mod emulator;
 pub mod fake_providers;
 pub mod pki;
 pub mod record;
+pub mod relay;
 pub mod verifying;
