@@ -256,6 +256,31 @@ mod tests {
         conn
     }
 
+    /// A feed whose store waits for `partitions` partitions to list.
+    fn feed(partitions: usize) -> Arc<Feed> {
+        let feed = Feed::new(
+            Arc::new(ConnectionIndex::new(UniquenessScope::Namespace)),
+            Arc::new(Metrics::new()),
+        );
+        feed.index().expect_partitions(partitions);
+        feed
+    }
+
+    /// What a partition's watcher says when it (re)lists `names` of namespace `ns`.
+    fn listing(ns: &str, names: &[&str]) -> Vec<Event<GitProviderConnection>> {
+        let listed = names.iter().map(|name| Event::InitApply(conn(ns, name)));
+        std::iter::once(Event::Init)
+            .chain(listed)
+            .chain([Event::InitDone])
+            .collect()
+    }
+
+    /// Runs `partition` of `feed` through `events`.
+    async fn run(feed: &Arc<Feed>, partition: &str, events: impl IntoIterator<Item = Event<GitProviderConnection>>) {
+        let events = futures::stream::iter(events).map(Ok);
+        feed.clone().run_partition(Some(partition.into()), events).await;
+    }
+
     fn names(store: &Store<GitProviderConnection>) -> Vec<String> {
         let mut names: Vec<String> = store.state().iter().map(|c| ObjectKey::of(c).to_string()).collect();
         names.sort();
@@ -293,50 +318,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_connection_is_forgotten_by_the_subscriber() {
-        let feed = Feed::new(
-            Arc::new(ConnectionIndex::new(UniquenessScope::Namespace)),
-            Arc::new(Metrics::new()),
-        );
-        feed.index().expect_partitions(1);
+        let feed = feed(1);
         let forgotten = Arc::new(Mutex::new(Vec::new()));
         let seen = forgotten.clone();
         feed.on_delete(Box::new(move |key| seen.lock().unwrap().push(key.to_string())));
-        let events = futures::stream::iter([
-            Event::Init,
-            Event::InitApply(conn("a", "a1")),
-            Event::InitApply(conn("a", "a2")),
-            Event::InitDone,
-            Event::Delete(conn("a", "a2")),
-        ]);
-        feed.clone().run_partition(Some("a".into()), events.map(Ok)).await;
+        let events = [listing("a", &["a1", "a2"]), vec![Event::Delete(conn("a", "a2"))]];
+        run(&feed, "a", events.concat()).await;
         assert_eq!(*forgotten.lock().unwrap(), ["a/a2"]);
         assert_eq!(feed.index().len(), 1);
     }
 
     #[tokio::test]
     async fn the_store_is_built_once_every_partition_has_listed() {
-        let feed = Feed::new(
-            Arc::new(ConnectionIndex::new(UniquenessScope::Namespace)),
-            Arc::new(Metrics::new()),
-        );
-        feed.index().expect_partitions(2);
+        let feed = feed(2);
         // Partition a lists, then keeps watching while b is still listing: a2 is deleted and
         // a3 created in that window.
-        let a = futures::stream::iter([
-            Event::Init,
-            Event::InitApply(conn("a", "a1")),
-            Event::InitApply(conn("a", "a2")),
-            Event::InitDone,
-            Event::Delete(conn("a", "a2")),
-            Event::Apply(conn("a", "a3")),
-        ]);
-        feed.clone().run_partition(Some("a".into()), a.map(Ok)).await;
+        let a = [
+            listing("a", &["a1", "a2"]),
+            vec![Event::Delete(conn("a", "a2")), Event::Apply(conn("a", "a3"))],
+        ];
+        run(&feed, "a", a.concat()).await;
         let store = feed.store();
         assert!(store.is_empty(), "not ready (nor filled) before every partition listed");
         assert_eq!(feed.index().len(), 2);
 
-        let b = futures::stream::iter([Event::Init, Event::InitApply(conn("b", "b1")), Event::InitDone]);
-        feed.clone().run_partition(Some("b".into()), b.map(Ok)).await;
+        run(&feed, "b", listing("b", &["b1"])).await;
         tokio::time::timeout(std::time::Duration::from_secs(5), store.wait_until_ready())
             .await
             .expect("ready once both partitions listed")
@@ -344,13 +350,8 @@ mod tests {
         assert_eq!(names(&store), ["a/a1", "a/a3", "b/b1"]);
 
         // After that, events go to the store directly, and a relist drops what it no longer has.
-        let relist = futures::stream::iter([
-            Event::Apply(conn("b", "b2")),
-            Event::Init,
-            Event::InitApply(conn("b", "b2")),
-            Event::InitDone,
-        ]);
-        feed.clone().run_partition(Some("b".into()), relist.map(Ok)).await;
+        let relist = [vec![Event::Apply(conn("b", "b2"))], listing("b", &["b2"])];
+        run(&feed, "b", relist.concat()).await;
         assert_eq!(names(&store), ["a/a1", "a/a3", "b/b2"]);
         assert_eq!(feed.index().len(), 3);
     }

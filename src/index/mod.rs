@@ -433,29 +433,35 @@ impl Inner {
     }
 }
 
+/// A connection `ns/name` of `provider` claiming `instance`, created at second `created`: what
+/// the index's and admission's tests claim names with.
+#[cfg(test)]
+pub(crate) fn test_connection(
+    ns: &str,
+    name: &str,
+    provider: ProviderKind,
+    instance: &str,
+    created: i64,
+) -> GitProviderConnection {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let spec = crate::api::GitProviderConnectionSpec::new(
+        provider,
+        instance,
+        "https://git.example.com",
+        format!("{name}-pat"),
+    );
+    let mut c = GitProviderConnection::new(name, spec);
+    c.metadata.namespace = Some(ns.into());
+    c.metadata.uid = Some(format!("uid-{name}"));
+    c.metadata.generation = Some(1);
+    c.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).expect("a test time")));
+    c
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_connection as conn;
     use super::*;
-    use crate::api::GitProviderConnectionSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    pub(crate) fn conn(
-        ns: &str,
-        name: &str,
-        provider: ProviderKind,
-        instance: &str,
-        created: i64,
-    ) -> GitProviderConnection {
-        let mut c = GitProviderConnection::new(
-            name,
-            GitProviderConnectionSpec::new(provider, instance, "https://git.example.com", format!("{name}-pat")),
-        );
-        c.metadata.namespace = Some(ns.into());
-        c.metadata.uid = Some(format!("uid-{name}"));
-        c.metadata.generation = Some(1);
-        c.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
-        c
-    }
 
     #[test]
     fn normalisation() {
