@@ -56,6 +56,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(total_nanos.round() as u64))
 }
 
+/// Whether `text` matches `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, the CRD's pattern for
+/// `verifyInterval` (admission and `check` read it alike). A two-letter unit is tried before the
+/// one-letter unit it starts with, as the pattern's alternation backtracks to it.
+pub fn is_go_duration_syntax(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.len() - fraction.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return false;
+            }
+            rest = &fraction[digits..];
+        }
+        let Some(after_unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .find_map(|unit| rest.strip_prefix(unit))
+        else {
+            return false;
+        };
+        rest = after_unit;
+    }
+    true
+}
+
 /// Parses a `verifyInterval`, enforcing the 1m minimum.
 pub fn parse_verify_interval(text: &str) -> Result<Duration, DurationError> {
     let interval = parse_duration(text)?;
@@ -108,5 +140,15 @@ mod tests {
         assert!(parse_verify_interval("1m").is_ok());
         assert!(parse_verify_interval("60s").is_ok());
         assert_eq!(parse_verify_interval("59s"), Err(DurationError::TooShort("59s".into())));
+    }
+
+    #[test]
+    fn go_duration_syntax() {
+        for ok in ["1h", "1.5h", "1h30m", "10µs", "3us", "1ns"] {
+            assert!(is_go_duration_syntax(ok), "{ok}");
+        }
+        for bad in ["", "h", "1", "1.h", ".5h", "1hh", "1H", "+1h"] {
+            assert!(!is_go_duration_syntax(bad), "{bad}");
+        }
     }
 }

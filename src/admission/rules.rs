@@ -13,7 +13,7 @@
 //! credential (user info or a query).
 
 use crate::api::{GitProviderConnectionSpec, ProviderKind};
-use crate::duration::{DurationError, MIN_VERIFY_INTERVAL, parse_duration};
+use crate::duration::{DurationError, MIN_VERIFY_INTERVAL, is_go_duration_syntax, parse_duration};
 use crate::index::{ConnectionIndex, InstanceKey, ObjectKey, UniquenessScope};
 use crate::providers::address_guard::{LINK_LOCAL, always_refused};
 use crate::providers::{parse_base_url, provider};
@@ -213,36 +213,6 @@ fn check_username(username: Option<&str>, review: &mut Review) {
     }
 }
 
-/// `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, the CRD's pattern for `verifyInterval`.
-fn is_go_duration_syntax(text: &str) -> bool {
-    let mut rest = text;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        if let Some(fraction) = rest.strip_prefix('.') {
-            let digits = fraction.len() - fraction.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            if digits == 0 {
-                return false;
-            }
-            rest = &fraction[digits..];
-        }
-        let Some(after_unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .find_map(|unit| rest.strip_prefix(unit))
-        else {
-            return false;
-        };
-        rest = after_unit;
-    }
-    true
-}
-
 fn check_verify_interval(interval: &str, review: &mut Review) {
     let length = interval.chars().count();
     if length > MAX_VERIFY_INTERVAL {
@@ -416,8 +386,8 @@ pub fn check_unique<H: Holders + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CaBundleKind, CaBundleRef, GitProviderConnection, TlsSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use crate::api::{CaBundleKind, CaBundleRef, TlsSpec};
+    use crate::index::test_connection as conn;
     use serde_json::json;
 
     fn spec(provider: ProviderKind, instance: &str, url: &str) -> GitProviderConnectionSpec {
@@ -436,15 +406,6 @@ mod tests {
         let problems = problems_of(s);
         assert_eq!(problems.len(), 1, "{problems:?}");
         problems.into_iter().next().unwrap()
-    }
-
-    fn conn(ns: &str, name: &str, provider: ProviderKind, instance: &str, created: i64) -> GitProviderConnection {
-        let mut c = GitProviderConnection::new(name, spec(provider, instance, "https://git.example.com"));
-        c.metadata.namespace = Some(ns.into());
-        c.metadata.uid = Some(format!("uid-{name}"));
-        c.metadata.generation = Some(1);
-        c.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
-        c
     }
 
     #[test]
@@ -825,15 +786,5 @@ mod tests {
             .unwrap_err()
             .message_with_origin(Some("a/b.yaml"));
         assert!(message.contains("Gitea connection ns/owner (in a/b.yaml); choose another instanceName"));
-    }
-
-    #[test]
-    fn go_duration_syntax() {
-        for ok in ["1h", "1.5h", "1h30m", "10µs", "3us", "1ns"] {
-            assert!(is_go_duration_syntax(ok), "{ok}");
-        }
-        for bad in ["", "h", "1", "1.h", ".5h", "1hh", "1H", "+1h"] {
-            assert!(!is_go_duration_syntax(bad), "{bad}");
-        }
     }
 }

@@ -4,7 +4,7 @@
 //! src/api.rs without its Rust twin fails `every_rule_of_the_crd_is_known` (and `check` says
 //! which rule it could not evaluate rather than passing it silently).
 
-use crate::duration::{MIN_VERIFY_INTERVAL, parse_duration};
+use crate::duration::{MIN_VERIFY_INTERVAL, is_go_duration_syntax, parse_duration};
 use serde_json::Value;
 
 /// A rule: whether `self` passes it.
@@ -23,7 +23,7 @@ const RULES: &[(&str, Holds)] = &[
     ("!self.contains('#')", |s| !s.contains('#')),
     (
         r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1m')",
-        |s| is_go_duration(s) && parse_duration(s).is_ok_and(|d| d >= MIN_VERIFY_INTERVAL),
+        |s| is_go_duration_syntax(s) && parse_duration(s).is_ok_and(|d| d >= MIN_VERIFY_INTERVAL),
     ),
     (
         "!self.startsWith('/') && !self.endsWith('/') && self.contains('/')",
@@ -45,38 +45,6 @@ fn is_re2_space(c: char) -> bool {
 
 fn after_scheme(s: &str) -> Option<&str> {
     s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"))
-}
-
-/// `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-fn is_go_duration(s: &str) -> bool {
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        if let Some(fraction) = rest.strip_prefix('.') {
-            let digits = fraction.find(|c: char| !c.is_ascii_digit()).unwrap_or(fraction.len());
-            if digits == 0 {
-                return false;
-            }
-            rest = &fraction[digits..];
-        }
-        // longest unit first, as the regular expression's alternation backtracks to
-        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .into_iter()
-            .filter(|u| rest.starts_with(u))
-            .max_by_key(|u| u.len())
-        else {
-            return false;
-        };
-        rest = &rest[unit.len()..];
-    }
-    true
 }
 
 #[cfg(test)]
