@@ -143,6 +143,13 @@ pub enum RunError {
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Resolves `grace` after the shutdown flag is set.
+/// A listener on `addr`, or the error naming it.
+async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|cause| RunError::Listen { addr, cause })
+}
+
 async fn after_shutdown(mut rx: watch::Receiver<bool>, grace: Duration) {
     let _ = rx.wait_for(|stop| *stop).await;
     tokio::time::sleep(grace).await;
@@ -203,12 +210,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
 
     let feed_task = tokio::spawn(reconciler.watch());
 
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: config.metrics_addr,
-            cause: source,
-        })?;
+    let listener = listen(config.metrics_addr).await?;
     // The webhook answers on every replica, leader or not, from the shared index, and asks the
     // API server before a reservation alone denies a name.
     let client_auth = match &config.webhook_clients {
@@ -256,12 +258,7 @@ pub async fn run(config: OperatorConfig, cluster: kube::Config) -> Result<(), Ru
     };
     let webhook_task = match &webhook {
         Some(webhook) => {
-            let listener = tokio::net::TcpListener::bind(config.webhook_addr)
-                .await
-                .map_err(|source| RunError::Listen {
-                    addr: config.webhook_addr,
-                    cause: source,
-                })?;
+            let listener = listen(config.webhook_addr).await?;
             tracing::info!(addr = %config.webhook_addr, "serving the admission webhook (POST /validate)");
             Some(tokio::spawn(crate::admission::serve(
                 listener,
