@@ -463,6 +463,23 @@ mod tests {
     use super::test_connection as conn;
     use super::*;
 
+    /// An index of `scope` that has seen `connections`, in that order.
+    fn indexed(scope: UniquenessScope, connections: &[&GitProviderConnection]) -> ConnectionIndex {
+        let index = ConnectionIndex::new(scope);
+        for connection in connections {
+            index.apply(connection);
+        }
+        index
+    }
+
+    /// Two GitLab connections of one namespace claiming one name: the older holds it.
+    fn older_and_younger() -> (GitProviderConnection, GitProviderConnection) {
+        (
+            conn("a", "old", ProviderKind::GitLab, "x", 1),
+            conn("a", "young", ProviderKind::GitLab, "x", 2),
+        )
+    }
+
     #[test]
     fn normalisation() {
         assert_eq!(normalize_instance_name("  Dev1 \t"), "dev1");
@@ -471,11 +488,9 @@ mod tests {
 
     #[test]
     fn oldest_keeps_the_name() {
-        let index = ConnectionIndex::new(UniquenessScope::Namespace);
         let older = conn("a", "old", ProviderKind::AzureDevOps, "Instance", 100);
         let younger = conn("a", "young", ProviderKind::AzureDevOps, " instance ", 200);
-        index.apply(&younger);
-        index.apply(&older);
+        let index = indexed(UniquenessScope::Namespace, &[&younger, &older]);
         assert_eq!(index.duplicate_holder(&older), None);
         assert_eq!(
             index.duplicate_holder(&younger).unwrap().key,
@@ -493,30 +508,24 @@ mod tests {
 
     #[test]
     fn uid_breaks_ties() {
-        let index = ConnectionIndex::new(UniquenessScope::Namespace);
         let b = conn("a", "b", ProviderKind::GitLab, "x", 100);
         let a = conn("a", "a", ProviderKind::GitLab, "x", 100);
-        index.apply(&b);
-        index.apply(&a);
+        let index = indexed(UniquenessScope::Namespace, &[&b, &a]);
         assert_eq!(index.duplicate_holder(&b).unwrap().key.name, "a");
     }
 
     #[test]
     fn cluster_scope_spans_namespaces() {
-        let index = ConnectionIndex::new(UniquenessScope::Cluster);
         let first = conn("a", "one", ProviderKind::GitLab, "x", 1);
         let second = conn("b", "two", ProviderKind::GitLab, "X", 2);
-        index.apply(&first);
-        index.apply(&second);
+        let index = indexed(UniquenessScope::Cluster, &[&first, &second]);
         assert_eq!(index.duplicate_holder(&second).unwrap().key, ObjectKey::new("a", "one"));
     }
 
     #[test]
     fn deleting_the_holder_wakes_the_others() {
-        let index = ConnectionIndex::new(UniquenessScope::Namespace);
-        let older = conn("a", "old", ProviderKind::GitLab, "x", 1);
-        let younger = conn("a", "young", ProviderKind::GitLab, "x", 2);
-        index.apply(&older);
+        let (older, younger) = older_and_younger();
+        let index = indexed(UniquenessScope::Namespace, &[&older]);
         let effect = index.apply(&younger);
         assert_eq!(effect.reconcile, vec![ObjectKey::new("a", "young")]);
         let effect = index.remove(&ObjectKey::of(&older)).map(|(_, e)| e).unwrap_or_default();
@@ -526,11 +535,8 @@ mod tests {
 
     #[test]
     fn renaming_wakes_both_groups_and_status_writes_wake_nobody() {
-        let index = ConnectionIndex::new(UniquenessScope::Namespace);
-        let older = conn("a", "old", ProviderKind::GitLab, "x", 1);
-        let younger = conn("a", "young", ProviderKind::GitLab, "x", 2);
-        index.apply(&older);
-        index.apply(&younger);
+        let (older, younger) = older_and_younger();
+        let index = indexed(UniquenessScope::Namespace, &[&older, &younger]);
         // a status write: same generation, nothing to do
         assert_eq!(index.apply(&older), Effect::default());
         let mut renamed = older.clone();
@@ -544,7 +550,6 @@ mod tests {
 
     #[test]
     fn secret_references() {
-        let index = ConnectionIndex::new(UniquenessScope::Namespace);
         let mut one = conn("a", "one", ProviderKind::GitLab, "x", 1);
         one.spec.token_secret_ref.name = "shared".into();
         let mut two = conn("a", "two", ProviderKind::GitHub, "x", 2);
@@ -557,8 +562,7 @@ mod tests {
             }),
             insecure_skip_verify: false,
         });
-        index.apply(&one);
-        index.apply(&two);
+        let index = indexed(UniquenessScope::Namespace, &[&one, &two]);
         let mut refs = index.referencing(RefKind::Secret, "a", "shared");
         refs.sort();
         assert_eq!(refs, vec![ObjectKey::new("a", "one"), ObjectKey::new("a", "two")]);
