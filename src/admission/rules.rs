@@ -49,6 +49,16 @@ impl Review {
     fn warning(&mut self, message: impl Into<String>) {
         self.warnings.push(message.into());
     }
+
+    /// Whether `value` of `field` is longer than `max` characters, the CRD's `maxLength`
+    /// (a problem, then).
+    fn too_long(&mut self, field: &str, value: &str, max: usize) -> bool {
+        let length = value.chars().count();
+        if length > max {
+            self.problem(format!("{field} is {length} characters long; the maximum is {max}"));
+        }
+        length > max
+    }
 }
 
 /// Deserializes a `spec` (as JSON, whatever it was written in) into the typed spec. The error
@@ -73,7 +83,9 @@ pub fn validate_spec(spec: &GitProviderConnectionSpec) -> Review {
     let mut review = Review::default();
     check_instance_name(&spec.instance_name, &mut review);
     check_url(spec, &mut review);
-    check_username(spec.username.as_deref(), &mut review);
+    if let Some(username) = &spec.username {
+        review.too_long("spec.username", username, MAX_USERNAME);
+    }
     check_verify_interval(&spec.verify_interval, &mut review);
     for problem in crate::repositories::paths::problems(spec.provider, &spec.repositories) {
         review.problem(problem);
@@ -108,12 +120,7 @@ fn check_instance_name(name: &str, review: &mut Review) {
         review.problem("spec.instanceName must not be blank; give the instance a name such as \"dev1\"");
         return;
     }
-    let length = name.chars().count();
-    if length > MAX_INSTANCE_NAME {
-        review.problem(format!(
-            "spec.instanceName is {length} characters long; the maximum is {MAX_INSTANCE_NAME}"
-        ));
-    }
+    review.too_long("spec.instanceName", name, MAX_INSTANCE_NAME);
 }
 
 /// The CEL rules on `spec.url`, on the raw string exactly as the CRD applies them, then
@@ -124,11 +131,7 @@ fn check_url(spec: &GitProviderConnectionSpec, review: &mut Review) {
         review.problem("spec.url is required: the instance's base URL, such as https://gitlab.example.com");
         return;
     }
-    let length = raw.chars().count();
-    if length > MAX_URL {
-        review.problem(format!(
-            "spec.url is {length} characters long; the maximum is {MAX_URL}"
-        ));
+    if review.too_long("spec.url", raw, MAX_URL) {
         return;
     }
     let before = review.problems.len();
@@ -202,23 +205,8 @@ fn check_url(spec: &GitProviderConnectionSpec, review: &mut Review) {
     }
 }
 
-fn check_username(username: Option<&str>, review: &mut Review) {
-    if let Some(username) = username {
-        let length = username.chars().count();
-        if length > MAX_USERNAME {
-            review.problem(format!(
-                "spec.username is {length} characters long; the maximum is {MAX_USERNAME}"
-            ));
-        }
-    }
-}
-
 fn check_verify_interval(interval: &str, review: &mut Review) {
-    let length = interval.chars().count();
-    if length > MAX_VERIFY_INTERVAL {
-        review.problem(format!(
-            "spec.verifyInterval is {length} characters long; the maximum is {MAX_VERIFY_INTERVAL}"
-        ));
+    if review.too_long("spec.verifyInterval", interval, MAX_VERIFY_INTERVAL) {
         return;
     }
     if !is_go_duration_syntax(interval) {
@@ -709,68 +697,41 @@ mod tests {
 
     #[test]
     fn updates() {
+        use ProviderKind::{GitHub, GitLab};
         let index = ConnectionIndex::new(UniquenessScope::Namespace);
-        index.apply(&conn("a", "old", ProviderKind::GitLab, "x", 1));
-        index.apply(&conn("a", "young", ProviderKind::GitLab, "x", 2));
-        index.apply(&conn("a", "other", ProviderKind::GitLab, "y", 3));
-        let scope = UniquenessScope::Namespace;
-        // the holder updating itself
-        let old = ObjectKey::new("a", "old");
-        assert_eq!(
-            check_unique(
+        index.apply(&conn("a", "old", GitLab, "x", 1));
+        index.apply(&conn("a", "young", GitLab, "x", 2));
+        index.apply(&conn("a", "other", GitLab, "y", 3));
+        index.apply(&conn("a", "gh", GitHub, "y", 4));
+        // (who updates, its claim after and before, who holds the name when it is denied)
+        let cases = [
+            // the holder updating itself
+            ("old", (GitLab, "x"), (GitLab, "x"), None),
+            // the younger duplicate keeping its (normalised) name: fine, the controller reports it
+            ("young", (GitLab, " X "), (GitLab, "x"), None),
+            // changing to a taken name: denied
+            ("other", (GitLab, "x"), (GitLab, "y"), Some("old")),
+            // changing the provider to one where the name is taken: denied
+            ("other", (GitHub, "y"), (GitLab, "y"), Some("gh")),
+            // the holder renaming itself away and back is its own business
+            ("old", (GitLab, "z"), (GitLab, "x"), None),
+        ];
+        for (who, (provider, name), (was_provider, was_name), holder) in cases {
+            let key = ObjectKey::new("a", who);
+            let outcome = check_unique(
                 &index,
-                scope,
-                &old,
-                claim(ProviderKind::GitLab, "x"),
-                Some(claim(ProviderKind::GitLab, "x"))
-            ),
-            Ok(())
-        );
-        // the younger duplicate keeping its (normalised) name: fine, the controller reports it
-        let young = ObjectKey::new("a", "young");
-        assert_eq!(
-            check_unique(
-                &index,
-                scope,
-                &young,
-                claim(ProviderKind::GitLab, " X "),
-                Some(claim(ProviderKind::GitLab, "x"))
-            ),
-            Ok(())
-        );
-        // changing to a taken name: denied
-        let other = ObjectKey::new("a", "other");
-        let duplicate = check_unique(
-            &index,
-            scope,
-            &other,
-            claim(ProviderKind::GitLab, "x"),
-            Some(claim(ProviderKind::GitLab, "y")),
-        )
-        .unwrap_err();
-        assert_eq!(duplicate.holder, old);
-        // changing the provider to one where the name is taken: denied
-        index.apply(&conn("a", "gh", ProviderKind::GitHub, "y", 4));
-        let duplicate = check_unique(
-            &index,
-            scope,
-            &other,
-            claim(ProviderKind::GitHub, "y"),
-            Some(claim(ProviderKind::GitLab, "y")),
-        )
-        .unwrap_err();
-        assert_eq!(duplicate.holder, ObjectKey::new("a", "gh"));
-        // the holder renaming itself away and back is its own business
-        assert_eq!(
-            check_unique(
-                &index,
-                scope,
-                &old,
-                claim(ProviderKind::GitLab, "z"),
-                Some(claim(ProviderKind::GitLab, "x"))
-            ),
-            Ok(())
-        );
+                UniquenessScope::Namespace,
+                &key,
+                claim(provider, name),
+                Some(claim(was_provider, was_name)),
+            );
+            let expected = holder.map_or(Ok(()), |holder| Err(ObjectKey::new("a", holder)));
+            assert_eq!(
+                outcome.map_err(|duplicate| duplicate.holder),
+                expected,
+                "{who} → {name:?}"
+            );
+        }
     }
 
     #[test]
