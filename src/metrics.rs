@@ -258,6 +258,31 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+    /// A `Ready` condition with `status` and `reason`, last changed `at`.
+    fn ready(status: &str, reason: &str, at: jiff::Timestamp) -> Condition {
+        Condition {
+            type_: READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(at),
+        }
+    }
+
+    /// The series `metric` of connection team-a/`name` as the exposition writes it, before
+    /// its value.
+    fn series(metric: &str, name: &str, provider: &str) -> String {
+        format!(r#"gitprovider_{metric}{{namespace="team-a",name="{name}",provider="{provider}"}}"#)
+    }
+
+    /// Deleting `key`, last seen as a connection of `provider`, leaves none of its series.
+    fn assert_deleted_without_trace(metrics: &Metrics, key: &ObjectKey, provider: ProviderKind) {
+        metrics.connection_deleted(key, provider);
+        let text = metrics.encode();
+        assert!(!text.contains(&format!(r#"name="{}""#, key.name)), "{text}");
+    }
+
     #[test]
     fn unreadable_repositories_per_connection() {
         use crate::api::{RepositoryReason, RepositoryStatus};
@@ -274,12 +299,12 @@ mod tests {
             ..Default::default()
         };
         metrics.connection_status(&key, ProviderKind::GitHub, &status);
-        let line = r#"gitprovider_connection_unreadable_repositories{namespace="team-a",name="gh",provider="GitHub"}"#;
+        let line = series("connection_unreadable_repositories", "gh", "GitHub");
         assert!(metrics.encode().contains(&format!("{line} 2")), "{}", metrics.encode());
         assert!(!metrics.encode().contains("a/2"), "no path labels");
         status.repositories = None;
         metrics.connection_status(&key, ProviderKind::GitHub, &status);
-        assert!(!metrics.encode().contains(line), "gone once nothing is listed");
+        assert!(!metrics.encode().contains(&line), "gone once nothing is listed");
     }
 
     #[test]
@@ -289,14 +314,7 @@ mod tests {
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let status = GitProviderConnectionStatus {
             token_expires_at: Some(Time(at)),
-            conditions: vec![Condition {
-                type_: READY.into(),
-                status: "True".into(),
-                reason: "Verified".into(),
-                message: String::new(),
-                observed_generation: None,
-                last_transition_time: Time(at),
-            }],
+            conditions: vec![ready("True", "Verified", at)],
             ..Default::default()
         };
         metrics.connection_status(&key, ProviderKind::GitLab, &status);
@@ -304,20 +322,14 @@ mod tests {
         metrics.reconcile_done(true, Duration::from_millis(4));
         metrics.review_done("CREATE", false, Duration::from_micros(300));
         let text = metrics.encode();
-        assert!(
-            text.contains(r#"gitprovider_connection_ready{namespace="team-a",name="gl",provider="GitLab"} 1"#),
-            "{text}"
-        );
-        assert!(text.contains(
-            r#"gitprovider_token_expiry_timestamp_seconds{namespace="team-a",name="gl",provider="GitLab"} 1800000000"#
-        ));
+        let gauge = |metric: &str, value: &str| format!("{} {value}", series(metric, "gl", "GitLab"));
+        assert!(text.contains(&gauge("connection_ready", "1")), "{text}");
+        assert!(text.contains(&gauge("token_expiry_timestamp_seconds", "1800000000")));
         assert!(text.contains(r#"gitprovider_verifications_total{provider="GitLab",reason="Verified"} 1"#));
         assert!(text.contains(r#"gitprovider_reconciliations_total{result="success"} 1"#));
         assert!(text.contains(r#"gitprovider_webhook_reviews_total{operation="CREATE",allowed="false"} 1"#));
-        assert!(text.contains(r#"gitprovider_connection_suspended{namespace="team-a",name="gl",provider="GitLab"} 0"#));
-        metrics.connection_deleted(&key, ProviderKind::GitLab);
-        let text = metrics.encode();
-        assert!(!text.contains(r#"name="gl""#), "{text}");
+        assert!(text.contains(&gauge("connection_suspended", "0")));
+        assert_deleted_without_trace(&metrics, &key, ProviderKind::GitLab);
     }
 
     #[test]
@@ -333,13 +345,11 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains(r#"name="moved",provider="GitLab""#), "{text}");
         assert!(
-            text.contains(r#"gitprovider_connection_ready{namespace="team-a",name="moved",provider="GitHub"} 0"#),
+            text.contains(&format!("{} 0", series("connection_ready", "moved", "GitHub"))),
             "{text}"
         );
         // Deleted under the provider its spec had last (the one the index knows).
-        metrics.connection_deleted(&key, ProviderKind::GitLab);
-        let text = metrics.encode();
-        assert!(!text.contains(r#"name="moved""#), "{text}");
+        assert_deleted_without_trace(&metrics, &key, ProviderKind::GitLab);
     }
 
     /// A suspended connection is not Ready (0) and says why: the PrometheusRule's
@@ -348,38 +358,24 @@ mod tests {
     fn suspended_connections_are_marked() {
         let metrics = Metrics::new();
         let key = ObjectKey::new("team-a", "paused");
-        let condition = |status: &str, reason: &str| Condition {
-            type_: READY.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message: String::new(),
-            observed_generation: None,
-            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
-        };
-        let line = |family: &str, value: u8| {
-            format!(r#"gitprovider_connection_{family}{{namespace="team-a",name="paused",provider="Gitea"}} {value}"#)
-        };
-        let status = |c: Condition| GitProviderConnectionStatus {
-            conditions: vec![c],
-            ..Default::default()
-        };
-        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("Unknown", "Suspended")));
-        let text = metrics.encode();
-        assert!(
-            text.contains(&line("ready", 0)) && text.contains(&line("suspended", 1)),
-            "{text}"
-        );
-        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("False", "Unauthorized")));
-        let text = metrics.encode();
-        assert!(
-            text.contains(&line("ready", 0)) && text.contains(&line("suspended", 0)),
-            "{text}"
-        );
-        metrics.connection_status(&key, ProviderKind::Gitea, &status(condition("True", "Verified")));
-        let text = metrics.encode();
-        assert!(
-            text.contains(&line("ready", 1)) && text.contains(&line("suspended", 0)),
-            "{text}"
-        );
+        let line = |family: &str, value: u8| format!("{} {value}", series(family, "paused", "Gitea"));
+        // (Ready's status and reason, the ready gauge, the suspended gauge)
+        for (status, reason, ready_value, suspended) in [
+            ("Unknown", "Suspended", 0, 1),
+            ("False", "Unauthorized", 0, 0),
+            ("True", "Verified", 1, 0),
+        ] {
+            let status = GitProviderConnectionStatus {
+                conditions: vec![ready(status, reason, jiff::Timestamp::UNIX_EPOCH)],
+                ..Default::default()
+            };
+            metrics.connection_status(&key, ProviderKind::Gitea, &status);
+            let text = metrics.encode();
+            assert!(
+                text.contains(&line("connection_ready", ready_value))
+                    && text.contains(&line("connection_suspended", suspended)),
+                "{reason}: {text}"
+            );
+        }
     }
 }
