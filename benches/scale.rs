@@ -25,10 +25,12 @@
 //!    Secrets, then after a restart with N unrelated Secrets of 50 KiB more; start-up to
 //!    `/readyz` 200 for both.
 
-// `common` (webhook helpers) and `support` (emulator) both include the test PKI module.
+// `common` (webhook helpers) and `support` both include the test PKI module.
 #[allow(clippy::duplicate_mod)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/support/emulator/mod.rs"]
+mod emulator;
 #[path = "support/first_verification.rs"]
 mod first_verification;
 #[path = "support/floor.rs"]
@@ -44,6 +46,7 @@ mod real_api;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use emulator::{Emulator, EmulatorOptions};
 use futures::StreamExt;
 use gitprovider_operator::api::GitProviderConnection;
 use hyper::body::Incoming;
@@ -64,7 +67,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use support::emulator::{Emulator, EmulatorOptions};
 use support::record::RecordedRequest;
 
 const NAMESPACES: usize = 100;
@@ -317,22 +319,11 @@ fn ns_of(i: usize) -> String {
 }
 
 async fn start_emulator(n: usize) -> Emulator {
-    let emulator = Emulator::start(EmulatorOptions {
+    Emulator::start_with_project_crd(EmulatorOptions {
         // like etcd's minutes of history: a paginated list must survive the writes meanwhile
         watch_history: 200_000 + 10 * n,
-        record_bodies: false,
-        ..EmulatorOptions::default()
     })
     .await
-    .expect("emulator");
-    emulator
-        .apply_yaml_file(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/crds/gitproviderconnections.yaml"
-        )))
-        .await
-        .expect("CRD");
-    emulator
 }
 
 /// Creates `make(0..n)`, `parallel` at a time; returns how many creates were retried.

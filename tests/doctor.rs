@@ -84,7 +84,7 @@ fn configuration(cluster: &Cluster, client_config: Value) -> String {
 fn configuration_with(cluster: &Cluster, client_config: Value, failure_policy: &str) -> String {
     let name = format!("doctor-{}", random_suffix());
     let config = cluster.webhook_configuration(&name, client_config, failure_policy);
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     plane.apply(&serde_json::to_value(config).expect("JSON"));
     name
 }
@@ -93,7 +93,7 @@ fn configuration_with(cluster: &Cluster, client_config: Value, failure_policy: &
 async fn without_operator() -> (Cluster, Vec<String>, Doctor) {
     let cluster = Cluster::start().await;
     let flags = operator_flags(&cluster);
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     let report = doctor(&plane.kubeconfig(), &strs(&flags)).await;
     assert_eq!(report.code, Some(1), "{}", report.stdout);
     (cluster, flags, report)
@@ -106,7 +106,7 @@ fn strs(flags: &[String]) -> Vec<&str> {
 #[tokio::test]
 async fn all_ok_with_the_operator_running_then_the_webhook_stops_answering() {
     let cluster = Cluster::start().await;
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     let operator = cluster
         .operator_with(
             OperatorSpec::new("doctor-0")
@@ -207,7 +207,7 @@ async fn all_ok_with_the_operator_running_then_the_webhook_stops_answering() {
 #[tokio::test]
 async fn no_lease_or_a_stale_one() {
     let (cluster, mut flags, report) = without_operator().await;
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     report.assert_line(
         "lease",
         "FAIL",
@@ -246,7 +246,7 @@ async fn no_lease_or_a_stale_one() {
 #[tokio::test]
 async fn webhook_configuration_missing_without_its_service_or_with_an_expired_ca() {
     let (cluster, mut flags, report) = without_operator().await;
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     report.assert_line(
         "webhook-configuration",
         "FAIL",
@@ -292,7 +292,7 @@ async fn webhook_configuration_missing_without_its_service_or_with_an_expired_ca
 #[tokio::test]
 async fn a_service_account_lacking_a_permission() {
     let cluster = Cluster::start().await;
-    let plane = cluster.plane().expect("a real control plane");
+    let plane = cluster.plane();
     let ns = &cluster.ns;
     plane.kubectl_ok(&["create", "serviceaccount", "doctor-sa", "-n", ns]);
     // The chart's rules, less one verb: patch on events.k8s.io Events.

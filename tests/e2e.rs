@@ -367,15 +367,15 @@ async fn reacts_to_changes_after_a_real_410_gone() {
     c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
 
-    let operator_user = c.plane().expect("a real control plane").operator_user();
+    let operator_user = c.plane().operator_user();
     let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
     let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
     // Writes the operator does not watch move etcd's revision past everything it has seen.
-    let elsewhere = c.plane().unwrap().namespace("unwatched");
+    let elsewhere = c.plane().namespace("unwatched");
     for i in 0..3 {
         c.put_secret(&elsewhere, &format!("filler-{i}"), "x").await;
     }
-    let plane = c.plane().unwrap();
+    let plane = c.plane();
     let revision = plane.compact();
     eprintln!("etcd compacted at revision {revision}");
     let started = Instant::now();
@@ -436,7 +436,7 @@ async fn dropped_watches_resumed_into_410_gone_see_the_change_in_between() {
         }
     })
     .await;
-    let operator_user = c.plane().expect("a real control plane").operator_user();
+    let operator_user = c.plane().operator_user();
     let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
     let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
 
@@ -446,7 +446,7 @@ async fn dropped_watches_resumed_into_410_gone_see_the_change_in_between() {
     // The change, through the test's own client while the operator cannot reach the server;
     // then writes it does not watch, and a compaction past every version it has seen.
     c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
-    let plane = c.plane().expect("a real control plane");
+    let plane = c.plane();
     let elsewhere = plane.namespace("unwatched");
     for i in 0..3 {
         c.put_secret(&elsewhere, &format!("filler-{i}"), "x").await;
@@ -961,7 +961,7 @@ async fn the_token_never_leaks() {
 
 /// The certificate `addr` serves, verified against `ca_pem` for `server_name` (DER).
 async fn served_certificate(addr: SocketAddr, ca_pem: &[u8], server_name: &str) -> Vec<u8> {
-    let config = support::emulator::tls::client_config_trusting(ca_pem).expect("CA bundle");
+    let config = support::pki::client_config_trusting(ca_pem).expect("CA bundle");
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -1007,7 +1007,7 @@ async fn self_managed_webhook_certificates_through_the_service() {
     let c = Cluster::start_private_with(&["--aggregator-routing"]).await;
     let host = non_loopback_address();
     let webhook_port = free_port();
-    let plane = c.plane().expect("a real control plane");
+    let plane = c.plane();
     plane.apply(&json!({"apiVersion": "v1", "kind": "List", "items": [
         {
             "apiVersion": "v1", "kind": "Service",

@@ -188,7 +188,7 @@ fn refused_in_handshake(error: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_api_server_may_post_reviews_when_client_certificates_are_required() {
     let c = Cluster::start_private_with(&["--webhook-client-cert"]).await;
-    let plane = c.plane().expect("a real control plane");
+    let plane = c.plane();
     let (client_ca, client_name) = plane.webhook_client().expect("up --webhook-client-cert");
     let op = c
         .operator_with(harness::OperatorSpec::new("gpo-0").args(c.pki.args()).args([

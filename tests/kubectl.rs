@@ -200,7 +200,7 @@ async fn kubectl_get_and_wait() {
     op.wait_ready().await;
     c.install_webhook(&op.webhook_url(), "Fail").await;
     c.put_secret(&c.ns, "gitlab-pat", TOKEN).await;
-    let plane = c.plane().expect("a real control plane");
+    let plane = c.plane();
     // Created with kubectl: the webhook's warning about http:// reaches the user.
     let manifest =
         serde_json::to_string(&c.connection(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({}))).expect("JSON");

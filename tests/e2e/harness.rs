@@ -1,13 +1,12 @@
 //! The end-to-end harness: the real `gitprovider-operator` binary as a child process, against
-//! a real kube-apiserver (or, for a webhook routed through a Service, the API emulator) and local
-//! provider servers.
+//! a real kube-apiserver and etcd (`tests/support/control_plane.rs`) and local provider servers.
 //!
 //! - [`Operator`] runs `gitprovider-operator run` with `KUBECONFIG` pointing at the API server,
 //!   free ports for metrics and the webhook on 127.0.0.1 and `RUST_LOG=debug`; it captures
 //!   stdout and stderr in buffers (one reader thread per pipe), prints them when the test
 //!   fails, and kills the process when dropped.
 //! - [`Cluster`] is one test's world: two namespaces of its own on the run's shared control
-//!   plane (or a control plane of its own, or an emulator), an admin kube client, the
+//!   plane (or a control plane of its own), an admin kube client, the
 //!   operator's kubeconfig (the chart's ServiceAccount), a fake GitLab with known tokens, a
 //!   throw-away CA and a webhook certificate for 127.0.0.1, the API request record (the audit
 //!   log), and helpers for Secrets, connections, the webhook configuration and bounded waits.
@@ -19,9 +18,8 @@
 #![allow(dead_code)]
 
 use crate::support::control_plane::{AuditLog, ControlPlane, PROXY_VARIABLES, SYSTEM_NAMESPACE, random_suffix};
-use crate::support::emulator::tls::TestCa;
-use crate::support::emulator::{Emulator, EmulatorOptions};
 use crate::support::fake_providers::{FakeGitLab, TokenSpec};
+use crate::support::pki::TestCa;
 use crate::support::record::RecordedRequest;
 use crate::support::relay::Relay;
 use base64::Engine as _;
@@ -140,7 +138,8 @@ pub struct OperatorSpec {
     pub name: String,
     /// Arguments after `run` besides ports and the bind address.
     pub args: Vec<String>,
-    /// A fixed webhook port (when the emulator must know it in advance); free otherwise.
+    /// A fixed webhook port (when a Service's endpoints must name it in advance); free
+    /// otherwise.
     pub webhook_port: Option<u16>,
     /// The kubeconfig to run with instead of the cluster's (e.g. through a [`Relay`]).
     pub kubeconfig: Option<PathBuf>,
@@ -479,15 +478,6 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Where a test's API server comes from.
-pub enum Backend {
-    /// kube-apiserver + etcd; requests are read from its audit log.
-    Real { plane: Plane, audit: AuditLog },
-    /// The emulator, for what a real server cannot do (a webhook's `service` routed to a local
-    /// port).
-    Emulator(Emulator),
-}
-
 /// The run's shared control plane, or one of a test's own.
 pub enum Plane {
     Shared(&'static ControlPlane),
@@ -506,7 +496,9 @@ impl std::ops::Deref for Plane {
 
 /// One test's API server, namespaces, client, GitLab and webhook PKI.
 pub struct Cluster {
-    pub backend: Backend,
+    plane: Plane,
+    /// The API request record: kube-apiserver's audit log.
+    audit: AuditLog,
     pub client: Client,
     pub gitlab: FakeGitLab,
     pub pki: WebhookPki,
@@ -546,93 +538,41 @@ impl Cluster {
             .audit()
             .only_namespaces(&[ns.clone(), other_ns.clone(), SYSTEM_NAMESPACE.to_owned()]);
         let client = plane.client().await;
-        Cluster::assemble(
-            Backend::Real { plane, audit },
-            client,
-            ns,
-            other_ns,
-            SYSTEM_NAMESPACE.to_owned(),
-            format!("gpo-e2e-{suffix}"),
-            format!("gpo-e2e-{suffix}"),
-        )
-        .await
-    }
-
-    /// On the emulator, with fault injection.
-    pub async fn start_emulator(options: EmulatorOptions) -> Cluster {
-        let emulator = Emulator::start_with_project_crd(options).await;
-        let client = emulator.client().await;
-        Cluster::assemble(
-            Backend::Emulator(emulator),
-            client,
-            "team-a".into(),
-            "team-b".into(),
-            SYSTEM_NAMESPACE.into(),
-            "gpo-e2e".into(),
-            "gitprovider-operator-e2e".into(),
-        )
-        .await
-    }
-
-    async fn assemble(
-        backend: Backend,
-        client: Client,
-        ns: String,
-        other_ns: String,
-        lease_ns: String,
-        lease_id: String,
-        webhook_configuration: String,
-    ) -> Cluster {
         let gitlab = FakeGitLab::start().await;
         gitlab.add_token(TOKEN, TokenSpec::jane_doe());
         gitlab.add_token(REVOKED, TokenSpec::user("jdoe").revoked());
         Cluster {
-            backend,
+            plane,
+            audit,
             client,
             gitlab,
             pki: WebhookPki::new(),
             ns,
             other_ns,
-            lease_ns,
-            lease_id,
-            webhook_configuration,
+            lease_ns: SYSTEM_NAMESPACE.to_owned(),
+            lease_id: format!("gpo-e2e-{suffix}"),
+            webhook_configuration: format!("gpo-e2e-{suffix}"),
         }
     }
 
     /// A new admin client (after kube-apiserver restarted).
     pub async fn reconnect(&mut self) {
-        if let Some(plane) = self.plane() {
-            self.client = plane.client().await;
-        }
+        self.client = self.plane.client().await;
     }
 
-    /// The control plane, when the backend is real.
-    pub fn plane(&self) -> Option<&ControlPlane> {
-        match &self.backend {
-            Backend::Real { plane, .. } => Some(plane),
-            Backend::Emulator(_) => None,
-        }
+    /// The control plane.
+    pub fn plane(&self) -> &ControlPlane {
+        &self.plane
     }
 
-    /// The emulator; panics on a real backend (the test needs a fault only it injects).
-    pub fn emulator(&self) -> &Emulator {
-        match &self.backend {
-            Backend::Emulator(e) => e,
-            Backend::Real { .. } => panic!("this step needs the emulator"),
-        }
-    }
-
-    /// The kubeconfig operators run with: the chart's ServiceAccount on a real server.
+    /// The kubeconfig operators run with: the chart's ServiceAccount.
     pub fn operator_kubeconfig(&self) -> PathBuf {
-        match &self.backend {
-            Backend::Real { plane, .. } => plane.operator_kubeconfig(),
-            Backend::Emulator(e) => e.kubeconfig_path().to_owned(),
-        }
+        self.plane.operator_kubeconfig()
     }
 
     /// A [`Relay`] in front of the real kube-apiserver, and the operator's kubeconfig through it.
     pub async fn relay(&self) -> (Relay, PathBuf) {
-        let plane = self.plane().expect("a relay needs a real control plane");
+        let plane = self.plane();
         let server = plane.server_url();
         let upstream: SocketAddr = server
             .trim_start_matches("https://")
@@ -668,23 +608,17 @@ impl Cluster {
         let spec = spec.args(["--namespace", &self.ns, "--namespace", &self.other_ns]);
         let kubeconfig = spec.kubeconfig.clone().unwrap_or_else(|| self.operator_kubeconfig());
         let mut operator = Operator::start(&kubeconfig, &spec).await;
-        operator.deny_forbidden = self.plane().is_some();
+        operator.deny_forbidden = true;
         operator
     }
 
-    /// Every API request of this test so far (the emulator's record, or the audit log).
+    /// Every API request of this test so far (from the audit log).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        match &self.backend {
-            Backend::Real { audit, .. } => audit.requests(),
-            Backend::Emulator(e) => e.requests(),
-        }
+        self.audit.requests()
     }
 
     pub fn count(&self, pred: impl Fn(&RecordedRequest) -> bool) -> usize {
-        match &self.backend {
-            Backend::Real { audit, .. } => audit.count(pred),
-            Backend::Emulator(e) => e.count(pred),
-        }
+        self.audit.count(pred)
     }
 
     pub fn requests_mentioning(&self, needle: &str) -> Vec<RecordedRequest> {
@@ -839,8 +773,7 @@ impl Cluster {
     }
 
     /// Creates the test's ValidatingWebhookConfiguration for CREATE and UPDATE of connections,
-    /// calling `url` and trusting the test webhook CA. On a shared control plane it selects
-    /// only the test's namespaces.
+    /// calling `url` and trusting the test webhook CA. It selects only the test's namespaces.
     pub async fn install_webhook(&self, url: &str, failure_policy: &str) {
         let config = self.webhook_configuration(
             &self.webhook_configuration,
@@ -851,15 +784,15 @@ impl Cluster {
         api.create(&PostParams::default(), &config)
             .await
             .expect("create the webhook configuration");
-        if failure_policy == "Fail" && self.plane().is_some() {
+        if failure_policy == "Fail" {
             self.wait_webhook_in_effect().await;
         }
     }
 
     /// kube-apiserver picks up a new webhook configuration from its informer a moment after the
     /// create returns: until then, writes are admitted without calling it. Waits (bounded) until
-    /// a dry-run create comes back with the webhook's http:// warning. Real server only (the
-    /// emulator has no dry run); a dry run reserves no name.
+    /// a dry-run create comes back with the webhook's http:// warning (a dry run reserves no
+    /// name).
     pub async fn wait_webhook_in_effect(&self) {
         let probe = serde_json::to_value(self.connection(&self.ns, "webhook-probe", "webhook-probe", "pat", json!({})))
             .expect("JSON");
@@ -907,8 +840,8 @@ impl Cluster {
             .collect()
     }
 
-    /// [`webhook_configuration`], selecting only the test's namespaces on a real server (the
-    /// emulator of a test is its own).
+    /// [`webhook_configuration`], selecting only the test's namespaces (the control plane may be
+    /// shared).
     pub fn webhook_configuration(
         &self,
         name: &str,
@@ -916,15 +849,13 @@ impl Cluster {
         failure_policy: &str,
     ) -> ValidatingWebhookConfiguration {
         let mut config = webhook_configuration(name, client_config, failure_policy);
-        if self.plane().is_some() {
-            let selector = json!({"matchExpressions": [{
-                "key": "kubernetes.io/metadata.name",
-                "operator": "In",
-                "values": [self.ns, self.other_ns],
-            }]});
-            for webhook in config.webhooks.iter_mut().flatten() {
-                webhook.namespace_selector = Some(serde_json::from_value(selector.clone()).expect("selector"));
-            }
+        let selector = json!({"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "In",
+            "values": [self.ns, self.other_ns],
+        }]});
+        for webhook in config.webhooks.iter_mut().flatten() {
+            webhook.namespace_selector = Some(serde_json::from_value(selector.clone()).expect("selector"));
         }
         config
     }

@@ -1,8 +1,8 @@
-//! The request record: every request an API server answered (the emulator records its own;
-//! kube-apiserver's audit log is read into the same shape), so tests can assert on what a
-//! client sent (how many status writes, whether a secret ever appeared in a body, ...).
+//! The request record: every request an API server answered (kube-apiserver's audit log is
+//! read into this shape; the benchmark's emulator records its own, without bodies), so tests
+//! can assert on what a client sent (how many status writes, whether a secret ever appeared in
+//! a body, ...).
 
-use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// What a request was about, when it addressed a resource.
@@ -93,65 +93,4 @@ impl RecordedRequest {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-#[derive(Clone)]
-pub struct Recorder {
-    inner: Arc<Mutex<Vec<RecordedRequest>>>,
-    bodies: bool,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Recorder::new(true)
-    }
-}
-
-impl Recorder {
-    /// `bodies`: whether request and response bodies are kept (else they are recorded empty).
-    pub fn new(bodies: bool) -> Recorder {
-        Recorder {
-            inner: Arc::default(),
-            bodies,
-        }
-    }
-
-    /// Whether bodies are kept.
-    pub fn keeps_bodies(&self) -> bool {
-        self.bodies
-    }
-
-    pub fn push(&self, mut r: RecordedRequest) {
-        if !self.bodies {
-            r.body = Vec::new();
-            r.response_body = Vec::new();
-        }
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-    }
-
-    pub fn all(&self) -> Vec<RecordedRequest> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn clear(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    /// How many records from index `from` on satisfy `pred`, and how many records there are:
-    /// for counting as the record grows without going over it all again (`from` = the
-    /// previous length; the record only grows until cleared).
-    pub fn count_since(&self, from: usize, pred: impl Fn(&RecordedRequest) -> bool) -> (usize, usize) {
-        let all = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let matching = all.get(from..).map_or(0, |new| new.iter().filter(|r| pred(r)).count());
-        (matching, all.len())
-    }
-
-    pub fn count(&self, pred: impl Fn(&RecordedRequest) -> bool) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|r| pred(r))
-            .count()
-    }
 }

@@ -1,6 +1,5 @@
-//! Errors: [`ApiError`] is what a request fails with on the wire (a `meta/v1` `Status`
-//! with the code, reason, message and details the real apiserver uses); [`EmulatorError`]
-//! is what the test-facing API (`Emulator::start`, `apply_yaml_file`, ...) fails with.
+//! Errors: [`ApiError`] is what a request fails with on the wire (a `meta/v1` `Status` with the
+//! code, reason, message and details the real apiserver uses).
 
 use serde_json::{Map, Value, json};
 
@@ -149,36 +148,4 @@ impl ApiError {
         s.insert("code".into(), json!(self.code));
         Value::Object(s)
     }
-
-    /// Builds an error from a `Status` some other party (an admission webhook) returned.
-    pub fn from_status(status: &Value, default_code: u16) -> Self {
-        let code = status.get("code").and_then(Value::as_u64).unwrap_or(0) as u16;
-        Self {
-            code: if code < 400 { default_code } else { code },
-            reason: status.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
-            message: status.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
-            details: status.get("details").cloned(),
-        }
-    }
-}
-
-/// Failures of the test-facing API.
-#[derive(Debug, thiserror::Error)]
-pub enum EmulatorError {
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("TLS setup: {0}")]
-    Tls(String),
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(String),
-    #[error("kube client: {0}")]
-    Client(#[from] kube::Error),
-    #[error("YAML in {path}: {message}")]
-    Yaml { path: String, message: String },
-    #[error("object #{index} in {path}: {message}")]
-    Manifest {
-        path: String,
-        index: usize,
-        message: String,
-    },
 }

@@ -1,6 +1,6 @@
-//! The resource verbs: get, list, watch, create, update and patch, on objects and their
-//! `status` subresource, with the apiserver's semantics for resourceVersions, generation,
-//! status subresources and admission. Nothing is ever deleted (405).
+//! The resource verbs: get, list, watch, create and (JSON merge) patch, on objects and their
+//! `status` subresource, with the apiserver's semantics for resourceVersions, generation and
+//! status subresources. Nothing is ever replaced (PUT) or deleted: 405.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +10,11 @@ use axum::http::Response;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::admission::{self, Attributes, Operation};
 use super::error::ApiError;
 use super::http::{
     PartialMetadataRef, Query, ResourcePath, View, error_response, json_bytes_response, negotiate, verb_of,
 };
-use super::registry::{Kind, Registry, ResourceDef, StorageKey};
+use super::registry::{Kind, Registry, ResourceDef};
 use super::server::Ctx;
 use super::store::{State, TooOld, WriteError};
 use super::util::{b64_decode, b64_encode, ensure_object, meta_str, metadata_mut, new_uid, now_rfc3339, rv_of};
@@ -71,14 +70,14 @@ impl Target<'_> {
     }
 }
 
-pub async fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
-    match dispatch(ctx, &req).await {
+pub fn handle(ctx: &Ctx, req: Req<'_>) -> Response<Body> {
+    match dispatch(ctx, &req) {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
     }
 }
 
-async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
+fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, ApiError> {
     let rp = req.path;
     let found = {
         let st = ctx.store.lock();
@@ -101,7 +100,7 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, ApiError> 
         if sub != "status" || !t.def.status_subresource {
             return Err(ApiError::no_such_resource());
         }
-        if !matches!(verb, "get" | "update" | "patch") {
+        if !matches!(verb, "get" | "patch") {
             return Err(ApiError::method_not_allowed());
         }
     }
@@ -119,9 +118,8 @@ async fn dispatch(ctx: &Ctx, req: &Req<'_>) -> Result<Response<Body>, ApiError> 
     let answer = match verb {
         "get" => get(ctx, &t),
         "list" => list(ctx, &t, req.query),
-        "create" => create(ctx, &t, req).await,
-        "update" => update(ctx, &t, req).await,
-        "patch" => patch(ctx, &t, req).await,
+        "create" => create(ctx, &t, req),
+        "patch" => patch(ctx, &t, req),
         _ => Err(ApiError::method_not_allowed()),
     }?;
     Ok(json_bytes_response(answer.code, answer.body))
@@ -286,18 +284,13 @@ fn watch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Response<Body>, Api
         let from = rv
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
-        let oldest = st.oldest_resumable() + 1;
-        let expired = |oldest: u64| ApiError::expired(format!("too old resource version: {from} ({oldest})"));
-        if ctx.faults.take_gone() {
-            drop(st);
-            return Ok(stream_response(watch::error_stream(&expired(from.max(oldest) + 1))));
-        }
         match st.history_since(&t.def.storage, ns, from) {
             Ok(records) => Start::Resume { records, rv: from },
             Err(TooOld { oldest }) => {
                 drop(st);
                 // Upstream answers 200 and a single ERROR event; clients relist on 410.
-                return Ok(stream_response(watch::error_stream(&expired(oldest))));
+                let expired = ApiError::expired(format!("too old resource version: {from} ({oldest})"));
+                return Ok(stream_response(watch::error_stream(&expired)));
             }
         }
     };
@@ -414,14 +407,6 @@ fn reset_all_but_status(new: &mut Value, current: &Value) {
     }
 }
 
-/// The webhook configurations admission consults.
-fn webhook_configurations(ctx: &Ctx) -> Vec<Arc<Value>> {
-    ctx.store.lock().list(
-        &StorageKey::new("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
-        None,
-    )
-}
-
 /// Keeps the registry in step with CRD writes (same critical section as the write).
 fn sync_crd(st: &mut State, def: &ResourceDef, stored: &Value) {
     if def.behaviour == Kind::CustomResourceDefinition
@@ -433,7 +418,7 @@ fn sync_crd(st: &mut State, def: &ResourceDef, stored: &Value) {
 
 // ---------------------------------------------------------------- create
 
-async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
+fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
     let mut obj = parse_body(req)?;
     check_type(t, &mut obj)?;
     check_namespace(t, &mut obj)?;
@@ -456,19 +441,6 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiE
         ensure_object(&mut obj).remove("status");
     }
     let gr = t.def.group_resource();
-
-    let configs = webhook_configurations(ctx);
-    let attrs = Attributes {
-        def: &t.def,
-        subresource: None,
-        operation: Operation::Create,
-        name: &name,
-        namespace: t.ns.as_deref(),
-        object: Some(&obj),
-        old_object: None,
-    };
-    admission::validate(&ctx.admission, &configs, &attrs).await?;
-
     let mut st = ctx.store.lock();
     let stored = st.create(&t.def.storage, obj).map_err(|e| match e {
         WriteError::AlreadyExists => ApiError::already_exists(&gr, &name),
@@ -481,37 +453,15 @@ async fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiE
 
 // ---------------------------------------------------------------- update / patch
 
-/// What a PUT or PATCH proposes, computed from the current object (in request view).
+/// What a patch proposes, computed from the current object.
 struct Proposal {
     obj: Value,
-    /// A resourceVersion the client itself demanded (PUT body, or a patch that sets it).
+    /// A resourceVersion the client itself demanded (a patch that sets it).
     precondition: Option<String>,
 }
 
-async fn update(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
-    let mut body = parse_body(req)?;
-    check_type(t, &mut body)?;
-    check_namespace(t, &mut body)?;
-    let url_name = t.name.unwrap_or("");
-    let body_name = meta_str(&body, "name").to_owned();
-    if body_name != url_name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({url_name})"
-        )));
-    }
-    let rv = meta_str(&body, "resourceVersion").to_owned();
-    let precondition = (!rv.is_empty()).then_some(rv);
-    write_existing(ctx, t, |_current| {
-        Ok(Proposal {
-            obj: body.clone(),
-            precondition: precondition.clone(),
-        })
-    })
-    .await
-}
-
 /// A JSON merge patch (RFC 7386), the only patch type served.
-async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
+fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
     let ct = req.content_type.unwrap_or("");
     if ct.split(';').next().unwrap_or("").trim() != "application/merge-patch+json" {
         return Err(ApiError::unsupported_media_type(ct, &["application/merge-patch+json"]));
@@ -540,12 +490,11 @@ async fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiEr
             precondition: precondition.clone(),
         })
     })
-    .await
 }
 
-/// The shared update loop (upstream `GuaranteedUpdate`): read, propose, admit, commit if
-/// nobody wrote in between, else retry (or 409 when the client pinned a version).
-async fn write_existing(
+/// The update loop (upstream `GuaranteedUpdate`): read, propose, commit if nobody wrote in
+/// between, else retry (or 409 when the client pinned a version).
+fn write_existing(
     ctx: &Ctx,
     t: &Target<'_>,
     propose: impl Fn(&Value) -> Result<Proposal, ApiError>,
@@ -603,18 +552,6 @@ async fn write_existing(
                 .unwrap_or(0);
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
-
-        let configs = webhook_configurations(ctx);
-        let attrs = Attributes {
-            def: &t.def,
-            subresource: t.sub,
-            operation: Operation::Update,
-            name,
-            namespace: t.ns.as_deref(),
-            object: Some(&new),
-            old_object: Some(current),
-        };
-        admission::validate(&ctx.admission, &configs, &attrs).await?;
 
         // A no-op write stores nothing, bumps nothing and notifies nobody.
         if new == *current {

@@ -87,28 +87,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// What the operator reads and writes besides its own resource: Secrets and ConfigMaps,
-    /// `events.k8s.io` Events, Leases, CRDs and validating webhook configurations.
+    /// What the operator reads and writes besides its own resource, without leader election
+    /// and with its webhook certificate from files (as the benchmark runs it): Secrets and
+    /// ConfigMaps and `events.k8s.io` Events; and CRDs, which define its resource.
     pub fn with_builtins() -> Self {
         Self {
             defs: [
                 builtin("", "secrets", "Secret", true, Kind::BuiltIn),
                 builtin("", "configmaps", "ConfigMap", true, Kind::BuiltIn),
                 builtin("events.k8s.io", "events", "Event", true, Kind::BuiltIn),
-                builtin("coordination.k8s.io", "leases", "Lease", true, Kind::BuiltIn),
                 builtin(
                     "apiextensions.k8s.io",
                     "customresourcedefinitions",
                     "CustomResourceDefinition",
                     false,
                     Kind::CustomResourceDefinition,
-                ),
-                builtin(
-                    "admissionregistration.k8s.io",
-                    "validatingwebhookconfigurations",
-                    "ValidatingWebhookConfiguration",
-                    false,
-                    Kind::BuiltIn,
                 ),
             ]
             .into_iter()
@@ -122,15 +115,6 @@ impl Registry {
         self.defs
             .iter()
             .find(|d| d.group == group && d.version == version && d.plural == plural)
-    }
-
-    /// The resource of an `apiVersion` + `kind` pair (for manifests).
-    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceDef> {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        self.defs
-            .iter()
-            .find(|d| d.group == group && d.version == version && d.kind == kind)
-            .map(|d| &**d)
     }
 
     /// The resource defined by the CRD object `crd` (in its storage version), or why it

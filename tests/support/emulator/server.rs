@@ -1,8 +1,8 @@
-//! The HTTPS server: TLS termination, HTTP/1.1 and HTTP/2, injected failures, routing to the
-//! resource handlers, and the request record.
+//! The HTTPS server: TLS termination, HTTP/1.1 and HTTP/2, routing to the resource handlers,
+//! and the request record.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -13,12 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::AdmissionConfig;
 use super::error::ApiError;
-use super::faults::Faults;
 use super::handlers::{self, Req};
 use super::http::{Query, Route, error_response, parse_route, target_of};
-use super::record::{RecordedRequest, Recorder};
+use super::record::RecordedRequest;
 use super::store::Store;
 
 /// The largest request body read (the benchmark's Secrets are 50 KiB).
@@ -27,9 +25,38 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Shared state of the server.
 pub struct Ctx {
     pub store: Arc<Store>,
-    pub faults: Faults,
     pub recorder: Recorder,
-    pub admission: AdmissionConfig,
+}
+
+/// The request record, without bodies (the benchmark sends 10,000s of requests; it counts
+/// them by target, status and time).
+#[derive(Default)]
+pub struct Recorder {
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RecordedRequest>> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, request: RecordedRequest) {
+        self.lock().push(request);
+    }
+
+    /// Every request answered so far, oldest first.
+    pub fn all(&self) -> Vec<RecordedRequest> {
+        self.lock().clone()
+    }
+
+    /// How many records from index `from` on satisfy `pred`, and how many records there are:
+    /// for counting as the record grows without going over it all again (`from` = the
+    /// previous length; the record only grows).
+    pub fn count_since(&self, from: usize, pred: impl Fn(&RecordedRequest) -> bool) -> (usize, usize) {
+        let all = self.lock();
+        let matching = all.get(from..).map_or(0, |new| new.iter().filter(|r| pred(r)).count());
+        (matching, all.len())
+    }
 }
 
 /// Accepts connections until `shutdown` flips; each connection ends with it too.
@@ -97,61 +124,49 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let raw_query = req.uri().query().unwrap_or("").to_owned();
     let headers = Headers::of(req.headers());
-    let content_type = headers.content_type.clone();
-    let accept = headers.accept.clone();
-    let body = match axum::body::to_bytes(Body::new(req.into_body()), MAX_BODY).await {
-        Ok(b) => b.to_vec(),
-        Err(_) => {
-            let resp = error_response(&ApiError::new(
+    let (resp, target) = match axum::body::to_bytes(Body::new(req.into_body()), MAX_BODY).await {
+        Ok(body) => {
+            let query = Query::parse(&raw_query);
+            let route = parse_route(&path, &ctx.store.lock().registry);
+            match &route {
+                Route::Resource(rp) => {
+                    let req = Req {
+                        method: &method,
+                        path: rp,
+                        query: &query,
+                        content_type: headers.content_type.as_deref(),
+                        accept: headers.accept.as_deref(),
+                        body: &body,
+                    };
+                    (handlers::handle(ctx, req), Some(target_of(&method, rp, &query)))
+                }
+                Route::Unknown => (not_found_page(), None),
+            }
+        }
+        Err(_) => (
+            error_response(&ApiError::new(
                 413,
                 "RequestEntityTooLarge",
                 "the request body is too large or could not be read",
-            ));
-            return record(
-                ctx,
-                time,
-                &method,
-                &path,
-                &raw_query,
-                headers,
-                Vec::new(),
-                None,
-                resp,
-                false,
-            )
-            .await;
-        }
+            )),
+            None,
+        ),
     };
-    let query = Query::parse(&raw_query);
-    let route = parse_route(&path, &ctx.store.lock().registry);
-    let target = match &route {
-        Route::Resource(rp) => Some(target_of(&method, rp, &query)),
-        _ => None,
-    };
-    let is_watch = target.as_ref().is_some_and(|t| t.verb == "watch");
-
-    let resp = if let Some(err) = ctx.faults.take_failure(&method, &path, target.as_ref()) {
-        error_response(&err)
-    } else if let Route::Resource(rp) = &route {
-        handlers::handle(
-            ctx,
-            Req {
-                method: &method,
-                path: rp,
-                query: &query,
-                content_type: content_type.as_deref(),
-                accept: accept.as_deref(),
-                body: &body,
-            },
-        )
-        .await
-    } else {
-        not_found_page()
-    };
-    record(
-        ctx, time, &method, &path, &raw_query, headers, body, target, resp, is_watch,
-    )
-    .await
+    ctx.recorder.push(RecordedRequest {
+        method,
+        path,
+        query: raw_query,
+        content_type: headers.content_type,
+        accept: headers.accept,
+        user_agent: headers.user_agent,
+        user: None,
+        body: Vec::new(),
+        status: resp.status().as_u16(),
+        response_body: Vec::new(),
+        time,
+        target,
+    });
+    resp
 }
 
 /// What the apiserver's mux answers for paths it does not serve at all.
@@ -163,43 +178,4 @@ pub fn not_found_page() -> Response<Body> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn record(
-    ctx: &Ctx,
-    time: SystemTime,
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: Headers,
-    body: Vec<u8>,
-    target: Option<super::record::Target>,
-    resp: Response<Body>,
-    streaming: bool,
-) -> Response<Body> {
-    let status = resp.status().as_u16();
-    // Buffer non-streaming responses so the record holds their bodies too.
-    let (resp, response_body) = if streaming || !ctx.recorder.keeps_bodies() {
-        (resp, Vec::new())
-    } else {
-        let (parts, b) = resp.into_parts();
-        let bytes = axum::body::to_bytes(b, usize::MAX).await.unwrap_or_default();
-        (Response::from_parts(parts, Body::from(bytes.clone())), bytes.to_vec())
-    };
-    ctx.recorder.push(RecordedRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        content_type: headers.content_type,
-        accept: headers.accept,
-        user_agent: headers.user_agent,
-        user: None,
-        body,
-        status,
-        response_body,
-        time,
-        target,
-    });
-    resp
 }

@@ -173,11 +173,6 @@ impl State {
         Ok(out)
     }
 
-    /// The oldest resourceVersion a watch may still resume from.
-    pub fn oldest_resumable(&self) -> u64 {
-        self.compacted
-    }
-
     fn next_rv(&mut self) -> u64 {
         self.rv += 1;
         self.rv
@@ -291,9 +286,5 @@ impl State {
         let n = self.watchers.len();
         self.watchers.clear();
         n
-    }
-
-    pub fn watcher_count(&self) -> usize {
-        self.watchers.iter().filter(|w| !w.tx.is_closed()).count()
     }
 }
