@@ -179,9 +179,6 @@ const PROJECTS_2_0: &str = "/_apis/projects?$top=1&api-version=2.0";
 
 async fn verify(api: Api<'_>) -> Result<Verification, Verification> {
     let (http, target) = (api.http, api.target);
-    if let Err(message) = AzureDevOps.check_spec(&target.base_url, target.username.as_deref()) {
-        return Err(Verification::failed(ReadyReason::InvalidSpec, message));
-    }
     let key = &api.instance_key();
     let mut facts = Facts::on(deployment(&target.base_url));
 

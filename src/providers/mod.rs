@@ -60,10 +60,14 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 /// Verifies `target` with `provider`: the one entry point every caller (the controller, the
-/// `verify` command) goes through. It applies the rules every provider shares once: one
-/// deadline, the HTTP time-out (retries and `Retry-After` included), and no token leaves a
-/// verification (see [`Verification::without_token`]).
+/// `verify` command) goes through. It applies the rules every provider shares once: a spec the
+/// provider refuses ([`Provider::check_spec`]) is InvalidSpec without a request, one deadline,
+/// the HTTP time-out (retries and `Retry-After` included), and no token leaves a verification
+/// (see [`Verification::without_token`]).
 pub async fn verify_within(provider: &dyn Provider, http: &HttpClient, target: &Target) -> Verification {
+    if let Err(message) = provider.check_spec(&target.base_url, target.username.as_deref()) {
+        return Verification::failed(ReadyReason::InvalidSpec, message).without_token(&target.token);
+    }
     let within = http.config().timeout;
     let verification = match http::deadline::run(within, provider.prove(http, target)).await {
         Some(verification) => verification,

@@ -5,7 +5,7 @@ use super::{Bitbucket, KIND};
 use crate::api::{Deployment, ReadyReason};
 use crate::providers::http::{Auth, HttpClient, HttpResponse};
 use crate::providers::request::{Api, oauth_scopes};
-use crate::providers::{Facts, Provider, Target, Verification, account, non_empty};
+use crate::providers::{Facts, Target, Verification, account, non_empty};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -65,9 +65,6 @@ impl Bitbucket {
     }
 
     pub(super) async fn verify_cloud(&self, http: &HttpClient, target: &Target) -> Result<Verification, Verification> {
-        if let Err(message) = self.check_spec(&target.base_url, target.username.as_deref()) {
-            return Err(Verification::failed(ReadyReason::InvalidSpec, message));
-        }
         let email = account_email(target);
         let api = self.cloud_api(http, target);
         let mut facts = Facts::on(Deployment::Cloud);
