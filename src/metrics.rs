@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,6 +67,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// Registers metrics and hands them back, so that each is named where it is made.
+struct Registering<'a>(&'a mut Registry);
+
+impl Registering<'_> {
+    fn metric<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -76,78 +86,59 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("gitprovider");
-        let reconciliations = Family::<ResultLabels, Counter>::default();
-        registry.register("reconciliations", "Reconciliations by result", reconciliations.clone());
-        let reconcile_duration = latency_histogram();
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconciliations",
-            reconcile_duration.clone(),
-        );
-        let verifications = Family::<VerificationLabels, Counter>::default();
-        registry.register(
-            "verifications",
-            "Token verifications against providers, by provider and Ready reason",
-            verifications.clone(),
-        );
-        let verification_duration =
-            Family::<ProviderLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register(
-            "verification_duration_seconds",
-            "Duration of token verifications, by provider",
-            verification_duration.clone(),
-        );
-        let reviews = Family::<ReviewLabels, Counter>::default();
-        registry.register(
-            "webhook_reviews",
-            "Admission reviews by operation and outcome",
-            reviews.clone(),
-        );
-        let review_duration = latency_histogram();
-        registry.register(
-            "webhook_review_duration_seconds",
-            "Time to answer an admission review",
-            review_duration.clone(),
-        );
-        let token_expiry = Family::<ConnectionLabels, Gauge>::default();
-        registry.register(
-            "token_expiry_timestamp_seconds",
-            "When each connection's token expires (Unix time), where the provider reveals it",
-            token_expiry.clone(),
-        );
-        let ready = Family::<ConnectionLabels, Gauge>::default();
-        registry.register(
-            "connection_ready",
-            "1 when the connection's Ready condition is True",
-            ready.clone(),
-        );
-        // Beside `ready` (0 for a suspended connection too), so that an alert on `ready == 0`
-        // can leave out deliberate suspensions.
-        let suspended = Family::<ConnectionLabels, Gauge>::default();
-        registry.register(
-            "connection_suspended",
-            "1 when the connection is suspended (spec.suspend: Ready is Unknown, reason Suspended)",
-            suspended.clone(),
-        );
-        let unreadable_repositories = Family::<ConnectionLabels, Gauge>::default();
-        registry.register(
-            "connection_unreadable_repositories",
-            "How many of the connection's spec.repositories the token cannot read (only connections that list some, after the token verified)",
-            unreadable_repositories.clone(),
-        );
+        let mut register = Registering(&mut registry);
+        let per_connection = Family::<ConnectionLabels, Gauge>::default;
         Metrics {
-            unreadable_repositories,
+            reconciliations: register.metric("reconciliations", "Reconciliations by result", Family::default()),
+            reconcile_duration: register.metric(
+                "reconcile_duration_seconds",
+                "Duration of reconciliations",
+                latency_histogram(),
+            ),
+            verifications: register.metric(
+                "verifications",
+                "Token verifications against providers, by provider and Ready reason",
+                Family::default(),
+            ),
+            verification_duration: register.metric(
+                "verification_duration_seconds",
+                "Duration of token verifications, by provider",
+                Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            ),
+            reviews: register.metric(
+                "webhook_reviews",
+                "Admission reviews by operation and outcome",
+                Family::default(),
+            ),
+            review_duration: register.metric(
+                "webhook_review_duration_seconds",
+                "Time to answer an admission review",
+                latency_histogram(),
+            ),
+            token_expiry: register.metric(
+                "token_expiry_timestamp_seconds",
+                "When each connection's token expires (Unix time), where the provider reveals it",
+                per_connection(),
+            ),
+            ready: register.metric(
+                "connection_ready",
+                "1 when the connection's Ready condition is True",
+                per_connection(),
+            ),
+            // Beside `ready` (0 for a suspended connection too), so that an alert on `ready == 0`
+            // can leave out deliberate suspensions.
+            suspended: register.metric(
+                "connection_suspended",
+                "1 when the connection is suspended (spec.suspend: Ready is Unknown, reason Suspended)",
+                per_connection(),
+            ),
+            unreadable_repositories: register.metric(
+                "connection_unreadable_repositories",
+                "How many of the connection's spec.repositories the token cannot read (only connections that list some, after the token verified)",
+                per_connection(),
+            ),
             providers: Mutex::new(HashMap::new()),
             registry,
-            reconciliations,
-            reconcile_duration,
-            verifications,
-            verification_duration,
-            reviews,
-            review_duration,
-            token_expiry,
-            ready,
-            suspended,
         }
     }
 
