@@ -6,11 +6,11 @@
 //!
 //! Each test has namespaces, a GitLab and operator process(es) of its own, so they run in
 //! parallel on the run's shared control plane; a test that restarts kube-apiserver or needs it
-//! started differently has a control plane of its own. Faults on the API connection (the
-//! server out of reach, every watch cut at once) come from a relay between the operator and
-//! kube-apiserver (`tests/support/relay.rs`). What a real server cannot do (route a webhook's
-//! `service` reference to a port on this machine) runs on the API emulator
-//! (`tests/support/emulator`), in the test marked so.
+//! started differently has a control plane of its own: without a watch cache
+//! (`--no-watch-cache`: a watch resumed from before an etcd compaction gets a real 410), or
+//! calling a webhook's `service` through the Service's EndpointSlice (`--aggregator-routing`).
+//! Faults on the API connection (the server out of reach, every watch cut at once) come from a
+//! relay between the operator and kube-apiserver (`tests/support/relay.rs`).
 //!
 //! Every wait is bounded (see `harness::eventually`); the only long wait is the 30 s of
 //! `no_status_writes_once_converged`.
@@ -680,7 +680,7 @@ async fn no_status_writes_once_converged() {
 }
 
 /// 10. `/healthz` answers at once; `/readyz` is 503 until the first list of connections
-/// succeeded, then 200. Until the test opens it, a closed [`Relay`] resets every connection the
+/// succeeded, then 200. Until the test opens it, a closed [`Relay`] closes every connection the
 /// operator makes to kube-apiserver, so no list can succeed.
 ///
 /// [`Relay`]: support::relay::Relay
