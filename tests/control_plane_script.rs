@@ -28,6 +28,9 @@ fn usage_errors_exit_two() {
         &["launch"],
         &["up"],
         &["down", "--dir"],
+        // Options of `up` only.
+        &["down", "--dir", "x", "--no-watch-cache"],
+        &["assets", "--aggregator-routing"],
         &["up", "--dir", "x", "--audit", "loud"],
     ] {
         let output = control_plane(args, &[]);
