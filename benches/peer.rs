@@ -23,6 +23,8 @@ mod eso;
 mod peer_report;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/profile.rs"]
+mod profile;
 #[path = "support/real_api.rs"]
 mod real_api;
 #[path = "../tests/support/mod.rs"]
@@ -57,6 +59,12 @@ pub struct Options {
     pub eso: PathBuf,
     pub eso_crds: PathBuf,
     pub eso_version: String,
+    /// ESO with its own default client-side rate limit (`--client-qps`/`--client-burst` not
+    /// given) instead of none.
+    pub eso_default_client_limits: bool,
+    /// CPU profiles for the first S seconds of each contender's convergence at the largest
+    /// size (0: none).
+    pub profile_secs: u64,
     pub report: PathBuf,
 }
 
@@ -64,7 +72,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench peer -- --eso BIN --eso-crds DIR [--eso-version v0.16.2]\n\
          \x20      [--sizes 1000,10000] [--concurrency 32] [--latency-ms 50] [--window SECS]\n\
-         \x20      [--blobs 10000] [--blob-kib 50] [--report DIR]"
+         \x20      [--blobs 10000] [--blob-kib 50] [--eso-default-client-limits] [--profile-secs S]\n\
+         \x20      [--report DIR]"
     );
     std::process::exit(2)
 }
@@ -81,6 +90,8 @@ fn parse_options(args: &[String]) -> Options {
         eso: PathBuf::new(),
         eso_crds: PathBuf::new(),
         eso_version: "v0.16.2".to_owned(),
+        eso_default_client_limits: false,
+        profile_secs: 0,
         report: PathBuf::from("benchmarks/peer"),
     };
     let number = |v: String| -> usize { v.replace('_', "").parse().unwrap_or_else(|_| usage()) };
@@ -99,6 +110,8 @@ fn parse_options(args: &[String]) -> Options {
             "--eso" => options.eso = PathBuf::from(value()),
             "--eso-crds" => options.eso_crds = PathBuf::from(value()),
             "--eso-version" => options.eso_version = value(),
+            "--eso-default-client-limits" => options.eso_default_client_limits = true,
+            "--profile-secs" => options.profile_secs = number(value()) as u64,
             "--report" => options.report = PathBuf::from(value()),
             _ => usage(),
         }
@@ -239,7 +252,11 @@ fn peer(options: &Options, kubeconfig: PathBuf) -> Spec {
     Spec {
         label: format!("external-secrets {}", options.eso_version),
         program: options.eso.clone(),
-        args: eso::args(options.concurrency, &format!("{}s", options.interval_secs)),
+        args: eso::args(
+            options.concurrency,
+            &format!("{}s", options.interval_secs),
+            options.eso_default_client_limits,
+        ),
         kubeconfig,
         user: eso::user(),
         resource: ApiResource::from_gvk_with_plural(
@@ -287,8 +304,15 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
             .report
             .join(format!("{}-{n}.log", spec.label.split(' ').next().unwrap_or("peer")));
         let mut running = Running::start(spec, &real, &log);
+        let profiles = (largest && options.profile_secs > 0).then(|| {
+            let stem = format!("{}-{n}", spec.label.split(' ').next().unwrap_or("peer"));
+            profile::Profiles::start(&options.report, &stem, running.pid(), &plane, options.profile_secs)
+        });
         let first = running.converge(&real, n, provider, timeout).await;
         println!("N={n} {}: {first:?}", spec.label);
+        if let Some(profiles) = profiles {
+            tokio::task::block_in_place(|| profiles.finish());
+        }
         let steady = if options.window.is_zero() {
             None
         } else {

@@ -47,15 +47,18 @@ pub fn user() -> String {
 
 /// ESO's command line: `concurrency` reconciles at once; client-side rate limiting off (a
 /// negative QPS: client-go then builds no limiter), as our operator has none, so both meet
-/// only the server's priority and fairness; validated every `interval`; no metrics server; logs at its default level.
-pub fn args(concurrency: u16, interval: &str) -> Vec<String> {
-    vec![
-        format!("--concurrent={concurrency}"),
-        "--client-qps=-1".to_owned(),
-        "--client-burst=1000".to_owned(),
+/// only the server's priority and fairness — or, with `default_client_limits`, ESO's own
+/// defaults for it; validated every `interval`; no metrics server; logs at its default level.
+pub fn args(concurrency: u16, interval: &str, default_client_limits: bool) -> Vec<String> {
+    let mut args = vec![format!("--concurrent={concurrency}")];
+    if !default_client_limits {
+        args.extend(["--client-qps=-1".to_owned(), "--client-burst=1000".to_owned()]);
+    }
+    args.extend([
         format!("--store-requeue-interval={interval}"),
         "--metrics-addr=0".to_owned(),
-    ]
+    ]);
+    args
 }
 
 /// SecretStore `store-I` in `namespace`: GitLab at `url`, project I, the token in Secret

@@ -175,10 +175,16 @@ pub fn markdown(results: &[SizeResult], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Peer: External Secrets Operator {} (`--concurrent {c} --client-qps=-1 --store-requeue-interval {i}s`), \
+        "Peer: External Secrets Operator {} (`{}`), \
          ours: `--max-concurrent-verifications {c} --max-in-flight-per-host 0`, `verifyInterval: {i}s`; \
          one GitLab stand-in answering after {} ms; ratio = ours ÷ peer.\n",
         options.eso_version,
+        crate::eso::args(
+            options.concurrency,
+            &format!("{}s", options.interval_secs),
+            options.eso_default_client_limits
+        )
+        .join(" "),
         options.latency.as_millis(),
         c = options.concurrency,
         i = options.interval_secs,
