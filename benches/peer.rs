@@ -215,6 +215,30 @@ fn connection(i: usize, url: &str, interval: &str) -> Value {
     })
 }
 
+/// Waits until kube-apiserver and etcd are quiet (together under a tenth of a core over a
+/// second, three seconds running; at most 120 s), so that neither contender starts while the
+/// server still digests the seeding or the other contender's traffic. Returns the seconds waited.
+async fn settle(real: &RealApi) -> f64 {
+    let started = Instant::now();
+    let busy = || {
+        let u = real.usage();
+        u.apiserver_cpu + u.etcd_cpu
+    };
+    let mut quiet = 0;
+    let mut before = busy();
+    while quiet < 3 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = busy();
+        quiet = if now.saturating_sub(before) < Duration::from_millis(100) {
+            quiet + 1
+        } else {
+            0
+        };
+        before = now;
+    }
+    started.elapsed().as_secs_f64()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -303,6 +327,8 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
         let log = options
             .report
             .join(format!("{}-{n}.log", spec.label.split(' ').next().unwrap_or("peer")));
+        let settled = settle(&real).await;
+        println!("N={n}: control plane settled in {settled:.1}s before {}", spec.label);
         let mut running = Running::start(spec, &real, &log);
         let profiles = (largest && options.profile_secs > 0).then(|| {
             let stem = format!("{}-{n}", spec.label.split(' ').next().unwrap_or("peer"));
@@ -348,6 +374,8 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
                 "{}-{n}-blobs.log",
                 spec.label.split(' ').next().unwrap_or("peer")
             ));
+            let settled = settle(&real).await;
+            println!("N={n}: control plane settled in {settled:.1}s before {}", spec.label);
             let mut running = Running::start(spec, &real, &log);
             let again = running.converge(&real, n, provider, timeout).await;
             println!("N={n} {} with unrelated Secrets: {again:?}", spec.label);
