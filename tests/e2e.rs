@@ -353,6 +353,26 @@ async fn duplicates_past_admission_heal_when_the_holder_goes() {
     );
 }
 
+/// How many lists of the operator kube-apiserver has seen.
+fn operator_lists(c: &Cluster) -> usize {
+    let operator = c.plane().operator_user();
+    c.count(|r| r.verb() == "list" && r.user.as_deref() == Some(operator.as_str()))
+}
+
+/// Waits until the operator listed again at least twice since `before` lists: its resumed
+/// watches were refused with 410 Gone.
+async fn relisted(c: &Cluster, before: usize) {
+    eventually("the operator relisted after 410 Gone", WAIT, || async {
+        let lists = operator_lists(c);
+        if lists >= before + 2 {
+            Ok(())
+        } else {
+            Err(format!("{before} lists before, {lists} now"))
+        }
+    })
+    .await;
+}
+
 /// 6. A real `410 Gone`: etcd is compacted past every resourceVersion the operator has seen and
 /// kube-apiserver is restarted (every watch breaks; the new watch cache starts at etcd's
 /// revision), so each resumed watch is refused as too old: the operator relists and still
@@ -367,9 +387,7 @@ async fn reacts_to_changes_after_a_real_410_gone() {
     c.create(&c.ns, "gitlab-main", "main", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "gitlab-main", "Verified").await;
 
-    let operator_user = c.plane().operator_user();
-    let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
-    let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
+    let lists_before = operator_lists(&c);
     // Writes the operator does not watch move etcd's revision past everything it has seen.
     let elsewhere = c.plane().namespace("unwatched");
     for i in 0..3 {
@@ -385,15 +403,7 @@ async fn reacts_to_changes_after_a_real_410_gone() {
     c.reconnect().await;
 
     // Each resumed watch was refused: the operator listed again.
-    eventually("the operator relisted after 410 Gone", WAIT, || async {
-        let lists = c.count(|r| r.verb() == "list" && is_operator(r));
-        if lists >= lists_before + 2 {
-            Ok(())
-        } else {
-            Err(format!("{lists_before} lists before, {lists} now"))
-        }
-    })
-    .await;
+    relisted(&c, lists_before).await;
 
     let started = Instant::now();
     c.put_secret(&c.ns, "gitlab-pat", REVOKED).await;
@@ -436,9 +446,7 @@ async fn dropped_watches_resumed_into_410_gone_see_the_change_in_between() {
         }
     })
     .await;
-    let operator_user = c.plane().operator_user();
-    let is_operator = |r: &support::record::RecordedRequest| r.user.as_deref() == Some(operator_user.as_str());
-    let lists_before = c.count(|r| r.verb() == "list" && is_operator(r));
+    let lists_before = operator_lists(&c);
 
     relay.close();
     let dropped = relay.cut_all();
@@ -456,15 +464,7 @@ async fn dropped_watches_resumed_into_410_gone_see_the_change_in_between() {
     relay.open();
 
     // Each resumed watch was refused as too old: the operator listed again.
-    eventually("the operator relisted after 410 Gone", WAIT, || async {
-        let lists = c.count(|r| r.verb() == "list" && is_operator(r));
-        if lists >= lists_before + 2 {
-            Ok(())
-        } else {
-            Err(format!("{lists_before} lists before, {lists} now"))
-        }
-    })
-    .await;
+    relisted(&c, lists_before).await;
     // kube-apiserver's words for the 410, as the operator logged the refused watch.
     op.wait_log("The resourceVersion for the provided watch is too old")
         .await;

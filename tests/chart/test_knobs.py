@@ -190,11 +190,11 @@ def _registered_metrics() -> set[str]:
     """Metric names as exposed, from src/metrics.rs: the registered name, counters with _total."""
     source = (ROOT / "src" / "metrics.rs").read_text()
     kinds = dict(re.findall(r"^\s+(\w+): (Family<\w+, \w+>|Histogram),$", source, re.MULTILINE))
-    registered = re.findall(r'registry\.register\(\s*"(\w+)",\s*"[^"]*",\s*(\w+)\.clone\(\)',
-                            source)
+    # Each metric is a field made by `register.metric("name", "help", ...)`.
+    registered = re.findall(r'^\s+(\w+): register\.metric\(\s*"(\w+)",', source, re.MULTILINE)
     assert len(registered) >= 9, registered
     return {f"gitprovider_{name}" + ("_total" if "Counter" in kinds[var] else "")
-            for name, var in registered}
+            for var, name in registered}
 
 
 def test_dashboard_queries_only_exposed_metrics():
