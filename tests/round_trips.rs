@@ -215,3 +215,55 @@ async fn bitbucket_cloud_user_and_emails_together() {
     assert_verified(&v, &paths, &["/2.0/user", "/2.0/user/emails"]);
     assert_eq!(v.facts.user.and_then(|u| u.email).as_deref(), Some("jdoe@example.com"));
 }
+
+#[tokio::test]
+async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_names_the_user() {
+    let fake = FakeBitbucketServer::start().await;
+    fake.add_token(
+        "BBDC-one",
+        TokenSpec::user("jdoe")
+            .display_name("Jane Doe")
+            .email("jdoe@example.com"),
+    );
+    let http = client();
+    let mut stated = target(&fake.url(), "BBDC-one");
+    stated.username = Some("jdoe".to_owned());
+    // The first verification of the token: repositories, version and details, all at once.
+    let (v, paths) = verify_in_waves(&http, &fake, 3, &BITBUCKET, &stated).await;
+    assert_verified(
+        &v,
+        &paths,
+        &[
+            "/rest/api/1.0/application-properties",
+            "/rest/api/1.0/repos?limit=1",
+            "/rest/api/1.0/users/jdoe",
+        ],
+    );
+    let user = v.facts.user.expect("user");
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
+}
+
+#[tokio::test]
+async fn bitbucket_server_a_spec_username_that_is_not_the_token_user_is_only_a_wrong_guess() {
+    let fake = FakeBitbucketServer::start().await;
+    fake.add_token(
+        "BBDC-one",
+        TokenSpec::user("jdoe")
+            .display_name("Jane Doe")
+            .email("jdoe@example.com"),
+    );
+    fake.add_token("BBDC-other", TokenSpec::user("someone").display_name("Some One"));
+    let http = client();
+    let mut wrong = target(&fake.url(), "BBDC-one");
+    wrong.username = Some("someone".to_owned());
+    fake.clear_requests();
+    let v = verify_within(&BITBUCKET, &http, &wrong).await;
+    assert_eq!(v.reason, ReadyReason::Verified, "{v:#?}");
+    // The status names who the token is, with that user's details (asked one round trip later).
+    let user = v.facts.user.expect("user");
+    assert_eq!(user.username.as_deref(), Some("jdoe"));
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.iter().any(|p| p == "/rest/api/1.0/users/jdoe"), "{paths:?}");
+}

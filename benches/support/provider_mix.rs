@@ -205,15 +205,21 @@ impl MixProviders {
     }
 
     /// The spec of connection `i`: its variant's provider and stand-in.
+    /// Connection `i`'s spec. With `SCALE_MIX_USERNAMES` set, Bitbucket Data Center connections
+    /// state the token's user name (`spec.username`), as the README suggests for that provider.
     pub fn spec(&self, i: usize, secret: &str, interval: &str) -> Value {
         let (variant, addr) = self.addrs[i % self.addrs.len()];
-        json!({
+        let mut spec = json!({
             "provider": variant.provider(),
             "instanceName": format!("inst-{i}"),
             "url": format!("http://{addr}{}", variant.path()),
             "tokenSecretRef": {"name": secret},
             "verifyInterval": interval,
-        })
+        });
+        if variant == Variant::BitbucketServer && std::env::var_os("SCALE_MIX_USERNAMES").is_some() {
+            spec["username"] = json!("bench");
+        }
+        spec
     }
 }
 

@@ -120,11 +120,12 @@ pub(super) async fn verify_server(api: Api<'_>) -> Result<Verification, Verifica
     let key = &api.instance_key();
 
     // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
-    // version when not remembered, and the user's details when this token's user name is
-    // remembered from its last verification.
+    // version when not remembered, and the user's details when the user is known beforehand:
+    // remembered from this token's last verification, else as `spec.username` says. The hint is
+    // only trusted when X-AUSERNAME confirms it.
     let hinted = match memory.hint(key, &target.token) {
         Some(Hint::Username(name)) => Some(name),
-        _ => None,
+        _ => non_empty(target.username.clone()),
     };
     const REPOS: &str = "GET /rest/api/1.0/repos";
     let details = async {
@@ -168,8 +169,8 @@ pub(super) async fn verify_server(api: Api<'_>) -> Result<Verification, Verifica
     let Some(username) = username else {
         return Err(anonymous().with_facts(facts));
     };
-    // The first verification of a token learns its name here, and its details one round trip
-    // later; the next ones ask for them together with the rest.
+    // Without a hint (or with a wrong one) the first verification of a token learns its name
+    // here, and its details one round trip later; the next ones ask for them together.
     let details = match details {
         Some(details) if hinted.as_deref() == Some(username.as_str()) => details,
         _ => user_details(&api, &username).await,
