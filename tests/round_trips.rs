@@ -175,8 +175,8 @@ async fn github_one_request_unless_the_email_comes_from_the_list() {
     }
 }
 
-#[tokio::test]
-async fn bitbucket_server_details_with_the_rest_once_the_name_is_known() {
+/// A Bitbucket Data Center stand-in where token `BBDC-one` is Jane Doe (`jdoe`).
+async fn bitbucket_server_with_jane_doe() -> FakeBitbucketServer {
     let fake = FakeBitbucketServer::start().await;
     fake.add_token(
         "BBDC-one",
@@ -184,6 +184,12 @@ async fn bitbucket_server_details_with_the_rest_once_the_name_is_known() {
             .display_name("Jane Doe")
             .email("jdoe@example.com"),
     );
+    fake
+}
+
+#[tokio::test]
+async fn bitbucket_server_details_with_the_rest_once_the_name_is_known() {
+    let fake = bitbucket_server_with_jane_doe().await;
     let http = client();
     let url = fake.url();
     // First: repositories and version together, then the details of the name it revealed.
@@ -218,13 +224,7 @@ async fn bitbucket_cloud_user_and_emails_together() {
 
 #[tokio::test]
 async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_names_the_user() {
-    let fake = FakeBitbucketServer::start().await;
-    fake.add_token(
-        "BBDC-one",
-        TokenSpec::user("jdoe")
-            .display_name("Jane Doe")
-            .email("jdoe@example.com"),
-    );
+    let fake = bitbucket_server_with_jane_doe().await;
     let http = client();
     let mut stated = target(&fake.url(), "BBDC-one");
     stated.username = Some("jdoe".to_owned());
@@ -246,13 +246,7 @@ async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_names
 
 #[tokio::test]
 async fn bitbucket_server_a_spec_username_that_is_not_the_token_user_is_only_a_wrong_guess() {
-    let fake = FakeBitbucketServer::start().await;
-    fake.add_token(
-        "BBDC-one",
-        TokenSpec::user("jdoe")
-            .display_name("Jane Doe")
-            .email("jdoe@example.com"),
-    );
+    let fake = bitbucket_server_with_jane_doe().await;
     fake.add_token("BBDC-other", TokenSpec::user("someone").display_name("Some One"));
     let http = client();
     let mut wrong = target(&fake.url(), "BBDC-one");
