@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use support::control_plane::ControlPlane;
+use std::process::Command;
+use support::control_plane::{ControlPlane, run_with_stdin};
 
 const HEAD: &str = "apiVersion: gitprovider.dev/v1alpha1\nkind: GitProviderConnection\n";
 const META: &str = "metadata:\n  name: row\n";
@@ -35,28 +34,6 @@ fn replace(field: &str, line: &str) -> String {
         })
         .collect();
     format!("{HEAD}{META}{}\n", spec.join("\n"))
-}
-
-fn run(command: &mut Command, stdin: &str) -> (bool, String) {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin written");
-    let output = child.wait_with_output().expect("finishes");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 #[test]
@@ -229,11 +206,11 @@ fn check_and_the_api_server_agree() {
         .chain(refused.iter().map(|(name, yaml)| (*name, yaml, false, false)))
         .chain(webhook_only.iter().map(|(name, yaml)| (*name, yaml, false, true)));
     for (name, yaml, check_accepts, server_accepts) in rows {
-        let (checked, check_output) = run(
+        let (checked, check_output) = run_with_stdin(
             Command::new(env!("CARGO_BIN_EXE_gitprovider-operator")).args(["check", "-"]),
             yaml,
         );
-        let (applied, server_output) = run(
+        let (applied, server_output) = run_with_stdin(
             plane
                 .kubectl()
                 .args(["apply", "--dry-run=server", "--validate=strict", "-n", &ns, "-f", "-"]),

@@ -322,13 +322,7 @@ async fn a_new_connection_goes_ahead_of_due_re_verifications() {
     const NEW_TOKEN: &str = "glpat-new-connection-0123";
     let mut h = Harness::start().await;
     h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
-    for i in 0..READY_CONNECTIONS {
-        let name = format!("ready-{i}");
-        h.create_connection(&name, &name, "gitlab-pat", json!({})).await;
-    }
-    for i in 0..READY_CONNECTIONS {
-        h.wait_reason(&format!("ready-{i}"), "Verified").await;
-    }
+    h.create_verified("ready", READY_CONNECTIONS, "gitlab-pat").await;
 
     // Every answer now takes a while, so that the restart's re-verifications queue up behind
     // two slots.
@@ -404,13 +398,7 @@ async fn a_busy_instance_wakes_its_queued_connections_as_slots_free() {
     .await;
     h.gitlab.fault(None, Fault::Delay(Duration::from_millis(150)), None);
     h.put_secret("gitlab-pat", json!({"token": TOKEN})).await;
-    for i in 0..CONNECTIONS {
-        let name = format!("queued-{i}");
-        h.create_connection(&name, &name, "gitlab-pat", json!({})).await;
-    }
-    for i in 0..CONNECTIONS {
-        h.wait_reason(&format!("queued-{i}"), "Verified").await;
-    }
+    h.create_verified("queued", CONNECTIONS, "gitlab-pat").await;
     let metrics = h.metrics.encode();
     let reconciles: u64 = metrics
         .lines()

@@ -127,6 +127,18 @@ impl Harness {
         self.connections().create(&PostParams::default(), &conn).await.unwrap();
     }
 
+    /// Creates `count` connections `PREFIX-i` (each its own instance name) on Secret `secret`,
+    /// then waits until every one is Verified.
+    pub async fn create_verified(&self, prefix: &str, count: usize, secret: &str) {
+        for i in 0..count {
+            let name = format!("{prefix}-{i}");
+            self.create_connection(&name, &name, secret, json!({})).await;
+        }
+        for i in 0..count {
+            self.wait_reason(&format!("{prefix}-{i}"), "Verified").await;
+        }
+    }
+
     /// Waits until the connection's Ready reason is `reason` (and returns the object).
     pub async fn wait_reason(&self, name: &str, reason: &str) -> GitProviderConnection {
         let api = self.connections();
