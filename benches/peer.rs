@@ -59,9 +59,8 @@ pub struct Options {
     pub eso: PathBuf,
     pub eso_crds: PathBuf,
     pub eso_version: String,
-    /// ESO with its own default client-side rate limit (`--client-qps`/`--client-burst` not
-    /// given) instead of none.
-    pub eso_default_client_limits: bool,
+    /// The ESO runs, one after the other: its client-side rate limit as shipped, and/or off.
+    pub eso_client_limits: Vec<eso::ClientLimits>,
     /// CPU profiles for the first S seconds of each contender's convergence at the largest
     /// size (0: none).
     pub profile_secs: u64,
@@ -72,7 +71,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench peer -- --eso BIN --eso-crds DIR [--eso-version v0.16.2]\n\
          \x20      [--sizes 1000,10000] [--concurrency 32] [--latency-ms 50] [--window SECS]\n\
-         \x20      [--blobs 10000] [--blob-kib 50] [--eso-default-client-limits] [--profile-secs S]\n\
+         \x20      [--blobs 10000] [--blob-kib 50] [--eso-client-limits shipped,off]\n\
+         \x20      [--profile-secs S]\n\
          \x20      [--report DIR]"
     );
     std::process::exit(2)
@@ -90,7 +90,7 @@ fn parse_options(args: &[String]) -> Options {
         eso: PathBuf::new(),
         eso_crds: PathBuf::new(),
         eso_version: "v0.16.2".to_owned(),
-        eso_default_client_limits: false,
+        eso_client_limits: vec![eso::ClientLimits::Shipped, eso::ClientLimits::Off],
         profile_secs: 0,
         report: PathBuf::from("benchmarks/peer"),
     };
@@ -110,13 +110,22 @@ fn parse_options(args: &[String]) -> Options {
             "--eso" => options.eso = PathBuf::from(value()),
             "--eso-crds" => options.eso_crds = PathBuf::from(value()),
             "--eso-version" => options.eso_version = value(),
-            "--eso-default-client-limits" => options.eso_default_client_limits = true,
+            "--eso-client-limits" => {
+                options.eso_client_limits = value()
+                    .split(',')
+                    .map(|v| eso::ClientLimits::parse(v.trim()).unwrap_or_else(|| usage()))
+                    .collect()
+            }
             "--profile-secs" => options.profile_secs = number(value()) as u64,
             "--report" => options.report = PathBuf::from(value()),
             _ => usage(),
         }
     }
-    if options.eso.as_os_str().is_empty() || options.eso_crds.as_os_str().is_empty() || options.concurrency == 0 {
+    if options.eso.as_os_str().is_empty()
+        || options.eso_crds.as_os_str().is_empty()
+        || options.concurrency == 0
+        || options.eso_client_limits.is_empty()
+    {
         usage();
     }
     options
@@ -131,14 +140,14 @@ pub struct Measured {
     pub with_blobs: Option<Converged>,
 }
 
-/// Both contenders at one size: ours, then the peer.
+/// Every contender at one size: ours, then each ESO run (in `Options::eso_client_limits` order).
 #[derive(Clone, Debug)]
 pub struct SizeResult {
     pub n: usize,
     pub seed_secs: f64,
     pub blobs_secs: Option<f64>,
     pub ours: Measured,
-    pub peer: Measured,
+    pub peers: Vec<Measured>,
     /// /proc/loadavg when this size started and ended.
     pub load: (String, String),
 }
@@ -239,6 +248,28 @@ async fn settle(real: &RealApi) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// Removes the status of `resource`'s objects `0..n` (named as `eso::store` names them).
+async fn clear_status(client: &kube::Client, resource: &ApiResource, n: usize) {
+    let started = Instant::now();
+    futures::stream::iter((0..n).map(|i| {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns_of(i), resource);
+        async move {
+            let patch = kube::api::Patch::Merge(json!({"status": null}));
+            api.patch_status(&eso::store_name(i), &kube::api::PatchParams::default(), &patch)
+                .await
+                .unwrap_or_else(|e| panic!("cannot clear the status of {}: {e}", eso::store_name(i)));
+        }
+    }))
+    .buffer_unordered(64)
+    .collect::<Vec<()>>()
+    .await;
+    println!(
+        "cleared the status of {n} {} in {:.1}s",
+        resource.plural,
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -264,6 +295,7 @@ fn ours(real: &RealApi, concurrency: u16) -> Spec {
     ];
     Spec {
         label: "gitprovider-operator".to_owned(),
+        stem: "gitprovider-operator".to_owned(),
         program: PathBuf::from(env!("CARGO_BIN_EXE_gitprovider-operator")),
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         kubeconfig: real.operator_kubeconfig().to_owned(),
@@ -272,15 +304,16 @@ fn ours(real: &RealApi, concurrency: u16) -> Spec {
     }
 }
 
-fn peer(options: &Options, kubeconfig: PathBuf) -> Spec {
+fn peer(options: &Options, limits: eso::ClientLimits, kubeconfig: PathBuf) -> Spec {
     Spec {
-        label: format!("external-secrets {}", options.eso_version),
-        program: options.eso.clone(),
-        args: eso::args(
-            options.concurrency,
-            &format!("{}s", options.interval_secs),
-            options.eso_default_client_limits,
+        label: format!(
+            "external-secrets {} (client limits {})",
+            options.eso_version,
+            limits.name()
         ),
+        stem: format!("external-secrets-{}", limits.name()),
+        program: options.eso.clone(),
+        args: eso::args(options.concurrency, &format!("{}s", options.interval_secs), limits),
         kubeconfig,
         user: eso::user(),
         resource: ApiResource::from_gvk_with_plural(
@@ -313,7 +346,10 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
         secret(format!("pat-{i}"), ns_of(i), "token", TOKEN.as_bytes())
     })
     .await;
-    let specs = [ours(&real, options.concurrency), peer(options, eso_kubeconfig)];
+    let mut specs = vec![ours(&real, options.concurrency)];
+    for &limits in &options.eso_client_limits {
+        specs.push(peer(options, limits, eso_kubeconfig.clone()));
+    }
     create_all(&client, &specs[0].resource, n, 64, |i| connection(i, &url, &interval)).await;
     create_all(&client, &specs[1].resource, n, 64, |i| {
         eso::store(i, &ns_of(i), &url, &format!("pat-{i}"))
@@ -323,15 +359,17 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
     println!("N={n}: seeded {n} Secrets, connections and SecretStores in {seed_secs:.1}s");
     let timeout = Duration::from_secs(1_800);
     let mut measured = Vec::new();
-    for spec in &specs {
-        let log = options
-            .report
-            .join(format!("{}-{n}.log", spec.label.split(' ').next().unwrap_or("peer")));
+    for (index, spec) in specs.iter().enumerate() {
+        if index > 1 {
+            // Each ESO run starts from SecretStores no ESO has validated yet, as the first did.
+            clear_status(&client, &spec.resource, n).await;
+        }
+        let log = options.report.join(format!("{}-{n}.log", spec.stem));
         let settled = settle(&real).await;
         println!("N={n}: control plane settled in {settled:.1}s before {}", spec.label);
         let mut running = Running::start(spec, &real, &log);
         let profiles = (largest && options.profile_secs > 0).then(|| {
-            let stem = format!("{}-{n}", spec.label.split(' ').next().unwrap_or("peer"));
+            let stem = format!("{}-{n}", spec.stem);
             profile::Profiles::start(&options.report, &stem, running.pid(), &plane, options.profile_secs)
         });
         let first = running.converge(&real, n, provider, timeout).await;
@@ -370,10 +408,7 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
             started.elapsed().as_secs_f64()
         );
         for (spec, m) in specs.iter().zip(measured.iter_mut()) {
-            let log = options.report.join(format!(
-                "{}-{n}-blobs.log",
-                spec.label.split(' ').next().unwrap_or("peer")
-            ));
+            let log = options.report.join(format!("{}-{n}-blobs.log", spec.stem));
             let settled = settle(&real).await;
             println!("N={n}: control plane settled in {settled:.1}s before {}", spec.label);
             let mut running = Running::start(spec, &real, &log);
@@ -389,7 +424,7 @@ async fn one_size(n: usize, largest: bool, options: &Options) -> SizeResult {
         seed_secs,
         blobs_secs,
         ours: measured.next().unwrap_or_default(),
-        peer: measured.next().unwrap_or_default(),
+        peers: measured.collect(),
         load: (load_start, load_average()),
     }
 }

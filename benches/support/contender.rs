@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// What to start and how to recognise its work.
 pub struct Spec {
     pub label: String,
+    /// Names its files in the report folder (`STEM-N.log`, ...).
+    pub stem: String,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub kubeconfig: PathBuf,

@@ -45,13 +45,40 @@ pub fn user() -> String {
     format!("system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}")
 }
 
-/// ESO's command line: `concurrency` reconciles at once; client-side rate limiting off (a
-/// negative QPS: client-go then builds no limiter), as our operator has none, so both meet
-/// only the server's priority and fairness — or, with `default_client_limits`, ESO's own
-/// defaults for it; validated every `interval`; no metrics server; logs at its default level.
-pub fn args(concurrency: u16, interval: &str, default_client_limits: bool) -> Vec<String> {
+/// ESO's client-side rate limit towards the API server (client-go's token bucket per REST
+/// client, i.e. per resource it reads or writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientLimits {
+    /// As ESO ships it: `--client-qps` 50, `--client-burst` 100 (its flags' defaults).
+    Shipped,
+    /// Off (a negative QPS: client-go then builds no limiter), as our operator has none, so
+    /// both meet only the server's priority and fairness.
+    Off,
+}
+
+impl ClientLimits {
+    pub fn parse(text: &str) -> Option<ClientLimits> {
+        match text {
+            "shipped" => Some(ClientLimits::Shipped),
+            "off" => Some(ClientLimits::Off),
+            _ => None,
+        }
+    }
+
+    /// Names the run in the report and its files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientLimits::Shipped => "shipped",
+            ClientLimits::Off => "off",
+        }
+    }
+}
+
+/// ESO's command line: `concurrency` reconciles at once; its client-side rate limit as `limits`
+/// says; validated every `interval`; no metrics server; logs at its default level.
+pub fn args(concurrency: u16, interval: &str, limits: ClientLimits) -> Vec<String> {
     let mut args = vec![format!("--concurrent={concurrency}")];
-    if !default_client_limits {
+    if limits == ClientLimits::Off {
         args.extend(["--client-qps=-1".to_owned(), "--client-burst=1000".to_owned()]);
     }
     args.extend([
@@ -61,12 +88,16 @@ pub fn args(concurrency: u16, interval: &str, default_client_limits: bool) -> Ve
     args
 }
 
+pub fn store_name(i: usize) -> String {
+    format!("store-{i}")
+}
+
 /// SecretStore `store-I` in `namespace`: GitLab at `url`, project I, the token in Secret
 /// `secret` under `token`.
 pub fn store(i: usize, namespace: &str, url: &str, secret: &str) -> Value {
     json!({
         "apiVersion": format!("{GROUP}/{VERSION}"), "kind": KIND,
-        "metadata": {"name": format!("store-{i}"), "namespace": namespace},
+        "metadata": {"name": store_name(i), "namespace": namespace},
         "spec": {"provider": {"gitlab": {
             "url": url,
             "projectID": i.to_string(),
