@@ -270,13 +270,6 @@ async fn clear_status(client: &kube::Client, resource: &ApiResource, n: usize) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Ours: `--max-concurrent-verifications C` with the per-host cap off (one GitLab, and ESO has
 /// no such cap); no webhook certificate, so no webhook (ESO runs without its webhook too).
 fn ours(real: &RealApi, concurrency: u16) -> Spec {
@@ -284,10 +277,12 @@ fn ours(real: &RealApi, concurrency: u16) -> Spec {
         "run",
         "--bind-address",
         "127.0.0.1",
+        // Ports the kernel picks at each start: a port found free once may be some connection's
+        // by the time of the restart with the unrelated Secrets.
         "--metrics-port",
-        &free_port().to_string(),
+        "0",
         "--webhook-port",
-        &free_port().to_string(),
+        "0",
         "--max-concurrent-verifications",
         &concurrency.to_string(),
         "--max-in-flight-per-host",
