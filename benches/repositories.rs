@@ -98,6 +98,7 @@ async fn verify_once(http: &HttpClient, instance: &Instance, listed: usize, conc
         base_url: parse_base_url(instance.url.as_str()).expect("url"),
         token: Token::new(TOKEN).expect("token"),
         username: None,
+        last_user: None,
         tls: TlsOptions::default(),
     };
     let started = Instant::now();

@@ -254,6 +254,7 @@ pub fn provider_answers(data: &[u8]) -> String {
         base_url: format!("http://{addr}").parse().expect("a URL"),
         token: Token::new(TOKEN).expect("a token"),
         username: Some("fuzz@example.com".to_owned()),
+        last_user: None,
         tls: TlsOptions::default(),
     };
     let path = ["group/project", "PROJ/repo", "org/project/repo", "owner/repo"]

@@ -422,3 +422,47 @@ async fn a_busy_instance_wakes_its_queued_connections_as_slots_free() {
         .count();
     assert_eq!(users, CONNECTIONS, "one verification each");
 }
+
+#[tokio::test]
+async fn a_restarted_operator_verifies_a_bitbucket_data_center_token_in_one_round_trip() {
+    let mut h = Harness::start().await;
+    let bitbucket = support::fake_providers::FakeBitbucketServer::start().await;
+    bitbucket.add_token("BBDC-one", TokenSpec::jane_doe());
+    h.put_secret("bbdc-pat", json!({"token": "BBDC-one"})).await;
+    let spec = json!({"provider": "Bitbucket", "url": bitbucket.url().as_str()});
+    h.create_connection("bbdc", "dc", "bbdc-pat", spec).await;
+    h.wait_reason("bbdc", "Verified").await;
+    let writes = h.status_writes("bbdc");
+
+    // A new process remembers neither the instance's version nor the token's user; the status
+    // still names the user, so the details go out with the rest. The stand-in answers only when
+    // all three requests are in flight together (else 503, and the connection would turn
+    // ProviderError).
+    bitbucket.answer_in_waves_of(Some(3));
+    bitbucket.clear_requests();
+    h.restart(Settings::default());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.status_writes("bbdc") == writes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted operator wrote no status"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conn = h.connections().get("bbdc").await.unwrap();
+    let status = conn.status.expect("status");
+    let ready = status.conditions.iter().find(|c| c.type_ == READY).expect("Ready");
+    assert_eq!(ready.reason, "Verified", "{ready:?}");
+    let user = status.authenticated_user.expect("user");
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    let mut paths: Vec<String> = bitbucket.requests().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/rest/api/1.0/application-properties",
+            "/rest/api/1.0/repos?limit=1",
+            "/rest/api/1.0/users/jdoe",
+        ]
+    );
+}

@@ -30,6 +30,7 @@ fn target(url: &Url, tls: TlsOptions) -> Target {
         base_url: parse_base_url(url.as_str()).expect("base url"),
         token: Token::new(TOKEN).expect("token"),
         username: None,
+        last_user: None,
         tls,
     }
 }

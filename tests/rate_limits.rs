@@ -26,6 +26,7 @@ fn target(url: &Url, username: Option<&str>) -> Target {
         base_url: parse_base_url(url.as_str()).expect("base url"),
         token: Token::new(TOKEN).expect("token"),
         username: username.map(str::to_owned),
+        last_user: None,
         tls: TlsOptions::default(),
     }
 }

@@ -223,41 +223,56 @@ async fn bitbucket_cloud_user_and_emails_together() {
 }
 
 #[tokio::test]
-async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_names_the_user() {
+async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_or_the_status_names_the_user() {
     let fake = bitbucket_server_with_jane_doe().await;
-    let http = client();
     let mut stated = target(&fake.url(), "BBDC-one");
     stated.username = Some("jdoe".to_owned());
-    // The first verification of the token: repositories, version and details, all at once.
-    let (v, paths) = verify_in_waves(&http, &fake, 3, &BITBUCKET, &stated).await;
-    assert_verified(
-        &v,
-        &paths,
-        &[
-            "/rest/api/1.0/application-properties",
-            "/rest/api/1.0/repos?limit=1",
-            "/rest/api/1.0/users/jdoe",
-        ],
-    );
-    let user = v.facts.user.expect("user");
-    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(user.email.as_deref(), Some("jdoe@example.com"));
+    // What a restarted operator knows: only the user its status named.
+    let mut restarted = target(&fake.url(), "BBDC-one");
+    restarted.last_user = Some("jdoe".to_owned());
+    for (case, guessed) in [("spec.username", stated), ("status", restarted)] {
+        // A client of its own: nothing remembered about the token or the instance.
+        let http = client();
+        // The first verification of the token: repositories, version and details, all at once.
+        let (v, paths) = verify_in_waves(&http, &fake, 3, &BITBUCKET, &guessed).await;
+        assert_eq!(v.reason, ReadyReason::Verified, "{case}: {v:#?}");
+        assert_eq!(
+            paths,
+            [
+                "/rest/api/1.0/application-properties",
+                "/rest/api/1.0/repos?limit=1",
+                "/rest/api/1.0/users/jdoe",
+            ],
+            "{case}"
+        );
+        let user = v.facts.user.expect("user");
+        assert_eq!(user.display_name.as_deref(), Some("Jane Doe"), "{case}");
+        assert_eq!(user.email.as_deref(), Some("jdoe@example.com"), "{case}");
+    }
 }
 
 #[tokio::test]
-async fn bitbucket_server_a_spec_username_that_is_not_the_token_user_is_only_a_wrong_guess() {
+async fn bitbucket_server_a_guessed_user_who_is_not_the_token_user_is_only_a_wrong_guess() {
     let fake = bitbucket_server_with_jane_doe().await;
     fake.add_token("BBDC-other", TokenSpec::user("someone").display_name("Some One"));
-    let http = client();
-    let mut wrong = target(&fake.url(), "BBDC-one");
-    wrong.username = Some("someone".to_owned());
-    fake.clear_requests();
-    let v = verify_within(&BITBUCKET, &http, &wrong).await;
-    assert_eq!(v.reason, ReadyReason::Verified, "{v:#?}");
-    // The status names who the token is, with that user's details (asked one round trip later).
-    let user = v.facts.user.expect("user");
-    assert_eq!(user.username.as_deref(), Some("jdoe"));
-    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
-    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
-    assert!(paths.iter().any(|p| p == "/rest/api/1.0/users/jdoe"), "{paths:?}");
+    let mut stated = target(&fake.url(), "BBDC-one");
+    stated.username = Some("someone".to_owned());
+    // The Secret now holds Jane Doe's token; the status still names the user of the last one.
+    let mut rotated = target(&fake.url(), "BBDC-one");
+    rotated.last_user = Some("someone".to_owned());
+    for (case, wrong) in [("spec.username", stated), ("status", rotated)] {
+        let http = client();
+        fake.clear_requests();
+        let v = verify_within(&BITBUCKET, &http, &wrong).await;
+        assert_eq!(v.reason, ReadyReason::Verified, "{case}: {v:#?}");
+        // The status names who the token is, with that user's details (asked one round trip later).
+        let user = v.facts.user.expect("user");
+        assert_eq!(user.username.as_deref(), Some("jdoe"), "{case}");
+        assert_eq!(user.display_name.as_deref(), Some("Jane Doe"), "{case}");
+        let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+        assert!(
+            paths.iter().any(|p| p == "/rest/api/1.0/users/jdoe"),
+            "{case}: {paths:?}"
+        );
+    }
 }

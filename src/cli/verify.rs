@@ -161,6 +161,7 @@ pub fn command(args: VerifyArgs, log_level: Option<LogLevel>) -> ExitCode {
         base_url,
         token,
         username: args.username.clone(),
+        last_user: None,
         tls: TlsOptions {
             extra_ca_pem,
             insecure_skip_verify: args.insecure_skip_tls_verify,

@@ -37,11 +37,17 @@ pub(super) async fn credentials(conn: &GitProviderConnection, client: &Client, b
         base_url,
         token,
         username: spec.username.clone(),
+        last_user: last_user(conn),
         tls: TlsOptions {
             extra_ca_pem,
             insecure_skip_verify: tls.insecure_skip_verify,
         },
     })
+}
+
+/// The user the status named, so that a restarted operator need not learn it again.
+fn last_user(conn: &GitProviderConnection) -> Option<String> {
+    conn.status.as_ref()?.authenticated_user.as_ref()?.username.clone()
 }
 
 async fn read_token(client: &Client, namespace: &str, secret_name: &str, key: &str) -> Result<Token, Stop> {
@@ -132,4 +138,32 @@ async fn read_ca_bundle(
             format!("CA bundle {kind:?} {name} has no key {key:?}"),
         )
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(status: serde_json::Value) -> GitProviderConnection {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitprovider.dev/v1alpha1", "kind": "GitProviderConnection",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"provider": "Bitbucket", "instanceName": "dc", "url": "https://bitbucket.example.com", "tokenSecretRef": {"name": "s"}},
+            "status": status,
+        }))
+        .expect("a connection")
+    }
+
+    #[test]
+    fn the_last_user_is_the_one_the_status_named() {
+        let named = conn(serde_json::json!({"authenticatedUser": {"username": "jdoe", "displayName": "Jane Doe"}}));
+        assert_eq!(last_user(&named).as_deref(), Some("jdoe"));
+        for status in [
+            serde_json::json!(null),
+            serde_json::json!({}),
+            serde_json::json!({"authenticatedUser": {"displayName": "Jane Doe"}}),
+        ] {
+            assert_eq!(last_user(&conn(status.clone())), None, "{status}");
+        }
+    }
 }

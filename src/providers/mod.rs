@@ -90,6 +90,10 @@ pub struct Target {
     pub token: Token,
     /// `spec.username`, for providers that need a login beside the token.
     pub username: Option<String>,
+    /// The user the connection's status named after its last verification: a guess for a
+    /// provider that gives a user's details only by name (Bitbucket Data Center), trusted only
+    /// once the provider confirms it.
+    pub last_user: Option<String>,
     pub tls: TlsOptions,
 }
 
@@ -457,6 +461,7 @@ mod tests {
             base_url: parse_base_url("https://h/tfs/Coll/").unwrap(),
             token: Token::new("t").unwrap(),
             username: None,
+            last_user: None,
             tls: TlsOptions::default(),
         };
         assert_eq!(

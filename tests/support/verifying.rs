@@ -23,6 +23,7 @@ pub fn target(url: &Url, token: &str) -> Target {
         base_url: parse_base_url(url.as_str()).expect("base url"),
         token: Token::new(token).expect("token"),
         username: None,
+        last_user: None,
         tls: TlsOptions::default(),
     }
 }

@@ -23,8 +23,9 @@
 //! `GET /rest/api/1.0/repos?limit=1` (the scope check, and its `X-AUSERNAME` says who) and
 //! `GET /rest/api/1.0/users/{slug}` (display name, e-mail), whose path needs the user name:
 //! it is remembered from the token's last verification (a token hint, [`super::memory`]), or
-//! taken from `spec.username` before that, so only a token's first verification without a
-//! (right) `spec.username` asks for the details one round trip later.
+//! taken from `spec.username` before that, else from the user the status named (an operator
+//! that restarted), so only a connection's first verification without a (right)
+//! `spec.username` asks for the details one round trip later.
 //! `application-properties` (the version) is the same for every token: asked once per instance
 //! per [`super::memory::INSTANCE_FACTS_TTL`], alongside.
 //!

@@ -121,11 +121,12 @@ pub(super) async fn verify_server(api: Api<'_>) -> Result<Verification, Verifica
 
     // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
     // version when not remembered, and the user's details when the user is known beforehand:
-    // remembered from this token's last verification, else as `spec.username` says. The hint is
-    // only trusted when X-AUSERNAME confirms it.
+    // remembered from this token's last verification, else as `spec.username` says, else as
+    // the status last said (an operator that restarted). The guess is only trusted when
+    // X-AUSERNAME confirms it.
     let hinted = match memory.hint(key, &target.token) {
         Some(Hint::Username(name)) => Some(name),
-        _ => non_empty(target.username.clone()),
+        _ => non_empty(target.username.clone()).or_else(|| non_empty(target.last_user.clone())),
     };
     const REPOS: &str = "GET /rest/api/1.0/repos";
     let details = async {
