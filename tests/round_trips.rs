@@ -222,15 +222,20 @@ async fn bitbucket_cloud_user_and_emails_together() {
     assert_eq!(v.facts.user.and_then(|u| u.email).as_deref(), Some("jdoe@example.com"));
 }
 
+/// Token `BBDC-one` with the user guessed as `name`: by `spec.username`, and by the status
+/// (all a restarted operator knows).
+fn guessing(url: &Url, name: &str) -> [(&'static str, Target); 2] {
+    let mut stated = target(url, "BBDC-one");
+    stated.username = Some(name.to_owned());
+    let mut restarted = target(url, "BBDC-one");
+    restarted.last_user = Some(name.to_owned());
+    [("spec.username", stated), ("status", restarted)]
+}
+
 #[tokio::test]
 async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_or_the_status_names_the_user() {
     let fake = bitbucket_server_with_jane_doe().await;
-    let mut stated = target(&fake.url(), "BBDC-one");
-    stated.username = Some("jdoe".to_owned());
-    // What a restarted operator knows: only the user its status named.
-    let mut restarted = target(&fake.url(), "BBDC-one");
-    restarted.last_user = Some("jdoe".to_owned());
-    for (case, guessed) in [("spec.username", stated), ("status", restarted)] {
+    for (case, guessed) in guessing(&fake.url(), "jdoe") {
         // A client of its own: nothing remembered about the token or the instance.
         let http = client();
         // The first verification of the token: repositories, version and details, all at once.
@@ -255,12 +260,8 @@ async fn bitbucket_server_one_round_trip_from_the_first_when_spec_username_or_th
 async fn bitbucket_server_a_guessed_user_who_is_not_the_token_user_is_only_a_wrong_guess() {
     let fake = bitbucket_server_with_jane_doe().await;
     fake.add_token("BBDC-other", TokenSpec::user("someone").display_name("Some One"));
-    let mut stated = target(&fake.url(), "BBDC-one");
-    stated.username = Some("someone".to_owned());
-    // The Secret now holds Jane Doe's token; the status still names the user of the last one.
-    let mut rotated = target(&fake.url(), "BBDC-one");
-    rotated.last_user = Some("someone".to_owned());
-    for (case, wrong) in [("spec.username", stated), ("status", rotated)] {
+    // From the status: the Secret now holds Jane Doe's token, the status names the last one's user.
+    for (case, wrong) in guessing(&fake.url(), "someone") {
         let http = client();
         fake.clear_requests();
         let v = verify_within(&BITBUCKET, &http, &wrong).await;
