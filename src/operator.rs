@@ -142,7 +142,6 @@ pub enum RunError {
 /// How long each stage of the shutdown (the controller, then the Lease and the servers) may take.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Resolves `grace` after the shutdown flag is set.
 /// A listener on `addr`, or the error naming it.
 async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
     tokio::net::TcpListener::bind(addr)
@@ -150,6 +149,7 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
         .map_err(|cause| RunError::Listen { addr, cause })
 }
 
+/// Resolves `grace` after the shutdown flag is set.
 async fn after_shutdown(mut rx: watch::Receiver<bool>, grace: Duration) {
     let _ = rx.wait_for(|stop| *stop).await;
     tokio::time::sleep(grace).await;

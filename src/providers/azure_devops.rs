@@ -179,7 +179,7 @@ const PROJECTS_2_0: &str = "/_apis/projects?$top=1&api-version=2.0";
 
 async fn verify(api: Api<'_>) -> Result<Verification, Verification> {
     let (http, target) = (api.http, api.target);
-    let key = &api.instance_key();
+    let key = api.instance_key();
     let mut facts = Facts::on(deployment(&target.base_url));
 
     // One round trip: who the token is, and a read that needs a scope, together; the projects

@@ -22,6 +22,8 @@ pub struct Api<'a> {
     pub http: &'a HttpClient,
     pub target: &'a Target,
     root: String,
+    /// The memory key of the instance at `root` ([`instance_key`]).
+    key: String,
     auth: Auth<'a>,
     headers: &'static [(&'static str, &'static str)],
 }
@@ -29,11 +31,13 @@ pub struct Api<'a> {
 impl<'a> Api<'a> {
     /// The API at `spec.url`, the token sent as `auth`.
     pub fn new(kind: ProviderKind, http: &'a HttpClient, target: &'a Target, auth: Auth<'a>) -> Api<'a> {
+        let root = target.base_url.as_str().to_owned();
         Api {
             kind,
             http,
             target,
-            root: target.base_url.as_str().to_owned(),
+            key: instance_key(kind, &root),
+            root,
             auth,
             headers: &[],
         }
@@ -41,7 +45,11 @@ impl<'a> Api<'a> {
 
     /// The same API beneath another root (a cloud's fixed API host, GitHub's `/api/v3`).
     pub fn beneath(self, root: String) -> Api<'a> {
-        Api { root, ..self }
+        Api {
+            key: instance_key(self.kind, &root),
+            root,
+            ..self
+        }
     }
 
     /// The same API, every request carrying `headers` too (never credentials: see
@@ -59,8 +67,8 @@ impl<'a> Api<'a> {
     }
 
     /// The memory key of the instance behind this API.
-    pub fn instance_key(&self) -> String {
-        instance_key(self.kind, &self.root)
+    pub fn instance_key(&self) -> &str {
+        &self.key
     }
 
     /// The answer to a request, or what its failure means for Ready.
@@ -106,9 +114,8 @@ impl<'a> Api<'a> {
         version_path: &str,
         requests: impl Future<Output = T>,
     ) -> (Facts, T) {
-        let key = self.instance_key();
         let memory = self.http.memory();
-        let learn = memory.instance_facts(&key, || self.learn_version(version_path));
+        let learn = memory.instance_facts(self.instance_key(), || self.learn_version(version_path));
         let (instance, answers) = futures::join!(learn, requests);
         let facts = Facts {
             server_version: instance.server_version,
@@ -124,7 +131,7 @@ impl<'a> Api<'a> {
         path: &str,
         emails_path: &str,
     ) -> (Result<HttpResponse, HttpError>, Option<Result<HttpResponse, HttpError>>) {
-        let hint = self.http.memory().hint(&self.instance_key(), &self.target.token);
+        let hint = self.http.memory().hint(self.instance_key(), &self.target.token);
         let ask_emails = hint != Some(Hint::ReadEmails(false));
         futures::join!(self.get(path), async {
             match ask_emails {
@@ -153,7 +160,7 @@ impl<'a> Api<'a> {
         }
         self.http
             .memory()
-            .remember_hint(&self.instance_key(), &self.target.token, Hint::ReadEmails(readable));
+            .remember_hint(self.instance_key(), &self.target.token, Hint::ReadEmails(readable));
         email
     }
 }
@@ -204,7 +211,7 @@ where
     F: FnOnce(Api<'a>) -> Fut,
     Fut: Future<Output = Result<Verification, Verification>>,
 {
-    let key = api.instance_key();
+    let key = api.instance_key().to_owned();
     let http = api.http;
     let outcome = verify(api).await;
     outcome.unwrap_or_else(|failed| failed).settle(http, &key)

@@ -117,7 +117,7 @@ async fn user_details(api: &Api<'_>, username: &str) -> Option<ServerUser> {
 
 pub(super) async fn verify_server(api: Api<'_>) -> Result<Verification, Verification> {
     let (memory, target) = (api.http.memory(), api.target);
-    let key = &api.instance_key();
+    let key = api.instance_key();
 
     // One round trip: the repositories (the scope check; its X-AUSERNAME says who), the
     // version when not remembered, and the user's details when the user is known beforehand:
