@@ -441,14 +441,13 @@ async fn a_restarted_operator_verifies_a_bitbucket_data_center_token_in_one_roun
     bitbucket.answer_in_waves_of(Some(3));
     bitbucket.clear_requests();
     h.restart(Settings::default());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.status_writes("bbdc") == writes {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restarted operator wrote no status"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually("the restarted operator writes the status", WAIT, || async {
+        match h.status_writes("bbdc") {
+            now if now > writes => Ok(()),
+            _ => Err(format!("{writes} status writes, none since the restart")),
+        }
+    })
+    .await;
     let conn = h.connections().get("bbdc").await.unwrap();
     let status = conn.status.expect("status");
     let ready = status.conditions.iter().find(|c| c.type_ == READY).expect("Ready");

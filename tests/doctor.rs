@@ -116,10 +116,7 @@ async fn all_ok_with_the_operator_running_then_the_webhook_stops_answering() {
         .await;
     cluster.install_webhook(&operator.webhook_url(), "Fail").await;
     eventually("the operator leads", WAIT, || async {
-        cluster
-            .lease_holder(&cluster.lease_ns, &cluster.lease_id)
-            .await
-            .ok_or_else(|| "no holder".to_owned())
+        cluster.lease_holder().await.ok_or_else(|| "no holder".to_owned())
     })
     .await;
     let flags = operator_flags(&cluster);

@@ -810,14 +810,10 @@ async fn sigterm_exits_cleanly() {
     c.install_webhook(&op.webhook_url(), "Fail").await;
     c.create(&c.ns, "second", "second", "gitlab-pat", json!({})).await;
     c.wait_reason(&c.ns, "second", "Verified").await;
-    assert_eq!(c.lease_holder(&c.lease_ns, &c.lease_id).await.as_deref(), Some("gpo-0"));
+    assert_eq!(c.lease_holder().await.as_deref(), Some("gpo-0"));
     let logs = terminate(&mut op).await;
     assert!(logs.contains("released leadership"), "{logs}");
-    assert_eq!(
-        c.lease_holder(&c.lease_ns, &c.lease_id).await,
-        None,
-        "the Lease was given back"
-    );
+    assert_eq!(c.lease_holder().await, None, "the Lease was given back");
 }
 
 /// 12. Two replicas with leader election: one reconciles, both answer admission, and the
@@ -828,7 +824,7 @@ async fn two_replicas_one_leader_and_takeover() {
     let spec = |name: &str| OperatorSpec::new(name).args(c.pki.args()).args(c.election_args());
     let mut a = c.operator_with(spec("replica-a")).await;
     eventually("replica-a holds the Lease", WAIT, || async {
-        match c.lease_holder(&c.lease_ns, &c.lease_id).await {
+        match c.lease_holder().await {
             Some(h) if h == "replica-a" => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -875,7 +871,7 @@ async fn two_replicas_one_leader_and_takeover() {
     let status = a.wait_exit(Duration::from_secs(15)).await.expect("the leader exits");
     assert!(status.success(), "{status}");
     eventually("replica-b holds the Lease", WAIT, || async {
-        match c.lease_holder(&c.lease_ns, &c.lease_id).await {
+        match c.lease_holder().await {
             Some(h) if h == "replica-b" => Ok(()),
             other => Err(format!("{other:?}")),
         }

@@ -57,12 +57,11 @@ pub enum ClientLimits {
 }
 
 impl ClientLimits {
+    /// The setting [`ClientLimits::name`] names `text`.
     pub fn parse(text: &str) -> Option<ClientLimits> {
-        match text {
-            "shipped" => Some(ClientLimits::Shipped),
-            "off" => Some(ClientLimits::Off),
-            _ => None,
-        }
+        [ClientLimits::Shipped, ClientLimits::Off]
+            .into_iter()
+            .find(|limits| limits.name() == text)
     }
 
     /// Names the run in the report and its files.

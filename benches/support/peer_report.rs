@@ -223,6 +223,14 @@ pub fn markdown(results: &[SizeResult], options: &Options) -> String {
             r.load.0,
             r.load.1
         );
+        if options.profile_secs > 0 && Some(&r.n) == options.sizes.iter().max() {
+            let _ = writeln!(
+                out,
+                "(The first {} s of each convergence at this size ran under the CPU profilers: \
+                 `perf record` of the contender, kube-apiserver's pprof.)\n",
+                options.profile_secs
+            );
+        }
         let _ = writeln!(out, "{header}\n{rule}");
         let firsts: Vec<&Converged> = r.peers.iter().map(|p| &p.first).collect();
         converged_rows(&mut out, r.n, limits, &r.ours.first, &firsts);

@@ -69,7 +69,7 @@ impl Variant {
 
     /// Status, extra headers and body for `path` (the query left out).
     fn answer(self, path: &str) -> (u16, Vec<(&'static str, &'static str)>, Value) {
-        let user = || json!({"id": 1, "username": "bench", "login": "bench", "name": "Bench User", "full_name": "Bench User", "email": "bench@example.com"});
+        let user = || json!({"id": 1, "username": USER, "login": USER, "name": "Bench User", "full_name": "Bench User", "email": "bench@example.com"});
         let found = match self {
             Variant::GitLab => match path {
                 "/api/v4/personal_access_tokens/self" => Some(json!({
@@ -98,7 +98,7 @@ impl Variant {
                     Some(json!({"size": 0, "limit": 1, "isLastPage": true, "values": [], "start": 0}))
                 }
                 "/rest/api/1.0/users/bench" => Some(json!({
-                    "name": "bench", "slug": "bench", "displayName": "Bench User", "emailAddress": "bench@example.com"
+                    "name": USER, "slug": USER, "displayName": "Bench User", "emailAddress": "bench@example.com"
                 })),
                 "/rest/api/1.0/application-properties" => Some(json!({"version": "8.19.5", "buildNumber": "8019005"})),
                 _ => None,
@@ -132,7 +132,7 @@ impl Variant {
                 ("x-oauth-scopes", "repo, user"),
                 ("x-github-enterprise-version", "3.14.0"),
             ],
-            Variant::BitbucketServer => vec![("x-ausername", "bench")],
+            Variant::BitbucketServer => vec![("x-ausername", USER)],
             _ => Vec::new(),
         };
         match found {
@@ -142,11 +142,16 @@ impl Variant {
     }
 }
 
+/// The user every stand-in's token belongs to.
+const USER: &str = "bench";
+
 /// One stand-in per variant, each answering after `delay`.
 pub struct MixProviders {
     pub addrs: Vec<(Variant, SocketAddr)>,
     counts: Vec<Arc<AtomicU64>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `SCALE_MIX_USERNAMES` is set: Bitbucket Data Center connections state their user.
+    usernames: bool,
 }
 
 impl MixProviders {
@@ -191,7 +196,12 @@ impl MixProviders {
                 }
             }));
         }
-        MixProviders { addrs, counts, tasks }
+        MixProviders {
+            addrs,
+            counts,
+            tasks,
+            usernames: std::env::var_os("SCALE_MIX_USERNAMES").is_some(),
+        }
     }
 
     /// All requests so far.
@@ -204,8 +214,7 @@ impl MixProviders {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
-    /// The spec of connection `i`: its variant's provider and stand-in.
-    /// Connection `i`'s spec. With `SCALE_MIX_USERNAMES` set, Bitbucket Data Center connections
+    /// Connection `i`'s spec: its variant's provider and stand-in. With `SCALE_MIX_USERNAMES` set, Bitbucket Data Center connections
     /// state the token's user name (`spec.username`), as the README suggests for that provider.
     pub fn spec(&self, i: usize, secret: &str, interval: &str) -> Value {
         let (variant, addr) = self.addrs[i % self.addrs.len()];
@@ -216,8 +225,8 @@ impl MixProviders {
             "tokenSecretRef": {"name": secret},
             "verifyInterval": interval,
         });
-        if variant == Variant::BitbucketServer && std::env::var_os("SCALE_MIX_USERNAMES").is_some() {
-            spec["username"] = json!("bench");
+        if variant == Variant::BitbucketServer && self.usernames {
+            spec["username"] = json!(USER);
         }
         spec
     }

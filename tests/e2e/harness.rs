@@ -49,25 +49,7 @@ pub const REVOKED: &str = "glpat-e2e-revoked-83b1e4";
 /// parallel.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Polls `probe` until it returns `Some`, or panics with `what` and the last observation.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) => {
-                if Instant::now() >= deadline {
-                    panic!("{what}: not within {within:?}; last seen: {last}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use crate::support::eventually;
 
 /// An IPv4 address of this machine that is not loopback (`hostname -I`): where kube-apiserver
 /// may be sent through a Service's endpoints, which must not be loopback addresses.
@@ -186,10 +168,8 @@ pub struct Operator {
     pub webhook_addr: SocketAddr,
     exit: Option<ExitStatus>,
     http: reqwest::Client,
-    /// Whether a `forbidden` answer in its log fails the test (on a real server, where the
-    /// operator runs with the chart's RBAC).
-    pub deny_forbidden: bool,
-    /// How much of its output the `forbidden` check reads (all of it when `None`).
+    /// How much of its output the `forbidden` check reads (all of it when `None`): a `forbidden`
+    /// answer in its log fails the test, as the operator runs with the chart's RBAC.
     forbidden_checked_until: Option<usize>,
 }
 
@@ -257,7 +237,6 @@ impl Operator {
             webhook_addr: SocketAddr::new(bind, webhook_port),
             exit: None,
             http: plain_http_client(),
-            deny_forbidden: false,
             forbidden_checked_until: None,
         }
     }
@@ -396,7 +375,7 @@ impl Drop for Operator {
         let checked = self
             .forbidden_checked_until
             .map_or(all.as_str(), |n| all.get(..n).unwrap_or(&all));
-        let forbidden = self.deny_forbidden && checked.to_ascii_lowercase().contains("forbidden");
+        let forbidden = checked.to_ascii_lowercase().contains("forbidden");
         if std::thread::panicking() || forbidden {
             eprintln!(
                 "===== operator {} (pid {}) stdout =====\n{}\n===== operator {} stderr =====\n{}\n===== end of operator {} =====",
@@ -505,8 +484,7 @@ pub struct Cluster {
     /// The test's two namespaces (unique on a shared control plane).
     pub ns: String,
     pub other_ns: String,
-    /// Namespace and name of the Lease operators elect a leader through.
-    pub lease_ns: String,
+    /// Name of the Lease operators elect a leader through (in [`SYSTEM_NAMESPACE`]).
     pub lease_id: String,
     /// Name of the ValidatingWebhookConfiguration [`Cluster::install_webhook`] creates.
     pub webhook_configuration: String,
@@ -549,7 +527,6 @@ impl Cluster {
             pki: WebhookPki::new(),
             ns,
             other_ns,
-            lease_ns: SYSTEM_NAMESPACE.to_owned(),
             lease_id: format!("gpo-e2e-{suffix}"),
             webhook_configuration: format!("gpo-e2e-{suffix}"),
         }
@@ -592,7 +569,7 @@ impl Cluster {
         vec![
             "--leader-elect".into(),
             "--leader-election-namespace".into(),
-            self.lease_ns.clone(),
+            SYSTEM_NAMESPACE.into(),
             "--leader-election-id".into(),
             self.lease_id.clone(),
         ]
@@ -607,9 +584,7 @@ impl Cluster {
     pub async fn operator_with(&self, spec: OperatorSpec) -> Operator {
         let spec = spec.args(["--namespace", &self.ns, "--namespace", &self.other_ns]);
         let kubeconfig = spec.kubeconfig.clone().unwrap_or_else(|| self.operator_kubeconfig());
-        let mut operator = Operator::start(&kubeconfig, &spec).await;
-        operator.deny_forbidden = true;
-        operator
+        Operator::start(&kubeconfig, &spec).await
     }
 
     /// Every API request of this test so far (from the audit log).
@@ -814,10 +789,10 @@ impl Cluster {
         }
     }
 
-    /// Reads the Lease `ns/name`'s holder, if any.
-    pub async fn lease_holder(&self, ns: &str, name: &str) -> Option<String> {
-        let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
-        api.get_opt(name)
+    /// The holder of the test's Lease ([`Cluster::election_args`]), if any.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), SYSTEM_NAMESPACE);
+        api.get_opt(&self.lease_id)
             .await
             .expect("read Lease")
             .and_then(|l| l.spec)

@@ -451,14 +451,7 @@ fn create(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> 
     Ok(Answer::json(201, t.render(&stored)))
 }
 
-// ---------------------------------------------------------------- update / patch
-
-/// What a patch proposes, computed from the current object.
-struct Proposal {
-    obj: Value,
-    /// A resourceVersion the client itself demanded (a patch that sets it).
-    precondition: Option<String>,
-}
+// ---------------------------------------------------------------- patch
 
 /// A JSON merge patch (RFC 7386), the only patch type served.
 fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
@@ -471,11 +464,9 @@ fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
     if !doc.is_object() {
         return Err(ApiError::bad_request("the patch must be a JSON object"));
     }
-    let precondition = doc
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    write_existing(ctx, t, move |current| {
+    // A resourceVersion the client itself demanded (a patch that sets it).
+    let precondition = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    write_existing(ctx, t, precondition, |current| {
         let mut obj = current.clone();
         json_patch::merge(&mut obj, &doc);
         let patched_name = meta_str(&obj, "name");
@@ -485,19 +476,17 @@ fn patch(ctx: &Ctx, t: &Target<'_>, req: &Req<'_>) -> Result<Answer, ApiError> {
                 meta_str(current, "name")
             )));
         }
-        Ok(Proposal {
-            obj,
-            precondition: precondition.clone(),
-        })
+        Ok(obj)
     })
 }
 
 /// The update loop (upstream `GuaranteedUpdate`): read, propose, commit if nobody wrote in
-/// between, else retry (or 409 when the client pinned a version).
+/// between, else retry (or 409 when the client pinned the version, `precondition`).
 fn write_existing(
     ctx: &Ctx,
     t: &Target<'_>,
-    propose: impl Fn(&Value) -> Result<Proposal, ApiError>,
+    precondition: Option<&str>,
+    propose: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Answer, ApiError> {
     let name = t.name.unwrap_or("");
     let gr = t.def.group_resource();
@@ -509,13 +498,10 @@ fn write_existing(
             .ok_or_else(|| t.not_found(name))?;
         let current_rv = rv_of(&stored);
         let current: &Value = &stored;
-        let Proposal {
-            obj: mut new,
-            precondition,
-        } = propose(current)?;
+        let mut new = propose(current)?;
         let pinned = precondition.is_some();
-        if let Some(p) = &precondition
-            && *p != current_rv.to_string()
+        if let Some(p) = precondition
+            && p != current_rv.to_string()
         {
             return Err(ApiError::stale(&gr, name));
         }

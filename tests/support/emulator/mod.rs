@@ -106,10 +106,10 @@ impl Emulator {
     /// [`Emulator::start`], with the project's GitProviderConnection CRD created (as the
     /// benchmark starts it).
     pub async fn start_with_project_crd(opts: EmulatorOptions) -> Emulator {
+        use kube::CustomResourceExt as _;
         let emulator = Emulator::start(opts).await;
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/gitproviderconnections.yaml");
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // The CRD `crds/gitproviderconnections.yaml` holds (tests/crd.rs proves them one).
+        let crd = gitprovider_operator::api::GitProviderConnection::crd();
         Api::<CustomResourceDefinition>::all(emulator.client().await)
             .create(&PostParams::default(), &crd)
             .await
@@ -176,7 +176,7 @@ impl Emulator {
     }
 
     /// How many recorded requests from index `from` on satisfy `pred`, and how many requests
-    /// are recorded: [`count`](Self::count) as the record grows, each request looked at once.
+    /// are recorded: as the record grows, each request is looked at once.
     pub fn count_since(&self, from: usize, pred: impl Fn(&RecordedRequest) -> bool) -> (usize, usize) {
         self.ctx.recorder.count_since(from, pred)
     }

@@ -282,9 +282,7 @@ impl State {
     }
 
     /// Ends every open watch (their streams close cleanly, as on a server-side timeout).
-    pub fn drop_watchers(&mut self) -> usize {
-        let n = self.watchers.len();
+    pub fn drop_watchers(&mut self) {
         self.watchers.clear();
-        n
     }
 }
